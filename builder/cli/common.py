@@ -1,0 +1,93 @@
+"""Options and output helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..config import Config, load_config
+
+
+@cache
+def error_console() -> Console:
+    """stderr console: progress, tables for people, errors. Honours NO_COLOR / FORCE_COLOR."""
+    return Console(stderr=True, highlight=False)
+
+
+@cache
+def output_console() -> Console:
+    """stdout console, for the data a command produces (tables, JSON)."""
+    return Console(highlight=False, soft_wrap=True)
+
+
+def is_interactive() -> bool:
+    """Live progress only on a terminal and outside CI; plain lines otherwise."""
+    return error_console().is_terminal and os.environ.get("CI", "").lower() not in {"1", "true"}
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with a [tool.prewheel] table (default: the nearest pyproject.toml)",
+    )
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("targets")
+    group.add_argument(
+        "--platform",
+        metavar="LIST",
+        help="Docker platforms, comma-separated (default: linux/amd64,linux/arm64,linux/arm/v7,"
+        "linux/arm/v6)",
+    )
+    group.add_argument("--python", metavar="LIST", help="CPython versions, e.g. 3.11,3.12")
+    group.add_argument(
+        "--libc",
+        metavar="LIBC",
+        help="glibc or musl, optionally with the oldest version: glibc2.36, musl1.2 "
+        "(default: glibc2.36, Debian bookworm)",
+    )
+    group.add_argument(
+        "--image",
+        metavar="IMAGE",
+        help="base image, e.g. python:3.11-slim-bookworm; fixes Python and libc",
+    )
+    group.add_argument(
+        "--target",
+        metavar="IDS",
+        help="target identifiers, comma-separated (cp311-manylinux_2_36_armv7l); overrides the above",
+    )
+
+
+def config_from_args(args: argparse.Namespace, keys: dict[str, str]) -> Config:
+    """Config whose CLI layer holds ``{option key: getattr(args, attribute)}`` for given keys."""
+    cli: dict[str, Any] = {key: getattr(args, attribute, None) for key, attribute in keys.items()}
+    return load_config(cli, config_file=getattr(args, "config", None))
+
+
+TARGET_KEYS = {
+    "platform": "platform",
+    "python": "python",
+    "libc": "libc",
+    "image": "image",
+    "target": "target",
+}
+
+
+def targets_from_config(config: Config) -> list[Any]:
+    from ..targets import DEFAULT_PLATFORMS, select_targets  # noqa: PLC0415
+
+    return select_targets(
+        platforms=config.get_list("platform", DEFAULT_PLATFORMS),
+        pythons=config.get_list("python"),
+        libc=config.get("libc"),
+        image=config.get("image"),
+        identifiers=config.get_list("target"),
+    )

@@ -1,0 +1,169 @@
+"""Layered configuration: command line > ``PREWHEEL_*`` environment > ``[tool.prewheel]`` > defaults.
+
+Each stage's library function takes plain arguments; the CLI asks a :class:`Config` for the
+value of each option so the precedence lives in one place. Keys are the long option names
+(``extra-index-url``); the environment variable of a key is ``PREWHEEL_`` + the key in upper
+case with ``-`` as ``_`` (``PREWHEEL_EXTRA_INDEX_URL``). List values in the environment are
+comma- or whitespace-separated.
+
+Per-package build settings live in ``[tool.prewheel.packages.<name>]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from .errors import UsageError
+
+ENV_PREFIX = "PREWHEEL_"
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageSettings:
+    """Build settings for one project (``[tool.prewheel.packages.<name>]``)."""
+
+    system_packages: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    pip_args: tuple[str, ...] = ()
+    before_build: str = ""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What part of the cache key these settings contribute (they change the wheel bytes)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Option lookup across the three layers. ``cli`` holds only options the user gave."""
+
+    cli: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    file: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    file_path: Path | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A scalar option (string, int, bool) from the highest layer that sets it."""
+        if self.cli.get(key) is not None:
+            return self.cli[key]
+        env_name = ENV_PREFIX + key.upper().replace("-", "_")
+        if env_name in self.env and self.env[env_name] != "":
+            return _coerce(self.env[env_name], default, env_name)
+        if key in self.file:
+            return self.file[key]
+        return default
+
+    def get_list(self, key: str, default: Sequence[str] = ()) -> list[str]:
+        """A list option; a comma-separated string at any layer is split."""
+        value = self.get(key)
+        if value is None:
+            return list(default)
+        if isinstance(value, str):
+            return [item for item in value.replace(",", " ").split() if item]
+        if isinstance(value, list | tuple):
+            return [str(item) for raw in value for item in str(raw).replace(",", " ").split()]
+        raise UsageError(f"Option {key} must be a list of strings, got {value!r}.")
+
+    def package(self, name: str) -> PackageSettings:
+        packages = self.file.get("packages", {})
+        if not isinstance(packages, dict):
+            raise UsageError(f"{self.file_path}: [tool.prewheel.packages] must be a table.")
+        wanted = canonicalize_name(name)
+        for key, table in packages.items():
+            if canonicalize_name(key) == wanted:
+                return _package_settings(key, table, self.file_path)
+        return PackageSettings()
+
+    def packages(self) -> dict[NormalizedName, PackageSettings]:
+        packages = self.file.get("packages", {})
+        return {canonicalize_name(key): self.package(key) for key in packages}
+
+
+def _coerce(raw: str, default: Any, env_name: str) -> Any:
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise UsageError(f"{env_name}={raw!r} is not a boolean; use 1/0, true/false.")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"{env_name}={raw!r} is not a whole number.") from None
+    return raw
+
+
+def _package_settings(name: str, table: Any, path: Path | None) -> PackageSettings:
+    where = f"{path}: [tool.prewheel.packages.{name}]"
+    if not isinstance(table, dict):
+        raise UsageError(f"{where} must be a table.")
+    known = {"system-packages", "environment", "pip-args", "before-build"}
+    unknown = set(table) - known
+    if unknown:
+        raise UsageError(
+            f"{where} has unknown keys {sorted(unknown)}; known keys: {sorted(known)}."
+        )
+    environment = table.get("environment", {})
+    if not isinstance(environment, dict):
+        raise UsageError(f"{where}: environment must be a table of NAME = \"value\".")
+    return PackageSettings(
+        system_packages=tuple(str(p) for p in table.get("system-packages", [])),
+        environment=tuple(sorted((str(k), str(v)) for k, v in environment.items())),
+        pip_args=tuple(str(a) for a in table.get("pip-args", [])),
+        before_build=str(table.get("before-build", "")),
+    )
+
+
+def load_config(
+    cli: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    search_from: Path | None = None,
+) -> Config:
+    """Assemble a :class:`Config`; the file is ``config_file`` or the nearest pyproject.toml."""
+    environment = dict(os.environ if env is None else env)
+    path = config_file or _find_pyproject(search_from or Path.cwd())
+    table: dict[str, Any] = {}
+    if path is not None:
+        table = _read_tool_table(path, explicit=config_file is not None)
+    return Config(
+        cli={k: v for k, v in cli.items() if v is not None},
+        env=environment,
+        file=table,
+        file_path=path,
+    )
+
+
+def _find_pyproject(start: Path) -> Path | None:
+    for directory in (start.resolve(), *start.resolve().parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_tool_table(path: Path, *, explicit: bool) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"Configuration file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        if not explicit:
+            return {}
+        raise UsageError(f"{path} is not valid TOML: {exc}.") from None
+    if path.name == "pyproject.toml":
+        table = data.get("tool", {}).get("prewheel", {})
+    else:
+        table = data.get("tool", {}).get("prewheel", data)
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: [tool.prewheel] must be a table.")
+    return table

@@ -1,0 +1,107 @@
+"""Every failure prewheel reports on purpose, each with its own exit code.
+
+The library raises these; only :mod:`builder.cli` prints them and exits. Messages are one
+paragraph that says what went wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes, stable and documented in the README."""
+
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2
+    REQUIREMENTS = 3
+    NOT_ON_INDEX = 4
+    INDEX_UNREACHABLE = 5
+    INDEX_MALFORMED = 6
+    WOULD_COMPILE = 7
+    BUILDS_FAILED = 8
+    ENVIRONMENT = 9
+    INTEGRITY = 10
+    PUBLISH_CONFLICT = 11
+    VERIFY_FAILED = 12
+    INTERRUPTED = 130
+
+
+class PrewheelError(Exception):
+    """Base class: an error with a user-facing message and an exit code."""
+
+    exit_code: ExitCode = ExitCode.UNEXPECTED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PrewheelError):
+    """Bad command-line option or configuration value."""
+
+    exit_code = ExitCode.USAGE
+
+
+class RequirementsError(PrewheelError):
+    """The requirements input cannot be used: malformed, unpinned, missing include, cycle."""
+
+    exit_code = ExitCode.REQUIREMENTS
+
+
+class NotOnIndexError(PrewheelError):
+    """A project or a pinned version does not exist on any configured index."""
+
+    exit_code = ExitCode.NOT_ON_INDEX
+
+
+class IndexUnreachableError(PrewheelError):
+    """The index could not be reached or kept failing (5xx) after retries."""
+
+    exit_code = ExitCode.INDEX_UNREACHABLE
+
+
+class IndexMalformedError(PrewheelError):
+    """The index answered with a page that is not valid PEP 503 HTML or PEP 691 JSON."""
+
+    exit_code = ExitCode.INDEX_MALFORMED
+
+
+class WouldCompileError(PrewheelError):
+    """``plan --check``: at least one cell would compile from source."""
+
+    exit_code = ExitCode.WOULD_COMPILE
+
+
+class BuildsFailedError(PrewheelError):
+    """One or more wheel builds failed (the others were still attempted)."""
+
+    exit_code = ExitCode.BUILDS_FAILED
+
+
+class HostEnvironmentError(PrewheelError):
+    """The host lacks something prewheel needs: Docker daemon, binfmt handler, a tool."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class IntegrityError(PrewheelError):
+    """A downloaded or uploaded file does not match its expected hash or is not a valid wheel."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+class PublishConflictError(PrewheelError):
+    """The destination index already has a file of that name with different content."""
+
+    exit_code = ExitCode.PUBLISH_CONFLICT
+
+
+class VerifyFailedError(PrewheelError):
+    """``prewheel verify``: installing or importing in a target image failed."""
+
+    exit_code = ExitCode.VERIFY_FAILED

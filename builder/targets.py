@@ -1,0 +1,392 @@
+"""Targets: the (CPython version x libc x architecture) a wheel must run on.
+
+A :class:`Target` is an immutable value object, like :class:`packaging.Tag`. Its
+:attr:`~Target.identifier` is stable (``cp311-manylinux_2_36_armv7l``,
+``cp312-musllinux_1_2_aarch64``, ``cp311-linux_armv6l``) and its :meth:`~Target.tags` are the
+exact, ordered list of wheel tags pip running on that target accepts, produced with
+:mod:`packaging.tags` from platform lists enumerated the way :mod:`packaging` does on a real
+machine of that kind (it can only probe the host, so the enumeration is done here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
+from typing import TypeVar
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+
+from .errors import UsageError
+
+_T = TypeVar("_T")
+
+
+class Arch(enum.Enum):
+    """CPU architecture as ``platform.machine()`` reports it on the target."""
+
+    X86_64 = "x86_64"
+    AARCH64 = "aarch64"
+    ARMV7L = "armv7l"
+    ARMV6L = "armv6l"
+    I686 = "i686"
+    PPC64LE = "ppc64le"
+    S390X = "s390x"
+    RISCV64 = "riscv64"
+
+    @property
+    def docker_platform(self) -> str:
+        return _DOCKER_PLATFORM_OF_ARCH[self]
+
+    @property
+    def debian_arch(self) -> str:
+        """Debian's architecture name (what ``debootstrap --arch`` takes)."""
+        return _DEBIAN_ARCH[self]
+
+    @property
+    def has_manylinux(self) -> bool:
+        """Whether manylinux tags exist for this arch (packaging's ``_have_compatible_abi``)."""
+        return self is not Arch.ARMV6L
+
+    @property
+    def elf_machine(self) -> tuple[int, int]:
+        """(``e_machine``, ELF class) a native extension for this arch must carry."""
+        return _ELF_MACHINE[self]
+
+    @classmethod
+    def from_docker_platform(cls, platform: str) -> Arch:
+        normalized = platform.strip().lower()
+        normalized = _DOCKER_PLATFORM_ALIASES.get(normalized, normalized)
+        for arch, name in _DOCKER_PLATFORM_OF_ARCH.items():
+            if name == normalized:
+                return arch
+        valid = ", ".join(_DOCKER_PLATFORM_OF_ARCH.values())
+        raise UsageError(
+            f"Unknown platform {platform!r}. prewheel builds for Linux Docker platforms: {valid}. "
+            "Pass them comma-separated, as docker buildx takes them, e.g. "
+            "--platform linux/amd64,linux/arm64,linux/arm/v7."
+        )
+
+
+_DOCKER_PLATFORM_OF_ARCH: dict[Arch, str] = {
+    Arch.X86_64: "linux/amd64",
+    Arch.AARCH64: "linux/arm64",
+    Arch.ARMV7L: "linux/arm/v7",
+    Arch.ARMV6L: "linux/arm/v6",
+    Arch.I686: "linux/386",
+    Arch.PPC64LE: "linux/ppc64le",
+    Arch.S390X: "linux/s390x",
+    Arch.RISCV64: "linux/riscv64",
+}
+_DOCKER_PLATFORM_ALIASES = {
+    "linux/arm64/v8": "linux/arm64",
+    "linux/x86_64": "linux/amd64",
+    "linux/aarch64": "linux/arm64",
+    "linux/arm": "linux/arm/v7",
+    "linux/armhf": "linux/arm/v7",
+    "linux/armv7": "linux/arm/v7",
+    "linux/armel": "linux/arm/v6",
+    "linux/armv6": "linux/arm/v6",
+    "linux/i386": "linux/386",
+}
+_DEBIAN_ARCH = {
+    Arch.X86_64: "amd64",
+    Arch.AARCH64: "arm64",
+    Arch.ARMV7L: "armhf",
+    Arch.ARMV6L: "armel",
+    Arch.I686: "i386",
+    Arch.PPC64LE: "ppc64el",
+    Arch.S390X: "s390x",
+    Arch.RISCV64: "riscv64",
+}
+# ELF e_machine values and class (1 = 32-bit, 2 = 64-bit).
+_ELF_MACHINE = {
+    Arch.X86_64: (62, 2),
+    Arch.AARCH64: (183, 2),
+    Arch.ARMV7L: (40, 1),
+    Arch.ARMV6L: (40, 1),
+    Arch.I686: (3, 1),
+    Arch.PPC64LE: (21, 2),
+    Arch.S390X: (22, 2),
+    Arch.RISCV64: (243, 2),
+}
+
+
+class Libc(enum.Enum):
+    GLIBC = "glibc"
+    MUSL = "musl"
+
+
+# The newest minor of each glibc major that packaging knows (packaging._manylinux._LAST_GLIBC_MINOR).
+_LAST_GLIBC_MINOR = {2: 50}
+_LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+
+DEFAULT_GLIBC = (2, 36)  # Debian bookworm, the base of python:3.X-slim-bookworm
+DEFAULT_MUSL = (1, 2)  # every Alpine since 3.13
+SUPPORTED_PYTHONS: tuple[tuple[int, int], ...] = tuple((3, minor) for minor in range(8, 16))
+DEFAULT_PYTHON = (3, 11)
+DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Target:
+    """One platform pip runs on: CPython version, C library (family and version), architecture."""
+
+    python: tuple[int, int]
+    libc: Libc
+    libc_version: tuple[int, int]
+    arch: Arch
+
+    def __post_init__(self) -> None:
+        if self.python not in SUPPORTED_PYTHONS:
+            raise UsageError(
+                f"Unsupported Python {format_python(self.python)}; choose from "
+                f"{', '.join(format_python(p) for p in SUPPORTED_PYTHONS)}."
+            )
+
+    # -- identity -------------------------------------------------------------------------
+    @cached_property
+    def platform_tag(self) -> str:
+        """The most specific platform tag a wheel built for this target may carry."""
+        if self.libc is Libc.MUSL:
+            return f"musllinux_{self.libc_version[0]}_{self.libc_version[1]}_{self.arch.value}"
+        if not self.arch.has_manylinux:
+            return f"linux_{self.arch.value}"
+        return f"manylinux_{self.libc_version[0]}_{self.libc_version[1]}_{self.arch.value}"
+
+    @cached_property
+    def identifier(self) -> str:
+        return f"{self.interpreter}-{self.platform_tag}"
+
+    @property
+    def interpreter(self) -> str:
+        return f"cp{self.python[0]}{self.python[1]}"
+
+    @property
+    def docker_platform(self) -> str:
+        return self.arch.docker_platform
+
+    @property
+    def python_version(self) -> str:
+        return format_python(self.python)
+
+    def __str__(self) -> str:
+        return self.identifier
+
+    # -- what pip on this target accepts --------------------------------------------------
+    def platforms(self) -> list[str]:
+        """Platform tags in pip's order of preference on this target, best first.
+
+        As current packaging (and the pip that vendors it) orders them: the plain
+        ``linux_<arch>`` tag of a locally built wheel first, then manylinux or musllinux.
+        """
+        generic = f"linux_{self.arch.value}"
+        if self.libc is Libc.MUSL:
+            return [generic, *_musllinux_platforms(self.libc_version, self.arch)]
+        return [generic, *_manylinux_platforms(self.libc_version, self.arch)]
+
+    @cached_property
+    def _tags(self) -> tuple[Tag, ...]:
+        platforms = self.platforms()
+        return (
+            *cpython_tags(self.python, abis=[self.interpreter], platforms=platforms),
+            *compatible_tags(self.python, self.interpreter, platforms),
+        )
+
+    def tags(self) -> tuple[Tag, ...]:
+        """Every tag pip on this target accepts, most preferred first (like ``sys_tags()``)."""
+        return self._tags
+
+    @cached_property
+    def tag_priority(self) -> dict[Tag, int]:
+        """Tag -> rank (0 is best), for choosing among several compatible wheels as pip does."""
+        return {tag: rank for rank, tag in enumerate(self._tags)}
+
+    def supports(self, wheel_tags: Iterable[Tag]) -> bool:
+        return any(tag in self.tag_priority for tag in wheel_tags)
+
+    def marker_environment(self) -> dict[str, str]:
+        """PEP 508 marker variables as they are on the target (not on the host)."""
+        version = format_python(self.python)
+        return {
+            "implementation_name": "cpython",
+            "implementation_version": f"{version}.0",
+            "os_name": "posix",
+            "platform_machine": self.arch.value,
+            "platform_python_implementation": "CPython",
+            "platform_release": "",
+            "platform_system": "Linux",
+            "platform_version": "",
+            "python_full_version": f"{version}.0",
+            "python_version": version,
+            "sys_platform": "linux",
+        }
+
+
+def _manylinux_platforms(glibc: tuple[int, int], arch: Arch) -> Iterator[str]:
+    """manylinux tags for a glibc, newest first, with legacy aliases (as packaging yields them)."""
+    if not arch.has_manylinux:
+        return
+    oldest_minor = 5 if arch in (Arch.X86_64, Arch.I686) else 17
+    major, newest_minor = glibc
+    for minor in range(newest_minor, oldest_minor - 1, -1):
+        yield f"manylinux_{major}_{minor}_{arch.value}"
+        legacy = _LEGACY_MANYLINUX.get((major, minor))
+        if legacy is not None:
+            yield f"{legacy}_{arch.value}"
+
+
+def _musllinux_platforms(musl: tuple[int, int], arch: Arch) -> Iterator[str]:
+    major, newest_minor = musl
+    for minor in range(newest_minor, -1, -1):
+        yield f"musllinux_{major}_{minor}_{arch.value}"
+
+
+def format_python(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def parse_python(text: str) -> tuple[int, int]:
+    """``"3.11"``, ``"311"``, ``"cp311"`` -> ``(3, 11)``."""
+    raw = text.strip().lower().removeprefix("cp").removeprefix("python")
+    major, dot, minor = raw.partition(".")
+    if not dot and len(raw) >= 2:
+        major, minor = raw[0], raw[1:]
+    if not (major.isdigit() and minor.isdigit()):
+        raise UsageError(
+            f"Cannot read {text!r} as a Python version; write it as 3.11 (or cp311). Supported: "
+            f"{', '.join(format_python(p) for p in SUPPORTED_PYTHONS)}."
+        )
+    version = (int(major), int(minor))
+    if version not in SUPPORTED_PYTHONS:
+        raise UsageError(
+            f"Unsupported Python {text!r}; choose from "
+            f"{', '.join(format_python(p) for p in SUPPORTED_PYTHONS)}."
+        )
+    return version
+
+
+def parse_libc(text: str) -> tuple[Libc, tuple[int, int]]:
+    """``glibc``, ``glibc2.36``, ``manylinux_2_28``, ``musl``, ``musl1.2``, ``musllinux_1_1``."""
+    raw = text.strip().lower()
+    for prefix, libc, default in (
+        ("manylinux_", Libc.GLIBC, DEFAULT_GLIBC),
+        ("musllinux_", Libc.MUSL, DEFAULT_MUSL),
+        ("glibc", Libc.GLIBC, DEFAULT_GLIBC),
+        ("musl", Libc.MUSL, DEFAULT_MUSL),
+    ):
+        if raw.startswith(prefix):
+            rest = raw.removeprefix(prefix).lstrip("-=")
+            if not rest:
+                return libc, default
+            major, _, minor = rest.replace("_", ".").partition(".")
+            if major.isdigit() and minor.isdigit():
+                return libc, (int(major), int(minor))
+            break
+    raise UsageError(
+        f"Cannot read {text!r} as a C library; use glibc or musl, optionally with the oldest "
+        "version your images have: glibc2.36 (Debian bookworm), glibc2.31 (bullseye), "
+        "glibc2.41 (trixie), musl1.2 (Alpine 3.13+)."
+    )
+
+
+def parse_identifier(identifier: str) -> Target:
+    """Inverse of :attr:`Target.identifier`; also takes cibuildwheel's unversioned forms."""
+    interpreter, sep, platform = identifier.strip().partition("-")
+    if not sep:
+        raise _bad_identifier(identifier)
+    python = parse_python(interpreter)
+    for prefix, libc, default in (
+        ("manylinux_", Libc.GLIBC, DEFAULT_GLIBC),
+        ("musllinux_", Libc.MUSL, DEFAULT_MUSL),
+        ("linux_", Libc.GLIBC, DEFAULT_GLIBC),
+    ):
+        if not platform.startswith(prefix):
+            continue
+        rest = platform.removeprefix(prefix)
+        version = default
+        parts = rest.split("_", 2)
+        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+            version, rest = (int(parts[0]), int(parts[1])), parts[2]
+        try:
+            arch = Arch(rest)
+        except ValueError:
+            raise _bad_identifier(identifier) from None
+        return Target(python, libc, version, arch)
+    raise _bad_identifier(identifier)
+
+
+def _bad_identifier(identifier: str) -> UsageError:
+    return UsageError(
+        f"Cannot read target identifier {identifier!r}. Identifiers look like "
+        "cp311-manylinux_2_36_armv7l, cp312-musllinux_1_2_aarch64 or cp311-linux_armv6l "
+        "(`prewheel targets` lists the ones a set of options selects)."
+    )
+
+
+# --- official python image tags -> (python, libc) ----------------------------------------------
+_DEBIAN_GLIBC = {"buster": (2, 28), "bullseye": (2, 31), "bookworm": (2, 36), "trixie": (2, 41)}
+_DEFAULT_DEBIAN = "trixie"  # what an unsuffixed python:3.X / python:3.X-slim tag is based on
+
+
+def parse_image(image: str) -> tuple[tuple[int, int], Libc, tuple[int, int]]:
+    """Read (Python, libc, libc version) from an official ``python`` image reference.
+
+    ``python:3.11-slim-bookworm`` -> (3.11, glibc, 2.36); ``python:3.12-alpine3.20`` ->
+    (3.12, musl, 1.2). Other images cannot be read from their name: give --python and --libc.
+    """
+    name, _, tag = image.rpartition(":") if ":" in image.rpartition("/")[2] else (image, "", "")
+    repository = name.rpartition("/")[2]
+    version_text, _, variant = tag.partition("-")
+    version_parts = version_text.split(".")
+    if repository != "python" or len(version_parts) < 2 or not all(
+        part.isdigit() for part in version_parts
+    ):
+        raise UsageError(
+            f"Cannot tell the Python version and C library of image {image!r} from its name "
+            "(only official python:X.Y[-variant] tags can be read). Give them with "
+            "--python X.Y and --libc glibcX.Y|muslX.Y alongside --image."
+        )
+    python = parse_python(".".join(version_parts[:2]))
+    for word in variant.split("-"):
+        if word.startswith("alpine"):
+            return python, Libc.MUSL, DEFAULT_MUSL
+        if word in _DEBIAN_GLIBC:
+            return python, Libc.GLIBC, _DEBIAN_GLIBC[word]
+    return python, Libc.GLIBC, _DEBIAN_GLIBC[_DEFAULT_DEBIAN]
+
+
+def select_targets(
+    *,
+    platforms: Sequence[str] = DEFAULT_PLATFORMS,
+    pythons: Sequence[str] = (),
+    libc: str | None = None,
+    image: str | None = None,
+    identifiers: Sequence[str] = (),
+) -> list[Target]:
+    """Build the target list from Docker-style options; identifiers, if given, win outright."""
+    if identifiers:
+        return _unique(parse_identifier(identifier) for identifier in identifiers)
+    python_versions = [parse_python(p) for p in pythons]
+    libc_family, libc_version = parse_libc(libc) if libc else (Libc.GLIBC, DEFAULT_GLIBC)
+    if image:
+        image_python, image_libc, image_libc_version = parse_image(image)
+        if not pythons:
+            python_versions = [image_python]
+        if not libc:
+            libc_family, libc_version = image_libc, image_libc_version
+    if not python_versions:
+        python_versions = [DEFAULT_PYTHON]
+    archs = _unique(Arch.from_docker_platform(p) for p in platforms)
+    if not archs:
+        raise UsageError("No platform selected; pass --platform linux/amd64,linux/arm64,...")
+    return _unique(
+        Target(python, libc_family, libc_version, arch)
+        for python in python_versions
+        for arch in archs
+    )
+
+
+def _unique(items: Iterable[_T]) -> list[_T]:
+    return list(dict.fromkeys(items))
