@@ -1,0 +1,98 @@
+"""Value objects for what an index says about a project's files."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from functools import cached_property
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+
+@dataclasses.dataclass(frozen=True)
+class DistFile:
+    """One file of a project as an index lists it."""
+
+    filename: str
+    url: str  # absolute
+    hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # {"sha256": hex}
+    requires_python: str | None = None
+    yanked: bool = False
+    yanked_reason: str | None = None
+    size: int | None = None
+    core_metadata: Mapping[str, str] | bool = False  # PEP 658/714: hashes of .metadata, or flag
+    index_url: str = ""  # the index (simple root) that listed it
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hashes.get("sha256")
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+    @property
+    def is_sdist(self) -> bool:
+        return self.filename.endswith((".tar.gz", ".zip"))
+
+    @cached_property
+    def wheel_tags(self) -> frozenset[Tag]:
+        """The tags of a wheel (empty for anything else or an unparsable name)."""
+        if not self.is_wheel:
+            return frozenset()
+        try:
+            return parse_wheel_filename(self.filename)[3]
+        except InvalidWheelFilename:
+            return frozenset()
+
+    @cached_property
+    def name_and_version(self) -> tuple[NormalizedName, Version] | None:
+        """(name, version) from the filename, or None when it does not parse."""
+        try:
+            if self.is_wheel:
+                name, version, _, _ = parse_wheel_filename(self.filename)
+                return name, version
+            if self.filename.endswith(".tar.gz"):
+                return parse_sdist_filename(self.filename)
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            return None
+        return None
+
+    @property
+    def is_pure(self) -> bool:
+        """A wheel that runs anywhere: every tag is ``*-none-any``."""
+        tags = self.wheel_tags
+        return bool(tags) and all(t.abi == "none" and t.platform == "any" for t in tags)
+
+    def python_compatible(self, python_version: str) -> bool:
+        """Requires-Python check as pip does it; an invalid specifier is ignored (pip: warns)."""
+        if not self.requires_python:
+            return True
+        try:
+            return SpecifierSet(self.requires_python).contains(python_version, prereleases=True)
+        except InvalidSpecifier:
+            return True
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectPage:
+    """All files an index lists for one project."""
+
+    name: NormalizedName
+    files: tuple[DistFile, ...]
+    index_url: str
+
+    def files_for(self, version: Version) -> list[DistFile]:
+        return [f for f in self.files if (nv := f.name_and_version) and nv[1] == version]
+
+    def versions(self) -> set[Version]:
+        return {nv[1] for f in self.files if (nv := f.name_and_version)}
