@@ -1,0 +1,87 @@
+"""Test tiers and their prerequisites.
+
+Tiers are pytest markers: ``network`` (real PyPI), ``docker`` (a running Docker daemon),
+``emulation`` (QEMU binfmt handlers plus the foreign-architecture test images that
+``scripts/test-images.sh`` builds). Outside CI a tier whose prerequisites are missing is
+skipped with the reason; under CI (``CI`` set, or ``PREWHEEL_REQUIRE_TIERS=1``) it fails, so a
+broken CI machine can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+def tiers_required() -> bool:
+    return any(
+        os.environ.get(name, "").lower() in {"1", "true", "yes"}
+        for name in ("CI", "PREWHEEL_REQUIRE_TIERS")
+    )
+
+
+@functools.cache
+def docker_problem() -> str | None:
+    if shutil.which("docker") is None:
+        return "the docker client is not installed (run scripts/host-setup.sh)"
+    result = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    if result.returncode != 0:
+        return "no Docker daemon answers (run scripts/host-setup.sh): " + result.stderr.strip()
+    return None
+
+
+@functools.cache
+def emulation_problem() -> str | None:
+    problem = docker_problem()
+    if problem:
+        return problem
+    for handler in ("qemu-aarch64", "qemu-arm"):
+        if not (BINFMT / handler).exists():
+            return f"binfmt handler {handler} is not registered (run scripts/host-setup.sh)"
+    for image in ("prewheel-test/bookworm-build:arm64", "prewheel-test/bookworm-build:armhf"):
+        result = subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, timeout=30, check=False
+        )
+        if result.returncode != 0:
+            return f"test image {image} is missing (run scripts/test-images.sh)"
+    return None
+
+
+@functools.cache
+def network_problem() -> str | None:
+    import httpx
+
+    from builder.upstream.client import default_index_url, make_http_client
+
+    try:
+        with make_http_client() as client:
+            client.get(default_index_url() + "pip/", headers={"Accept": "text/html"}).raise_for_status()
+    except (httpx.HTTPError, OSError) as exc:
+        return f"the default index is not reachable: {exc}"
+    return None
+
+
+_PROBLEMS = {"docker": docker_problem, "emulation": emulation_problem, "network": network_problem}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker, probe in _PROBLEMS.items():
+        if item.get_closest_marker(marker) is None:
+            continue
+        problem = probe()
+        if problem is None:
+            continue
+        if tiers_required():
+            pytest.fail(f"{marker} tier required under CI but unavailable: {problem}", pytrace=False)
+        pytest.skip(f"{marker} tier unavailable: {problem}")
