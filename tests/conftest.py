@@ -61,7 +61,6 @@ def emulation_problem() -> str | None:
 @functools.cache
 def network_problem() -> str | None:
     import httpx
-
     from builder.upstream.client import default_index_url, make_http_client
 
     try:
