@@ -1,0 +1,195 @@
+"""``prewheel index``, ``prewheel serve`` and ``prewheel publish``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExitCode, UsageError
+from .common import error_console, output_console
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+TOKEN_VARIABLE = "PREWHEEL_SERVE_TOKEN"  # noqa: S105 - the name of a variable
+
+
+def register(subparsers: Any) -> None:
+    _register_index(subparsers)
+    _register_serve(subparsers)
+    _register_publish(subparsers)
+
+
+def _register_index(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "index",
+        help="write a static simple-repository tree (PEP 503/691/658/700) from a wheelhouse",
+        description=(
+            "Write or update a static index tree: simple/<project>/index.html and index.json, "
+            "files/<wheel> and files/<wheel>.metadata. Incremental, atomic and locked; serve "
+            "the tree with any static web server or with 'prewheel serve'."
+        ),
+    )
+    parser.add_argument("wheelhouse", type=Path, help="wheelhouse directory (its wheels/ is read)")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="DIR", help="index tree to write"
+    )
+    parser.set_defaults(handler=_run_index)
+
+
+def _register_serve(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="serve an index tree over HTTP (PEP 691 negotiation) and accept twine uploads",
+    )
+    parser.add_argument("root", type=Path, help="index tree (created if missing)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--htpasswd", type=Path, metavar="FILE", help="accept uploads from users in this file"
+    )
+    auth.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help=f"accept uploads whose password is the token in FILE (or set {TOKEN_VARIABLE})",
+    )
+    parser.add_argument(
+        "--max-upload",
+        type=int,
+        default=2 << 30,
+        metavar="BYTES",
+        help="largest accepted upload (default 2 GiB)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.set_defaults(handler=_run_serve)
+
+
+def _register_publish(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "publish",
+        help="upload the wheelhouse with twine, skipping files the index already has",
+    )
+    parser.add_argument("wheelhouse", type=Path, help="wheelhouse directory (its wheels/ is read)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--repository-url", metavar="URL", help="upload URL (twine's)")
+    where.add_argument(
+        "--repository", metavar="NAME", help="a repository section of .pypirc (twine's -r)"
+    )
+    where.add_argument(
+        "--static", type=Path, metavar="DIR", help="update a static index tree instead"
+    )
+    parser.add_argument(
+        "--simple-url",
+        metavar="URL",
+        help="the index's simple API, read to skip existing files (default: derived from the "
+        "upload URL: .../legacy/ -> .../simple/, else <url>/simple/)",
+    )
+    parser.add_argument(
+        "--config-file", default="~/.pypirc", metavar="FILE", help="twine's .pypirc"
+    )
+    parser.set_defaults(handler=_run_publish)
+
+
+def _wheels(wheelhouse: Path) -> list[Path]:
+    from ..index.wheelinfo import wheel_paths  # noqa: PLC0415
+
+    directory = wheelhouse / "wheels"
+    if not directory.is_dir():
+        raise UsageError(
+            f"{wheelhouse} is not a wheelhouse (it has no wheels/ directory); pass the directory "
+            "that 'prewheel build' wrote."
+        )
+    return list(wheel_paths(directory))
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from ..index.static import StaticIndex  # noqa: PLC0415
+
+    index = StaticIndex(args.output)
+    report = index.sync(_wheels(args.wheelhouse))
+    output_console().print(
+        f"index {args.output}: {len(report.added)} added, {len(report.unchanged)} already listed"
+    )
+    return int(ExitCode.OK)
+
+
+def _authenticator(args: argparse.Namespace) -> Any:
+    from ..index.server import HtpasswdAuth, TokenAuth  # noqa: PLC0415
+
+    if args.htpasswd is not None:
+        return HtpasswdAuth(args.htpasswd)
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read the token file {args.token_file}: {exc}") from exc
+        if not token:
+            raise UsageError(f"the token file {args.token_file} is empty.")
+        return TokenAuth(token)
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    return TokenAuth(token) if token else None
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from ..index.server import create_app, run  # noqa: PLC0415
+
+    authenticator = _authenticator(args)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    mode = "read-only" if authenticator is None else "uploads with credentials"
+    error_console().print(
+        f"serving {args.root} on http://{args.host}:{args.port}/simple/ ({mode})"
+    )
+    run(
+        functools.partial(create_app, args.root, authenticator, args.max_upload),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+    )
+    return int(ExitCode.OK)
+
+
+def _run_publish(args: argparse.Namespace) -> int:
+    from ..hostenv import ca_bundle  # noqa: PLC0415
+    from ..index.publish import (  # noqa: PLC0415
+        SimpleIndexReader,
+        TwineUploader,
+        publish,
+        simple_url_for,
+    )
+    from ..index.static import StaticIndex  # noqa: PLC0415
+
+    wheels = _wheels(args.wheelhouse)
+    if args.static is not None:
+        report = StaticIndex(args.static).sync(wheels)
+        output_console().print(
+            f"{args.static}: {len(report.added)} added, {len(report.unchanged)} already listed"
+        )
+        return int(ExitCode.OK)
+    bundle = ca_bundle()
+    uploader = TwineUploader(
+        repository_url=args.repository_url,
+        repository_name=args.repository or "pypi",
+        config_file=args.config_file,
+        cacert=str(bundle) if bundle else None,
+    )
+    simple_url = args.simple_url or simple_url_for(uploader.resolved_url())
+    username, password = os.environ.get("TWINE_USERNAME"), os.environ.get("TWINE_PASSWORD")
+    reader = SimpleIndexReader(
+        simple_url,
+        auth=(username, password) if username and password else None,
+        verify=str(bundle) if bundle else True,
+    )
+    try:
+        result = publish(wheels, reader, uploader)
+    finally:
+        reader.close()
+    output_console().print(
+        f"published to {simple_url}: {len(result.uploaded)} uploaded, "
+        f"{len(result.skipped)} already there"
+    )
+    return int(ExitCode.OK)

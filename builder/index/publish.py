@@ -1,0 +1,262 @@
+"""``prewheel publish``: upload the wheelhouse to an index with twine, idempotently.
+
+Before uploading anything, the remote's simple page of every project is read: a file already
+there with the same sha256 is skipped, and a file of the same name with a different hash stops
+the whole publish with :class:`~builder.errors.PublishConflictError` (twine's
+``--skip-existing`` only recognises PyPI-style replies, and would report success or a vague
+400 elsewhere). Credentials are twine's: ``TWINE_USERNAME``/``TWINE_PASSWORD``, keyring, or
+``.pypirc`` with ``--repository``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+from packaging.utils import NormalizedName, parse_wheel_filename
+from pypi_simple import ACCEPT_JSON_PREFERRED, ProjectPage
+
+from ..errors import (
+    IndexMalformedError,
+    IndexUnreachableError,
+    PublishConflictError,
+    UsageError,
+)
+from .wheelinfo import file_sha256
+
+if TYPE_CHECKING:
+    from twine.settings import Settings
+
+_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_RETRIES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    filename: str
+    url: str
+    sha256: str | None
+
+
+class RemoteIndex(Protocol):
+    def project_files(self, project: NormalizedName) -> Mapping[str, RemoteFile]: ...
+
+    def file_sha256(self, remote: RemoteFile) -> str: ...
+
+
+class Uploader(Protocol):
+    def upload(self, paths: Sequence[Path]) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalWheel:
+    path: Path
+    sha256: str
+
+    @property
+    def project(self) -> NormalizedName:
+        return parse_wheel_filename(self.path.name)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishPlan:
+    upload: tuple[LocalWheel, ...]
+    present: tuple[LocalWheel, ...]  # already on the remote with the same hash
+
+
+def plan_publish(local: Iterable[LocalWheel], remote: RemoteIndex) -> PublishPlan:
+    """Split ``local`` into what to upload and what the remote already has.
+
+    Raises :class:`~builder.errors.PublishConflictError` naming every file the remote has
+    under the same name with different bytes; nothing is uploaded then.
+    """
+    wheels = list(local)
+    pages: dict[NormalizedName, Mapping[str, RemoteFile]] = {}
+    upload: list[LocalWheel] = []
+    present: list[LocalWheel] = []
+    conflicts: list[str] = []
+    for wheel in wheels:
+        if wheel.project not in pages:
+            pages[wheel.project] = remote.project_files(wheel.project)
+        existing = pages[wheel.project].get(wheel.path.name)
+        if existing is None:
+            upload.append(wheel)
+            continue
+        remote_hash = existing.sha256 or remote.file_sha256(existing)
+        if remote_hash == wheel.sha256:
+            present.append(wheel)
+        else:
+            conflicts.append(f"{wheel.path.name} (remote sha256 {remote_hash}, "
+                             f"local {wheel.sha256})")
+    if conflicts:
+        raise PublishConflictError(
+            "the destination already has different files under these names: "
+            + "; ".join(conflicts)
+            + ". Nothing was uploaded. An index must never change a published file: rebuild "
+            "with a new build number, or delete the remote files on purpose first."
+        )
+    return PublishPlan(tuple(upload), tuple(present))
+
+
+def local_wheels(paths: Iterable[Path]) -> list[LocalWheel]:
+    return [LocalWheel(path, file_sha256(path)) for path in paths]
+
+
+def simple_url_for(repository_url: str) -> str:
+    """Guess the simple index from an upload URL: ``…/legacy/`` -> ``…/simple/``, else
+    ``<url>/simple/`` (pypiserver, prewheel serve). Override with ``--simple-url``."""
+    parts = urlsplit(repository_url)
+    path = parts.path.rstrip("/")
+    path = path.removesuffix("/legacy")
+    return urlunsplit((parts.scheme, parts.netloc, path + "/simple/", "", ""))
+
+
+class SimpleIndexReader:
+    """Reads PEP 691/503 project pages with httpx (retries on connection errors and 5xx)."""
+
+    def __init__(
+        self,
+        simple_url: str,
+        auth: tuple[str, str] | None = None,
+        verify: str | bool = True,
+    ) -> None:
+        self.simple_url = simple_url if simple_url.endswith("/") else simple_url + "/"
+        self._client = httpx.Client(
+            timeout=_TIMEOUT, auth=auth, verify=verify, follow_redirects=True
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _get(self, url: str, accept: str) -> httpx.Response:
+        last: Exception | None = None
+        for _ in range(_RETRIES):
+            try:
+                response = self._client.get(url, headers={"Accept": accept})
+            except httpx.TransportError as exc:
+                last = exc
+                continue
+            if response.status_code < 500:
+                return response
+            last = httpx.HTTPStatusError(
+                f"{response.status_code}", request=response.request, response=response
+            )
+        raise IndexUnreachableError(
+            f"cannot read {url} ({last}); check the index URL (--simple-url) and that the "
+            "server is up."
+        )
+
+    def project_files(self, project: NormalizedName) -> Mapping[str, RemoteFile]:
+        url = urljoin(self.simple_url, f"{project}/")
+        response = self._get(url, ACCEPT_JSON_PREFERRED)
+        if response.status_code == 404:
+            return {}
+        if response.status_code in (401, 403):
+            raise UsageError(
+                f"{url} refused to list {project} ({response.status_code}); pass credentials "
+                "the index accepts (TWINE_USERNAME/TWINE_PASSWORD)."
+            )
+        if response.status_code != 200:
+            raise IndexUnreachableError(f"{url} answered {response.status_code}.")
+        page = _parse_page(project, response)
+        return {
+            package.filename: RemoteFile(
+                package.filename, package.url, package.digests.get("sha256")
+            )
+            for package in page.packages
+        }
+
+    def file_sha256(self, remote: RemoteFile) -> str:
+        response = self._get(remote.url, "*/*")
+        if response.status_code != 200:
+            raise IndexUnreachableError(
+                f"cannot download {remote.url} to compare it ({response.status_code})."
+            )
+        return hashlib.sha256(response.content).hexdigest()
+
+
+def _parse_page(project: str, response: httpx.Response) -> ProjectPage:
+    content_type = response.headers.get("content-type", "").split(";")[0].strip()
+    try:
+        if content_type.endswith("json"):
+            return ProjectPage.from_json_data(response.json(), base_url=str(response.url))
+        return ProjectPage.from_html(project, response.content, base_url=str(response.url))
+    except ValueError as exc:
+        raise IndexMalformedError(f"{response.url} is not a valid simple page: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class TwineUploader:
+    """Uploads with twine's own settings resolution (env, keyring, .pypirc)."""
+
+    repository_url: str | None
+    repository_name: str = "pypi"
+    config_file: str = "~/.pypirc"
+    cacert: str | None = None
+
+    def settings(self) -> Settings:
+        from twine.settings import Settings  # noqa: PLC0415
+
+        try:
+            return Settings(
+                repository_url=self.repository_url,
+                repository_name=self.repository_name,
+                config_file=self.config_file,
+                non_interactive=True,
+                cacert=self.cacert,
+                disable_progress_bar=True,
+            )
+        except Exception as exc:  # twine raises its own and configparser errors
+            raise UsageError(f"twine cannot use this repository configuration: {exc}") from exc
+
+    def resolved_url(self) -> str:
+        settings = self.settings()
+        return str(settings.repository_config["repository"])
+
+    def upload(self, paths: Sequence[Path]) -> None:
+        import requests  # noqa: PLC0415
+        from twine.commands.upload import upload  # noqa: PLC0415
+        from twine.exceptions import TwineException  # noqa: PLC0415
+
+        settings = self.settings()
+        try:
+            upload(settings, [os.fspath(p) for p in paths])
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status == 409:
+                raise PublishConflictError(
+                    f"the index refused an upload as a conflict (409): {exc}"
+                ) from exc
+            if status in (401, 403):
+                raise UsageError(
+                    f"the index refused the credentials ({status}); set TWINE_USERNAME and "
+                    "TWINE_PASSWORD, a keyring entry, or a .pypirc section."
+                ) from exc
+            raise IndexUnreachableError(f"upload failed: {exc}") from exc
+        except requests.RequestException as exc:
+            raise IndexUnreachableError(f"cannot reach the index to upload: {exc}") from exc
+        except TwineException as exc:
+            raise UsageError(f"twine refused the upload: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishReport:
+    uploaded: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def publish(wheels: Sequence[Path], remote: RemoteIndex, uploader: Uploader) -> PublishReport:
+    """Upload what the remote lacks; skip what it has; refuse conflicts before any upload."""
+    plan = plan_publish(local_wheels(wheels), remote)
+    if plan.upload:
+        uploader.upload([w.path for w in plan.upload])
+    return PublishReport(
+        uploaded=tuple(w.path.name for w in plan.upload),
+        skipped=tuple(w.path.name for w in plan.present),
+    )

@@ -1,0 +1,340 @@
+"""``prewheel serve``: the static tree over HTTP with PEP 691 negotiation, plus uploads.
+
+A Starlette app run by uvicorn. Reads come straight from the tree that
+:class:`~builder.index.static.StaticIndex` writes (so a page is always whole); ``/simple/``
+pages are negotiated between PEP 691 JSON and HTML by ``Accept`` (or ``?format=``).
+Uploads speak the legacy API twine uses (multipart POST, ``:action=file_upload``,
+``content``, ``name``, ``version``, ``sha256_digest``) behind HTTP basic auth, and every upload
+is validated by :func:`~builder.index.wheelinfo.inspect_wheel` before it is listed. Without
+credentials configured the server is read-only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from packaging.utils import canonicalize_name, canonicalize_version
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..errors import IntegrityError, PublishConflictError, UsageError
+from .static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, AddResult, StaticIndex
+from .wheelinfo import check_filename, inspect_wheel
+
+logger = logging.getLogger("prewheel.serve")
+
+DEFAULT_MAX_UPLOAD = 2 << 30
+_CHUNK = 1 << 20
+_CANDIDATES = ("text/html", HTML_CONTENT_TYPE, JSON_CONTENT_TYPE)  # tie-break order
+_FORMAT_ALIASES = {"json": JSON_CONTENT_TYPE, "html": HTML_CONTENT_TYPE}
+
+
+class Authenticator(Protocol):
+    def check(self, username: str, password: str) -> bool: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenAuth:
+    """Any user name, with the shared token as password (twine: ``-u __token__ -p TOKEN``)."""
+
+    token: str
+
+    def check(self, username: str, password: str) -> bool:
+        return hmac.compare_digest(password.encode(), self.token.encode())
+
+
+class HtpasswdAuth:
+    """An Apache htpasswd file (bcrypt, sha256-crypt, apr1...), reloaded when it changes."""
+
+    def __init__(self, path: Path) -> None:
+        from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]  # noqa: PLC0415
+
+        try:
+            self._file = HtpasswdFile(str(path))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read htpasswd file {path}: {exc}") from exc
+
+    def check(self, username: str, password: str) -> bool:
+        self._file.load_if_changed()
+        return bool(self._file.check_password(username, password))
+
+
+def negotiate(accept: str | None, format_parameter: str | None = None) -> str | None:
+    """The content type to send for a simple page, or None if nothing acceptable (406)."""
+    if format_parameter:
+        wanted = _FORMAT_ALIASES.get(format_parameter, format_parameter)
+        return wanted if wanted in _CANDIDATES else None
+    if not accept or not accept.strip():
+        return "text/html"
+    ranges = [_parse_media_range(part) for part in accept.split(",") if part.strip()]
+    best: tuple[float, int, str] | None = None
+    for order, candidate in enumerate(_CANDIDATES):
+        quality = _quality(candidate, ranges)
+        if quality > 0 and (best is None or quality > best[0]):
+            best = (quality, order, candidate)
+    return best[2] if best else None
+
+
+def _parse_media_range(part: str) -> tuple[str, float]:
+    media, *parameters = (p.strip() for p in part.split(";"))
+    quality = 1.0
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = 0.0
+    return media.lower(), quality
+
+
+def _quality(candidate: str, ranges: list[tuple[str, float]]) -> float:
+    """q of the most specific range matching ``candidate`` (RFC 9110 12.5.1)."""
+    kind = candidate.split("/", maxsplit=1)[0]
+    by_specificity = dict(ranges)
+    for media in (candidate, f"{kind}/*", "*/*"):
+        if media in by_specificity:
+            return by_specificity[media]
+    return 0.0
+
+
+def _credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, separator, password = decoded.partition(":")
+    return (username, password) if separator else None
+
+
+def _unauthorized(detail: str) -> Response:
+    return PlainTextResponse(
+        detail + "\n",
+        status_code=401,
+        headers={"WWW-Authenticate": 'Basic realm="prewheel", charset="UTF-8"'},
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadForm:
+    filename: str
+    name: str
+    version: str
+    sha256_digest: str | None
+    md5_digest: str | None
+
+
+class IndexApp:
+    """The request handlers, bound to one tree and one authenticator."""
+
+    def __init__(
+        self,
+        index: StaticIndex,
+        authenticator: Authenticator | None,
+        max_upload: int = DEFAULT_MAX_UPLOAD,
+    ) -> None:
+        self.index = index
+        self.authenticator = authenticator
+        self.max_upload = max_upload
+        self.incoming = index.state / "incoming"
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.root, methods=["GET", "POST"]),
+            Route("/legacy/", self.upload, methods=["POST"]),
+            Route("/simple/", self.simple_root),
+            Route("/simple/{project}/", self.project),
+            Route("/simple/{project}", self.project_without_slash),
+            Route("/files/{filename}", self.file),
+        ]
+
+    async def root(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.upload(request)
+        return RedirectResponse("/simple/", status_code=301)
+
+    async def simple_root(self, request: Request) -> Response:
+        return self._page(request, self.index.simple)
+
+    async def project_without_slash(self, request: Request) -> Response:
+        return RedirectResponse(f"/simple/{request.path_params['project']}/", status_code=301)
+
+    async def project(self, request: Request) -> Response:
+        raw = request.path_params["project"]
+        normalized = canonicalize_name(raw)
+        if raw != normalized:
+            return RedirectResponse(f"/simple/{normalized}/", status_code=301)
+        return self._page(request, self.index.simple / normalized)
+
+    def _page(self, request: Request, directory: Path) -> Response:
+        content_type = negotiate(request.headers.get("accept"), request.query_params.get("format"))
+        if content_type is None:
+            return PlainTextResponse(
+                f"not acceptable; this index serves {', '.join(_CANDIDATES)}\n", status_code=406
+            )
+        page = directory / ("index.json" if content_type == JSON_CONTENT_TYPE else "index.html")
+        if not page.is_file():
+            return PlainTextResponse("no such project on this index\n", status_code=404)
+        return Response(page.read_bytes(), media_type=content_type, headers={"Vary": "Accept"})
+
+    async def file(self, request: Request) -> Response:
+        filename = request.path_params["filename"]
+        if filename.startswith(".") or "\0" in filename:
+            return PlainTextResponse("not found\n", status_code=404)
+        path = self.index.files / filename
+        if not path.is_file():
+            return PlainTextResponse("not found\n", status_code=404)
+        return FileResponse(path, media_type="application/octet-stream")
+
+    async def _admit(self, request: Request) -> tuple[Response | None, str]:
+        """(a refusal, or None to go on; the authenticated user name)."""
+        if self.authenticator is None:
+            return PlainTextResponse(
+                "uploads are disabled: start prewheel serve with --htpasswd or a token\n",
+                status_code=403,
+            ), ""
+        credentials = _credentials(request)
+        if credentials is None:
+            return _unauthorized("credentials required (HTTP basic auth)"), ""
+        username, password = credentials
+        if not await run_in_threadpool(self.authenticator.check, username, password):
+            logger.warning("upload refused: wrong credentials for user %r", username)
+            return _unauthorized("wrong user name or password"), username
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            return PlainTextResponse("a Content-Length is required\n", status_code=411), username
+        if int(length) > self.max_upload:
+            return PlainTextResponse(
+                f"upload larger than {self.max_upload} bytes\n", status_code=413
+            ), username
+        return None, username
+
+    async def upload(self, request: Request) -> Response:
+        refusal, username = await self._admit(request)
+        if refusal is not None:
+            return refusal
+        try:
+            async with request.form(max_files=2, max_fields=200) as form:
+                return await self._handle_form(username, form)
+        except (ClientDisconnect, MultiPartException) as exc:
+            logger.warning("upload by %r aborted: %s", username, type(exc).__name__)
+            return PlainTextResponse(f"incomplete upload: {exc}\n", status_code=400)
+
+    async def _handle_form(self, username: str, form: object) -> Response:
+        from starlette.datastructures import FormData  # noqa: PLC0415
+
+        assert isinstance(form, FormData)
+        if form.get(":action") != "file_upload":
+            return PlainTextResponse("only :action=file_upload is supported\n", status_code=400)
+        content = form.get("content")
+        if not isinstance(content, UploadFile) or not content.filename:
+            return PlainTextResponse("the 'content' file field is missing\n", status_code=400)
+        fields = UploadForm(
+            filename=content.filename,
+            name=str(form.get("name") or ""),
+            version=str(form.get("version") or ""),
+            sha256_digest=_text_or_none(form.get("sha256_digest")),
+            md5_digest=_text_or_none(form.get("md5_digest")),
+        )
+        try:
+            result = await run_in_threadpool(self._store, content, fields)
+        except PublishConflictError as exc:
+            logger.warning("upload of %r by %r refused: conflict", fields.filename, username)
+            return PlainTextResponse(str(exc) + "\n", status_code=409)
+        except IntegrityError as exc:
+            logger.warning("upload of %r by %r refused: %s", fields.filename, username, exc)
+            return PlainTextResponse(str(exc) + "\n", status_code=400)
+        logger.info("upload of %s by %r: %s", fields.filename, username, result.value)
+        return PlainTextResponse(f"{result.value}: {fields.filename}\n", status_code=200)
+
+    def _store(self, content: UploadFile, fields: UploadForm) -> AddResult:
+        name, version = check_filename(fields.filename)
+        if fields.name and canonicalize_name(fields.name) != name:
+            raise IntegrityError(
+                f"the form says project {fields.name!r} but the file is {fields.filename}."
+            )
+        if fields.version and canonicalize_version(fields.version) != canonicalize_version(version):
+            raise IntegrityError(
+                f"the form says version {fields.version!r} but the file is {fields.filename}."
+            )
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        temporary = self.incoming / f".upload-{secrets.token_hex(8)}"
+        try:
+            sha256, md5 = _spool(content, temporary, self.max_upload)
+            _check_digest("sha256", fields.sha256_digest, sha256)
+            _check_digest("md5", fields.md5_digest, md5)
+            info = inspect_wheel(temporary, filename=fields.filename)
+            return self.index.add(temporary, info, move=True)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def _text_or_none(value: object) -> str | None:
+    return value.strip().lower() if isinstance(value, str) and value.strip() else None
+
+
+def _spool(content: UploadFile, target: Path, limit: int) -> tuple[str, str]:
+    """Copy the uploaded file to ``target``; return its (sha256, md5) hex digests."""
+    sha256 = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
+    size = 0
+    content.file.seek(0)
+    with target.open("wb") as stream:
+        while chunk := content.file.read(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise IntegrityError(f"upload larger than {limit} bytes.")
+            sha256.update(chunk)
+            md5.update(chunk)
+            stream.write(chunk)
+    return sha256.hexdigest(), md5.hexdigest()
+
+
+def _check_digest(algorithm: str, declared: str | None, actual: str) -> None:
+    if declared is not None and declared != actual:
+        raise IntegrityError(
+            f"the upload's {algorithm} is {actual} but the client declared {declared}: the file "
+            "was damaged in transit; upload it again."
+        )
+
+
+def create_app(
+    root: Path,
+    authenticator: Authenticator | None = None,
+    max_upload: int = DEFAULT_MAX_UPLOAD,
+) -> Starlette:
+    """The ASGI app serving (and accepting uploads into) the tree at ``root``."""
+    index = StaticIndex(root)
+    index.initialise()
+    handlers = IndexApp(index, authenticator, max_upload)
+    return Starlette(routes=handlers.routes())
+
+
+def run(
+    app_factory: Callable[[], Starlette],
+    host: str,
+    port: int,
+    log_level: str = "info",
+) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn  # noqa: PLC0415
+
+    uvicorn.run(app_factory(), host=host, port=port, log_level=log_level, proxy_headers=False)
