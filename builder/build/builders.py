@@ -1,0 +1,385 @@
+"""Where builds run, behind one small interface.
+
+A :class:`Builder` resolves an image's digest (part of the cache key), checks the host can run
+a platform (:meth:`Builder.preflight`), and opens a :class:`BuildSession` per build step — for
+:class:`DockerBuilder` one container of the step's image and platform, reused for all of the
+step's builds; for :class:`LocalBuilder` the host itself. A session's :meth:`~BuildSession.build`
+turns one verified sdist into wheel files in a host directory, writing the log to a stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform as host_platform
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Protocol
+
+import docker
+import docker.errors
+
+from ..errors import HostEnvironmentError, PrewheelError, UsageError
+from ..hostenv import ca_bundle, pip_setting, proxy_environment
+from ..targets import Arch, Libc, Target
+from .container import Container, connect, remove_orphans
+from .jobs import BuildJob
+
+DEFAULT_TIMEOUT = 3600.0
+DEFAULT_MEMORY = "4g"
+SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip (wheel) can store
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+_SCRIPT = "build_in_container.py"
+_WORK = PurePosixPath("/prewheel")
+_QEMU_NAME = {
+    Arch.AARCH64: "qemu-aarch64",
+    Arch.ARMV7L: "qemu-arm",
+    Arch.ARMV6L: "qemu-arm",
+    Arch.PPC64LE: "qemu-ppc64le",
+    Arch.S390X: "qemu-s390x",
+    Arch.RISCV64: "qemu-riscv64",
+    Arch.I686: "qemu-i386",
+    Arch.X86_64: "qemu-x86_64",
+}
+# Architectures a host CPU runs without emulation.
+_NATIVE = {
+    "x86_64": {Arch.X86_64, Arch.I686},
+    "amd64": {Arch.X86_64, Arch.I686},
+    "aarch64": {Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L},
+    "arm64": {Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L},
+}
+
+
+class BuildFailed(PrewheelError):
+    """A build command failed inside the builder; the log holds the details."""
+
+
+class ImageUnavailableError(HostEnvironmentError):
+    """A build step's image is missing, cannot be pulled, or is for another platform."""
+
+
+class BuildSession(Protocol):
+    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+        """Build ``sdist`` for ``job``; return the wheel files written into ``out_dir``."""
+        ...
+
+
+class Builder(Protocol):
+    name: str
+    containers_started: int
+
+    def preflight(self, platform: str) -> None:
+        """Raise :class:`HostEnvironmentError` if builds for ``platform`` cannot run here."""
+        ...
+
+    def image_digest(self, image: str, platform: str) -> str: ...
+
+    def session(
+        self, image: str, platform: str, setup_log: IO[bytes]
+    ) -> contextlib.AbstractContextManager[BuildSession]: ...
+
+
+def script_path() -> contextlib.AbstractContextManager[Path]:
+    return resources.as_file(resources.files(__package__).joinpath("resources", _SCRIPT))
+
+
+def build_environment(job: BuildJob) -> dict[str, str]:
+    """Per-build environment: the package's settings (they win over the container's)."""
+    return dict(job.settings.environment)
+
+
+def build_spec(job: BuildJob | None, *, venv: str, sdist: str, out: str, **extra: Any) -> str:
+    spec: dict[str, Any] = {"venv": venv, "sdist": sdist, "out": out, **extra}
+    if job is not None:
+        spec.update(
+            system_packages=list(job.settings.system_packages),
+            pip_args=list(job.settings.pip_args),
+            before_build=job.settings.before_build,
+        )
+    return json.dumps(spec)
+
+
+def arch_environment(arch: Arch) -> dict[str, str]:
+    """Make 32-bit ARM builds tag and compile for the target CPU, not what QEMU/the kernel report."""
+    if arch is Arch.ARMV6L:
+        return {"QEMU_CPU": "arm1176", "_PYTHON_HOST_PLATFORM": "linux-armv6l"}
+    if arch is Arch.ARMV7L:
+        return {"_PYTHON_HOST_PLATFORM": "linux-armv7l"}
+    return {}
+
+
+def parse_docker_hosts(values: list[str]) -> dict[str, str]:
+    """``["linux/arm64=ssh://arm-box"]`` -> ``{"linux/arm64": "ssh://arm-box"}``."""
+    hosts = {}
+    for value in values:
+        platform, sep, url = value.partition("=")
+        if not sep or not url.strip():
+            raise UsageError(
+                f"--docker-host {value!r}: write PLATFORM=URL, e.g. "
+                "--docker-host linux/arm64=ssh://user@arm-box."
+            )
+        hosts[Arch.from_docker_platform(platform).docker_platform] = url.strip()
+    return hosts
+
+
+class DockerBuilder:
+    """Builds in containers: one per (image, platform), on that platform's Docker endpoint."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        docker_hosts: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        memory: str | None = DEFAULT_MEMORY,
+        binfmt_dir: Path = BINFMT_DIR,
+        host_machine: str | None = None,
+    ) -> None:
+        self.docker_hosts = dict(docker_hosts or {})
+        self.timeout = timeout
+        self.memory = memory
+        self.binfmt_dir = binfmt_dir
+        self.host_machine = (host_machine or host_platform.machine()).lower()
+        self.containers_started = 0
+        self._clients: dict[str | None, docker.DockerClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, platform: str) -> docker.DockerClient:
+        url = self.docker_hosts.get(platform)
+        with self._lock:
+            if url not in self._clients:
+                client = connect(url)
+                remove_orphans(client)
+                self._clients[url] = client
+            return self._clients[url]
+
+    def preflight(self, platform: str) -> None:
+        self.client(platform)
+        arch = Arch.from_docker_platform(platform)
+        if platform in self.docker_hosts or not _local_daemon():
+            return  # a remote endpoint: its own CPU or emulation is its business
+        if arch in _NATIVE.get(self.host_machine, {Arch(self.host_machine)} if _is_arch(
+            self.host_machine) else set()):
+            return
+        handler = _QEMU_NAME[arch]
+        if not (self.binfmt_dir / handler).exists():
+            raise HostEnvironmentError(
+                f"Building for {platform} on this {self.host_machine} host needs QEMU "
+                f"emulation, but no binfmt handler {handler} is registered in {self.binfmt_dir}. "
+                "Register the handlers with `docker run --privileged --rm tonistiigi/binfmt "
+                "--install all` (or install qemu-user-static and binfmt-support), or point "
+                f"--docker-host {platform}=ssh://<native machine> at a native builder."
+            )
+
+    def image_digest(self, image: str, platform: str) -> str:
+        client = self.client(platform)
+        try:
+            found = client.images.get(image)
+        except docker.errors.ImageNotFound:
+            try:
+                found = client.images.pull(image, platform=platform)
+            except docker.errors.DockerException as exc:
+                raise ImageUnavailableError(
+                    f"Image {image} is not present and cannot be pulled for {platform} ({exc}). "
+                    f"Pull or build it first (docker pull --platform {platform} {image}), or "
+                    "choose another with --image."
+                ) from None
+        except docker.errors.DockerException as exc:
+            raise ImageUnavailableError(f"Cannot inspect image {image}: {exc}.") from None
+        _check_image_platform(image, found.attrs, platform)
+        return str(found.id)
+
+    @contextlib.contextmanager
+    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:
+        arch = Arch.from_docker_platform(platform)
+        environment = {
+            "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1",
+            "PIP_ROOT_USER_ACTION": "ignore",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **proxy_environment(),
+            **arch_environment(arch),
+        }
+        index_url = pip_setting("index-url")
+        if index_url:
+            environment["PIP_INDEX_URL"] = index_url
+        bundle = ca_bundle()
+        if bundle is not None:
+            for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+                environment[variable] = str(_WORK / "ca.pem")
+        with Container(
+            self.client(platform),
+            image=image,
+            platform=platform,
+            environment=environment,
+            mem_limit=self.memory,
+        ) as container, script_path() as script:
+            self.containers_started += 1
+            if bundle is not None:
+                container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
+            container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
+            session = _ContainerSession(container, self.timeout)
+            session.setup(setup_log)
+            yield session
+
+
+class _ContainerSession:
+    def __init__(self, container: Container, timeout: float) -> None:
+        self.container = container
+        self.timeout = timeout
+
+    def _run(
+        self, command: str, spec: str, log: IO[bytes], environment: Mapping[str, str]
+    ) -> None:
+        spec_file = _WORK / "spec.json"
+        with tempfile.TemporaryDirectory() as temp:
+            local = Path(temp) / "spec.json"
+            local.write_text(spec, encoding="utf-8")
+            self.container.copy_in(local, spec_file)
+        result = self.container.call(
+            ["python3", str(_WORK / _SCRIPT), command, str(spec_file)],
+            timeout=self.timeout,
+            environment=environment,
+            output=log.write,
+        )
+        log.flush()
+        if result.timed_out:
+            raise BuildFailed(f"{command} timed out after {self.timeout:.0f} s (see --timeout).")
+        if result.exit_code != 0:
+            raise BuildFailed(f"{command} failed with exit code {result.exit_code}.")
+
+    def setup(self, log: IO[bytes]) -> None:
+        spec = build_spec(None, venv=str(_WORK / "venv"), sdist="", out="", repair=True)
+        self._run("setup", spec, log, {})
+
+    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+        in_container = _WORK / "sdist" / sdist.name
+        out = _WORK / "build" / "out"
+        self.container.copy_in(sdist, in_container, mode=0o444)
+        spec = build_spec(job, venv=str(_WORK / "venv"), sdist=str(in_container), out=str(out))
+        self._run("build", spec, log, build_environment(job))
+        return self.container.copy_out(out, out_dir)
+
+
+class LocalBuilder:
+    """Builds on the host, without Docker, for targets the host itself satisfies."""
+
+    name = "local"
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, python: str = sys.executable) -> None:
+        self.timeout = timeout
+        self.python = python
+        self.containers_started = 0
+
+    def host_target_matches(self, target: Target) -> bool:
+        libc, version = host_platform.libc_ver()
+        glibc = tuple(int(p) for p in version.split(".")[:2]) if version else (0, 0)
+        return (
+            target.python == sys.version_info[:2]
+            and _is_arch(host_platform.machine())
+            and target.arch is Arch(host_platform.machine())
+            and target.libc is Libc.GLIBC
+            and libc == "glibc"
+            and glibc >= target.libc_version
+        )
+
+    def preflight(self, platform: str) -> None:
+        arch = Arch.from_docker_platform(platform)
+        if not _is_arch(host_platform.machine()) or arch is not Arch(host_platform.machine()):
+            raise HostEnvironmentError(
+                f"--builder local builds only for this host's platform ({host_platform.machine()}"
+                f"), not {platform}. Use --builder docker for other platforms."
+            )
+
+    def image_digest(self, image: str, platform: str) -> str:
+        return f"local:{sys.version.split()[0]}:{host_platform.machine()}"
+
+    @contextlib.contextmanager
+    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:
+        with tempfile.TemporaryDirectory(prefix="prewheel-local-") as work, script_path() as script:
+            session = _LocalSession(Path(work), script, self.python, self.timeout)
+            session.setup(setup_log)
+            yield session
+
+
+class _LocalSession:
+    def __init__(self, work: Path, script: Path, python: str, timeout: float) -> None:
+        self.work = work
+        self.script = script
+        self.python = python
+        self.timeout = timeout
+        self.auditwheel = str(Path(sys.executable).with_name("auditwheel"))
+
+    def _run(self, command: str, spec: str, log: IO[bytes], env: Mapping[str, str]) -> None:
+        spec_file = self.work / "spec.json"
+        spec_file.write_text(spec, encoding="utf-8")
+        environment = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, **env}
+        try:
+            result = subprocess.run(
+                [self.python, str(self.script), command, str(spec_file)],
+                stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout, env=environment,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(f"{command} timed out after {self.timeout:.0f} s.") from None
+        if result.returncode != 0:
+            raise BuildFailed(f"{command} failed with exit code {result.returncode}.")
+
+    def setup(self, log: IO[bytes]) -> None:
+        spec = build_spec(
+            None, venv=str(self.work / "venv"), sdist="", out="", repair=False,
+            install_toolchain=False,
+        )
+        self._run("setup", spec, log, {})
+
+    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+        out = self.work / "out"
+        spec = build_spec(
+            job, venv=str(self.work / "venv"), sdist=str(sdist), out=str(out),
+            auditwheel=self.auditwheel if Path(self.auditwheel).exists() else None,
+            install_system_packages=False,
+        )
+        self._run("build", spec, log, build_environment(job))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        wheels = []
+        for wheel in sorted(out.glob("*.whl")):
+            destination = out_dir / wheel.name
+            wheel.replace(destination)
+            wheels.append(destination)
+        return wheels
+
+
+def _is_arch(machine: str) -> bool:
+    return machine in {a.value for a in Arch}
+
+
+def _local_daemon() -> bool:
+    host = os.environ.get("DOCKER_HOST", "")
+    return not host or host.startswith("unix://")
+
+
+def _check_image_platform(image: str, attrs: Mapping[str, Any], platform: str) -> None:
+    architecture = str(attrs.get("Architecture") or "")
+    variant = str(attrs.get("Variant") or "")
+    if not architecture:
+        return
+    actual = f"linux/{architecture}" + (f"/{variant}" if variant and architecture == "arm" else "")
+    try:
+        same = Arch.from_docker_platform(actual) is Arch.from_docker_platform(platform)
+    except UsageError:
+        same = False
+    if not same:
+        raise ImageUnavailableError(
+            f"Image {image} is for {actual}, not {platform}. Use an image tag built for "
+            f"{platform} (a {{debian_arch}} or {{arch}} placeholder in --image picks one per "
+            "platform), or a multi-platform image."
+        )
+

@@ -1,0 +1,222 @@
+"""One build container over the Docker Engine API (the ``docker`` SDK), cibuildwheel-style.
+
+:class:`Container` is a context manager: it creates a long-lived container of an image for a
+platform (``sleep`` as PID 1), runs commands in it with :meth:`Container.call` (each under a
+``timeout``, since QEMU can hang), copies files in and out through tar archives (so it works
+with remote daemons too), and always removes the container, even on ``KeyboardInterrupt``.
+Containers carry the creating process's id as a label; :func:`remove_orphans` deletes those
+whose creator died (e.g. a SIGKILLed ``prewheel build``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import socket
+import tarfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, Self
+
+import docker
+import docker.errors
+
+from ..errors import HostEnvironmentError
+
+LABEL = "org.prewheel.build"
+OWNER_LABEL = "org.prewheel.owner"
+TIMEOUT_EXIT_CODE = 124
+# PID 1 outlives any build but not forever: a container orphaned by SIGKILL still goes away.
+_LIFETIME_SECONDS = 24 * 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class CallResult:
+    exit_code: int
+    timed_out: bool
+
+
+def connect(base_url: str | None = None, *, timeout: float = 120.0) -> docker.DockerClient:
+    """A client for ``base_url`` (or DOCKER_HOST / the default socket), checked with a ping."""
+    where = base_url or os.environ.get("DOCKER_HOST") or "the default socket"
+    try:
+        client = (
+            docker.DockerClient(base_url=base_url, timeout=int(timeout))
+            if base_url
+            else docker.from_env(timeout=int(timeout))
+        )
+        client.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        raise HostEnvironmentError(
+            f"Cannot reach a Docker daemon at {where} ({exc}). Start Docker (e.g. "
+            "`sudo systemctl start docker`), fix DOCKER_HOST or --docker-host, or build "
+            "host-native targets without Docker using --builder local."
+        ) from None
+    return client
+
+
+def owner_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def remove_orphans(client: docker.DockerClient) -> int:
+    """Remove build containers whose creating process on this host no longer exists."""
+    removed = 0
+    host = socket.gethostname()
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        owner = str(container.labels.get(OWNER_LABEL, ""))
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            container.remove(force=True)
+            removed += 1
+        except docker.errors.APIError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Container:
+    """A running container for one (image, platform); see the module docstring."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        image: str,
+        platform: str,
+        environment: Mapping[str, str] | None = None,
+        mem_limit: str | None = None,
+        workdir: str = "/prewheel",
+    ) -> None:
+        self.client = client
+        self.image = image
+        self.platform = platform
+        self.environment = dict(environment or {})
+        self.mem_limit = mem_limit
+        self.workdir = workdir
+        self._container: Any = None
+
+    def __enter__(self) -> Self:
+        try:
+            self._container = self.client.containers.create(
+                self.image,
+                command=["sleep", str(_LIFETIME_SECONDS)],
+                platform=self.platform,
+                environment=self.environment,
+                mem_limit=self.mem_limit,
+                labels={LABEL: "1", OWNER_LABEL: owner_label()},
+                working_dir="/",
+                network_mode="host",
+                detach=True,
+            )
+            self._container.start()
+        except docker.errors.ImageNotFound:
+            self._remove()
+            raise HostEnvironmentError(
+                f"Image {self.image} for {self.platform} is not available to the Docker daemon. "
+                f"Pull it (docker pull --platform {self.platform} {self.image}) or build it, "
+                "or choose another with --image."
+            ) from None
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        if self._container is None:
+            return
+        with contextlib.suppress(docker.errors.DockerException):
+            self._container.remove(force=True)
+        self._container = None
+
+    @property
+    def id(self) -> str:
+        return str(self._container.id)
+
+    def call(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        environment: Mapping[str, str] | None = None,
+        output: Callable[[bytes], object] | None = None,
+    ) -> CallResult:
+        """Run ``argv`` (killed after ``timeout`` seconds), streaming its output to ``output``."""
+        api = self.client.api
+        wrapped = ["timeout", "-s", "KILL", str(max(1, int(timeout))), *argv]
+        started = time.monotonic()
+        exec_id = api.exec_create(
+            self._container.id, wrapped, environment=dict(environment or {}), workdir="/"
+        )["Id"]
+        for chunk in api.exec_start(exec_id, stream=True, demux=False):
+            if output is not None:
+                output(chunk)
+        exit_code = int(api.exec_inspect(exec_id).get("ExitCode") or 0)
+        timed_out = exit_code in (TIMEOUT_EXIT_CODE, 137) and (
+            time.monotonic() - started >= timeout - 1
+        )
+        return CallResult(exit_code, timed_out)
+
+    def copy_in(self, source: Path, destination: PurePosixPath, *, mode: int | None = None) -> None:
+        """Copy a host file into ``destination`` (a file path) in the container."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = archive.gettarinfo(str(source), arcname=destination.name)
+            if mode is not None:
+                info.mode = mode
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with source.open("rb") as handle:
+                archive.addfile(info, handle)
+        self._mkdir(destination.parent)
+        self._container.put_archive(str(destination.parent), buffer.getvalue())
+
+    def copy_out(self, source: PurePosixPath, destination: Path) -> list[Path]:
+        """Copy the regular files of directory ``source`` into host directory ``destination``."""
+        try:
+            stream, _ = self._container.get_archive(str(source).rstrip("/") + "/.")
+        except docker.errors.NotFound:
+            return []
+        buffer = io.BytesIO(b"".join(stream))
+        copied = []
+        destination.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=buffer, mode="r") as archive:
+            for member in archive.getmembers():
+                name = PurePosixPath(member.name).name
+                if not member.isfile() or not name or name.startswith("."):
+                    continue
+                extracted = archive.extractfile(member)
+                if extracted is None:
+                    continue
+                target = destination / name
+                target.write_bytes(extracted.read())
+                copied.append(target)
+        return copied
+
+    def _mkdir(self, path: PurePosixPath) -> None:
+        result = self.call(["mkdir", "-p", str(path)], timeout=60)
+        if result.exit_code != 0:
+            raise HostEnvironmentError(f"Cannot create {path} in the {self.image} container.")

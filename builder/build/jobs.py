@@ -1,0 +1,148 @@
+"""Pure planning of builds: gaps + settings -> build jobs, their cache keys, and build steps.
+
+A :class:`BuildJob` is one (requirement, target) to compile from one sdist in one image. Its
+cache key (:func:`cache_key`) covers everything that changes the wheel's bytes: name, version,
+sdist sha256, target identifier, image digest, per-package settings and prewheel's version.
+Jobs sharing an image and platform form a :class:`BuildStep`, run in one container.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from .. import __version__
+from ..config import PackageSettings
+from ..errors import IntegrityError, UsageError
+from ..plan import Gap
+from ..targets import Libc, Target
+from ..upstream.models import DistFile
+
+DEFAULT_GLIBC_IMAGE = "python:{python}-slim-bookworm"
+DEFAULT_MUSL_IMAGE = "python:{python}-alpine"
+_PLACEHOLDERS = ("python", "arch", "debian_arch", "platform", "libc")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildJob:
+    """Compile one sdist for one target inside one image."""
+
+    name: NormalizedName
+    version: Version
+    target: Target
+    sdist: DistFile
+    image: str
+    settings: PackageSettings = dataclasses.field(default_factory=PackageSettings)
+
+    @property
+    def platform(self) -> str:
+        return self.target.docker_platform
+
+    @property
+    def sdist_sha256(self) -> str:
+        sha256 = self.sdist.sha256
+        if not sha256:
+            raise IntegrityError(
+                f"The index lists {self.sdist.filename} without a sha256 hash, so prewheel "
+                "cannot verify it before building. Use an index that publishes hashes (PEP 503 "
+                "#sha256= fragments or PEP 691 JSON)."
+            )
+        return sha256.lower()
+
+    @property
+    def label(self) -> str:
+        """``name-version-target``: how logs and progress lines name the job."""
+        return f"{self.name}-{self.version}-{self.target.identifier}"
+
+    def inputs(self, image_digest: str, prewheel_version: str = __version__) -> dict[str, Any]:
+        """Everything that affects the wheel's bytes, as JSON-ready data."""
+        return {
+            "name": str(self.name),
+            "version": str(self.version),
+            "sdist": self.sdist.filename,
+            "sdist_sha256": self.sdist_sha256,
+            "target": self.target.identifier,
+            "image": self.image,
+            "image_digest": image_digest,
+            "settings": self.settings.fingerprint(),
+            "prewheel_version": prewheel_version,
+        }
+
+
+def cache_key(inputs: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a job's inputs (see :meth:`BuildJob.inputs`)."""
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildStep:
+    """Jobs that share one image and platform: one container serves them all."""
+
+    image: str
+    platform: str
+    jobs: tuple[BuildJob, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.image} ({self.platform})"
+
+
+def resolve_image(template: str | None, target: Target) -> str:
+    """The image for a target: ``template`` with placeholders filled, or the official default.
+
+    Placeholders: ``{python}`` (3.11), ``{arch}`` (aarch64), ``{debian_arch}`` (arm64),
+    ``{platform}`` (linux/arm64), ``{libc}`` (glibc).
+    """
+    if not template:
+        template = DEFAULT_MUSL_IMAGE if target.libc is Libc.MUSL else DEFAULT_GLIBC_IMAGE
+    values = {
+        "python": target.python_version,
+        "arch": target.arch.value,
+        "debian_arch": target.arch.debian_arch,
+        "platform": target.docker_platform,
+        "libc": target.libc.value,
+    }
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        raise UsageError(
+            f"Cannot fill in image {template!r}: only the placeholders "
+            f"{', '.join('{' + p + '}' for p in _PLACEHOLDERS)} are known, e.g. "
+            "--image 'registry.example/python:{python}-slim-{debian_arch}'."
+        ) from None
+
+
+def make_jobs(
+    gaps: Iterable[Gap],
+    *,
+    image: str | None = None,
+    settings: Callable[[str], PackageSettings] = lambda _name: PackageSettings(),
+) -> list[BuildJob]:
+    """One job per gap, deduplicated, in a stable order (target, then name)."""
+    jobs = {
+        (gap.requirement.name, gap.requirement.version, gap.target): BuildJob(
+            name=gap.requirement.name,
+            version=gap.requirement.version,
+            target=gap.target,
+            sdist=gap.sdist,
+            image=resolve_image(image, gap.target),
+            settings=settings(gap.requirement.name),
+        )
+        for gap in gaps
+    }
+    return sorted(jobs.values(), key=lambda j: (j.target, j.name, j.version))
+
+
+def group_steps(jobs: Iterable[BuildJob]) -> list[BuildStep]:
+    """Group jobs by (image, platform), keeping first-seen order."""
+    groups: dict[tuple[str, str], list[BuildJob]] = {}
+    for job in jobs:
+        groups.setdefault((job.image, job.platform), []).append(job)
+    return [BuildStep(image, platform, tuple(group)) for (image, platform), group in groups.items()]

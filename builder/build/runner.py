@@ -1,0 +1,317 @@
+"""Orchestration: cache lookups, sdist verification, builds per step, keep-going, progress.
+
+No printing here: callers pass a progress callback (the CLI renders it with rich) and get a
+:class:`BuildReport` back.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import PrewheelError
+from ..wheelhouse import Wheelhouse
+from .builders import Builder, BuildSession, ImageUnavailableError
+from .checks import check_wheel
+from .jobs import BuildJob, BuildStep, cache_key, group_steps
+from .sdist import SdistFetcher
+
+TAIL_LINES = 15
+
+
+class Status(enum.StrEnum):
+    BUILT = "built"
+    CACHED = "cached"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not attempted (--fail-fast after an earlier failure)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOutcome:
+    job: BuildJob
+    status: Status
+    wheel: str = ""  # wheel filename in the wheelhouse
+    log: Path | None = None
+    error: str = ""
+    tail: tuple[str, ...] = ()
+    elapsed: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": str(self.job.name),
+            "version": str(self.job.version),
+            "target": self.job.target.identifier,
+            "image": self.job.image,
+            "status": self.status.value,
+            "wheel": self.wheel,
+            "log": str(self.log) if self.log else "",
+            "error": self.error,
+            "tail": list(self.tail),
+            "elapsed": round(self.elapsed, 3),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildReport:
+    outcomes: tuple[BuildOutcome, ...]
+    containers_started: int
+    elapsed: float
+
+    def having(self, status: Status) -> list[BuildOutcome]:
+        return [o for o in self.outcomes if o.status is status]
+
+    @property
+    def failed(self) -> list[BuildOutcome]:
+        return self.having(Status.FAILED)
+
+    def to_json(self) -> dict[str, Any]:
+        counts = collections.Counter(o.status.value for o in self.outcomes)
+        return {
+            "summary": {s.value: counts.get(s.value, 0) for s in Status},
+            "containers_started": self.containers_started,
+            "elapsed": round(self.elapsed, 3),
+            "builds": [o.to_json() for o in self.outcomes],
+        }
+
+
+class EventKind(enum.StrEnum):
+    STEP_STARTED = "step-started"
+    JOB_STARTED = "job-started"
+    JOB_FINISHED = "job-finished"
+    STEP_FINISHED = "step-finished"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressEvent:
+    kind: EventKind
+    step: BuildStep
+    job: BuildJob | None = None
+    outcome: BuildOutcome | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pending:
+    job: BuildJob
+    key: str
+    inputs: dict[str, Any]
+    sdist: Path
+
+
+def run_builds(
+    jobs: Sequence[BuildJob],
+    *,
+    wheelhouse: Wheelhouse,
+    builder: Builder,
+    fetcher: SdistFetcher,
+    parallel: int = 1,
+    force: bool = False,
+    keep_going: bool = True,
+    progress: ProgressCallback | None = None,
+) -> BuildReport:
+    """Build every job not already in the wheelhouse; never raise for a single failed build."""
+    started = time.monotonic()
+    notify = progress or (lambda _event: None)
+    wheelhouse.remove_stale_temp_files()
+    outcomes: list[BuildOutcome] = []
+    work: list[tuple[BuildStep, list[_Pending]]] = []
+    steps = group_steps(jobs)
+    for step in steps:
+        ready, done = _prepare_step(step, wheelhouse, builder, force)
+        outcomes.extend(done)
+        if ready:
+            builder.preflight(step.platform)
+            work.append((step, ready))
+    # Verify every sdist before any build code runs anywhere.
+    verified_work = []
+    for step, ready in work:
+        verified, refused = _fetch_sdists(ready, fetcher, wheelhouse)
+        outcomes.extend(refused)
+        if verified:
+            verified_work.append((step, verified))
+    stop = threading.Event()
+    if not keep_going and any(o.status is Status.FAILED for o in outcomes):
+        stop.set()
+
+    def run_step(item: tuple[BuildStep, list[_Pending]]) -> list[BuildOutcome]:
+        step, pending = item
+        return _run_step(step, pending, wheelhouse, builder, notify, stop, keep_going)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        for result in pool.map(run_step, verified_work):
+            outcomes.extend(result)
+    order = {_identity(job): index for index, job in enumerate(jobs)}
+    outcomes.sort(key=lambda o: order.get(_identity(o.job), len(order)))
+    return BuildReport(tuple(outcomes), builder.containers_started, time.monotonic() - started)
+
+
+def _prepare_step(
+    step: BuildStep, wheelhouse: Wheelhouse, builder: Builder, force: bool
+) -> tuple[list[_Pending], list[BuildOutcome]]:
+    try:
+        digest = builder.image_digest(step.image, step.platform)
+    except ImageUnavailableError as error:
+        return [], [_failure(job, error.message) for job in step.jobs]
+    pending, done = [], []
+    for job in step.jobs:
+        try:
+            inputs = job.inputs(digest)
+        except PrewheelError as error:
+            done.append(_failure(job, error.message))
+            continue
+        key = cache_key(inputs)
+        entry = None if force else wheelhouse.lookup(key)
+        if entry is not None:
+            log = wheelhouse.path / entry.log if entry.log else None
+            done.append(BuildOutcome(job, Status.CACHED, wheel=entry.filename, log=log))
+        else:
+            pending.append(_Pending(job, key, inputs, Path()))
+    return pending, done
+
+
+def _fetch_sdists(
+    pending: Iterable[_Pending], fetcher: SdistFetcher, wheelhouse: Wheelhouse
+) -> tuple[list[_Pending], list[BuildOutcome]]:
+    verified, refused = [], []
+    for item in pending:
+        try:
+            path = fetcher.fetch(item.job.sdist, item.job.sdist_sha256)
+        except PrewheelError as error:
+            refused.append(_failure(item.job, error.message))
+            continue
+        verified.append(dataclasses.replace(item, sdist=path))
+    return verified, refused
+
+
+def _run_step(  # noqa: PLR0917 - internal helper, called once
+    step: BuildStep,
+    pending: list[_Pending],
+    wheelhouse: Wheelhouse,
+    builder: Builder,
+    notify: ProgressCallback,
+    stop: threading.Event,
+    keep_going: bool,
+) -> list[BuildOutcome]:
+    if stop.is_set():
+        return [BuildOutcome(p.job, Status.SKIPPED) for p in pending]
+    notify(ProgressEvent(EventKind.STEP_STARTED, step))
+    outcomes: list[BuildOutcome] = []
+    with wheelhouse.scratch_dir() as scratch_name:
+        scratch = Path(scratch_name)
+        setup_log = scratch / "setup.log"
+        with setup_log.open("w+b") as setup_stream:
+            try:
+                with builder.session(step.image, step.platform, setup_stream) as session:
+                    for item in pending:
+                        if stop.is_set():
+                            outcomes.append(BuildOutcome(item.job, Status.SKIPPED))
+                            continue
+                        notify(ProgressEvent(EventKind.JOB_STARTED, step, item.job))
+                        outcome = _build_one(item, session, wheelhouse, scratch, setup_log)
+                        outcomes.append(outcome)
+                        notify(ProgressEvent(EventKind.JOB_FINISHED, step, item.job, outcome))
+                        if outcome.status is Status.FAILED and not keep_going:
+                            stop.set()
+            except PrewheelError as error:
+                setup_stream.flush()
+                done = {_identity(o.job) for o in outcomes}
+                for item in pending:
+                    if _identity(item.job) in done:
+                        continue
+                    log = _store_log(wheelhouse, item.job, scratch, setup_log, None)
+                    outcome = _failure(item.job, f"Setting up {step.label} failed: {error}", log)
+                    outcomes.append(outcome)
+                    notify(ProgressEvent(EventKind.JOB_FINISHED, step, item.job, outcome))
+                if not keep_going:
+                    stop.set()
+    notify(ProgressEvent(EventKind.STEP_FINISHED, step))
+    return outcomes
+
+
+def _build_one(
+    item: _Pending, session: BuildSession, wheelhouse: Wheelhouse, scratch: Path, setup_log: Path
+) -> BuildOutcome:
+    job = item.job
+    started = time.monotonic()
+    job_log = scratch / f"{job.label}.log"
+    out_dir = scratch / f"out-{job.label}"
+    with job_log.open("wb") as stream:
+        _header(stream, job, item)
+        try:
+            wheels = session.build(job, item.sdist, out_dir, stream)
+            if len(wheels) != 1:
+                raise PrewheelError(
+                    f"The build produced {len(wheels)} wheels ({[w.name for w in wheels]}), "
+                    "expected exactly one."
+                )
+            check_wheel(wheels[0], name=job.name, version=job.version, target=job.target)
+        except PrewheelError as error:
+            stream.write(f"\n[prewheel] FAILED: {error.message}\n".encode())
+            stream.close()
+            log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
+            return _failure(job, error.message, log, time.monotonic() - started)
+        stream.write(f"\n[prewheel] built {wheels[0].name}\n".encode())
+    log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
+    wheelhouse.add(
+        wheels[0],
+        name=str(job.name),
+        version=str(job.version),
+        target=job.target.identifier,
+        cache_key=item.key,
+        inputs=item.inputs,
+        builder=f"{job.image} ({job.platform})",
+        log=log,
+    )
+    return BuildOutcome(
+        job, Status.BUILT, wheel=wheels[0].name, log=log, elapsed=time.monotonic() - started
+    )
+
+
+def _header(stream: IO[bytes], job: BuildJob, item: _Pending) -> None:
+    lines = [
+        f"[prewheel] building {job.sdist.filename} for {job.target.identifier}",
+        f"[prewheel] image {job.image} ({job.platform}), cache key {item.key}",
+        "",
+    ]
+    stream.write("\n".join(lines).encode())
+
+
+def _store_log(
+    wheelhouse: Wheelhouse, job: BuildJob, scratch: Path, setup_log: Path, job_log: Path | None
+) -> Path:
+    combined = scratch / f"combined-{job.label}.log"
+    with combined.open("wb") as out:
+        out.write(b"[prewheel] ---- container setup ----\n")
+        out.write(setup_log.read_bytes())
+        if job_log is not None:
+            out.write(b"[prewheel] ---- build ----\n")
+            out.write(job_log.read_bytes())
+    return wheelhouse.add_log(job.label, combined)
+
+
+def _identity(job: BuildJob) -> tuple[str, str]:
+    return job.label, job.image
+
+
+def _failure(
+    job: BuildJob, message: str, log: Path | None = None, elapsed: float = 0.0
+) -> BuildOutcome:
+    return BuildOutcome(
+        job, Status.FAILED, log=log, error=message, tail=_tail(log), elapsed=elapsed
+    )
+
+
+def _tail(log: Path | None, lines: int = TAIL_LINES) -> tuple[str, ...]:
+    if log is None or not log.is_file():
+        return ()
+    text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    return tuple(text[-lines:])

@@ -1,0 +1,266 @@
+"""The wheelhouse: built wheels plus a manifest saying exactly what each was built from.
+
+Layout (other stages rely on it)::
+
+    <wheelhouse>/wheels/<wheel filename>          flat
+    <wheelhouse>/manifest.json                    list of entries (see WheelEntry)
+    <wheelhouse>/logs/<name>-<version>-<target>.log
+    <wheelhouse>/.lock                            filelock guarding every write
+
+It is also the build cache: :meth:`Wheelhouse.lookup` finds the entry of a cache key (see
+:func:`builder.build.jobs.cache_key`) whose wheel is still present and intact. Every write is a
+temp file + ``os.replace`` under the lock, so concurrent ``prewheel build`` processes lose
+nothing and a killed one leaves no partial file under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from .errors import IntegrityError, UsageError
+
+MANIFEST = "manifest.json"
+_TEMP_PREFIX = ".tmp-"
+
+
+@dataclasses.dataclass(frozen=True)
+class WheelEntry:
+    """One wheel in the manifest."""
+
+    filename: str
+    sha256: str
+    size: int
+    name: str
+    version: str
+    target: str  # target identifier
+    cache_key: str
+    inputs: Mapping[str, Any]
+    built_at: str  # ISO 8601, UTC
+    builder: str
+    log: str  # path relative to the wheelhouse
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["inputs"] = dict(self.inputs)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WheelEntry:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = fields - set(data)
+        if missing:
+            raise IntegrityError(f"A manifest entry lacks {sorted(missing)}: {dict(data)!r}.")
+        return cls(**{key: data[key] for key in fields})
+
+
+class Wheelhouse:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.wheels_dir = path / "wheels"
+        self.logs_dir = path / "logs"
+        self.manifest_path = path / MANIFEST
+        self._lock = FileLock(str(path / ".lock"))
+
+    # -- reading ----------------------------------------------------------------------------
+    def wheels(self) -> list[Path]:
+        if not self.wheels_dir.is_dir():
+            return []
+        return sorted(
+            p for p in self.wheels_dir.iterdir()
+            if p.suffix == ".whl" and not p.name.startswith(".")
+        )
+
+    def entries(self) -> list[WheelEntry]:
+        try:
+            raw = self.manifest_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise IntegrityError(
+                f"{self.manifest_path} is not valid JSON ({exc}). Restore it or delete the "
+                "wheelhouse and rebuild."
+            ) from None
+        if not isinstance(data, list):
+            raise IntegrityError(f"{self.manifest_path} must hold a JSON list of entries.")
+        return [WheelEntry.from_json(item) for item in data]
+
+    def lookup(self, cache_key: str) -> WheelEntry | None:
+        """The entry built from exactly these inputs, if its wheel is present and intact."""
+        for entry in self.entries():
+            if entry.cache_key == cache_key and self._intact(entry):
+                return entry
+        return None
+
+    def wheel_path(self, entry: WheelEntry) -> Path:
+        return self.wheels_dir / entry.filename
+
+    def log_path(self, label: str) -> Path:
+        return self.logs_dir / f"{label}.log"
+
+    def _intact(self, entry: WheelEntry) -> bool:
+        path = self.wheel_path(entry)
+        try:
+            if path.stat().st_size != entry.size:
+                return False
+        except FileNotFoundError:
+            return False
+        return _sha256(path) == entry.sha256
+
+    # -- writing ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            yield
+
+    def add(
+        self,
+        wheel: Path,
+        *,
+        name: str,
+        version: str,
+        target: str,
+        cache_key: str,
+        inputs: Mapping[str, Any],
+        builder: str,
+        log: Path | None = None,
+    ) -> WheelEntry:
+        """Copy ``wheel`` (and its build log) in and record it, replacing older entries of the
+        same file name or cache key. Atomic and safe against concurrent writers."""
+        entry = WheelEntry(
+            filename=wheel.name,
+            sha256=_sha256(wheel),
+            size=wheel.stat().st_size,
+            name=name,
+            version=version,
+            target=target,
+            cache_key=cache_key,
+            inputs=dict(inputs),
+            built_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            builder=builder,
+            log=str(log.relative_to(self.path)) if log and log.is_relative_to(self.path) else "",
+        )
+        with self.locked():
+            self._put_file(wheel, self.wheels_dir / wheel.name)
+            self._record([entry])
+        return entry
+
+    def add_log(self, label: str, text_source: Path) -> Path:
+        """Store a build log atomically under ``logs/<label>.log``."""
+        destination = self.log_path(label)
+        self._put_file(text_source, destination)
+        return destination
+
+    def merge(self, others: Iterable[Path | Wheelhouse]) -> list[WheelEntry]:
+        """Bring the wheels, logs and entries of other wheelhouses (e.g. CI shards) into this one."""
+        merged = []
+        for other in others:
+            source = other if isinstance(other, Wheelhouse) else Wheelhouse(other)
+            if source.path.resolve() == self.path.resolve():
+                raise UsageError(f"Cannot merge wheelhouse {self.path} into itself.")
+            entries = source.entries()
+            with self.locked():
+                for entry in entries:
+                    wheel = source.wheel_path(entry)
+                    if not source._intact(entry):
+                        raise IntegrityError(
+                            f"{wheel} is missing or does not match its manifest entry in "
+                            f"{source.path}; rebuild that shard before merging."
+                        )
+                    self._put_file(wheel, self.wheels_dir / entry.filename)
+                    if entry.log and (source.path / entry.log).is_file():
+                        self._put_file(source.path / entry.log, self.path / entry.log)
+                self._record(entries)
+            merged.extend(entries)
+        return merged
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete temp files left by killed processes (their pid is in the name)."""
+        removed = 0
+        for directory in (self.path, self.wheels_dir, self.logs_dir):
+            if not directory.is_dir():
+                continue
+            for path in directory.glob(_TEMP_PREFIX + "*"):
+                pid = path.name.removeprefix(_TEMP_PREFIX).partition("-")[0]
+                if pid.isdigit() and not _alive(int(pid)):
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(
+                        missing_ok=True
+                    )
+                    removed += 1
+        return removed
+
+    def scratch_dir(self) -> tempfile.TemporaryDirectory[str]:
+        """A private temp directory inside the wheelhouse (same filesystem: renames are atomic)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=self.path)
+
+    def _record(self, new: list[WheelEntry]) -> None:
+        """Merge entries into the manifest (caller holds the lock)."""
+        replaced_names = {e.filename for e in new}
+        replaced_keys = {e.cache_key for e in new}
+        kept = [
+            e for e in self.entries()
+            if e.filename not in replaced_names and e.cache_key not in replaced_keys
+        ]
+        entries = sorted([*kept, *new], key=lambda e: (e.name, e.version, e.target, e.filename))
+        payload = json.dumps([e.to_json() for e in entries], indent=2, sort_keys=True) + "\n"
+        _atomic_write_bytes(self.manifest_path, payload.encode())
+
+    def _put_file(self, source: Path, destination: Path) -> None:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(
+            prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=destination.parent
+        )
+        os.close(handle)
+        try:
+            shutil.copyfile(source, temp)
+            Path(temp).chmod(0o644)
+            Path(temp).replace(destination)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temp).chmod(0o644)
+        Path(temp).replace(path)
+    finally:
+        Path(temp).unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
