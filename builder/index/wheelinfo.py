@@ -124,7 +124,7 @@ def _check_members(filename: str, members: list[zipfile.ZipInfo], limits: Limits
                              f"{limits.max_members}.")
     total = 0
     for member in members:
-        _check_member_name(filename, member.filename)
+        _check_member_name(filename, member.orig_filename)  # zipfile cuts names at NUL
         total += member.file_size
         big = member.file_size >= limits.ratio_floor
         if big and member.file_size > limits.max_ratio * max(member.compress_size, 1):

@@ -8,11 +8,19 @@ as valid as a pure one. Keyword hooks produce deliberately broken wheels for fau
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import httpx
 from packaging.utils import canonicalize_name
 
 
@@ -72,3 +80,75 @@ def make_wheel(
         for member, data in members.items():
             archive.writestr(member, data)
     return path
+
+
+# --- servers and installers ---------------------------------------------------------------
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(argv: list[str], ready_url: str, *, log: Path, env: dict[str, str] | None = None,
+            timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process, wait until ``ready_url`` answers, stop it afterwards."""
+    with log.open("wb") as log_stream:
+        process = subprocess.Popen(argv, stdout=log_stream, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})}, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{argv[0]} exited: {log.read_text()}")
+                try:
+                    httpx.get(ready_url, timeout=2)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            yield process
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def isolated_env(tmp: Path) -> dict[str, str]:
+    """Environment for pip/uv that ignores the user's configuration and caches."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_NO_CACHE_DIR="1", UV_CACHE_DIR=str(tmp / "uv-cache"), UV_NO_CONFIG="1",
+               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    return env
+
+
+def pip_install(index_url: str, target: Path, *requirements: str, extra: list[str] | None = None,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [str(VENV_BIN / "python"), "-m", "pip", "install", "--index-url", index_url,
+            "--target", str(target), *(extra or []), *requirements]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
+                          env=env or isolated_env(target.parent))
+
+
+def uv_install(index_url: str, target: Path, *requirements: str, extra: list[str] | None = None,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [str(VENV_BIN / "uv"), "pip", "install", "--index-url", index_url, "--target",
+            str(target), "--python", str(VENV_BIN / "python"), *(extra or []), *requirements]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
+                          env=env or isolated_env(target.parent))
+
+
+def installed_version(target: Path, module: str) -> str:
+    """VERSION of a module installed with ``--target`` by make_wheel."""
+    namespace: dict[str, object] = {}
+    exec((target / module / "__init__.py").read_text(), namespace)
+    return str(namespace["VERSION"])

@@ -1,0 +1,123 @@
+"""Validation of wheels before they are listed (builder.index.wheelinfo)."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+from index_fixtures import make_wheel
+from packaging.version import Version
+
+from builder.errors import IntegrityError
+from builder.index.wheelinfo import Limits, check_filename, inspect_wheel
+
+
+def test_valid_platform_wheel_is_described(tmp_path: Path) -> None:
+    path = make_wheel(tmp_path, "Foo.Bar", "1.0", tag="cp311-cp311-linux_armv7l",
+                      requires_python=">=3.9,<4")
+    info = inspect_wheel(path)
+    assert info.name == "foo-bar"
+    assert info.version == Version("1.0")
+    assert info.requires_python == "<4,>=3.9" or info.requires_python == ">=3.9,<4"
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info.size == path.stat().st_size
+    assert info.metadata.startswith(b"Metadata-Version: 2.1\nName: Foo.Bar\n")
+    assert info.metadata_sha256 == hashlib.sha256(info.metadata).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["../evil-1.0-py3-none-any.whl", "a/b-1.0-py3-none-any.whl",
+                                  "evil\0-1.0-py3-none-any.whl", "evil-1.0.tar.gz",
+                                  ".hidden-1.0-py3-none-any.whl", "a\\b-1.0-py3-none-any.whl", ""])
+def test_unsafe_or_invalid_filenames_are_refused(name: str) -> None:
+    with pytest.raises(IntegrityError):
+        check_filename(name)
+
+
+def test_not_a_zip_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "foo-1.0-py3-none-any.whl"
+    path.write_bytes(b"definitely not a zip archive" * 10)
+    with pytest.raises(IntegrityError, match="not a zip"):
+        inspect_wheel(path)
+
+
+def test_metadata_name_mismatch_is_refused(tmp_path: Path) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0", metadata_name="bar")
+    with pytest.raises(IntegrityError, match="METADATA says bar"):
+        inspect_wheel(path)
+
+
+def test_metadata_version_mismatch_is_refused(tmp_path: Path) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0", metadata_version="2.0")
+    with pytest.raises(IntegrityError, match="METADATA says"):
+        inspect_wheel(path)
+
+
+def test_equivalent_versions_are_accepted(tmp_path: Path) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0", metadata_version="1.0.0")
+    assert inspect_wheel(path).version == Version("1.0")
+
+
+def test_member_altered_after_record_is_refused(tmp_path: Path) -> None:
+    def tamper(members: dict[str, bytes]) -> None:
+        members["foo/__init__.py"] = b"import os; os.system('evil')\n"
+
+    path = make_wheel(tmp_path, "foo", "1.0", tamper=tamper)
+    with pytest.raises(IntegrityError, match="RECORD hash"):
+        inspect_wheel(path)
+
+
+def test_member_missing_from_record_is_refused(tmp_path: Path) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0", unrecorded_members={"foo/extra.py": b"x = 1\n"})
+    with pytest.raises(IntegrityError, match="RECORD does not match"):
+        inspect_wheel(path)
+
+
+@pytest.mark.parametrize("member", ["../../etc/cron.d/evil", "/etc/passwd",
+                                    "foo\\..\\..\\x.py"])
+def test_unsafe_member_names_are_refused(tmp_path: Path, member: str) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0", unrecorded_members={member: b"x"})
+    with pytest.raises(IntegrityError, match="member name"):
+        inspect_wheel(path)
+
+
+def test_nul_in_member_name_is_refused(tmp_path: Path) -> None:
+    """zipfile truncates names at NUL when reading; the raw name must still be checked."""
+    path = make_wheel(tmp_path, "foo", "1.0", unrecorded_members={"foo/aXb.py": b"x"})
+    raw = path.read_bytes()
+    assert raw.count(b"foo/aXb.py") == 2  # local header and central directory
+    path.write_bytes(raw.replace(b"foo/aXb.py", b"foo/a\0b.py"))
+    with pytest.raises(IntegrityError, match="member name"):
+        inspect_wheel(path)
+
+
+def test_zip_bomb_is_refused_before_decompression(tmp_path: Path) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0")
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("foo/zeros.bin", b"\0" * (64 << 20))  # 64 MiB -> ~64 KiB
+    with pytest.raises(IntegrityError, match="zip bomb"):
+        inspect_wheel(path)
+
+
+def test_total_size_limit(tmp_path: Path) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0")
+    with pytest.raises(IntegrityError, match="would expand"):
+        inspect_wheel(path, limits=Limits(max_total=10))
+
+
+def test_wheel_built_by_pip_passes(tmp_path: Path) -> None:
+    """A wheel made by the real toolchain (setuptools via pip wheel) is accepted."""
+    import subprocess
+    import sys
+
+    project = tmp_path / "proj"
+    (project / "realpkg").mkdir(parents=True)
+    (project / "realpkg" / "__init__.py").write_text("X = 1\n")
+    (project / "setup.py").write_text(
+        "from setuptools import setup\nsetup(name='realpkg', version='0.3', packages=['realpkg'])\n")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "out"), str(project)], check=True, capture_output=True,
+                   timeout=120)
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    assert inspect_wheel(wheel).name == "realpkg"
