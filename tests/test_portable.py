@@ -1,0 +1,318 @@
+"""Portable (cibuildwheel) builder: pure option translation, image choice, target split."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import IO
+
+import pytest
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from builder.build import cibuildwheel as cibw
+from builder.build.jobs import BuildJob, cache_key
+from builder.config import PackageSettings
+from builder.errors import UsageError
+from builder.targets import Target, parse_identifier, select_targets
+from builder.upstream.models import DistFile
+
+SDIST = DistFile("demo-1.0.tar.gz", "https://files.invalid/demo-1.0.tar.gz", {"sha256": "ab" * 32})
+PINNED = {
+    "aarch64": {
+        "manylinux2014": "quay.invalid/m2014@sha256:1",
+        "manylinux_2_28": "quay.invalid/m228@sha256:2",
+        "manylinux_2_34": "quay.invalid/m234@sha256:3",
+        "musllinux_1_2": "quay.invalid/musl12@sha256:4",
+    },
+    "armv7l": {"manylinux_2_31": "quay.invalid/a231@sha256:5", "manylinux_2_35": "quay.invalid/a235@sha256:6"},
+}
+DEFAULTS = {"manylinux-aarch64-image": "manylinux_2_28", "manylinux-armv7l-image": "manylinux_2_31"}
+
+
+NO_SETTINGS = PackageSettings()
+
+
+def job(identifier: str, settings: PackageSettings = NO_SETTINGS, image: str = "img") -> BuildJob:
+    return BuildJob(
+        name=canonicalize_name("demo"), version=Version("1.0"), target=parse_identifier(identifier),
+        sdist=SDIST, image=image, settings=settings,
+    )
+
+
+@pytest.mark.parametrize(
+    ("identifier", "expected"),
+    [
+        ("cp311-manylinux_2_36_armv7l", "cp311-manylinux_armv7l"),
+        ("cp312-manylinux_2_28_aarch64", "cp312-manylinux_aarch64"),
+        ("cp312-musllinux_1_2_aarch64", "cp312-musllinux_aarch64"),
+        ("cp313-manylinux_2_41_x86_64", "cp313-manylinux_x86_64"),
+    ],
+)
+def test_cibuildwheel_identifier_drops_the_libc_version(identifier: str, expected: str) -> None:
+    assert cibw.cibuildwheel_identifier(parse_identifier(identifier)) == expected
+
+
+def test_armv6_has_no_cibuildwheel_identifier() -> None:
+    with pytest.raises(UsageError, match="--builder docker"):
+        cibw.cibuildwheel_identifier(parse_identifier("cp311-linux_armv6l"))
+
+
+@pytest.mark.parametrize(
+    ("identifier", "image"),
+    [
+        # bookworm (2.36): cibuildwheel's default manylinux_2_28 is old enough, the most portable
+        ("cp311-manylinux_2_36_aarch64", "quay.invalid/m228@sha256:2"),
+        # glibc 2.17 target: only manylinux2014 fits
+        ("cp311-manylinux_2_17_aarch64", "quay.invalid/m2014@sha256:1"),
+        # 2.24 is older than the default: the newest image not newer than the target
+        ("cp311-manylinux_2_24_aarch64", "quay.invalid/m2014@sha256:1"),
+        ("cp311-manylinux_2_36_armv7l", "quay.invalid/a231@sha256:5"),
+        ("cp312-musllinux_1_2_aarch64", "quay.invalid/musl12@sha256:4"),
+    ],
+)
+def test_portable_image_is_pinned_and_not_newer_than_the_target(identifier: str, image: str) -> None:
+    target = parse_identifier(identifier)
+    assert cibw.portable_image(target, pinned=PINNED, defaults=DEFAULTS) == image
+
+
+def test_portable_image_refuses_a_target_older_than_every_image() -> None:
+    target = parse_identifier("cp311-manylinux_2_28_armv7l")  # armv7l images start at 2.31
+    with pytest.raises(UsageError, match="manylinux_2_31"):
+        cibw.portable_image(target, pinned=PINNED, defaults=DEFAULTS)
+
+
+def test_portable_image_override_fills_placeholders() -> None:
+    target = parse_identifier("cp311-manylinux_2_36_aarch64")
+    assert cibw.portable_image(target, "local/manylinux-{arch}:py{python}") == (
+        "local/manylinux-aarch64:py3.11"
+    )
+    with pytest.raises(UsageError, match=r"placeholder|only"):
+        cibw.portable_image(target, "local/{nope}")
+
+
+def test_cibuildwheels_own_pinned_images_cover_the_default_targets() -> None:
+    """Real data: every manylinux-capable default platform gets a pinned, digest-fixed image."""
+    targets = select_targets(platforms=("linux/amd64", "linux/arm64", "linux/arm/v7"))
+    for target in targets:
+        image = cibw.portable_image(target)
+        assert "@sha256:" in image, image
+        assert target.arch.value in image
+
+
+def test_policy_libc_version() -> None:
+    assert cibw.policy_libc_version("manylinux2014") == (2, 17)
+    assert cibw.policy_libc_version("manylinux_2_31") == (2, 31)
+    assert cibw.policy_libc_version("musllinux_1_2") == (1, 2)
+
+
+def test_split_portable_falls_back_to_docker_for_armv6_and_says_so() -> None:
+    jobs = [
+        job("cp311-manylinux_2_36_aarch64", image="python:3.11-slim-bookworm"),
+        job("cp311-linux_armv6l", image="python:3.11-slim-bookworm"),
+        job("cp311-manylinux_2_36_armv7l", image="python:3.11-slim-bookworm"),
+    ]
+    split = cibw.split_portable(jobs, override="local/ml-{arch}")
+    assert [j.target.identifier for j in split.portable] == [
+        "cp311-manylinux_2_36_aarch64", "cp311-manylinux_2_36_armv7l"]
+    assert [j.image for j in split.portable] == ["local/ml-aarch64", "local/ml-armv7l"]
+    assert [j.target.identifier for j in split.fallback] == ["cp311-linux_armv6l"]
+    assert split.fallback[0].image == "python:3.11-slim-bookworm"
+    assert len(split.notices) == 1
+    assert "linux/arm/v6" in split.notices[0] and "linux_armv6l" in split.notices[0]
+
+
+def test_portable_and_docker_builds_of_one_gap_have_different_cache_keys() -> None:
+    docker_job = job("cp311-manylinux_2_36_aarch64", image="python:3.11-slim-bookworm")
+    portable_job = cibw.split_portable([docker_job], override="local/ml-{arch}").portable[0]
+    assert cache_key(docker_job.inputs("sha256:x")) != cache_key(portable_job.inputs("sha256:x"))
+
+
+@pytest.mark.parametrize(
+    ("portable", "libc", "image", "expected"),
+    [
+        (True, None, None, True),
+        (False, "manylinux_2_31", None, True),
+        (False, "musllinux_1_2", None, True),
+        (False, "manylinux_2_31", "python:3.11-slim-bookworm", False),
+        (False, "glibc2.36", None, False),
+        (False, None, None, False),
+    ],
+)
+def test_wants_portable(portable: bool, libc: str | None, image: str | None, expected: bool) -> None:
+    assert cibw.wants_portable(portable=portable, libc=libc, image=image) is expected
+
+
+def test_before_all_installs_system_packages_with_the_images_package_manager() -> None:
+    command = cibw.before_all_command(["libyaml-devel", "lib with space"])
+    assert "dnf install -y libyaml-devel 'lib with space'" in command
+    assert "apk add --no-cache libyaml-devel" in command
+    assert "apt-get install -y" in command
+    assert cibw.before_all_command([]) == ""
+
+
+def test_options_carry_settings_image_ca_and_environment() -> None:
+    settings = PackageSettings(
+        system_packages=("libyaml-dev",),
+        environment=(("CFLAGS", "-O2 -g0"), ("PIP_INDEX_URL", "https://mine.invalid/simple")),
+        pip_args=("--no-build-isolation",),
+        before_build="echo hi",
+    )
+    options = cibw.cibuildwheel_options(
+        job("cp311-manylinux_2_36_armv7l", settings, image="local/ml:armhf"),
+        has_ca_bundle=True,
+        index_url="https://index.invalid/simple",
+        pass_through=["HTTPS_PROXY"],
+        test_command="python -c 'import demo'",
+        container_labels={"org.prewheel.build": "cibuildwheel"},
+        memory="2g",
+    )
+    assert options["CIBW_MANYLINUX_ARMV7L_IMAGE"] == "local/ml:armhf"
+    assert options["CIBW_PLATFORM"] == "linux"
+    assert "apt-get install" in options["CIBW_BEFORE_ALL_LINUX"]
+    assert options["CIBW_BEFORE_BUILD_LINUX"] == "echo hi"
+    assert options["CIBW_BUILD_FRONTEND"] == "pip; args: --no-build-isolation"
+    assert options["CIBW_ENVIRONMENT_PASS_LINUX"] == "HTTPS_PROXY"
+    assert options["CIBW_TEST_COMMAND_LINUX"] == "python -c 'import demo'"
+    assert options["CIBW_AUDIT_COMMAND"] == ""
+    assert "auditwheel repair" in options["CIBW_REPAIR_WHEEL_COMMAND_LINUX"]
+    engine = options["CIBW_CONTAINER_ENGINE"]
+    assert engine.startswith("docker; create_args: ")
+    assert "--label=org.prewheel.build=cibuildwheel" in engine and "--memory=2g" in engine
+    # The environment string is bash syntax; the package's settings win over prewheel's.
+    environment = dict(item.split("=", 1) for item in shlex.split(options["CIBW_ENVIRONMENT_LINUX"]))
+    assert environment["PIP_CERT"] == cibw.CONTAINER_CA_BUNDLE
+    assert environment["SSL_CERT_FILE"] == cibw.CONTAINER_CA_BUNDLE
+    assert environment["PIP_INDEX_URL"] == "https://mine.invalid/simple"
+    assert environment["CFLAGS"] == "-O2 -g0"
+    assert environment["_PYTHON_HOST_PLATFORM"] == "linux-armv7l"
+
+
+def test_options_without_settings_leave_cibuildwheel_defaults_alone() -> None:
+    options = cibw.cibuildwheel_options(job("cp312-musllinux_1_2_aarch64"), has_ca_bundle=False)
+    assert options["CIBW_MUSLLINUX_AARCH64_IMAGE"] == "img"
+    assert options["CIBW_CONTAINER_ENGINE"] == "docker"
+    for absent in ("CIBW_BEFORE_ALL_LINUX", "CIBW_TEST_COMMAND_LINUX", "CIBW_ENVIRONMENT_PASS_LINUX"):
+        assert absent not in options
+    assert "PIP_CERT" not in options["CIBW_ENVIRONMENT_LINUX"]
+
+
+def test_invocation_builds_the_sdist_for_exactly_one_identifier(tmp_path: Path) -> None:
+    call = cibw.invocation(
+        job("cp312-manylinux_2_36_aarch64"), tmp_path / "demo-1.0.tar.gz", tmp_path / "out",
+        ca=tmp_path / "ca.pem", proxies={"HTTPS_PROXY": "http://proxy.invalid:3128"},
+        python="python3",
+    )
+    assert call.argv == (
+        "python3", "-m", "cibuildwheel", "--only", "cp312-manylinux_aarch64",
+        "--output-dir", str(tmp_path / "out"), str(tmp_path / "demo-1.0.tar.gz"),
+    )
+    assert call.environment["SSL_CERT_FILE"] == str(tmp_path / "ca.pem")
+    assert call.environment["HTTPS_PROXY"] == "http://proxy.invalid:3128"
+    assert call.environment["CIBW_ENVIRONMENT_PASS_LINUX"] == "HTTPS_PROXY"
+    assert call.environment["SOURCE_DATE_EPOCH"].isdigit()
+
+
+def test_cibuildwheel_accepts_the_generated_options(tmp_path: Path) -> None:
+    """cibuildwheel itself parses our options and selects exactly the one identifier."""
+    import os
+    import subprocess
+
+    settings = PackageSettings(system_packages=("libyaml-dev",), environment=(("A", "b c"),))
+    call = cibw.invocation(
+        job("cp311-manylinux_2_36_armv7l", settings), tmp_path, tmp_path / "out",
+        ca=None, proxies={}, container_labels={"org.prewheel.build": "cibuildwheel"},
+    )
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "demo"\nversion = "1.0"\n')
+    result = subprocess.run(
+        [*call.argv[:-3], "--print-build-identifiers", str(tmp_path)],
+        env={**os.environ, **call.environment}, capture_output=True, text=True,
+        check=False, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["cp311-manylinux_armv7l"]
+
+
+class FakeRunner:
+    def __init__(self, code: int | None, wheel: str | None) -> None:
+        self.code = code
+        self.wheel = wheel
+        self.calls: list[tuple[str, ...]] = []
+
+    def run(self, argv: tuple[str, ...], *, environment: dict[str, str], cwd: Path,
+            log: IO[bytes], timeout: float) -> int | None:
+        self.calls.append(tuple(argv))
+        out = Path(argv[argv.index("--output-dir") + 1])
+        if self.wheel:
+            (out / self.wheel).write_bytes(b"wheel")
+        return self.code
+
+
+class FakeDocker:
+    """Stands in for the docker builder's client: no containers to clean up."""
+
+    class _Containers:
+        def list(self, **_: object) -> list[object]:
+            return []
+
+    class _Client:
+        def __init__(self) -> None:
+            self.containers = FakeDocker._Containers()
+
+    def client(self, _platform: str) -> object:
+        return self._Client()
+
+
+@pytest.mark.parametrize(
+    ("code", "wheel", "error"),
+    [
+        (None, None, "timed out"),
+        (1, None, "exit code 1"),
+        (0, None, "no wheel"),
+    ],
+)
+def test_session_reports_failures(tmp_path: Path, code: int | None, wheel: str | None, error: str) -> None:
+    from builder.build.builders import BuildFailed
+
+    builder = cibw.CibuildwheelBuilder(runner=FakeRunner(code, wheel), docker_builder=FakeDocker())  # type: ignore[arg-type]
+    with (
+        (tmp_path / "log").open("wb") as log,
+        builder.session("img", "linux/arm64", log) as session,
+        pytest.raises(BuildFailed, match=error),
+    ):
+        session.build(job("cp311-manylinux_2_36_aarch64"), tmp_path / "x.tar.gz", tmp_path / "out", log)
+
+
+def test_session_returns_the_repaired_wheels(tmp_path: Path) -> None:
+    runner = FakeRunner(0, "demo-1.0-cp311-cp311-manylinux_2_28_aarch64.whl")
+    builder = cibw.CibuildwheelBuilder(runner=runner, docker_builder=FakeDocker())  # type: ignore[arg-type]
+    with (tmp_path / "log").open("wb") as log, builder.session("img", "linux/arm64", log) as session:
+        wheels = session.build(job("cp311-manylinux_2_36_aarch64"), tmp_path / "x.tar.gz", tmp_path / "out", log)
+    assert [w.name for w in wheels] == ["demo-1.0-cp311-cp311-manylinux_2_28_aarch64.whl"]
+    assert "--only" in runner.calls[0]
+    assert builder.containers_started == 1
+
+
+# --- plan side: a manylinux wheel covers every target its tags admit ------------------------------
+def _covers(wheel: str, target: Target) -> bool:
+    return target.supports(parse_wheel_filename(wheel)[3])
+
+
+@pytest.mark.parametrize(
+    ("libc", "covered"),
+    [("glibc2.31", True), ("glibc2.36", True), ("glibc2.41", True), ("glibc2.28", False),
+     ("musl1.2", False)],
+)
+def test_one_manylinux_2_31_wheel_serves_bookworm_and_trixie(libc: str, covered: bool) -> None:
+    wheel = "demo-1.0-cp311-cp311-manylinux_2_31_armv7l.whl"
+    (target,) = select_targets(platforms=["linux/arm/v7"], pythons=["3.11"], libc=libc)
+    assert _covers(wheel, target) is covered
+
+
+def test_an_abi3_manylinux_wheel_serves_newer_pythons_on_newer_glibc() -> None:
+    wheel = "demo-1.0-cp311-abi3-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"
+    for python in ("3.11", "3.12", "3.13"):
+        (target,) = select_targets(platforms=["linux/arm64"], pythons=[python], libc="glibc2.41")
+        assert _covers(wheel, target)
+    (older,) = select_targets(platforms=["linux/arm64"], pythons=["3.10"], libc="glibc2.41")
+    assert not _covers(wheel, older)
