@@ -137,7 +137,7 @@ def make_jobs(
         )
         for gap in gaps
     }
-    return sorted(jobs.values(), key=lambda j: (j.target, j.name, j.version))
+    return sorted(jobs.values(), key=lambda j: (j.target.identifier, j.name, j.version))
 
 
 def group_steps(jobs: Iterable[BuildJob]) -> list[BuildStep]:

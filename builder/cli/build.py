@@ -1,0 +1,300 @@
+"""``prewheel build``: compile the plan's gaps (or given sdists) into the wheelhouse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+from ..build import (
+    BuildJob,
+    DockerBuilder,
+    LocalBuilder,
+    SdistFetcher,
+    make_jobs,
+    parse_docker_hosts,
+    run_builds,
+)
+from ..build.builders import BINFMT_DIR, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
+from ..build.runner import BuildReport, EventKind, ProgressEvent, Status
+from ..build.sdist import file_sha256
+from ..config import Config
+from ..errors import BuildsFailedError, UsageError
+from ..plan import Gap
+from ..requirements import PinnedRequirement
+from ..targets import DEFAULT_PLATFORMS, Target, select_targets
+from ..upstream.models import DistFile
+from ..wheelhouse import Wheelhouse
+from .common import (
+    add_config_option,
+    add_target_options,
+    config_from_args,
+    error_console,
+    is_interactive,
+    output_console,
+)
+
+DEFAULT_WHEELHOUSE = "wheelhouse"
+_KEYS = {
+    "platform": "platform",
+    "python": "python",
+    "libc": "libc",
+    "image": "image",
+    "target": "target",
+    "wheelhouse": "wheelhouse",
+    "builder": "builder",
+    "docker-host": "docker_host",
+    "jobs": "jobs",
+    "timeout": "timeout",
+    "memory": "memory",
+    "binfmt-dir": "binfmt_dir",
+}
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "build",
+        help="compile the missing wheels inside target-platform containers",
+        description=(
+            "Build exactly the wheels the plan lacks (requirement x target with only an sdist "
+            "upstream), each inside a container of the target's image and platform (QEMU for "
+            "foreign architectures), into a content-addressed wheelhouse. Arguments are "
+            "requirements files, or sdist files (.tar.gz) to build for every selected target."
+        ),
+    )
+    parser.add_argument(
+        "inputs", nargs="*", metavar="REQUIREMENTS|SDIST", help="requirements files or sdists"
+    )
+    parser.add_argument("--plan", type=Path, metavar="FILE", help="build the gaps of a plan.json")
+    parser.add_argument(
+        "--wheelhouse", metavar="DIR", help=f"output and cache (default: ./{DEFAULT_WHEELHOUSE})"
+    )
+    parser.add_argument(
+        "--builder", choices=["docker", "local"], help="docker (default) or local (host only)"
+    )
+    parser.add_argument(
+        "--docker-host",
+        action="append",
+        metavar="PLATFORM=URL",
+        help="Docker endpoint for one platform, e.g. linux/arm64=ssh://arm-box (repeatable)",
+    )
+    parser.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel containers (1)")
+    parser.add_argument("--force", action="store_true", help="rebuild even cached wheels")
+    parser.add_argument(
+        "--fail-fast", action="store_true", help="stop after the first failure (default: go on)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help=f"per build (default {DEFAULT_TIMEOUT:.0f})"
+    )
+    parser.add_argument("--memory", metavar="SIZE", help=f"container memory ({DEFAULT_MEMORY})")
+    parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_target_options(parser)
+    add_config_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args, _KEYS)
+    wheelhouse = Wheelhouse(Path(config.get("wheelhouse", DEFAULT_WHEELHOUSE)))
+    targets = _targets(config)
+    gaps = _gaps(args.inputs, args.plan, targets, config)
+    image = config.get("image")
+    jobs = make_jobs(gaps, image=image, settings=config.package)
+    if not jobs:
+        error_console().print("Nothing to build: every requirement has a fitting wheel.")
+        if args.json:
+            _print_json(BuildReport((), 0, 0.0))
+        return 0
+    builder = _builder(config, jobs)
+    with _progress(jobs) as on_event:
+        report = run_builds(
+            jobs,
+            wheelhouse=wheelhouse,
+            builder=builder,
+            fetcher=SdistFetcher(),
+            parallel=int(config.get("jobs", 1)),
+            force=bool(args.force),
+            keep_going=not args.fail_fast,
+            progress=on_event,
+        )
+    _print_summary(report, wheelhouse)
+    if args.json:
+        _print_json(report)
+    if report.failed:
+        raise BuildsFailedError(
+            f"{len(report.failed)} of {len(report.outcomes)} builds failed; their logs are "
+            f"listed above (under {wheelhouse.logs_dir}). Fix the cause (often a missing "
+            "system package: [tool.prewheel.packages.<name>] system-packages) and rerun; "
+            "finished wheels are kept and will not be rebuilt."
+        )
+    return 0
+
+
+def _targets(config: Config) -> list[Target]:
+    image = config.get("image")
+    readable_image = image if image and "{" not in image and not (
+        config.get("python") and config.get("libc")
+    ) else None
+    return select_targets(
+        platforms=config.get_list("platform", DEFAULT_PLATFORMS),
+        pythons=config.get_list("python"),
+        libc=config.get("libc"),
+        image=readable_image,
+        identifiers=config.get_list("target"),
+    )
+
+
+def _gaps(
+    inputs: Sequence[str], plan_file: Path | None, targets: list[Target], config: Config
+) -> list[Gap]:
+    sdists = [Path(i) for i in inputs if i.endswith((".tar.gz", ".zip"))]
+    requirements = [Path(i) for i in inputs if not i.endswith((".tar.gz", ".zip"))]
+    gaps = [gap for path in sdists for gap in _sdist_gaps(path, targets)]
+    if plan_file is not None:
+        gaps += _plan_gaps_from_json(plan_file)
+    if requirements:
+        gaps += _plan_gaps(requirements, targets, config)
+    if not (sdists or requirements or plan_file):
+        raise UsageError(
+            "Give requirements files (prewheel build requirements.txt), sdists to build "
+            "(prewheel build dist/pkg-1.0.tar.gz) or a plan (prewheel build --plan plan.json)."
+        )
+    return gaps
+
+
+def _sdist_gaps(path: Path, targets: list[Target]) -> list[Gap]:
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist; give the path of an sdist (.tar.gz).")
+    try:
+        name, version = parse_sdist_filename(path.name)
+    except InvalidSdistFilename as exc:
+        raise UsageError(f"{path.name} is not an sdist file name ({exc}).") from None
+    dist = DistFile(path.name, path.resolve().as_uri(), {"sha256": file_sha256(path)})
+    requirement = PinnedRequirement(name, version)
+    return [Gap(requirement, target, dist) for target in targets]
+
+
+def _plan_gaps(requirements: list[Path], targets: list[Target], config: Config) -> list[Gap]:
+    from .. import plan  # noqa: PLC0415
+
+    plan_requirements = getattr(plan, "plan_requirements", None)
+    if plan_requirements is None:
+        raise UsageError(
+            "This prewheel cannot plan requirements files yet; build sdists directly "
+            "(prewheel build pkg-1.0.tar.gz) or pass --plan plan.json."
+        )
+    result = plan_requirements(requirements, targets, config=config)
+    return list(result.gaps())
+
+
+def _plan_gaps_from_json(path: Path) -> list[Gap]:
+    from .. import plan  # noqa: PLC0415
+
+    plan_from_json = getattr(plan, "plan_from_json", None)
+    if plan_from_json is None:
+        raise UsageError("--plan is not supported by this prewheel yet; pass requirements files.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"Cannot read plan {path}: {exc}.") from None
+    return list(plan_from_json(data).gaps())
+
+
+def _builder(config: Config, jobs: list[BuildJob]) -> Builder:
+    kind = config.get("builder", "docker")
+    timeout = float(config.get("timeout", DEFAULT_TIMEOUT))
+    if kind == "local":
+        local = LocalBuilder(timeout=timeout)
+        foreign = sorted({j.target.identifier for j in jobs if not local.host_target_matches(j.target)})
+        if foreign:
+            raise UsageError(
+                f"--builder local can only build for this host, not {', '.join(foreign)}. "
+                "Select the host's target with --platform/--python, or use --builder docker."
+            )
+        return local
+    if kind != "docker":
+        raise UsageError(f"Unknown builder {kind!r}; choose docker or local.")
+    return DockerBuilder(
+        docker_hosts=parse_docker_hosts(config.get_list("docker-host")),
+        timeout=timeout,
+        memory=config.get("memory", DEFAULT_MEMORY),
+        binfmt_dir=Path(config.get("binfmt-dir", str(BINFMT_DIR))),
+    )
+
+
+@contextmanager
+def _progress(jobs: list[BuildJob]) -> Iterator[Any]:
+    console = error_console()
+    if not is_interactive():
+        started: dict[str, float] = {}
+
+        def plain(event: ProgressEvent) -> None:
+            if event.kind is EventKind.STEP_STARTED:
+                console.print(f"starting {event.step.label}: {len(event.step.jobs)} sdists")
+            elif event.kind is EventKind.JOB_STARTED and event.job:
+                started[event.job.label] = time.monotonic()
+                console.print(f"building {event.job.label}")
+            elif event.kind is EventKind.JOB_FINISHED and event.job and event.outcome:
+                console.print(
+                    f"{event.outcome.status.value} {event.job.label} "
+                    f"({event.outcome.elapsed:.0f} s)"
+                )
+
+        yield plain
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def live(event: ProgressEvent) -> None:
+            key = event.step.label
+            if event.kind is EventKind.STEP_STARTED:
+                tasks[key] = progress.add_task(key, total=len(event.step.jobs))
+            elif event.kind is EventKind.JOB_STARTED and event.job:
+                progress.update(tasks[key], description=f"{key}: {event.job.name} {event.job.version}")
+            elif event.kind is EventKind.JOB_FINISHED and event.outcome:
+                progress.advance(tasks[key])
+                progress.console.print(
+                    f"{event.outcome.status.value} {event.outcome.job.label} "
+                    f"({event.outcome.elapsed:.0f} s)"
+                )
+            elif event.kind is EventKind.STEP_FINISHED and key in tasks:
+                progress.update(tasks[key], description=f"{key}: done")
+
+        yield live
+
+
+def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
+    console = error_console()
+    built = len(report.having(Status.BUILT))
+    cached = len(report.having(Status.CACHED))
+    skipped = len(report.having(Status.SKIPPED))
+    console.print(
+        f"{built} built, {cached} cached, {len(report.failed)} failed"
+        + (f", {skipped} skipped" if skipped else "")
+        + f" in {report.elapsed:.1f} s ({report.containers_started} containers) -> "
+        f"{wheelhouse.wheels_dir}"
+    )
+    for outcome in report.failed:
+        console.print(f"[bold red]FAILED[/] {outcome.job.label}: {outcome.error}", markup=True)
+        if outcome.log:
+            console.print(f"  log: {outcome.log}")
+        for line in outcome.tail:
+            console.print(f"  | {line}", markup=False)
+
+
+def _print_json(report: BuildReport) -> None:
+    output_console().print_json(json.dumps(report.to_json()))

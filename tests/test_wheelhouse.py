@@ -1,0 +1,143 @@
+"""The wheelhouse: atomic, locked, content-addressed; concurrent writers lose nothing."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from builder.errors import IntegrityError, UsageError
+from builder.wheelhouse import Wheelhouse
+
+
+def make_wheel(directory: Path, name: str = "pkg", version: str = "1.0", payload: str = "") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{version}-cp311-cp311-linux_x86_64.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{name}/__init__.py", payload)
+    return path
+
+
+def add(house: Wheelhouse, wheel: Path, key: str, log: Path | None = None) -> None:
+    name, version = wheel.name.split("-")[:2]
+    house.add(
+        wheel, name=name, version=version, target="cp311-manylinux_2_36_x86_64",
+        cache_key=key, inputs={"sdist_sha256": key}, builder="test", log=log,
+    )
+
+
+def test_add_then_lookup_round_trips(tmp_path: Path) -> None:
+    house = Wheelhouse(tmp_path / "wh")
+    log = house.add_log("pkg-1.0-cp311-manylinux_2_36_x86_64", _text(tmp_path / "l", "built\n"))
+    add(house, make_wheel(tmp_path / "in"), "k1", log)
+    entry = house.lookup("k1")
+    assert entry is not None
+    assert entry.filename == "pkg-1.0-cp311-cp311-linux_x86_64.whl"
+    assert entry.log == "logs/pkg-1.0-cp311-manylinux_2_36_x86_64.log"
+    assert house.wheels() == [house.wheels_dir / entry.filename]
+    assert house.lookup("other") is None
+    manifest = json.loads(house.manifest_path.read_text())
+    assert set(manifest[0]) >= {
+        "filename", "sha256", "size", "name", "version", "target", "cache_key", "inputs",
+        "built_at", "builder", "log",
+    }
+
+
+def test_no_temp_files_remain_after_writes(tmp_path: Path) -> None:
+    house = Wheelhouse(tmp_path / "wh")
+    add(house, make_wheel(tmp_path / "in"), "k1")
+    leftovers = list((tmp_path / "wh").rglob(".tmp-*"))
+    assert leftovers == []
+
+
+def test_a_corrupted_wheel_is_not_a_cache_hit(tmp_path: Path) -> None:
+    house = Wheelhouse(tmp_path / "wh")
+    add(house, make_wheel(tmp_path / "in"), "k1")
+    wheel = house.wheels()[0]
+    data = bytearray(wheel.read_bytes())
+    data[-1] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    assert house.lookup("k1") is None
+    wheel.unlink()
+    assert house.lookup("k1") is None
+
+
+def test_rebuilding_a_file_replaces_its_entry(tmp_path: Path) -> None:
+    house = Wheelhouse(tmp_path / "wh")
+    add(house, make_wheel(tmp_path / "a", payload="old"), "old-key")
+    add(house, make_wheel(tmp_path / "b", payload="new"), "new-key")
+    assert [e.cache_key for e in house.entries()] == ["new-key"]
+    assert house.lookup("old-key") is None
+
+
+def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    house = Wheelhouse(tmp_path / "wh")
+    house.wheels_dir.mkdir(parents=True)
+    dead = house.wheels_dir / ".tmp-999999999-abc"
+    dead.write_bytes(b"partial")
+    mine = house.wheels_dir / f".tmp-{os.getpid()}-abc"
+    mine.write_bytes(b"in progress")
+    assert house.remove_stale_temp_files() == 1
+    assert not dead.exists() and mine.exists()
+    assert house.wheels() == []
+
+
+def test_an_unreadable_manifest_is_reported(tmp_path: Path) -> None:
+    house = Wheelhouse(tmp_path / "wh")
+    house.path.mkdir()
+    house.manifest_path.write_text("{not json")
+    with pytest.raises(IntegrityError, match="not valid JSON"):
+        house.entries()
+
+
+def test_merge_brings_in_wheels_logs_and_entries(tmp_path: Path) -> None:
+    shard_a, shard_b = Wheelhouse(tmp_path / "a"), Wheelhouse(tmp_path / "b")
+    log = shard_a.add_log("a-1.0-x", _text(tmp_path / "la", "log a\n"))
+    add(shard_a, make_wheel(tmp_path / "in", "a"), "ka", log)
+    add(shard_b, make_wheel(tmp_path / "in", "b"), "kb")
+    merged = Wheelhouse(tmp_path / "merged")
+    merged.merge([shard_a.path, shard_b])
+    assert {e.cache_key for e in merged.entries()} == {"ka", "kb"}
+    assert merged.lookup("ka") is not None and merged.lookup("kb") is not None
+    assert (merged.path / "logs" / "a-1.0-x.log").read_text() == "log a\n"
+    with pytest.raises(UsageError):
+        merged.merge([merged.path])
+
+
+def test_merge_refuses_a_shard_whose_wheel_does_not_match(tmp_path: Path) -> None:
+    shard = Wheelhouse(tmp_path / "a")
+    add(shard, make_wheel(tmp_path / "in", "a"), "ka")
+    shard.wheels()[0].write_bytes(b"garbage")
+    with pytest.raises(IntegrityError, match="rebuild that shard"):
+        Wheelhouse(tmp_path / "merged").merge([shard])
+
+
+def _writer(path: str, index: int, count: int) -> None:
+    house = Wheelhouse(Path(path))
+    for n in range(count):
+        name = f"p{index}x{n}"
+        add(house, make_wheel(Path(path).parent / f"src{index}", name), f"key-{name}")
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "wh")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(path, i, 8)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    house = Wheelhouse(Path(path))
+    assert len(house.entries()) == 32
+    assert len(house.wheels()) == 32
+    assert all(house.lookup(e.cache_key) for e in house.entries())
+
+
+def _text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
