@@ -201,17 +201,23 @@ class TwineUploader:
     cacert: str | None = None
 
     def settings(self) -> Settings:
+        """twine's settings, resolved exactly as the ``twine upload`` command line does
+        (so TWINE_USERNAME, TWINE_PASSWORD, TWINE_REPOSITORY_URL, TWINE_CERT... apply)."""
+        import argparse  # noqa: PLC0415
+
         from twine.settings import Settings  # noqa: PLC0415
 
+        parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+        Settings.register_argparse_arguments(parser)
+        argv = ["--non-interactive", "--disable-progress-bar", "--config-file", self.config_file]
+        if self.repository_url:
+            argv += ["--repository-url", self.repository_url]
+        else:
+            argv += ["--repository", self.repository_name]
+        if self.cacert:
+            argv += ["--cert", self.cacert]
         try:
-            return Settings(
-                repository_url=self.repository_url,
-                repository_name=self.repository_name,
-                config_file=self.config_file,
-                non_interactive=True,
-                cacert=self.cacert,
-                disable_progress_bar=True,
-            )
+            return Settings.from_argparse(parser.parse_args(argv))
         except Exception as exc:  # twine raises its own and configparser errors
             raise UsageError(f"twine cannot use this repository configuration: {exc}") from exc
 
