@@ -1,0 +1,137 @@
+"""Complete mode: the index also serves every upstream file the planned targets install.
+
+With only the wheels prewheel built (overlay), an install needs a second index, which brings
+back dependency confusion and breaks uv's first-index strategy for targets we did not build.
+A complete index mirrors, for every plan cell that upstream already covers (``wheel`` and
+``pure``), the exact file pip would pick there (``Cell.file``), downloaded once and verified
+against the sha256 the upstream page declared. Then a single ``--index-url`` serves the whole
+install, offline.
+
+:func:`upstream_files` is pure; downloading sits behind the :class:`Downloader` protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from ..errors import IndexUnreachableError, IntegrityError, PublishConflictError
+from ..hostenv import ssl_context
+from ..plan import Plan, Status
+from ..upstream.models import DistFile
+from .static import Origin, StaticIndex
+from .wheelinfo import inspect_wheel
+
+_MIRRORED = (Status.WHEEL, Status.PURE)
+_CHUNK = 1 << 20
+_RETRIES = 3
+
+
+def upstream_files(plan: Plan) -> list[DistFile]:
+    """The upstream wheels the plan's targets install, once each, sorted by filename.
+
+    ``build`` cells are served by the wheels prewheel built, ``ours`` by the overlay index,
+    ``excluded``/``unavailable`` need nothing.
+    """
+    chosen: dict[str, DistFile] = {}
+    for row in plan.rows:
+        for cell in row.cells.values():
+            if cell.status in _MIRRORED and cell.file is not None and cell.file.is_wheel:
+                chosen.setdefault(cell.file.filename, cell.file)
+    return [chosen[name] for name in sorted(chosen)]
+
+
+class Downloader(Protocol):
+    def download(self, file: DistFile, destination: Path) -> str:
+        """Write the file to ``destination``; return its sha256 hex digest."""
+        ...
+
+
+class HttpDownloader:
+    """Streams files with httpx, trusting the host's CA bundle, retrying transport errors."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            verify=ssl_context(),
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def download(self, file: DistFile, destination: Path) -> str:
+        last: Exception | None = None
+        for _ in range(_RETRIES):
+            try:
+                return self._download_once(file.url, destination)
+            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                last = exc
+                destination.unlink(missing_ok=True)
+        raise IndexUnreachableError(f"cannot download {file.url}: {last}")
+
+    def _download_once(self, url: str, destination: Path) -> str:
+        digest = hashlib.sha256()
+        with self._client.stream("GET", url) as response:
+            response.raise_for_status()
+            with destination.open("wb") as stream:
+                for chunk in response.iter_bytes(_CHUNK):
+                    digest.update(chunk)
+                    stream.write(chunk)
+        return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorReport:
+    fetched: tuple[str, ...]
+    present: tuple[str, ...]
+
+
+def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader) -> MirrorReport:
+    """Download, verify and list each upstream file the index does not hold yet.
+
+    A file without a sha256 on the upstream page, or whose bytes do not match it, raises
+    :class:`~builder.errors.IntegrityError` and is not listed.
+    """
+    fetched: list[str] = []
+    present: list[str] = []
+    scratch = index.state / "incoming"
+    scratch.mkdir(parents=True, exist_ok=True)
+    catalog = index.catalog()
+    for file in files:
+        expected = file.sha256
+        if expected is None:
+            raise IntegrityError(
+                f"{file.url} has no sha256 on its index page, so it cannot be verified; "
+                "complete mode only mirrors hashed files."
+            )
+        known = catalog.get(file.filename)
+        if known is not None:
+            if known.sha256 != expected:
+                raise PublishConflictError(
+                    f"{file.filename} is already listed in {index.root} with sha256 "
+                    f"{known.sha256}, but upstream now lists {expected}; investigate before "
+                    "serving it (a re-uploaded upstream file is a supply-chain red flag)."
+                )
+            present.append(file.filename)
+            continue
+        temporary = scratch / f".mirror-{secrets.token_hex(8)}"
+        try:
+            actual = downloader.download(file, temporary)
+            if actual != expected:
+                raise IntegrityError(
+                    f"{file.url} has sha256 {actual}, but its index page declares {expected}; "
+                    "the download was altered. Nothing was listed."
+                )
+            info = inspect_wheel(temporary, filename=file.filename)
+            index.add(temporary, info, origin=Origin.UPSTREAM, move=True)
+        finally:
+            temporary.unlink(missing_ok=True)
+        fetched.append(file.filename)
+    return MirrorReport(tuple(fetched), tuple(present))
