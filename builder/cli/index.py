@@ -37,6 +37,17 @@ def _register_index(subparsers: Any) -> None:
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="DIR", help="index tree to write"
     )
+    parser.add_argument(
+        "--mode",
+        choices=["overlay", "complete"],
+        default="overlay",
+        help="overlay: only the wheels prewheel built (use with --extra-index-url); complete: "
+        "also every upstream wheel the plan's targets install, hash-verified (use as the only "
+        "--index-url). Default: overlay",
+    )
+    parser.add_argument(
+        "--plan", type=Path, metavar="FILE", help="plan.json from 'prewheel plan' (complete mode)"
+    )
     parser.set_defaults(handler=_run_index)
 
 
@@ -110,12 +121,46 @@ def _wheels(wheelhouse: Path) -> list[Path]:
 def _run_index(args: argparse.Namespace) -> int:
     from ..index.static import StaticIndex  # noqa: PLC0415
 
+    if args.mode == "complete" and args.plan is None:
+        raise UsageError(
+            "--mode complete needs the plan that says which upstream files the targets install: "
+            "run 'prewheel plan --json > plan.json' and pass --plan plan.json."
+        )
+    wheels = _wheels(args.wheelhouse)
+    plan = _load_plan(args.plan) if args.mode == "complete" else None
     index = StaticIndex(args.output)
-    report = index.sync(_wheels(args.wheelhouse))
+    report = index.sync(wheels)
     output_console().print(
         f"index {args.output}: {len(report.added)} added, {len(report.unchanged)} already listed"
     )
+    if plan is not None:
+        from ..index.complete import HttpDownloader, mirror, upstream_files  # noqa: PLC0415
+
+        downloader = HttpDownloader()
+        try:
+            mirrored = mirror(index, upstream_files(plan), downloader)
+        finally:
+            downloader.close()
+        output_console().print(
+            f"complete mode: {len(mirrored.fetched)} upstream files fetched and verified, "
+            f"{len(mirrored.present)} already present"
+        )
     return int(ExitCode.OK)
+
+
+def _load_plan(path: Path) -> Any:
+    import json  # noqa: PLC0415
+
+    from .. import plan  # noqa: PLC0415
+
+    plan_from_json = getattr(plan, "plan_from_json", None)
+    if plan_from_json is None:
+        raise UsageError("--plan is not supported by this prewheel yet; use --mode overlay.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read the plan {path}: {exc}.") from exc
+    return plan_from_json(data)
 
 
 def _authenticator(args: argparse.Namespace) -> Any:
