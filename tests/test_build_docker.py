@@ -1,0 +1,140 @@
+"""`prewheel build` against the real Docker daemon (native linux/amd64 builds of tiny sdists).
+
+Build isolation fetches setuptools from the index, hence the ``network`` marker too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from build_fixtures.helpers import TEST_IMAGE, gap
+from build_fixtures.sdists import make_sdist
+
+from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
+from builder.build.container import LABEL, OWNER_LABEL
+from builder.build.runner import Status
+from builder.errors import ExitCode
+from builder.wheelhouse import Wheelhouse
+
+pytestmark = [pytest.mark.docker, pytest.mark.network]
+AMD64 = ["--platform", "linux/amd64", "--python", "3.11", "--libc", "glibc2.36"]
+
+
+def prewheel(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
+             timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "builder", "build", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, "CI": "1", **(env or {})},
+    )
+
+
+def start_prewheel(*args: str | Path, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "builder", "build", *map(str, args)],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "CI": "1"},
+    )
+
+
+def test_builds_keeps_going_past_a_failure_then_reuses_the_cache(tmp_path: Path) -> None:
+    good = make_sdist(tmp_path, "tinyext")
+    bad = make_sdist(tmp_path, "brokenext", broken=True)
+    first = prewheel(good, bad, *AMD64, "--image", TEST_IMAGE, "--json", cwd=tmp_path)
+    assert first.returncode == ExitCode.BUILDS_FAILED, first.stderr
+    report = json.loads(first.stdout)
+    statuses = {b["name"]: b["status"] for b in report["builds"]}
+    assert statuses == {"tinyext": "built", "brokenext": "failed"}
+    assert report["containers_started"] == 1  # one container served both builds
+    failed = next(b for b in report["builds"] if b["name"] == "brokenext")
+    assert Path(tmp_path, failed["log"]).is_file()
+    assert "TINYEXT_BREAK is set" in "\n".join(failed["tail"])
+    assert "brokenext-1.0-cp311-manylinux_2_36_x86_64.log" in first.stderr
+    house = Wheelhouse(tmp_path / "wheelhouse")
+    [wheel] = house.wheels()
+    assert wheel.name.startswith("tinyext-1.0-cp311-cp311-manylinux")
+
+    started = time.monotonic()
+    second = prewheel(good, *AMD64, "--image", TEST_IMAGE, "--json", cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["containers_started"] == 0
+    assert [b["status"] for b in again["builds"]] == ["cached"]
+    assert elapsed < 10
+
+
+def test_a_hash_mismatch_is_refused_before_any_build(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path)
+    builder = DockerBuilder()
+    report = run_builds(
+        make_jobs([gap(sdist, sha256="0" * 64)], image=TEST_IMAGE),
+        wheelhouse=Wheelhouse(tmp_path / "wh"), builder=builder,
+        fetcher=SdistFetcher(tmp_path / "cache"),
+    )
+    [outcome] = report.outcomes
+    assert outcome.status is Status.FAILED
+    assert "sha256" in outcome.error and "Nothing was built" in outcome.error
+    assert builder.containers_started == 0
+    assert Wheelhouse(tmp_path / "wh").wheels() == []
+
+
+def test_no_docker_daemon_names_the_fix(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path)
+    result = prewheel(sdist, *AMD64, "--image", TEST_IMAGE, cwd=tmp_path,
+                      env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    assert result.returncode == ExitCode.ENVIRONMENT
+    assert "Cannot reach a Docker daemon" in result.stderr
+    assert "--builder local" in result.stderr
+
+
+def test_a_sigkilled_build_leaves_nothing_partial_and_the_rerun_completes(tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path)
+    process = start_prewheel(sdist, *AMD64, "--image", TEST_IMAGE, cwd=tmp_path)
+    assert process.stdout is not None
+    for line in process.stdout:  # wait until the build is under way inside the container
+        if line.startswith("building "):
+            break
+    time.sleep(3)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    process.stdout.close()
+    house = Wheelhouse(tmp_path / "wheelhouse")
+    assert house.wheels() == []
+    assert house.entries() == []
+    rerun = prewheel(sdist, *AMD64, "--image", TEST_IMAGE, "--json", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [b["status"] for b in json.loads(rerun.stdout)["builds"]] == ["built"]
+    assert len(house.wheels()) == 1
+    assert list(house.path.rglob(".tmp-*")) == []
+    client = docker.from_env()
+    try:
+        orphans = [
+            c for c in client.containers.list(all=True, filters={"label": LABEL})
+            if c.labels.get(OWNER_LABEL, "").endswith(f":{process.pid}")
+        ]
+    finally:
+        client.close()
+    assert orphans == []  # the killed run's container was removed by the rerun
+
+
+def test_two_concurrent_builds_on_one_wheelhouse_lose_nothing(tmp_path: Path) -> None:
+    a, b, shared = (make_sdist(tmp_path, name) for name in ("exta", "extb", "extshared"))
+    first = start_prewheel(a, shared, *AMD64, "--image", TEST_IMAGE, cwd=tmp_path)
+    second = start_prewheel(b, shared, *AMD64, "--image", TEST_IMAGE, cwd=tmp_path)
+    for process in (first, second):
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output
+    house = Wheelhouse(tmp_path / "wheelhouse")
+    assert sorted(w.name.split("-")[0] for w in house.wheels()) == ["exta", "extb", "extshared"]
+    entries = house.entries()
+    assert sorted(e.name for e in entries) == ["exta", "extb", "extshared"]
+    assert all(house.lookup(e.cache_key) is not None for e in entries)
