@@ -254,7 +254,10 @@ class _ContainerSession:
         if result.timed_out:
             raise BuildFailed(f"{command} timed out after {self.timeout:.0f} s (see --timeout).")
         if result.exit_code != 0:
-            raise BuildFailed(f"{command} failed with exit code {result.exit_code}.")
+            raise BuildFailed(
+                f"The container {command} step failed (exit code {result.exit_code}); the end "
+                "of its log is below."
+            )
 
     def setup(self, log: IO[bytes]) -> None:
         spec = build_spec(None, venv=str(_WORK / "venv"), sdist="", out="", repair=True)
@@ -331,7 +334,10 @@ class _LocalSession:
         except subprocess.TimeoutExpired:
             raise BuildFailed(f"{command} timed out after {self.timeout:.0f} s.") from None
         if result.returncode != 0:
-            raise BuildFailed(f"{command} failed with exit code {result.returncode}.")
+            raise BuildFailed(
+                f"The host {command} step failed (exit code {result.returncode}); the end of "
+                "its log is below."
+            )
 
     def setup(self, log: IO[bytes]) -> None:
         spec = build_spec(

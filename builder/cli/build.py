@@ -132,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
         raise BuildsFailedError(
             f"{len(report.failed)} of {len(report.outcomes)} builds failed; their logs are "
             f"listed above (under {wheelhouse.logs_dir}). Fix the cause (often a missing "
-            "system package: [tool.prewheel.packages.<name>] system-packages) and rerun; "
-            "finished wheels are kept and will not be rebuilt."
+            "system library: add it to system-packages in the package's table under "
+            "tool.prewheel.packages in pyproject.toml) and rerun; finished wheels are kept and "
+            "will not be rebuilt."
         )
     return 0
 
@@ -293,7 +294,7 @@ def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
         if outcome.log:
             console.print(f"  log: {outcome.log}")
         for line in outcome.tail:
-            console.print(f"  | {line}", markup=False)
+            console.print(f"  | {line}", markup=False, soft_wrap=True)
 
 
 def _print_json(report: BuildReport) -> None:

@@ -33,3 +33,22 @@ def gap(sdist: Path, platform: str = "linux/amd64", sha256: str | None = None) -
 def index_gap(name: str, version: str, dist: DistFile, platform: str) -> Gap:
     requirement = PinnedRequirement(canonicalize_name(name), Version(version))
     return Gap(requirement, target(platform), dist)
+
+
+def index_dist(name: str, version: str) -> DistFile:
+    """The sdist of ``name`` ``version`` as the configured index lists it (PEP 691 JSON)."""
+    from pypi_simple import PYPI_SIMPLE_ENDPOINT
+
+    from builder.build.sdist import make_client
+    from builder.hostenv import pip_setting
+
+    index = (pip_setting("index-url") or PYPI_SIMPLE_ENDPOINT).rstrip("/") + "/"
+    with make_client() as client:
+        response = client.get(
+            f"{index}{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        )
+        response.raise_for_status()
+        for file in response.json()["files"]:
+            if file["filename"] == f"{name}-{version}.tar.gz":
+                return DistFile(file["filename"], file["url"], dict(file["hashes"]))
+    raise LookupError(f"{name} {version} has no sdist on {index}")
