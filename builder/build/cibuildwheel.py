@@ -7,10 +7,11 @@ with auditwheel so the shared libraries it needs are bundled and it carries a
 verifies the sdist, translates its per-package settings into cibuildwheel options and files
 the repaired wheel in the wheelhouse with the same cache key rules as the other builders.
 
-Pure parts: :func:`cibuildwheel_identifier`, :func:`choose_policy`, :func:`portable_image`,
+Pure parts: :func:`wants_portable`, :func:`cibuildwheel_identifier`, :func:`choose_policy`, :func:`portable_image`,
 :func:`split_portable`, :func:`cibuildwheel_options` and :func:`invocation`. Side effects (the
 cibuildwheel process, Docker) sit behind :class:`ProcessRunner` and :class:`CibuildwheelBuilder`,
-which implements :class:`builder.build.builders.Builder`.
+which implements :class:`builder.build.builders.Builder`; :func:`run_portable_builds` runs a
+set of jobs through it, falling back to the docker builder where no portable image exists.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import docker
 import docker.errors
@@ -37,9 +39,11 @@ import docker.errors
 from ..errors import HostEnvironmentError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
 from ..targets import Arch, Libc, Target
+from ..wheelhouse import Wheelhouse
 from .builders import (
     DEFAULT_TIMEOUT,
     SOURCE_DATE_EPOCH,
+    Builder,
     BuildFailed,
     BuildSession,
     DockerBuilder,
@@ -47,7 +51,9 @@ from .builders import (
     arch_environment,
 )
 from .container import LABEL, OWNER_LABEL, owner_label
-from .jobs import BuildJob
+from .jobs import BuildJob, resolve_image
+from .runner import BuildReport, run_builds
+from .sdist import SdistFetcher
 
 NAME = "cibuildwheel"
 CONTAINER_CA_BUNDLE = "/cibuildwheel-ca-bundle.pem"  # where cibuildwheel copies SSL_CERT_FILE
@@ -135,17 +141,12 @@ def portable_image(
     pinned: Mapping[str, Mapping[str, str]] | None = None,
     defaults: Mapping[str, str] | None = None,
 ) -> str:
-    """The image to build ``target`` in: ``override`` (placeholders ``{arch}``, ``{python}``
-    filled in), or cibuildwheel's pinned image of the policy :func:`choose_policy` picks."""
+    """The image to build ``target`` in: ``override`` with the docker builder's placeholders
+    filled in (:func:`~builder.build.jobs.resolve_image`), or cibuildwheel's pinned image of the
+    policy :func:`choose_policy` picks."""
     cibuildwheel_identifier(target)
     if override:
-        try:
-            return override.format(arch=target.arch.value, python=target.python_version)
-        except (KeyError, IndexError, ValueError):
-            raise UsageError(
-                f"Cannot fill in --portable-image {override!r}: only {{arch}} (aarch64) and "
-                "{python} (3.11) are known, e.g. registry.example/manylinux_2_28_{arch}."
-            ) from None
+        return resolve_image(override, target)
     images = (pinned_images() if pinned is None else pinned).get(target.arch.value, {})
     policy = choose_policy(
         target, images, (default_policies() if defaults is None else defaults).get(
@@ -451,3 +452,35 @@ class _CibuildwheelSession:
         if not wheels:
             raise BuildFailed("cibuildwheel finished but wrote no wheel.")
         return wheels
+
+
+# --- orchestration ---------------------------------------------------------------------------------
+def run_portable_builds(
+    jobs: Sequence[BuildJob],
+    *,
+    wheelhouse: Wheelhouse,
+    fetcher: SdistFetcher,
+    portable_builder: Builder,
+    fallback_builder: Builder,
+    image_override: str | None = None,
+    notice: Callable[[str], None] = lambda _text: None,
+    **options: Any,
+) -> BuildReport:
+    """Build ``jobs`` as portable wheels: cibuildwheel where a manylinux/musllinux image exists,
+    the fallback (docker) builder elsewhere (linux/arm/v6), saying so through ``notice``.
+    ``options`` go to :func:`~builder.build.runner.run_builds` unchanged; one report comes back.
+    """
+    split = split_portable(jobs, image_override)
+    for text in split.notices:
+        notice(text)
+    started = time.monotonic()
+    reports = [
+        run_builds(part, wheelhouse=wheelhouse, builder=builder, fetcher=fetcher, **options)
+        for part, builder in ((split.portable, portable_builder), (split.fallback, fallback_builder))
+        if part
+    ]
+    return BuildReport(
+        outcomes=tuple(o for report in reports for o in report.outcomes),
+        containers_started=sum(report.containers_started for report in reports),
+        elapsed=time.monotonic() - started,
+    )
