@@ -6,6 +6,7 @@ for CPython 3.11 also installs on the 3.13 of the Debian trixie image the tests 
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import textwrap
@@ -88,8 +89,11 @@ def make_sdist(
         f"{module}.c": _MODULE.format(module=module, include=include, body=body),
         "PKG-INFO": _PKG_INFO.format(name=name, version=version),
     }
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{base}.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
+    # Byte-for-byte reproducible (fixed mtimes, gzip header included): same sdist, same sha256.
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w") as archive:
         for relative, text in files.items():
             data = textwrap.dedent(text).encode()
             info = tarfile.TarInfo(f"{base}/{relative}")

@@ -387,3 +387,22 @@ def test_run_portable_builds_splits_between_cibuildwheel_and_docker(tmp_path: Pa
         "demo-1.0-cp311-cp311-manylinux_2_17_aarch64.whl",
     ]
     assert report.containers_started == 2
+
+
+def test_cli_portable_refuses_a_target_older_than_every_image(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from portable_fixtures import make_sdist
+
+    from builder.errors import ExitCode
+
+    sdist = make_sdist(tmp_path, name="pwtiny")
+    result = subprocess.run(
+        [sys.executable, "-m", "builder", "build", str(sdist), "--portable",
+         "--target", "cp311-manylinux_2_28_armv7l", "--wheelhouse", str(tmp_path / "wh")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "manylinux_2_31" in result.stderr and "--portable-image" in result.stderr
+    assert not (tmp_path / "wh" / "wheels").exists()

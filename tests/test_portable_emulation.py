@@ -142,3 +142,21 @@ def test_a_second_run_is_served_from_the_wheelhouse(built: Built) -> None:
     again = run_builds(jobs, wheelhouse=house, builder=builder, fetcher=SdistFetcher())
     assert [o.status for o in again.outcomes] == [Status.CACHED] * len(jobs)
     assert builder.containers_started == 0
+
+
+def test_the_cli_finds_the_same_wheels_by_cache_key(built: Built, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``prewheel build --portable`` computes the same cache keys as the library run above."""
+    house, _report, _jobs = built
+    import subprocess
+    import sys
+
+    sdists = tmp_path_factory.mktemp("cli")
+    sdist = make_sdist(sdists, name="pwtiny")
+    result = subprocess.run(
+        [sys.executable, "-m", "builder", "build", str(sdist), "--portable",
+         "--portable-image", BUILD_IMAGE, "--platform", "linux/arm64", "--python", "3.11",
+         "--libc", "glibc2.36", "--wheelhouse", str(house.path), "--json"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=sdists,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"cached": 1' in result.stdout and '"built": 0' in result.stdout

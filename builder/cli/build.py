@@ -55,6 +55,8 @@ _KEYS = {
     "timeout": "timeout",
     "memory": "memory",
     "binfmt-dir": "binfmt_dir",
+    "portable": "portable",
+    "portable-image": "portable_image",
 }
 
 
@@ -96,6 +98,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--memory", metavar="SIZE", help=f"container memory ({DEFAULT_MEMORY})")
     parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument(
+        "--portable",
+        action="store_true",
+        default=None,
+        help="build portable manylinux/musllinux wheels with cibuildwheel (implied by --libc "
+        "manylinux_X_Y or musllinux_X_Y without --image); linux/arm/v6 falls back to docker",
+    )
+    parser.add_argument(
+        "--portable-image",
+        metavar="IMAGE",
+        help="image for --portable builds instead of cibuildwheel's pinned ones (placeholders "
+        "as for --image, e.g. my-registry/manylinux_2_28_{arch})",
+    )
     add_target_options(parser)
     add_config_option(parser)
     parser.set_defaults(handler=run)
@@ -115,16 +130,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     builder = _builder(config, jobs)
     with _progress(jobs) as on_event:
-        report = run_builds(
-            jobs,
-            wheelhouse=wheelhouse,
-            builder=builder,
-            fetcher=SdistFetcher(),
-            parallel=int(config.get("jobs", 1)),
-            force=bool(args.force),
-            keep_going=not args.fail_fast,
-            progress=on_event,
-        )
+        if _portable(config):
+            report = _run_portable(
+                config, jobs, wheelhouse=wheelhouse, fallback=builder, args=args, on_event=on_event
+            )
+        else:
+            report = run_builds(
+                jobs,
+                wheelhouse=wheelhouse,
+                builder=builder,
+                fetcher=SdistFetcher(),
+                parallel=int(config.get("jobs", 1)),
+                force=bool(args.force),
+                keep_going=not args.fail_fast,
+                progress=on_event,
+            )
     _print_summary(report, wheelhouse)
     if args.json:
         _print_json(report)
@@ -137,6 +157,48 @@ def run(args: argparse.Namespace) -> int:
             "will not be rebuilt."
         )
     return 0
+
+
+def _portable(config: Config) -> bool:
+    from ..build.cibuildwheel import wants_portable  # noqa: PLC0415
+
+    return wants_portable(
+        portable=bool(config.get("portable", False)),
+        libc=config.get("libc"),
+        image=config.get("image"),
+    )
+
+
+def _run_portable(
+    config: Config,
+    jobs: list[BuildJob],
+    *,
+    wheelhouse: Wheelhouse,
+    fallback: Builder,
+    args: argparse.Namespace,
+    on_event: Any,
+) -> BuildReport:
+    """--portable: cibuildwheel for manylinux/musllinux targets, ``fallback`` for the rest."""
+    from ..build.cibuildwheel import CibuildwheelBuilder, run_portable_builds  # noqa: PLC0415
+
+    portable = CibuildwheelBuilder(
+        timeout=float(config.get("timeout", DEFAULT_TIMEOUT)),
+        memory=config.get("memory", DEFAULT_MEMORY),
+        docker_builder=fallback if isinstance(fallback, DockerBuilder) else None,
+    )
+    return run_portable_builds(
+        jobs,
+        wheelhouse=wheelhouse,
+        fetcher=SdistFetcher(),
+        portable_builder=portable,
+        fallback_builder=fallback,
+        image_override=config.get("portable-image"),
+        notice=lambda text: error_console().print(f"[yellow]note:[/] {text}", markup=True),
+        parallel=int(config.get("jobs", 1)),
+        force=bool(args.force),
+        keep_going=not args.fail_fast,
+        progress=on_event,
+    )
 
 
 def _targets(config: Config) -> list[Target]:
