@@ -1,17 +1,36 @@
 """The availability plan: for each pinned requirement x target, what pip there would install.
 
 Pure: :func:`make_plan` takes the requirements, the targets and the index pages already
-fetched (see :mod:`builder.upstream`) and decides every cell without I/O.
+fetched (see :mod:`builder.upstream`) and decides every cell without I/O, choosing the file
+the way pip's finder does (tag preference, Requires-Python, yanked files, --hash filters).
+:func:`plan_requirements` is the convenience that reads the inputs and fetches the pages.
+:func:`plan_to_json` / :func:`plan_from_json` give the stable JSON form (``prewheel plan
+--json``), which ``prewheel build --plan`` reads back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .requirements import PinnedRequirement
-from .targets import Target
-from .upstream.models import DistFile
+from packaging.markers import InvalidMarker, Marker
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .errors import NotOnIndexError, UsageError
+from .requirements import Compiler, PinnedRequirement, RequirementSet, SourceLine, read_requirements
+from .targets import Target, parse_identifier
+from .upstream.models import DistFile, ProjectPage
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .config import Config
+
+PLAN_FORMAT = 1
 
 
 class Status(enum.StrEnum):
@@ -23,11 +42,19 @@ class Status(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # nothing installable (no fitting wheel, no sdist)
 
 
+#: Statuses whose cell installs without compiling.
+INSTALLABLE = frozenset({Status.WHEEL, Status.PURE, Status.OURS})
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     status: Status
     file: DistFile | None = None  # the wheel pip would pick, or the sdist for BUILD
     reason: str = ""  # human-readable detail (e.g. requires-python mismatch, yanked)
+
+    @property
+    def filename(self) -> str | None:
+        return self.file.filename if self.file else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,3 +85,368 @@ class Plan:
                 if cell.status is Status.BUILD and cell.file is not None:
                     result.append(Gap(row.requirement, target, cell.file))
         return result
+
+    def cells(self) -> Iterable[tuple[PlanRow, Target, Cell]]:
+        for row in self.rows:
+            for target in self.targets:
+                yield row, target, row.cells[target.identifier]
+
+    def counts(self) -> dict[Status, int]:
+        """How many cells have each status (every status present, possibly 0)."""
+        result = dict.fromkeys(Status, 0)
+        for _, _, cell in self.cells():
+            result[cell.status] += 1
+        return result
+
+    @property
+    def would_compile(self) -> bool:
+        return any(cell.status is Status.BUILD for _, _, cell in self.cells())
+
+    def summary(self) -> str:
+        """``N of M cells compile from source`` (M counts cells that install something)."""
+        counts = self.counts()
+        relevant = sum(counts.values()) - counts[Status.EXCLUDED]
+        text = f"{counts[Status.BUILD]} of {relevant} cells compile from source"
+        if counts[Status.UNAVAILABLE]:
+            text += f", {counts[Status.UNAVAILABLE]} have nothing installable"
+        return text
+
+
+# --- choosing the file pip would pick -----------------------------------------------------
+
+
+def make_plan(
+    requirements: RequirementSet | Sequence[PinnedRequirement],
+    targets: Sequence[Target],
+    upstream_pages: Mapping[str, ProjectPage | Sequence[ProjectPage] | None],
+    our_pages: Mapping[str, ProjectPage | Sequence[ProjectPage] | None] | None = None,
+) -> Plan:
+    """Decide every (requirement, target) cell. Pure: no I/O.
+
+    ``upstream_pages`` maps a project name to its page(s) on the upstream indexes (the default
+    index and any extra ones; pip treats them alike); ``our_pages`` to its page(s) on our own
+    index. A file found upstream makes a cell ``wheel``/``pure``; a wheel only ours has makes
+    it ``ours``. Raises :class:`NotOnIndexError` naming every pinned project or version that no
+    index lists (for requirements that apply to at least one target).
+    """
+    reqs = requirements.requirements if isinstance(requirements, RequirementSet) else requirements
+    upstream = _by_name(upstream_pages)
+    ours = _by_name(our_pages or {})
+    missing: list[str] = []
+    rows = []
+    for requirement in reqs:
+        cells = {
+            target.identifier: decide_cell(
+                requirement, target, upstream.get(requirement.name, ()), ours.get(requirement.name, ())
+            )
+            for target in targets
+        }
+        if any(c.status is not Status.EXCLUDED for c in cells.values()):
+            problem = _absence(requirement, upstream.get(requirement.name, ()), ours.get(requirement.name, ()))
+            if problem:
+                missing.append(problem)
+        rows.append(PlanRow(requirement, cells))
+    if missing:
+        raise NotOnIndexError(
+            "Not found on the configured indexes: " + "; ".join(missing) + ". Check the "
+            "spelling and the pin (re-run pip-compile), or add the index that hosts it with "
+            "--extra-index-url."
+        )
+    return Plan(tuple(targets), tuple(rows))
+
+
+def _by_name(
+    pages: Mapping[str, ProjectPage | Sequence[ProjectPage] | None],
+) -> dict[NormalizedName, tuple[ProjectPage, ...]]:
+    result: dict[NormalizedName, tuple[ProjectPage, ...]] = {}
+    for name, value in pages.items():
+        listed = () if value is None else (value,) if isinstance(value, ProjectPage) else value
+        key = canonicalize_name(name)
+        result[key] = (*result.get(key, ()), *(p for p in listed if p is not None))
+    return result
+
+
+def _absence(
+    requirement: PinnedRequirement, upstream: Sequence[ProjectPage], ours: Sequence[ProjectPage]
+) -> str | None:
+    pages = [*upstream, *ours]
+    where = ", ".join(dict.fromkeys(p.index_url for p in pages))
+    if not pages:
+        return f"project {requirement.name} ({_source(requirement)})"
+    if not any(page.files_for(requirement.version) for page in pages):
+        return (
+            f"{requirement.name}=={requirement.version} ({_source(requirement)}; "
+            f"{where} lists other versions)"
+        )
+    return None
+
+
+def _source(requirement: PinnedRequirement) -> str:
+    return f"pinned at {requirement.source}" if requirement.source else "pinned"
+
+
+def decide_cell(
+    requirement: PinnedRequirement,
+    target: Target,
+    upstream: Sequence[ProjectPage],
+    ours: Sequence[ProjectPage] = (),
+) -> Cell:
+    """One cell: what pip on ``target`` would install for ``requirement``."""
+    if not requirement.applies_to(target.marker_environment()):
+        return Cell(Status.EXCLUDED, reason=f"marker {requirement.marker} is false here")
+    upstream_files = _files(requirement, upstream)
+    best, notes = best_file(upstream_files, target, requirement)
+    if best is not None and best.is_wheel:
+        status = Status.PURE if best.is_pure else Status.WHEEL
+        return Cell(status, best, _reason(best, notes))
+    our_best, our_notes = best_file(_files(requirement, ours), target, requirement)
+    if our_best is not None and our_best.is_wheel:
+        return Cell(Status.OURS, our_best, _reason(our_best, our_notes))
+    if best is not None:
+        return Cell(Status.BUILD, best, _reason(best, [*notes, "no wheel fits this target"]))
+    if our_best is not None:
+        return Cell(Status.BUILD, our_best, _reason(our_best, [*our_notes, "no wheel fits"]))
+    return Cell(Status.UNAVAILABLE, None, _reason(None, [*notes, *our_notes]) or (
+        "no file of this version installs here"
+    ))
+
+
+def _files(requirement: PinnedRequirement, pages: Sequence[ProjectPage]) -> list[DistFile]:
+    return [file for page in pages for file in page.files_for(requirement.version)]
+
+
+def best_file(
+    files: Sequence[DistFile], target: Target, requirement: PinnedRequirement
+) -> tuple[DistFile | None, list[str]]:
+    """The file pip would choose among ``files`` (all of the pinned version), and notes.
+
+    pip's order (``CandidateEvaluator._sort_key``): files matching a ``--hash`` first, then
+    not yanked, then the best-ranked wheel tag, then any sdist; a higher build tag wins a tie.
+    Files whose Requires-Python excludes the target's Python are skipped, as pip skips them.
+    """
+    notes: list[str] = []
+    python = f"{target.python_version}.0"
+    candidates: list[tuple[tuple[int, int, int, tuple[Any, ...]], DistFile]] = []
+    python_mismatch = 0
+    for file in files:
+        rank = _tag_rank(file, target)
+        if rank is None:
+            continue
+        if not file.python_compatible(python):
+            python_mismatch += 1
+            continue
+        candidates.append(((0, -int(file.yanked), rank, _build_tag(file)), file))
+    if python_mismatch:
+        notes.append(
+            f"{python_mismatch} file(s) skipped: Requires-Python excludes {target.python_version}"
+        )
+    if requirement.hashes:
+        allowed = [c for c in candidates if _hash_allowed(c[1], requirement.hashes)]
+        if allowed:
+            candidates = allowed
+    if not candidates:
+        return None, notes
+    best = max(candidates, key=lambda candidate: candidate[0])[1]
+    if best.yanked:
+        notes.append(
+            "yanked" + (f" ({best.yanked_reason})" if best.yanked_reason else "")
+            + ": pip still installs it for an exact pin (PEP 592), with a warning"
+        )
+    return best, notes
+
+
+def _tag_rank(file: DistFile, target: Target) -> int | None:
+    """Higher is better; None when the file cannot install on the target."""
+    if file.is_wheel:
+        priority = target.tag_priority
+        ranks = [priority[tag] for tag in file.wheel_tags if tag in priority]
+        return -min(ranks) if ranks else None
+    if file.is_sdist:
+        return -len(target.tag_priority)  # below every wheel, as pip ranks sdists
+    return None  # .exe, .egg, .msi ... pip ignores them
+
+
+def _build_tag(file: DistFile) -> tuple[Any, ...]:
+    if not file.is_wheel:
+        return ()
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # noqa: PLC0415
+
+    try:
+        return tuple(parse_wheel_filename(file.filename)[2])
+    except InvalidWheelFilename:
+        return ()
+
+
+def _hash_allowed(file: DistFile, hashes: Iterable[str]) -> bool:
+    for entry in hashes:
+        algorithm, _, digest = entry.partition(":")
+        if file.hashes.get(algorithm) == digest:
+            return True
+    return False
+
+
+def _reason(file: DistFile | None, notes: Sequence[str]) -> str:
+    return "; ".join(notes)
+
+
+# --- the I/O convenience --------------------------------------------------------------------
+
+
+def plan_requirements(
+    inputs: Sequence[Path] | RequirementSet,
+    targets: Sequence[Target],
+    *,
+    index_url: str | None = None,
+    extra_index_urls: Sequence[str] = (),
+    our_index_url: str | None = None,
+    cache_dir: Path | None = None,
+    client: httpx.Client | None = None,
+    refresh: bool = False,
+    compiler: Compiler | None = None,
+    config: Config | None = None,
+) -> Plan:
+    """Read requirements (paths or a set), fetch their pages from every index, decide.
+
+    Index precedence: explicit arguments, then ``config`` (``index-url``, ``extra-index-url``,
+    ``our-index-url``, ``cache-dir``), then the index options written in the requirements
+    files, then pip's own configuration / the default index.
+    """
+    from .upstream.client import default_index_url, fetch_projects  # noqa: PLC0415
+
+    requirement_set = (
+        inputs if isinstance(inputs, RequirementSet) else read_requirements(list(inputs), compiler=compiler)
+    )
+    if config is not None:
+        index_url = index_url or config.get("index-url")
+        extra_index_urls = [*extra_index_urls, *config.get_list("extra-index-url")]
+        our_index_url = our_index_url or config.get("our-index-url")
+        configured_cache = config.get("cache-dir")
+        cache_dir = cache_dir or (Path(configured_cache) if configured_cache else None)
+    primary = index_url or requirement_set.index_url or default_index_url()
+    upstream_urls = list(dict.fromkeys([primary, *extra_index_urls, *requirement_set.extra_index_urls]))
+    all_urls = [*upstream_urls, *([our_index_url] if our_index_url else [])]
+    fetched = fetch_projects(
+        requirement_set.names(), all_urls, cache_dir=cache_dir, client=client, refresh=refresh
+    )
+    upstream_pages: dict[str, list[ProjectPage]] = {}
+    our_pages: dict[str, list[ProjectPage]] = {}
+    our_normalized = our_index_url.rstrip("/") + "/" if our_index_url else None
+    for index, pages in fetched.items():
+        bucket = our_pages if index == our_normalized else upstream_pages
+        for name, page in pages.items():
+            if page is not None:
+                bucket.setdefault(name, []).append(page)
+    return make_plan(requirement_set, targets, upstream_pages, our_pages)
+
+
+# --- stable JSON form -----------------------------------------------------------------------
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """The documented JSON form (``prewheel plan --json``), format version ``PLAN_FORMAT``.
+
+    Top level: ``format``, ``targets`` (identifiers, column order), ``target_details``
+    (identifier -> python, libc, libc_version, platform), ``requirements`` (objects with
+    ``name``, ``version``, ``extras``, ``marker``, ``hashes``, ``source`` and ``cells``:
+    identifier -> ``status``, ``filename``, ``url``, ``sha256``, ``hashes``, ``index_url``,
+    ``requires_python``, ``yanked``, ``reason``), ``counts`` and ``summary``.
+    """
+    return {
+        "format": PLAN_FORMAT,
+        "targets": [target.identifier for target in plan.targets],
+        "target_details": {
+            target.identifier: {
+                "python": target.python_version,
+                "libc": target.libc.value,
+                "libc_version": f"{target.libc_version[0]}.{target.libc_version[1]}",
+                "platform": target.docker_platform,
+            }
+            for target in plan.targets
+        },
+        "requirements": [_row_to_json(row, plan.targets) for row in plan.rows],
+        "counts": {status.value: count for status, count in plan.counts().items()},
+        "summary": plan.summary(),
+    }
+
+
+def _row_to_json(row: PlanRow, targets: Sequence[Target]) -> dict[str, Any]:
+    requirement = row.requirement
+    return {
+        "name": requirement.name,
+        "version": str(requirement.version),
+        "extras": sorted(requirement.extras),
+        "marker": str(requirement.marker) if requirement.marker else None,
+        "hashes": sorted(requirement.hashes),
+        "source": str(requirement.source) if requirement.source else None,
+        "cells": {t.identifier: _cell_to_json(row.cells[t.identifier]) for t in targets},
+    }
+
+
+def _cell_to_json(cell: Cell) -> dict[str, Any]:
+    file = cell.file
+    return {
+        "status": cell.status.value,
+        "filename": file.filename if file else None,
+        "url": file.url if file else None,
+        "sha256": file.sha256 if file else None,
+        "hashes": dict(file.hashes) if file else {},
+        "index_url": file.index_url if file else None,
+        "requires_python": file.requires_python if file else None,
+        "yanked": file.yanked if file else False,
+        "reason": cell.reason,
+    }
+
+
+def plan_from_json(data: Any) -> Plan:
+    """Read back :func:`plan_to_json` output; a malformed document raises UsageError."""
+    try:
+        if data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"unsupported plan format {data.get('format')!r}")
+        targets = tuple(_target_from_json(i, data.get("target_details", {})) for i in data["targets"])
+        rows = tuple(_row_from_json(row, targets) for row in data["requirements"])
+    except (AttributeError, KeyError, TypeError, ValueError, InvalidMarker, InvalidVersion) as exc:
+        raise UsageError(
+            f"Not a prewheel plan ({type(exc).__name__}: {exc}). Write one with "
+            "`prewheel plan requirements.txt --json > plan.json`."
+        ) from None
+    return Plan(targets, rows)
+
+
+def _target_from_json(identifier: str, details: Mapping[str, Any]) -> Target:
+    target = parse_identifier(identifier)
+    detail = details.get(identifier)
+    if detail and "libc_version" in detail:
+        major, minor = str(detail["libc_version"]).split(".")
+        target = dataclasses.replace(target, libc_version=(int(major), int(minor)))
+    return target
+
+
+def _row_from_json(row: Mapping[str, Any], targets: Sequence[Target]) -> PlanRow:
+    source = None
+    if row.get("source"):
+        path, _, line = str(row["source"]).rpartition(":")
+        source = SourceLine(Path(path), int(line)) if line.isdigit() else None
+    requirement = PinnedRequirement(
+        name=canonicalize_name(row["name"]),
+        version=Version(row["version"]),
+        extras=frozenset(row.get("extras", ())),
+        marker=Marker(row["marker"]) if row.get("marker") else None,
+        hashes=frozenset(row.get("hashes", ())),
+        source=source,
+    )
+    cells = {t.identifier: _cell_from_json(row["cells"][t.identifier]) for t in targets}
+    return PlanRow(requirement, cells)
+
+
+def _cell_from_json(cell: Mapping[str, Any]) -> Cell:
+    file = None
+    if cell.get("filename"):
+        file = DistFile(
+            filename=cell["filename"],
+            url=cell["url"],
+            hashes=dict(cell.get("hashes") or ({"sha256": cell["sha256"]} if cell.get("sha256") else {})),
+            requires_python=cell.get("requires_python"),
+            yanked=bool(cell.get("yanked", False)),
+            index_url=cell.get("index_url") or "",
+        )
+    return Cell(Status(cell["status"]), file, cell.get("reason", ""))

@@ -1,0 +1,147 @@
+"""A small on-disk HTTP cache for index pages: Cache-Control max-age, ETag, Last-Modified.
+
+One file per URL (named by the URL's sha256), written atomically (temp file + ``os.replace``),
+so concurrent prewheel processes can share the directory without locks: a reader sees either
+the old or the new entry, never half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+CACHE_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedResponse:
+    """What we keep of a 200 answer: body, type, validators, and how long it stays fresh."""
+
+    url: str
+    body: bytes
+    content_type: str
+    etag: str | None = None
+    last_modified: str | None = None
+    stored_at: float = 0.0
+    max_age: float = 0.0  # seconds; 0 means revalidate every time
+    status: int = 200  # 200, or 404 (kept so a project absent from an index is not re-asked)
+
+    def is_fresh(self, now: float | None = None) -> bool:
+        return ((now if now is not None else time.time()) - self.stored_at) < self.max_age
+
+    def validators(self) -> dict[str, str]:
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+    def revalidated(
+        self, headers: Mapping[str, str], default_ttl: float = 0.0
+    ) -> CachedResponse:
+        """This entry after a 304: same body, new freshness (and validators, if sent)."""
+        return dataclasses.replace(
+            self,
+            etag=headers.get("etag") or self.etag,
+            last_modified=headers.get("last-modified") or self.last_modified,
+            stored_at=time.time(),
+            max_age=freshness(headers, default_ttl),
+        )
+
+    @classmethod
+    def from_response(
+        cls, url: str, response: httpx.Response, default_ttl: float = 0.0
+    ) -> CachedResponse:
+        """``default_ttl`` is the heuristic freshness of an answer without Cache-Control
+        (some proxies strip it); an explicit Cache-Control always wins."""
+        headers = response.headers
+        return cls(
+            url=url,
+            body=response.content,
+            content_type=headers.get("content-type", "").split(";")[0].strip().lower(),
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
+            stored_at=time.time(),
+            max_age=freshness(headers, default_ttl),
+            status=response.status_code,
+        )
+
+
+def freshness(headers: Mapping[str, str], default_ttl: float) -> float:
+    """Seconds an answer stays fresh: its Cache-Control, else ``default_ttl``."""
+    cache_control = headers.get("cache-control")
+    return max_age(cache_control) if cache_control is not None else default_ttl
+
+
+def max_age(cache_control: str) -> float:
+    """Seconds a response may be reused without asking; 0 for no-cache/no-store/absent."""
+    directives = {}
+    for part in cache_control.lower().split(","):
+        key, _, value = part.strip().partition("=")
+        directives[key] = value.strip('"')
+    if "no-cache" in directives or "no-store" in directives:
+        return 0.0
+    try:
+        return max(0.0, float(directives.get("max-age", "0")))
+    except ValueError:
+        return 0.0
+
+
+class HttpCache:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, url: str) -> Path:
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        return self.directory / digest[:2] / f"{digest}.json"
+
+    def load(self, url: str) -> CachedResponse | None:
+        try:
+            raw = json.loads(self._path(url).read_bytes())
+            if raw.get("format") != CACHE_FORMAT or raw.get("url") != url:
+                return None
+            return CachedResponse(
+                url=url,
+                body=raw["body"].encode("utf-8", "surrogateescape"),
+                content_type=raw["content_type"],
+                etag=raw.get("etag"),
+                last_modified=raw.get("last_modified"),
+                stored_at=float(raw["stored_at"]),
+                max_age=float(raw["max_age"]),
+                status=int(raw.get("status", 200)),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # absent or unreadable: fetch again
+
+    def store(self, response: CachedResponse) -> None:
+        if response.max_age <= 0 and not (response.etag or response.last_modified):
+            return  # nothing to reuse it with (this includes Cache-Control: no-store)
+        path = self._path(response.url)
+        entry = {
+            "format": CACHE_FORMAT,
+            "url": response.url,
+            "content_type": response.content_type,
+            "etag": response.etag,
+            "last_modified": response.last_modified,
+            "stored_at": response.stored_at,
+            "max_age": response.max_age,
+            "status": response.status,
+            "body": response.body.decode("utf-8", "surrogateescape"),
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+                json.dump(entry, handle)
+            Path(temp).replace(path)
+        except OSError:
+            return  # a cache that cannot be written is only a slower run
