@@ -1,0 +1,156 @@
+"""``prewheel plan`` (the wheel-availability matrix) and ``prewheel targets``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import ExitCode, UsageError, WouldCompileError
+from ..plan import Plan, Status, plan_requirements
+from ..report import render_html, render_json, render_legend, render_table, render_targets
+from .common import (
+    TARGET_KEYS,
+    add_config_option,
+    add_target_options,
+    config_from_args,
+    error_console,
+    output_console,
+    targets_from_config,
+)
+
+PLAN_KEYS = {
+    **TARGET_KEYS,
+    "index-url": "index_url",
+    "extra-index-url": "extra_index_url",
+    "our-index-url": "our_index_url",
+    "cache-dir": "cache_dir",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = subparsers.add_parser(
+        "plan",
+        help="show which requirement x target would compile from source",
+        description=(
+            "For every pinned requirement and target, find the file pip on that target would "
+            "install (PEP 691/503 index pages, target tags, markers, Requires-Python, yanked "
+            "files) and show the matrix. Exit codes: 0 ok, 2 usage, 3 requirements, "
+            "4 not on index, 5 index unreachable, 6 index malformed, 7 --check found gaps."
+        ),
+    )
+    plan.add_argument(
+        "inputs", nargs="+", type=Path, metavar="FILE",
+        help="pinned requirements (pip-compile output), a .in file (compiled with pip-compile "
+        "first) or pylock.toml",
+    )
+    add_target_options(plan)
+    indexes = plan.add_argument_group("indexes")
+    indexes.add_argument("--index-url", metavar="URL", help="upstream simple index (default: pip's)")
+    indexes.add_argument(
+        "--extra-index-url", action="append", metavar="URL", help="more upstream indexes"
+    )
+    indexes.add_argument(
+        "--our-index-url", metavar="URL",
+        help="our own index: wheels found only here are reported as 'ours'",
+    )
+    indexes.add_argument("--cache-dir", metavar="DIR", help="HTTP cache directory")
+    indexes.add_argument(
+        "--refresh", action="store_true", help="revalidate every cached index page"
+    )
+    output = plan.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
+    output.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
+    output.add_argument(
+        "--check", action="store_true",
+        help="exit 7 if any cell would compile from source or has nothing installable",
+    )
+    add_config_option(plan)
+    plan.set_defaults(handler=run_plan)
+
+    targets = subparsers.add_parser(
+        "targets", help="list the targets (identifiers and tags) a set of options selects"
+    )
+    add_target_options(targets)
+    targets.add_argument("--json", action="store_true", help="identifiers and tags as JSON")
+    add_config_option(targets)
+    targets.set_defaults(handler=run_targets)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    config = config_from_args(args, PLAN_KEYS)
+    targets = targets_from_config(config)
+    cache_dir = config.get("cache-dir")
+    plan = plan_requirements(
+        list(args.inputs),
+        targets,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        refresh=bool(args.refresh),
+        config=config,
+    )
+    if args.html is not None:
+        write_atomically(args.html, render_html(plan))
+    if args.json:
+        output_console().out(render_json(plan), end="", highlight=False)
+    else:
+        console = output_console()
+        console.print(render_table(plan))
+        console.print(render_legend())
+    if args.check:
+        check(plan)
+    return int(ExitCode.OK)
+
+
+def check(plan: Plan) -> None:
+    """``--check``: fail when any cell would compile or has nothing installable."""
+    bad = [
+        f"{row.requirement.name}=={row.requirement.version} on {target.identifier} "
+        f"({cell.status.value})"
+        for row, target, cell in plan.cells()
+        if cell.status in (Status.BUILD, Status.UNAVAILABLE)
+    ]
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise WouldCompileError(
+            f"{plan.summary()}: {shown}. Pre-build them with `prewheel build` and publish them "
+            "to your index (then plan with --our-index-url), or change the pins."
+        )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and os.replace."""
+    directory = path.parent if str(path.parent) else Path()
+    if not directory.is_dir():
+        raise UsageError(f"Cannot write {path}: directory {directory} does not exist.")
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        Path(temp).replace(path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def run_targets(args: argparse.Namespace) -> int:
+    config = config_from_args(args, TARGET_KEYS)
+    targets = targets_from_config(config)
+    if args.json:
+        data = [
+            {
+                "identifier": t.identifier,
+                "platform": t.docker_platform,
+                "python": t.python_version,
+                "libc": t.libc.value,
+                "libc_version": f"{t.libc_version[0]}.{t.libc_version[1]}",
+                "tags": [str(tag) for tag in t.tags()],
+            }
+            for t in targets
+        ]
+        output_console().out(json.dumps(data, indent=2), highlight=False)
+    else:
+        output_console().print(render_targets(targets))
+    error_console().print(f"{len(targets)} target(s)")
+    return int(ExitCode.OK)

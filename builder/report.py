@@ -1,0 +1,119 @@
+"""Rendering a :class:`~builder.plan.Plan`: a rich terminal matrix, JSON, a standalone HTML page.
+
+Rows are requirements, columns are targets; each cell shows a symbol and colour per status
+(:data:`LEGEND`). Pure functions of the plan; the CLI decides where the output goes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+
+from rich.table import Table
+from rich.text import Text
+
+from .plan import Plan, Status, plan_to_json
+from .targets import Target
+
+#: status -> (symbol, rich style, CSS colour, meaning)
+LEGEND: dict[Status, tuple[str, str, str, str]] = {
+    Status.WHEEL: ("✔", "green", "#1a7f37", "binary wheel upstream"),
+    Status.PURE: ("○", "cyan", "#0969da", "pure-Python wheel"),
+    Status.OURS: ("★", "blue", "#8250df", "wheel on our index only"),
+    Status.BUILD: ("✘", "bold red", "#cf222e", "only an sdist: pip would compile"),
+    Status.EXCLUDED: ("·", "dim", "#6e7781", "marker false: not installed"),
+    Status.UNAVAILABLE: ("!", "bold magenta", "#bf3989", "nothing installable"),
+}
+
+
+def column_label(target: Target) -> str:
+    """Short header: ``linux/arm/v7 3.11``."""
+    return f"{target.docker_platform}\n{target.python_version} {target.libc.value}"
+
+
+def render_table(plan: Plan) -> Table:
+    table = Table(title="Wheel availability", caption=plan.summary(), show_lines=False)
+    table.add_column("requirement", style="bold", no_wrap=True)
+    for target in plan.targets:
+        table.add_column(column_label(target), justify="center")
+    for row in plan.rows:
+        cells = []
+        for target in plan.targets:
+            cell = row.cells[target.identifier]
+            symbol, style, _, _ = LEGEND[cell.status]
+            cells.append(Text(f"{symbol} {cell.status.value}", style=style))
+        requirement = row.requirement
+        table.add_row(f"{requirement.name}=={requirement.version}", *cells)
+    return table
+
+
+def render_legend() -> Text:
+    text = Text()
+    for status, (symbol, style, _, meaning) in LEGEND.items():
+        text.append(f"{symbol} {status.value}", style=style)
+        text.append(f" {meaning}   ")
+    return text
+
+
+def render_targets(targets: Sequence[Target]) -> Table:
+    table = Table(title="Targets")
+    for header in ("identifier", "platform", "python", "libc", "most specific tag"):
+        table.add_column(header)
+    for target in targets:
+        table.add_row(
+            target.identifier,
+            target.docker_platform,
+            target.python_version,
+            f"{target.libc.value} {target.libc_version[0]}.{target.libc_version[1]}",
+            str(target.tags()[0]),
+        )
+    return table
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps(plan_to_json(plan), indent=2, sort_keys=False) + "\n"
+
+
+def render_html(plan: Plan) -> str:
+    """A self-contained page (inline CSS, no scripts, no external assets)."""
+    esc = html.escape
+    head_cells = "".join(
+        f'<th title="{esc(t.identifier)}">{esc(t.docker_platform)}<br>'
+        f"<small>{esc(t.identifier)}</small></th>"
+        for t in plan.targets
+    )
+    body_rows = []
+    for row in plan.rows:
+        requirement = row.requirement
+        cells = []
+        for target in plan.targets:
+            cell = row.cells[target.identifier]
+            symbol, _, colour, _ = LEGEND[cell.status]
+            title = " - ".join(part for part in (cell.filename or "", cell.reason) if part)
+            cells.append(
+                f'<td class="{cell.status.value}" style="color:{colour}" title="{esc(title)}">'
+                f"{symbol} {esc(cell.status.value)}</td>"
+            )
+        body_rows.append(
+            f"<tr><th>{esc(requirement.name)}=={esc(str(requirement.version))}</th>"
+            + "".join(cells) + "</tr>"
+        )
+    legend = "".join(
+        f'<li style="color:{colour}">{symbol} <b>{esc(status.value)}</b> '
+        f'<span style="color:#24292f">{esc(meaning)}</span></li>'
+        for status, (symbol, _, colour, meaning) in LEGEND.items()
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<title>prewheel plan</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:4px 8px}"
+        "td{text-align:center;white-space:nowrap}tbody th{text-align:left}"
+        "td.build,td.unavailable{font-weight:bold}ul{list-style:none;padding:0}"
+        "</style></head><body><h1>Wheel availability</h1>"
+        f"<p>{esc(plan.summary())}</p>"
+        f"<table><thead><tr><th>requirement</th>{head_cells}</tr></thead>"
+        f"<tbody>{''.join(body_rows)}</tbody></table>"
+        f"<ul>{legend}</ul></body></html>\n"
+    )
