@@ -1,0 +1,79 @@
+"""``prewheel run``: the whole loop on one machine, ending in a verified install per target."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExitCode
+from .common import (
+    TARGET_KEYS,
+    add_config_option,
+    add_target_options,
+    config_from_args,
+    error_console,
+    output_console,
+    targets_from_config,
+)
+
+DEFAULT_INPUT = Path("requirements/example.in")
+DEFAULT_OUTPUT = Path("prewheel-out")
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="plan, build the gaps, index, lock and verify in one go",
+        description=(
+            "Plan the requirements for every target, build the wheels PyPI lacks in emulated "
+            "containers, write a complete static index (built + upstream wheels), a hash-pinned "
+            "lock and an example Dockerfile into OUTPUT, then serve the index and verify the "
+            "lock installs without a compiler in a container of every target."
+        ),
+    )
+    parser.add_argument("inputs", nargs="*", type=Path,
+                        help=f"requirements (default {DEFAULT_INPUT}, the bundled example)")
+    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, metavar="DIR",
+                        help=f"where the index, lock and Dockerfile go (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--wheelhouse", type=Path, metavar="DIR",
+                        help="wheelhouse to build into and reuse (default OUTPUT/wheelhouse)")
+    parser.add_argument("--build-image", metavar="TEMPLATE",
+                        help="build image per target (placeholders as for 'prewheel build --image')")
+    parser.add_argument("--verify-image", metavar="TEMPLATE",
+                        help="compiler-less image per target for the verification "
+                        "(default python:{python}-slim-bookworm)")
+    parser.add_argument("--no-verify", action="store_true", help="stop after writing the lock")
+    parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
+    add_target_options(parser)
+    add_config_option(parser)
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..pipeline import run_pipeline  # noqa: PLC0415
+
+    config = config_from_args(args, TARGET_KEYS)
+    targets = targets_from_config(config)
+    result = run_pipeline(
+        args.inputs or [DEFAULT_INPUT],
+        targets,
+        output=args.output,
+        wheelhouse_dir=args.wheelhouse,
+        build_image=args.build_image,
+        verify_image=args.verify_image,
+        parallel=args.jobs,
+        verify=not args.no_verify,
+        config=config,
+        log=lambda line: error_console().print(line, markup=False),
+    )
+    timing = ", ".join(f"{step} {value:.1f} s" for step, value in result.seconds.items())
+    output_console().print(
+        f"done: {result.built} built, {result.reused} reused, {result.mirrored} mirrored; "
+        f"{len(result.verified)} targets verified. {timing}", markup=False,
+    )
+    output_console().print(
+        f"Next: serve the index (prewheel serve {args.output / 'index'}) and "
+        f"build your image from {result.dockerfile} (see 'prewheel dockerfile').", markup=False,
+    )
+    return int(ExitCode.OK)

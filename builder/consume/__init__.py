@@ -1,0 +1,1 @@
+"""Consume: the hash-pinned lock, Dockerfile lines, and ``prewheel verify`` in target images."""

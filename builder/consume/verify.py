@@ -1,0 +1,338 @@
+"""``prewheel verify``: install the lock in a container of each target image and import it.
+
+For each target a container of the target's image starts (emulated through QEMU when the
+platform is foreign) with no compiler in it, creates a venv, runs ``pip install --index-url
+<index> --only-binary=:all: --require-hashes -r <lock>``, then imports every top-level module
+the installed distributions provide. A probe script inside the container prints one JSON
+result; :func:`parse_probe_output` reads it and :func:`verify` turns it into a
+:class:`TargetResult` per target. A failure anywhere raises
+:class:`~builder.errors.VerifyFailedError` with the cause, after every target was tried.
+
+Containers sit behind the :class:`ProbeRunner` protocol (:class:`DockerProbeRunner` uses the
+Engine API through :class:`builder.build.container.Container`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from ..errors import VerifyFailedError
+from ..hostenv import ca_bundle, proxy_environment
+from ..targets import Target
+
+DEFAULT_IMAGE_TEMPLATE = "python:{python}-slim-bookworm"
+RESULT_MARKER = "PREWHEEL-VERIFY-RESULT "
+_WORKDIR = PurePosixPath("/prewheel")
+_CA_PATH = _WORKDIR / "ca.pem"
+_LOCK_PATH = _WORKDIR / "requirements.lock"
+_PROBE_PATH = _WORKDIR / "probe.py"
+
+# Runs inside the target container with the image's python3; standard library only.
+PROBE_SCRIPT = r'''
+import json, shutil, subprocess, sys, time
+
+INDEX_URL, LOCK = sys.argv[1], sys.argv[2]
+SKIP = {"test", "tests", "testing", "docs", "doc", "examples", "benchmarks", "bin"}
+IMPORT_CHECK = """
+import importlib, importlib.metadata as md, json, sys
+SKIP = set(sys.argv[2].split(","))
+result = {}
+for name in sys.argv[1].split(","):
+    tops = set()
+    for f in md.distribution(name).files or ():
+        parts = f.parts
+        if not parts or parts[0] in ("..",) or parts[0].endswith((".dist-info", ".data")):
+            continue
+        if len(parts) == 1:
+            stem = parts[0].split(".")[0]
+            if parts[0].endswith((".py", ".so")) and stem.isidentifier():
+                tops.add(stem)
+        elif parts[0].isidentifier() and parts[-1].endswith((".py", ".so")):
+            tops.add(parts[0])
+    for module in sorted(tops - SKIP):
+        if module.startswith("__"):
+            continue
+        try:
+            importlib.import_module(module)
+            result[module] = ""
+        except BaseException as exc:
+            result[module] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(result))
+"""
+
+def main():
+    out = {"compiler": "", "pip_exit": None, "pip_output": "", "installed": [], "imports": {},
+           "venv_seconds": 0.0, "install_seconds": 0.0, "import_seconds": 0.0}
+    for tool in ("gcc", "cc", "clang"):
+        if shutil.which(tool):
+            out["compiler"] = shutil.which(tool)
+            break
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "venv", "/tmp/prewheel-venv"], check=True)
+    out["venv_seconds"] = time.monotonic() - started
+    started = time.monotonic()
+    pip = subprocess.run(
+        ["/tmp/prewheel-venv/bin/python", "-m", "pip", "install", "--disable-pip-version-check",
+         "--no-input", "--no-cache-dir", "--index-url", INDEX_URL, "--only-binary=:all:",
+         "--require-hashes", "--report", "/tmp/prewheel-report.json", "-r", LOCK],
+        capture_output=True, text=True)
+    out["install_seconds"] = time.monotonic() - started
+    out["pip_exit"] = pip.returncode
+    out["pip_output"] = "\n".join((pip.stdout + pip.stderr).strip().splitlines()[-25:])
+    if pip.returncode == 0:
+        with open("/tmp/prewheel-report.json") as stream:
+            report = json.load(stream)
+        for item in report.get("install", []):
+            meta = item.get("metadata", {})
+            out["installed"].append({"name": meta.get("name", ""), "version": meta.get("version", ""),
+                                     "url": item.get("download_info", {}).get("url", "")})
+        names = ",".join(p["name"] for p in out["installed"])
+        started = time.monotonic()
+        check = subprocess.run(["/tmp/prewheel-venv/bin/python", "-c", IMPORT_CHECK, names,
+                                ",".join(sorted(SKIP))], capture_output=True, text=True)
+        out["import_seconds"] = time.monotonic() - started
+        if check.returncode == 0 and names:
+            out["imports"] = json.loads(check.stdout.strip().splitlines()[-1])
+        elif names:
+            out["imports"] = {"<import check>": check.stderr.strip()[-2000:]}
+    print("PREWHEEL-VERIFY-RESULT " + json.dumps(out), flush=True)
+
+main()
+'''
+
+
+@dataclasses.dataclass(frozen=True)
+class InstalledPackage:
+    name: str
+    version: str
+    url: str  # where pip downloaded it from
+
+    @property
+    def filename(self) -> str:
+        return self.url.rpartition("/")[2].partition("#")[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetResult:
+    """What verification found for one target."""
+
+    target: str  # identifier
+    platform: str
+    image: str
+    ok: bool
+    seconds: float  # whole container run, wall clock
+    install_seconds: float
+    installed: tuple[InstalledPackage, ...] = ()
+    imported: tuple[str, ...] = ()
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["installed"] = [dataclasses.asdict(p) for p in self.installed]
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeRun:
+    exit_code: int
+    timed_out: bool
+    output: str
+
+
+class ProbeRunner(Protocol):
+    def run(
+        self,
+        *,
+        image: str,
+        platform: str,
+        files: Mapping[PurePosixPath, Path],
+        argv: Sequence[str],
+        environment: Mapping[str, str],
+        timeout: float,
+    ) -> ProbeRun:
+        """Start ``image`` for ``platform`` on the host network, copy ``files`` in, run
+        ``argv`` (killed after ``timeout`` seconds), return its output; always clean up."""
+        ...
+
+
+class DockerProbeRunner:
+    """Runs probes in containers over the Docker Engine API."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+
+    def run(
+        self,
+        *,
+        image: str,
+        platform: str,
+        files: Mapping[PurePosixPath, Path],
+        argv: Sequence[str],
+        environment: Mapping[str, str],
+        timeout: float,
+    ) -> ProbeRun:
+        from ..build.container import Container, connect  # noqa: PLC0415 - needs docker
+
+        if self._client is None:
+            self._client = connect()
+        chunks: list[bytes] = []
+        with Container(
+            self._client, image=image, platform=platform, environment=environment
+        ) as container:
+            for destination, source in files.items():
+                container.copy_in(source, destination)
+            result = container.call(argv, timeout=timeout, output=chunks.append)
+        return ProbeRun(result.exit_code, result.timed_out, b"".join(chunks).decode(errors="replace"))
+
+
+def image_for(template: str, target: Target) -> str:
+    """Fill ``{python}``, ``{debian_arch}``, ``{arch}`` and ``{platform}`` in an image template."""
+    try:
+        return template.format(
+            python=target.python_version,
+            debian_arch=target.arch.debian_arch,
+            arch=target.arch.value,
+            platform=target.docker_platform.replace("/", "-"),
+        )
+    except (KeyError, IndexError, ValueError) as exc:
+        from ..errors import UsageError  # noqa: PLC0415
+
+        raise UsageError(
+            f"Cannot fill the image template {template!r} ({exc!r}). It may use {{python}}, "
+            "{debian_arch}, {arch} and {platform}, e.g. python:{python}-slim-bookworm or "
+            "myregistry/base:{debian_arch}."
+        ) from None
+
+
+def parse_probe_output(output: str) -> dict[str, Any] | None:
+    """The probe's JSON result (its last marker line), or None if it never printed one."""
+    for line in reversed(output.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            try:
+                data = json.loads(line.removeprefix(RESULT_MARKER))
+            except json.JSONDecodeError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def judge(
+    target: Target, image: str, run: ProbeRun, seconds: float, *, allow_compiler: bool = False
+) -> TargetResult:
+    """Turn one probe run into a result; pure."""
+    base = TargetResult(
+        target=target.identifier, platform=target.docker_platform, image=image, ok=False,
+        seconds=round(seconds, 2), install_seconds=0.0,
+    )
+    data = parse_probe_output(run.output)
+    if data is None:
+        tail = "\n".join(run.output.strip().splitlines()[-15:])
+        cause = (f"timed out after {seconds:.0f} s" if run.timed_out
+                 else f"the probe exited with {run.exit_code} without a result")
+        return dataclasses.replace(base, error=f"{cause}:\n{tail}")
+    installed = tuple(
+        InstalledPackage(str(p.get("name", "")), str(p.get("version", "")), str(p.get("url", "")))
+        for p in data.get("installed", [])
+    )
+    imports: dict[str, str] = {str(k): str(v) for k, v in dict(data.get("imports") or {}).items()}
+    install_seconds = round(float(data.get("install_seconds") or 0.0), 2)
+    error = _failure(data, imports, allow_compiler=allow_compiler)
+    return dataclasses.replace(
+        base,
+        ok=not error,
+        install_seconds=install_seconds,
+        installed=installed,
+        imported=tuple(sorted(m for m, problem in imports.items() if not problem)),
+        error=error,
+    )
+
+
+def _failure(data: Mapping[str, Any], imports: Mapping[str, str], *, allow_compiler: bool) -> str:
+    if data.get("compiler") and not allow_compiler:
+        return (
+            f"the image has a C compiler ({data['compiler']}), so a successful install would not "
+            "prove that nothing compiles; verify with an image without build tools (e.g. a "
+            "-slim image), or pass --allow-compiler"
+        )
+    if data.get("pip_exit") != 0:
+        return f"pip install failed (exit {data.get('pip_exit')}):\n{data.get('pip_output', '')}"
+    broken = {module: problem for module, problem in imports.items() if problem}
+    if broken:
+        return "import failed: " + "; ".join(f"{m}: {p}" for m, p in sorted(broken.items()))
+    if not imports:
+        return "nothing was installed or no importable module was found"
+    return ""
+
+
+def container_environment(index_url: str, *, with_ca: bool) -> dict[str, str]:
+    """Proxy variables and CA settings for pip inside the container (no credentials)."""
+    environment = proxy_environment()
+    if with_ca:
+        for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+            environment[name] = str(_CA_PATH)
+    # the index is on the host network; keep proxies away from it
+    environment["NO_PROXY"] = environment["no_proxy"] = ",".join(
+        filter(None, [environment.get("NO_PROXY", ""), "127.0.0.1", "localhost"])
+    )
+    environment["PIP_INDEX_URL"] = index_url
+    return environment
+
+
+def verify(
+    lock: Path,
+    targets: Sequence[Target],
+    *,
+    index_url: str,
+    image_template: str = DEFAULT_IMAGE_TEMPLATE,
+    runner: ProbeRunner,
+    timeout: float = 1800.0,
+    allow_compiler: bool = False,
+    progress: Callable[[TargetResult], object] | None = None,
+) -> list[TargetResult]:
+    """Verify every target (all are tried); raise VerifyFailedError if any failed."""
+    if not lock.is_file():
+        from ..errors import UsageError  # noqa: PLC0415
+
+        raise UsageError(f"The lock {lock} does not exist; write it with 'prewheel lock' first.")
+    bundle = ca_bundle()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="prewheel-verify-") as scratch:
+        probe = Path(scratch) / "probe.py"
+        probe.write_text(PROBE_SCRIPT, encoding="utf-8")
+        files = {_PROBE_PATH: probe, _LOCK_PATH: lock}
+        if bundle is not None:
+            files[_CA_PATH] = bundle
+        environment = container_environment(index_url, with_ca=bundle is not None)
+        for target in targets:
+            image = image_for(image_template, target)
+            started = time.monotonic()
+            run = runner.run(
+                image=image,
+                platform=target.docker_platform,
+                files=files,
+                argv=["python3", str(_PROBE_PATH), index_url, str(_LOCK_PATH)],
+                environment=environment,
+                timeout=timeout,
+            )
+            result = judge(target, image, run, time.monotonic() - started,
+                           allow_compiler=allow_compiler)
+            results.append(result)
+            if progress is not None:
+                progress(result)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise VerifyFailedError(
+            "Verification failed on "
+            + ", ".join(f"{r.platform} ({r.image})" for r in failed)
+            + ":\n" + "\n".join(f"{r.platform}: {r.error}" for r in failed)
+            + "\nA missing wheel means 'prewheel build' and 'prewheel index' did not cover that "
+            "target; a hash mismatch means the index serves a file the lock does not allow "
+            "(rebuild the lock with 'prewheel lock' after publishing, or investigate tampering)."
+        )
+    return results

@@ -1,0 +1,207 @@
+"""``prewheel run``: plan, build the gaps, index, lock and verify, with an embedded index.
+
+Each step is the library function the single-stage commands use; this module only sequences
+them and serves the index tree over HTTP on the host's loopback for the verification.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import BuildsFailedError, HostEnvironmentError
+from .plan import Plan
+from .targets import Target
+
+_SERVER_START_TIMEOUT = 30.0
+
+
+@contextlib.contextmanager
+def serving(root: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve the static index tree ``root`` read-only on a free port; yield its simple URL."""
+    import uvicorn  # noqa: PLC0415
+
+    from .index.server import create_app  # noqa: PLC0415
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(root), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + _SERVER_START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise HostEnvironmentError(
+                f"The embedded index server for {root} did not start on {host}:{port}."
+            )
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}/simple/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineResult:
+    plan: Plan
+    built: int  # wheels built in this run
+    reused: int  # gaps already in the wheelhouse
+    index_added: int
+    mirrored: int
+    lock: Path
+    dockerfile: Path
+    verified: tuple[Any, ...]  # consume.verify.TargetResult per target
+    seconds: dict[str, float]
+
+
+def run_pipeline(
+    inputs: Sequence[Path],
+    targets: Sequence[Target],
+    *,
+    output: Path,
+    wheelhouse_dir: Path | None = None,
+    build_image: str | None = None,
+    verify_image: str | None = None,
+    verify_timeout: float = 1800.0,
+    parallel: int = 1,
+    verify: bool = True,
+    config: Any = None,
+    log: Callable[[str], object] = lambda _line: None,
+) -> PipelineResult:
+    """Plan, build, index (complete mode), lock, write the example Dockerfile, verify.
+
+    Layout of ``output``: ``wheelhouse/`` (unless ``wheelhouse_dir``), ``index/`` (static
+    tree, the only index the lock needs), ``requirements.lock``, ``Dockerfile``.
+    """
+    from .plan import plan_requirements  # noqa: PLC0415
+    from .wheelhouse import Wheelhouse  # noqa: PLC0415
+
+    timer = _Timer()
+    plan = plan_requirements(list(inputs), list(targets), config=config)
+    timer.lap("plan")
+    log(f"plan: {plan.summary()}")
+    wheelhouse = Wheelhouse(wheelhouse_dir or output / "wheelhouse")
+    built, reused = build_gaps(plan, wheelhouse, image=build_image, parallel=parallel)
+    timer.lap("build")
+    log(f"build: {built} built, {reused} reused from {wheelhouse.path}")
+    index_root = output / "index"
+    added, mirrored = complete_index(plan, wheelhouse, index_root)
+    timer.lap("index")
+    log(f"index: {added} built wheels added, {mirrored} upstream wheels mirrored into {index_root}")
+    lock, dockerfile = write_lock_and_dockerfile(plan, wheelhouse, output)
+    timer.lap("lock")
+    log(f"lock: {lock}; example Dockerfile: {dockerfile}")
+    results: tuple[Any, ...] = ()
+    if verify:
+        results = verify_served(plan, lock, index_root, image=verify_image,
+                                timeout=verify_timeout, log=log)
+        timer.lap("verify")
+    return PipelineResult(
+        plan=plan, built=built, reused=reused, index_added=added, mirrored=mirrored, lock=lock,
+        dockerfile=dockerfile, verified=results, seconds=timer.seconds,
+    )
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.seconds[step] = round(now - self._clock, 2)
+        self._clock = now
+
+
+def build_gaps(
+    plan: Plan, wheelhouse: Any, *, image: str | None, parallel: int = 1
+) -> tuple[int, int]:
+    """Build every gap not yet in the wheelhouse; (built now, reused). Raises on failure."""
+    from .build import DockerBuilder, SdistFetcher, make_jobs, run_builds  # noqa: PLC0415
+    from .build import Status as BuildStatus  # noqa: PLC0415
+
+    jobs = make_jobs(plan.gaps(), image=image)
+    if not jobs:
+        return 0, 0
+    builder = DockerBuilder()
+    try:
+        report = run_builds(jobs, wheelhouse=wheelhouse, builder=builder,
+                            fetcher=SdistFetcher(), parallel=parallel)
+    finally:
+        builder.close()
+    if report.failed:
+        raise BuildsFailedError(
+            f"{len(report.failed)} of {len(report.outcomes)} builds failed: "
+            + ", ".join(o.job.label for o in report.failed)
+            + f". Their logs are under {wheelhouse.logs_dir}; fix the cause and rerun "
+            "(finished wheels are kept)."
+        )
+    built = len(report.having(BuildStatus.BUILT))
+    return built, len(report.outcomes) - built
+
+
+def complete_index(plan: Plan, wheelhouse: Any, root: Path) -> tuple[int, int]:
+    """Static index of the built wheels plus every upstream wheel the plan installs."""
+    from .index.complete import HttpDownloader, mirror, upstream_files  # noqa: PLC0415
+    from .index.static import StaticIndex  # noqa: PLC0415
+
+    index = StaticIndex(root)
+    synced = index.sync(wheelhouse.wheels())
+    downloader = HttpDownloader()
+    try:
+        mirrored = mirror(index, upstream_files(plan), downloader)
+    finally:
+        downloader.close()
+    return len(synced.added), len(mirrored.fetched)
+
+
+def write_lock_and_dockerfile(plan: Plan, wheelhouse: Any, output: Path) -> tuple[Path, Path]:
+    from .consume.dockerfile import InstallOptions, example_dockerfile  # noqa: PLC0415
+    from .consume.lock import lock_lines, render_lock, write_lock  # noqa: PLC0415
+
+    lock = output / "requirements.lock"
+    header = ["Generated by prewheel run for "
+              + ", ".join(target.identifier for target in plan.targets) + "."]
+    write_lock(lock, render_lock(lock_lines(plan, wheelhouse.entries()), header=header))
+    dockerfile = output / "Dockerfile"
+    options = InstallOptions(index_url="http://127.0.0.1:8080/simple/", lock_name=lock.name)
+    write_lock(dockerfile, example_dockerfile(options))
+    return lock, dockerfile
+
+
+def verify_served(
+    plan: Plan,
+    lock: Path,
+    index_root: Path,
+    *,
+    image: str | None,
+    timeout: float,
+    log: Callable[[str], object],
+) -> tuple[Any, ...]:
+    """Serve the index on loopback and verify the lock on every planned target."""
+    from .consume.verify import DEFAULT_IMAGE_TEMPLATE, DockerProbeRunner  # noqa: PLC0415
+    from .consume.verify import verify as verify_targets  # noqa: PLC0415
+
+    def report(result: Any) -> None:
+        state = "ok" if result.ok else "FAILED"
+        log(f"verify {result.platform}: {state} ({len(result.installed)} installed in "
+            f"{result.install_seconds:.1f} s)")
+
+    with serving(index_root) as url:
+        return tuple(verify_targets(
+            lock, list(plan.targets), index_url=url,
+            image_template=image or DEFAULT_IMAGE_TEMPLATE, runner=DockerProbeRunner(),
+            timeout=timeout, progress=report,
+        ))
