@@ -77,7 +77,7 @@ def test_5xx_is_retried_then_succeeds(index: IndexServer, tmp_path: Path) -> Non
 
 def test_persistent_5xx_is_unreachable_never_no_wheel(index: IndexServer, tmp_path: Path) -> None:
     index.raw("demo", Route(502, b"bad gateway"))
-    with pytest.raises(IndexUnreachableError, match="failed 3 times .*HTTP 502"):
+    with pytest.raises(IndexUnreachableError, match=r"failed 3 times .*HTTP 502"):
         fetch(index, tmp_path, "demo", attempts=3)
     assert index.hits["/simple/demo/"] == 3
 

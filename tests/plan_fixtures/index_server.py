@@ -54,7 +54,7 @@ def serve_index() -> Iterator[IndexServer]:
     state = IndexServer()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             state.hits[self.path] = state.hits.get(self.path, 0) + 1
             state.requests.append({"path": self.path, **dict(self.headers.items())})
             route = state.routes.get(self.path, Route(404, b"not found"))
