@@ -15,14 +15,16 @@ Engine API through :class:`builder.build.container.Container`).
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from ..errors import VerifyFailedError
+from ..errors import HostEnvironmentError, VerifyFailedError
 from ..hostenv import ca_bundle, proxy_environment
 from ..targets import Target
 
@@ -162,7 +164,12 @@ class ProbeRunner(Protocol):
 
 
 class DockerProbeRunner:
-    """Runs probes in containers over the Docker Engine API."""
+    """Runs probes in containers over the Docker Engine API.
+
+    The container is created with the probe as its command, the files are put into it before
+    it starts, and it is killed after ``timeout`` seconds and always removed. It carries the
+    build containers' owner labels, so an orphan left by a killed process is cleaned up.
+    """
 
     def __init__(self, client: Any = None) -> None:
         self._client = client
@@ -177,18 +184,63 @@ class DockerProbeRunner:
         environment: Mapping[str, str],
         timeout: float,
     ) -> ProbeRun:
-        from ..build.container import Container, connect  # noqa: PLC0415 - needs docker
+        import docker.errors  # noqa: PLC0415 - only needed with Docker
+
+        from ..build.container import LABEL, OWNER_LABEL, connect, owner_label  # noqa: PLC0415
 
         if self._client is None:
             self._client = connect()
-        chunks: list[bytes] = []
-        with Container(
-            self._client, image=image, platform=platform, environment=environment
-        ) as container:
-            for destination, source in files.items():
-                container.copy_in(source, destination)
-            result = container.call(argv, timeout=timeout, output=chunks.append)
-        return ProbeRun(result.exit_code, result.timed_out, b"".join(chunks).decode(errors="replace"))
+        try:
+            container = self._client.containers.create(
+                image, command=list(argv), platform=platform, environment=dict(environment),
+                network_mode="host", labels={LABEL: "1", OWNER_LABEL: owner_label()},
+                detach=True,
+            )
+        except docker.errors.ImageNotFound:
+            raise HostEnvironmentError(
+                f"Image {image} for {platform} is not available to the Docker daemon. Pull it "
+                f"(docker pull --platform {platform} {image}) or build it, or choose another "
+                "with --image."
+            ) from None
+        try:
+            container.put_archive("/", _tar(files))
+            container.start()
+            timed_out = False
+            try:
+                status = container.wait(timeout=timeout)
+                exit_code = int(status.get("StatusCode", 1))
+            except requests_timeout_errors():
+                timed_out, exit_code = True, 137
+                container.kill()
+            output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        finally:
+            container.remove(force=True)
+        return ProbeRun(exit_code, timed_out, output)
+
+
+def requests_timeout_errors() -> tuple[type[BaseException], ...]:
+    """What the SDK raises when ``wait(timeout=...)`` expires."""
+    import requests.exceptions  # noqa: PLC0415 - the docker SDK's transport
+
+    return (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError)
+
+
+def _tar(files: Mapping[PurePosixPath, Path]) -> bytes:
+    """A tar of ``files`` at their absolute destinations (relative to ``/``), with parents."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        directories = sorted({p for d in files for p in d.parents if str(p) != "/"}, key=str)
+        for directory in directories:
+            info = tarfile.TarInfo(str(directory).lstrip("/"))
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+            archive.addfile(info)
+        for destination, source in files.items():
+            data = source.read_bytes()
+            info = tarfile.TarInfo(str(destination).lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), 0o444, now
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def image_for(template: str, target: Target) -> str:

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from index_fixtures import make_wheel
+
+from builder.consume.lock import LockLine, render_lock, write_lock
+from builder.consume.verify import (
+    RESULT_MARKER,
+    DockerProbeRunner,
+    ProbeRun,
+    image_for,
+    judge,
+    parse_probe_output,
+    verify,
+)
+from builder.errors import UsageError, VerifyFailedError
+from builder.index.static import StaticIndex
+from builder.index.wheelinfo import file_sha256
+from builder.pipeline import serving
+from builder.targets import select_targets
+from consume_fixtures import requirement
+
+ARMV7 = select_targets(platforms=["linux/arm/v7"])[0]
+AMD64 = select_targets(platforms=["linux/amd64"])[0]
+
+
+def probe_output(**fields: object) -> str:
+    data = {"compiler": "", "pip_exit": 0, "pip_output": "", "install_seconds": 1.5,
+            "installed": [{"name": "tinypkg", "version": "1.0",
+                           "url": "http://127.0.0.1:9/files/tinypkg-1.0-py3-none-any.whl"}],
+            "imports": {"tinypkg": ""}}
+    data.update(fields)
+    return "noise\n" + RESULT_MARKER + json.dumps(data) + "\n"
+
+
+def test_image_template_placeholders() -> None:
+    assert image_for("prewheel-test/bookworm:{debian_arch}", ARMV7) == "prewheel-test/bookworm:armhf"
+    assert image_for("python:{python}-slim-bookworm", ARMV7) == "python:3.11-slim-bookworm"
+    assert image_for("base:{arch}-{platform}", ARMV7) == "base:armv7l-linux-arm-v7"
+    with pytest.raises(UsageError, match="debian_arch"):
+        image_for("base:{debain_arch}", ARMV7)
+
+
+def test_judge_success_reports_what_came_from_where() -> None:
+    result = judge(ARMV7, "img", ProbeRun(0, False, probe_output()), 12.345)
+    assert result.ok and result.error == ""
+    assert result.platform == "linux/arm/v7" and result.seconds == 12.35
+    assert result.installed[0].filename == "tinypkg-1.0-py3-none-any.whl"
+    assert result.imported == ("tinypkg",)
+    assert result.install_seconds == 1.5
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"pip_exit": 1, "pip_output": "THESE PACKAGES DO NOT MATCH THE HASHES"}, "MATCH THE HASHES"),
+        ({"imports": {"tinypkg": "ImportError: libfoo.so.1"}}, "tinypkg: ImportError: libfoo.so.1"),
+        ({"compiler": "/usr/bin/gcc"}, "has a C compiler"),
+        ({"imports": {}}, "no importable module"),
+    ],
+)
+def test_judge_failures_name_the_cause(fields: dict[str, object], expected: str) -> None:
+    result = judge(ARMV7, "img", ProbeRun(0, False, probe_output(**fields)), 1.0)
+    assert not result.ok
+    assert expected in result.error
+
+
+def test_compiler_is_accepted_when_allowed() -> None:
+    run = ProbeRun(0, False, probe_output(compiler="/usr/bin/gcc"))
+    assert judge(ARMV7, "img", run, 1.0, allow_compiler=True).ok
+
+
+def test_probe_without_result_timeout_and_crash() -> None:
+    timed_out = judge(ARMV7, "img", ProbeRun(137, True, "partial\n"), 900.0)
+    assert "timed out after 900 s" in timed_out.error
+    crashed = judge(ARMV7, "img", ProbeRun(1, False, "Traceback: boom\n"), 1.0)
+    assert "exited with 1" in crashed.error and "boom" in crashed.error
+    assert parse_probe_output(RESULT_MARKER + "{not json") is None
+
+
+class _Recorder:
+    """A ProbeRunner that replays canned outputs (for the sequencing logic only)."""
+
+    def __init__(self, outputs: list[str]) -> None:
+        self.outputs = outputs
+        self.calls: list[dict[str, object]] = []
+
+    def run(self, **kwargs: object) -> ProbeRun:
+        self.calls.append(kwargs)
+        return ProbeRun(0, False, self.outputs.pop(0))
+
+
+def test_every_target_is_tried_and_failures_are_collected(tmp_path: Path) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
+    runner = _Recorder([probe_output(pip_exit=1, pip_output="No matching distribution"),
+                        probe_output()])
+    with pytest.raises(VerifyFailedError) as failure:
+        verify(lock, [ARMV7, AMD64], index_url="http://127.0.0.1:9/simple/",
+               image_template="t:{debian_arch}", runner=runner)
+    assert [c["platform"] for c in runner.calls] == ["linux/arm/v7", "linux/amd64"]
+    assert [c["image"] for c in runner.calls] == ["t:armhf", "t:amd64"]
+    assert "linux/arm/v7 (t:armhf)" in failure.value.message
+    assert "linux/amd64" not in failure.value.message.partition(":")[0]
+    assert runner.calls[0]["environment"]["PIP_INDEX_URL"] == "http://127.0.0.1:9/simple/"  # type: ignore[index]
+
+
+def test_missing_lock_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="prewheel lock"):
+        verify(tmp_path / "nope.lock", [AMD64], index_url="http://x/simple/",
+               runner=_Recorder([]))
+
+
+# --- real containers --------------------------------------------------------------------------
+
+
+def _index_with(tmp_path: Path, wheel: Path) -> Path:
+    root = tmp_path / "index"
+    StaticIndex(root).sync([wheel])
+    return root
+
+
+def _lock_for(tmp_path: Path, wheel: Path) -> Path:
+    lock = tmp_path / "requirements.lock"
+    line = LockLine(requirement("tinypkg==1.0"), ((wheel.name, file_sha256(wheel)),))
+    write_lock(lock, render_lock([line]))
+    return lock
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(600)
+def test_verify_in_a_real_container_from_a_served_index(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "wheels", "tinypkg", "1.0")
+    lock = _lock_for(tmp_path, wheel)
+    with serving(_index_with(tmp_path, wheel)) as url:
+        [result] = verify(lock, [AMD64], index_url=url,
+                          image_template="prewheel-test/bookworm:{debian_arch}",
+                          runner=DockerProbeRunner(), timeout=300)
+    assert result.ok, result.error
+    assert result.imported == ("tinypkg",)
+    assert result.installed[0].url.startswith(url.removesuffix("simple/"))
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(600)
+def test_verify_refuses_a_tampered_wheel_and_images_with_a_compiler(tmp_path: Path) -> None:
+    genuine = make_wheel(tmp_path / "genuine", "tinypkg", "1.0")
+    lock = _lock_for(tmp_path, genuine)
+    forged = make_wheel(tmp_path / "forged", "tinypkg", "1.0", extra_members={"evil.py": b"x=1"})
+    with serving(_index_with(tmp_path, forged)) as url, pytest.raises(VerifyFailedError) as bad:
+        verify(lock, [AMD64], index_url=url,
+               image_template="prewheel-test/bookworm:{debian_arch}",
+               runner=DockerProbeRunner(), timeout=300)
+    assert "DO NOT MATCH THE HASHES" in bad.value.message
+    with serving(_index_with(tmp_path / "ok", genuine)) as url, pytest.raises(
+        VerifyFailedError, match="has a C compiler"
+    ):
+        verify(lock, [AMD64], index_url=url,
+               image_template="prewheel-test/bookworm-build:{debian_arch}",
+               runner=DockerProbeRunner(), timeout=300)

@@ -1,0 +1,144 @@
+"""End to end on this machine: the bundled example for amd64, arm64 and arm/v7.
+
+Plan, build the gaps under QEMU, index (complete mode), lock, verify in compiler-less test
+images, then ``docker build --platform linux/arm/v7`` of the example Dockerfile against the
+served index (succeeds) and the same requirements against the public index in the same
+compiler-less image (fails for lack of a compiler). The wheelhouse is cached outside the
+repository, keyed by the pinned requirements and platforms ($PREWHEEL_CI_CACHE, default
+/var/cache/prewheel-ci), so reruns reuse the arm/v7 builds; from cold the builds take about
+20 minutes on a 2-core machine (asyncpg dominates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from builder.consume.verify import DockerProbeRunner, verify
+from builder.errors import VerifyFailedError
+from builder.hostenv import ca_bundle
+from builder.pipeline import PipelineResult, run_pipeline, serving
+from builder.targets import select_targets
+from builder.upstream.client import default_index_url
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "requirements" / "example.txt"
+PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+BUILD_IMAGE = "prewheel-test/bookworm-build:{debian_arch}"
+RUNTIME_IMAGE = "prewheel-test/bookworm:{debian_arch}"
+LEGACY_DOCKER = "/usr/bin/docker"  # builds with BuildKit without buildx
+
+pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.network, pytest.mark.slow]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PREWHEEL_CI_CACHE", "/var/cache/prewheel-ci"))
+
+
+def wheelhouse_key() -> str:
+    digest = hashlib.sha256(EXAMPLE.read_bytes())
+    digest.update(",".join(PLATFORMS).encode())
+    digest.update(BUILD_IMAGE.encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
+    wheelhouse = cache_root() / f"e2e-wheelhouse-{wheelhouse_key()}"
+    output = tmp_path_factory.mktemp("run")
+    return run_pipeline(
+        [EXAMPLE],
+        select_targets(platforms=PLATFORMS),
+        output=output,
+        wheelhouse_dir=wheelhouse,
+        build_image=BUILD_IMAGE,
+        verify_image=RUNTIME_IMAGE,
+        verify_timeout=900,
+    )
+
+
+@pytest.mark.timeout(3600)
+def test_run_verifies_every_target_without_a_compiler(pipeline: PipelineResult) -> None:
+    gaps = {(gap.requirement.name, gap.target.docker_platform) for gap in pipeline.plan.gaps()}
+    assert ("asyncpg", "linux/arm/v7") in gaps
+    assert [r.platform for r in pipeline.verified] == list(PLATFORMS)
+    assert all(r.ok for r in pipeline.verified), [r.error for r in pipeline.verified]
+    armv7 = pipeline.verified[2]
+    installed = {p.name.lower(): p for p in armv7.installed}
+    assert installed["asyncpg"].filename.endswith("linux_armv7l.whl")
+    assert "127.0.0.1" in installed["asyncpg"].url  # from the served index, nothing else
+    assert {"asyncpg", "yaml", "msgpack", "requests"} <= set(armv7.imported)
+    lock = pipeline.lock.read_text(encoding="utf-8")
+    assert "asyncpg==0.32.0" in lock and "--hash=sha256:" in lock
+
+
+@pytest.mark.timeout(3600)
+def test_tampered_wheel_on_the_index_is_refused(
+    pipeline: PipelineResult, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(pipeline.lock.parent / "index", index)
+    victim = next((index / "files").glob("idna-*.whl"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with serving(index) as url, pytest.raises(VerifyFailedError) as failure:
+        verify(pipeline.lock, select_targets(platforms=["linux/amd64"]), index_url=url,
+               image_template=RUNTIME_IMAGE, runner=DockerProbeRunner(), timeout=600)
+    assert "HASHES" in failure.value.message.upper()
+
+
+def _docker_build(context: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    tag = f"prewheel-e2e-{uuid.uuid4().hex[:8]}"
+    command = [LEGACY_DOCKER, "build", "--progress", "plain", "--network", "host",
+               "--platform", "linux/arm/v7", "-t", tag, *args, str(context)]
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    try:
+        return subprocess.run(command, capture_output=True, text=True, env=env,
+                              timeout=timeout, check=False)
+    finally:
+        subprocess.run([LEGACY_DOCKER, "rmi", "-f", tag], capture_output=True, check=False,
+                       timeout=120)
+
+
+def _ca_secret() -> list[str]:
+    bundle = ca_bundle()
+    return ["--secret", f"id=ca,src={bundle}"] if bundle else []
+
+
+@pytest.mark.timeout(3600)
+def test_docker_build_arm_v7_installs_from_the_index(pipeline: PipelineResult) -> None:
+    context = pipeline.lock.parent
+    with serving(context / "index") as url:
+        result = _docker_build(
+            context, "-f", str(pipeline.dockerfile),
+            "--build-arg", "BASE_IMAGE=prewheel-test/bookworm:armhf",
+            "--build-arg", f"PREWHEEL_INDEX_URL={url}", timeout=1200,
+        )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "asyncpg==0.32.0" in result.stderr  # the image's pip list
+
+
+@pytest.mark.timeout(3600)
+def test_same_build_from_the_public_index_fails_for_lack_of_a_compiler(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "requirements.txt")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM prewheel-test/bookworm:armhf\n"
+        "COPY requirements.txt /tmp/requirements.txt\n"
+        "ARG INDEX_URL\n"
+        "RUN --mount=type=secret,id=ca,required=false \\\n"
+        "    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \\\n"
+        "    python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir \\\n"
+        '    --index-url "$INDEX_URL" -r /tmp/requirements.txt\n',
+        encoding="utf-8",
+    )
+    result = _docker_build(tmp_path, *_ca_secret(), "--build-arg",
+                           f"INDEX_URL={default_index_url()}", timeout=1800)
+    assert result.returncode != 0
+    assert "gcc" in result.stderr or "compiler" in result.stderr, result.stderr[-4000:]
