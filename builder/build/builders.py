@@ -160,6 +160,12 @@ class DockerBuilder:
                 self._clients[url] = client
             return self._clients[url]
 
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
     def preflight(self, platform: str) -> None:
         self.client(platform)
         arch = Arch.from_docker_platform(platform)
@@ -301,6 +307,9 @@ class LocalBuilder:
                 f"--builder local builds only for this host's platform ({host_platform.machine()}"
                 f"), not {platform}. Use --builder docker for other platforms."
             )
+
+    def close(self) -> None:
+        pass
 
     def image_digest(self, image: str, platform: str) -> str:
         return f"local:{sys.version.split()[0]}:{host_platform.machine()}"

@@ -24,6 +24,7 @@ from typing import Any, Self
 
 import docker
 import docker.errors
+from docker.utils.socket import frames_iter
 
 from ..errors import HostEnvironmentError
 
@@ -78,6 +79,16 @@ def remove_orphans(client: docker.DockerClient) -> int:
         except docker.errors.APIError:
             continue
     return removed
+
+
+def _close_socket(sock: Any) -> None:
+    """Close an attached exec socket and the HTTP response it came from."""
+    response = getattr(sock, "_response", None)
+    if response is not None:
+        with contextlib.suppress(OSError, ValueError):
+            response.close()
+    with contextlib.suppress(OSError, ValueError):
+        sock.close()
 
 
 def _alive(pid: int) -> bool:
@@ -171,9 +182,13 @@ class Container:
         exec_id = api.exec_create(
             self._container.id, wrapped, environment=dict(environment or {}), workdir="/"
         )["Id"]
-        for chunk in api.exec_start(exec_id, stream=True, demux=False):
-            if output is not None:
-                output(chunk)
+        sock = api.exec_start(exec_id, socket=True)
+        try:
+            for _stream, chunk in frames_iter(sock, tty=False):
+                if output is not None:
+                    output(chunk)
+        finally:
+            _close_socket(sock)
         exit_code = int(api.exec_inspect(exec_id).get("ExitCode") or 0)
         timed_out = exit_code in (TIMEOUT_EXIT_CODE, 137) and (
             time.monotonic() - started >= timeout - 1

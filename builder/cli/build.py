@@ -129,22 +129,27 @@ def run(args: argparse.Namespace) -> int:
             _print_json(BuildReport((), 0, 0.0))
         return 0
     builder = _builder(config, jobs)
-    with _progress(jobs) as on_event:
-        if _portable(config):
-            report = _run_portable(
-                config, jobs, wheelhouse=wheelhouse, fallback=builder, args=args, on_event=on_event
-            )
-        else:
-            report = run_builds(
-                jobs,
-                wheelhouse=wheelhouse,
-                builder=builder,
-                fetcher=SdistFetcher(),
-                parallel=int(config.get("jobs", 1)),
-                force=bool(args.force),
-                keep_going=not args.fail_fast,
-                progress=on_event,
-            )
+    try:
+        with _progress(jobs) as on_event:
+            if _portable(config):
+                report = _run_portable(
+                    config, jobs, wheelhouse=wheelhouse, fallback=builder, args=args,
+                    on_event=on_event,
+                )
+            else:
+                report = run_builds(
+                    jobs,
+                    wheelhouse=wheelhouse,
+                    builder=builder,
+                    fetcher=SdistFetcher(),
+                    parallel=int(config.get("jobs", 1)),
+                    force=bool(args.force),
+                    keep_going=not args.fail_fast,
+                    progress=on_event,
+                )
+    finally:
+        if isinstance(builder, DockerBuilder):
+            builder.close()
     _print_summary(report, wheelhouse)
     if args.json:
         _print_json(report)
