@@ -143,6 +143,11 @@ def test_cli_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "1 added" in capsys.readouterr().out
     assert (tmp_path / "out" / "simple" / "foo" / "index.html").is_file()
     assert main(["index", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out")]) == 2
+    complete_without_plan = ["index", str(tmp_path / "wh"), "-o", str(tmp_path / "c"),
+                             "--mode", "complete"]
+    assert main(complete_without_plan) == 2
+    assert "--plan" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.fixture

@@ -61,8 +61,13 @@ class HtpasswdAuth:
     """An Apache htpasswd file (bcrypt, sha256-crypt, apr1...), reloaded when it changes."""
 
     def __init__(self, path: Path) -> None:
-        from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]  # noqa: PLC0415
-
+        try:
+            from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]  # noqa: PLC0415
+        except ImportError as exc:
+            raise UsageError(
+                "--htpasswd needs the passlib package (pip install passlib); or use "
+                "--token-file instead."
+            ) from exc
         try:
             self._file = HtpasswdFile(str(path))
         except (OSError, ValueError) as exc:

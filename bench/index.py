@@ -1,0 +1,199 @@
+"""Benchmark the index: installs of a 100-pin set from the static tree, from `prewheel serve`
+and from pypiserver holding the same files, side by side in one run; plus index generation.
+
+The wheels are downloaded once from the configured index (pip's own configuration) into a
+cache outside the repository; every install then talks only to servers on 127.0.0.1, with
+the user's pip/uv configuration and caches switched off. Runs are interleaved round-robin so
+drift hits every server alike; the median of the rounds is reported, as ratios to pypiserver.
+
+Usage: .venv/bin/python bench/index.py [--rounds 3] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import platformdirs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.merge import write_section
+from builder.index.static import StaticIndex
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+def pins_file() -> Path:
+    shared = HERE / "data" / "requirements-100.txt"
+    return shared if shared.is_file() else HERE / "index-requirements-100.txt"
+
+
+def download_once(pins: Path) -> Path:
+    key = hashlib.sha256(pins.read_bytes()).hexdigest()[:12]
+    cache = Path(platformdirs.user_cache_dir("prewheel")) / "bench-index" / key
+    done = cache / ".complete"
+    if not done.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary=:all:",
+                        "--no-deps", "-q", "-r", str(pins), "-d", str(cache)], check=True,
+                       timeout=1800)
+        done.touch()
+    return cache
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(argv: list[str], url: str, log: Path) -> Iterator[str]:
+    with log.open("wb") as stream:
+        process = subprocess.Popen(argv, stdout=stream, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.get(url, timeout=2)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError(f"{argv[0]} did not start: {log.read_text()}") from None
+                    time.sleep(0.2)
+            yield url
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def clean_env(scratch: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_NO_CACHE_DIR="1", UV_NO_CONFIG="1", UV_NO_CACHE="1",
+               UV_CACHE_DIR=str(scratch / "uv-cache"), NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    return env
+
+
+def pip_cmd(index: str, pins: Path, target: Path) -> list[str]:
+    return [str(BIN / "python"), "-m", "pip", "install", "-q", "--index-url", index,
+            "--target", str(target), "-r", str(pins)]
+
+
+def uv_cmd(index: str, pins: Path, target: Path) -> list[str]:
+    return [str(BIN / "uv"), "pip", "install", "-q", "--index-url", index, "--target",
+            str(target), "--python", str(BIN / "python"), "-r", str(pins)]
+
+
+def timed(argv: list[str], env: dict[str, str], target: Path) -> float:
+    shutil.rmtree(target, ignore_errors=True)
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, timeout=900, capture_output=True)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(target, ignore_errors=True)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print, do not write docs")
+    args = parser.parse_args()
+
+    pins = pins_file()
+    pin_count = sum(1 for line in pins.read_text().splitlines() if line.strip())
+    wheels = download_once(pins)
+    files = sorted(wheels.glob("*.whl"))
+    total_mb = sum(f.stat().st_size for f in files) / 1e6
+
+    with tempfile.TemporaryDirectory(prefix="prewheel-bench-index-") as tmp:
+        scratch = Path(tmp)
+        tree = scratch / "tree"
+        start = time.perf_counter()
+        StaticIndex(tree).sync(files)
+        first_index = time.perf_counter() - start
+        start = time.perf_counter()
+        StaticIndex(tree).sync(files)
+        noop_index = time.perf_counter() - start
+
+        ports = [free_port() for _ in range(3)]
+        servers = {
+            "static tree (http.server)": (
+                [sys.executable, "-m", "http.server", str(ports[0]), "--bind", "127.0.0.1",
+                 "--directory", str(tree)], f"http://127.0.0.1:{ports[0]}/simple/"),
+            "prewheel serve": (
+                [str(BIN / "prewheel"), "serve", str(tree), "--port", str(ports[1]),
+                 "--log-level", "warning"], f"http://127.0.0.1:{ports[1]}/simple/"),
+            "pypiserver": (
+                [str(BIN / "pypi-server"), "run", "-p", str(ports[2]), "-i", "127.0.0.1",
+                 "--disable-fallback", "-a", ".", "-P", ".", "--hash-algo", "sha256",
+                 str(wheels)], f"http://127.0.0.1:{ports[2]}/simple/"),
+        }
+        tools: dict[str, Callable[[str, Path, Path], list[str]]] = {"pip": pip_cmd, "uv": uv_cmd}
+        times: dict[tuple[str, str], list[float]] = {}
+        env = clean_env(scratch)
+        with contextlib.ExitStack() as stack:
+            urls = {name: stack.enter_context(server(argv, url, scratch / f"{i}.log"))
+                    for i, (name, (argv, url)) in enumerate(servers.items())}
+            for round_number in range(args.rounds):
+                names = list(urls)
+                names = names[round_number % len(names):] + names[:round_number % len(names)]
+                for tool, command in tools.items():
+                    for name in names:
+                        seconds = timed(command(urls[name], pins, scratch / "t"), env,
+                                        scratch / "t")
+                        times.setdefault((tool, name), []).append(seconds)
+                        print(f"round {round_number + 1} {tool:3} {name:28} {seconds:6.2f} s",
+                              flush=True)
+
+    lines = [
+        "## Index: installing a 100-pin set from each server (`bench/index.py`)",
+        "",
+        (f"{pin_count} pinned requirements ({len(files)} wheels, {total_mb:.0f} MB, resolved "
+        f"with dependencies from `{pins.relative_to(HERE.parent)}`), installed with "
+        "`--index-url` into an empty `--target`, caches off, every server on 127.0.0.1 and "
+        f"holding the same files. Median of {args.rounds} interleaved rounds; ratio = time / "
+        "pypiserver's time with the same tool (lower is faster)."),
+        "",
+        "| installer | server | median | ratio to pypiserver |",
+        "|---|---|---|---|",
+    ]
+    for tool in tools:
+        baseline = statistics.median(times[(tool, "pypiserver")])
+        for name in servers:
+            median = statistics.median(times[(tool, name)])
+            lines.append(f"| {tool} | {name} | {median:.1f} s | {median / baseline:.2f} |")
+    lines += [
+        "",
+        (f"Writing the static tree for these {len(files)} wheels (validate, hash, copy, "
+        f"PEP 658 metadata, pages) took {first_index:.1f} s; regenerating it with nothing new "
+        f"took {noop_index:.2f} s ({noop_index / first_index:.1%} of the first run)."),
+    ]
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    if not args.no_write:
+        print(write_section("index", markdown))
+
+
+if __name__ == "__main__":
+    main()
