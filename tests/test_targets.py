@@ -1,0 +1,112 @@
+"""Targets: identifiers, option parsing, and tags equal to what packaging yields on a real host."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import pytest
+from packaging import tags
+
+from builder.errors import UsageError
+from builder.targets import Arch, Libc, Target, parse_identifier, parse_image, select_targets
+
+
+def host_target() -> Target:
+    libc, version = platform.libc_ver()
+    assert libc == "glibc", "the host test needs a glibc host"
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return Target(sys.version_info[:2], Libc.GLIBC, (major, minor), Arch(platform.machine()))
+
+
+def test_host_target_tags_equal_sys_tags_exactly() -> None:
+    assert list(host_target().tags()) == list(tags.sys_tags())
+
+
+def test_default_targets() -> None:
+    identifiers = [t.identifier for t in select_targets()]
+    assert identifiers == [
+        "cp311-manylinux_2_36_x86_64",
+        "cp311-manylinux_2_36_aarch64",
+        "cp311-manylinux_2_36_armv7l",
+        "cp311-linux_armv6l",
+    ]
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    ["cp311-manylinux_2_36_armv7l", "cp312-musllinux_1_2_aarch64", "cp311-linux_armv6l",
+     "cp39-manylinux_2_17_x86_64", "cp314-manylinux_2_41_riscv64", "cp310-musllinux_1_1_s390x"],
+)
+def test_identifier_round_trip(identifier: str) -> None:
+    assert parse_identifier(identifier).identifier == identifier
+
+
+def test_every_platform_and_python_is_accepted() -> None:
+    platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386",
+                 "linux/ppc64le", "linux/s390x", "linux/riscv64"]
+    targets = select_targets(platforms=platforms, pythons=[f"3.{m}" for m in range(9, 15)])
+    assert len(targets) == 48
+    assert {t.docker_platform for t in targets} == set(platforms)
+
+
+def test_tags_order_and_manylinux_expansion() -> None:
+    target = parse_identifier("cp311-manylinux_2_36_armv7l")
+    platforms = target.platforms()
+    assert platforms[:3] == ["linux_armv7l", "manylinux_2_36_armv7l", "manylinux_2_35_armv7l"]
+    assert platforms[-2:] == ["manylinux_2_17_armv7l", "manylinux2014_armv7l"]
+    first = target.tags()[0]
+    assert str(first) == "cp311-cp311-linux_armv7l"
+    assert tags.Tag("py3", "none", "any") in target.tag_priority
+    assert tags.Tag("cp311", "abi3", "manylinux_2_28_armv7l") in target.tag_priority
+    assert tags.Tag("cp312", "cp312", "manylinux_2_28_armv7l") not in target.tag_priority
+
+
+def test_armv6_has_no_manylinux_and_musl_has_no_manylinux() -> None:
+    armv6 = parse_identifier("cp311-linux_armv6l")
+    assert armv6.platforms() == ["linux_armv6l"]
+    musl = parse_identifier("cp312-musllinux_1_2_aarch64")
+    assert musl.platforms() == ["linux_aarch64", "musllinux_1_2_aarch64", "musllinux_1_1_aarch64",
+                                "musllinux_1_0_aarch64"]
+
+
+def test_marker_environment_is_the_targets() -> None:
+    env = parse_identifier("cp312-manylinux_2_36_aarch64").marker_environment()
+    assert env["platform_machine"] == "aarch64" and env["python_version"] == "3.12"
+    assert env["sys_platform"] == "linux" and env["python_full_version"] == "3.12.0"
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("python:3.11-slim-bookworm", ((3, 11), Libc.GLIBC, (2, 36))),
+        ("docker.io/library/python:3.12-alpine3.20", ((3, 12), Libc.MUSL, (1, 2))),
+        ("python:3.13.1-bullseye", ((3, 13), Libc.GLIBC, (2, 31))),
+    ],
+)
+def test_parse_image(image: str, expected: object) -> None:
+    assert parse_image(image) == expected
+
+
+def test_image_and_libc_options() -> None:
+    (target,) = select_targets(platforms=["linux/arm64"], image="python:3.12-alpine")
+    assert target.identifier == "cp312-musllinux_1_2_aarch64"
+    (target,) = select_targets(platforms=["linux/amd64"], libc="glibc2.28", pythons=["cp310"])
+    assert target.identifier == "cp310-manylinux_2_28_x86_64"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"platforms": ["linux/sparc"]}, "linux/amd64, linux/arm64"),
+        ({"pythons": ["2.7"]}, "3.9"),
+        ({"pythons": ["three"]}, "3.11"),
+        ({"libc": "uclibc"}, "glibc or musl"),
+        ({"image": "ubuntu:24.04"}, "--python X.Y"),
+        ({"identifiers": ["cp311-windows_amd64"]}, "cp311-manylinux_2_36_armv7l"),
+        ({"identifiers": ["cp311-manylinux_2_36_sparc"]}, "prewheel targets"),
+    ],
+)
+def test_bad_options_list_the_valid_ones(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        select_targets(**kwargs)  # type: ignore[arg-type]
