@@ -200,3 +200,30 @@ def test_publish_static(tmp_path: Path) -> None:
     page = tmp_path / "tree" / "simple" / "static-pub" / "index.html"
     assert "static_pub-1.0-py3-none-any.whl#sha256=" in page.read_text()
     assert httpx.URL("http://x/simple/static-pub/").join("../../files/a").path == "/files/a"
+
+
+def test_publish_to_prewheel_serve_and_conflict_detection(tmp_path: Path) -> None:
+    """publish + serve together: idempotent, and a conflict is caught before uploading."""
+    port = free_port()
+    token = tmp_path / "token"
+    token.write_text("serve-token-abc\n")
+    argv = [str(VENV_BIN / "prewheel"), "serve", str(tmp_path / "tree"), "--port", str(port),
+            "--token-file", str(token)]
+    url = f"http://127.0.0.1:{port}/"
+    env: dict[str, str | None] = {"TWINE_USERNAME": "__token__",
+                                  "TWINE_PASSWORD": "serve-token-abc"}
+    with running(argv, url + "simple/", log=tmp_path / "serve.log"):
+        make_wheel(tmp_path / "wh" / "wheels", "to-serve", "1.0")
+        first = _publish(tmp_path, tmp_path / "wh", "--repository-url", url, env=env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "1 uploaded, 0 already there" in first.stdout
+        second = _publish(tmp_path, tmp_path / "wh", "--repository-url", url, env=env)
+        assert "0 uploaded, 1 already there" in second.stdout
+        make_wheel(tmp_path / "other" / "wheels", "to-serve", "1.0",
+                   extra_members={"to_serve/x.py": b""})
+        clash = _publish(tmp_path, tmp_path / "other", "--repository-url", url, env=env)
+        assert clash.returncode == 11, clash.stdout + clash.stderr
+        listed = httpx.get(url + "simple/to-serve/?format=json").json()
+        original = (tmp_path / "wh" / "wheels" / "to_serve-1.0-py3-none-any.whl").read_bytes()
+        assert [f["hashes"]["sha256"] for f in listed["files"]] == [
+            hashlib.sha256(original).hexdigest()]
