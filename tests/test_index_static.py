@@ -23,7 +23,7 @@ from index_fixtures import (
 from packaging.utils import canonicalize_name
 
 from builder.cli import main
-from builder.errors import PublishConflictError
+from builder.errors import IntegrityError, PublishConflictError
 from builder.index.static import (
     FileRecord,
     StaticIndex,
@@ -117,6 +117,17 @@ def test_sync_refuses_changed_bytes_under_a_listed_name(tmp_path: Path) -> None:
     with pytest.raises(PublishConflictError, match="already listed"):
         index.sync([changed])
     assert (tmp_path / "index" / "files" / first.name).read_bytes() == original
+
+
+def test_a_bad_wheel_stops_sync_but_keeps_earlier_ones_listed(tmp_path: Path) -> None:
+    good = make_wheel(tmp_path / "wh", "aaa-good", "1.0")
+    bad = make_wheel(tmp_path / "wh", "zzz-bad", "1.0", metadata_name="other")
+    index = StaticIndex(tmp_path / "index")
+    with pytest.raises(IntegrityError, match="METADATA says other"):
+        index.sync([good, bad])
+    assert set(index.catalog()) == {good.name}
+    assert (tmp_path / "index" / "simple" / "aaa-good" / "index.html").is_file()
+    assert not (tmp_path / "index" / "files" / bad.name).exists()
 
 
 def test_concurrent_writers_keep_every_file(tmp_path: Path) -> None:

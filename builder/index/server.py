@@ -25,7 +25,7 @@ from typing import Protocol
 from packaging.utils import canonicalize_name, canonicalize_version
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
@@ -243,10 +243,7 @@ class IndexApp:
             logger.warning("upload by %r aborted: %s", username, type(exc).__name__)
             return PlainTextResponse(f"incomplete upload: {exc}\n", status_code=400)
 
-    async def _handle_form(self, username: str, form: object) -> Response:
-        from starlette.datastructures import FormData  # noqa: PLC0415
-
-        assert isinstance(form, FormData)
+    async def _handle_form(self, username: str, form: FormData) -> Response:
         if form.get(":action") != "file_upload":
             return PlainTextResponse("only :action=file_upload is supported\n", status_code=400)
         content = form.get("content")

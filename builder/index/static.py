@@ -305,21 +305,23 @@ class StaticIndex:
         with self.locked():
             catalog = self.catalog()
             touched: set[NormalizedName] = set()
-            for source in sources:
-                known = catalog.get(source.name)
-                if known is not None:
-                    self._check_same(known, file_sha256(source))
-                    unchanged.append(source.name)
-                    continue
-                info = inspect_wheel(source)
-                self._add_locked(
-                    catalog, source, info, upload_time=None, origin=origin, move=False
-                )
-                touched.add(info.name)
-                added.append(source.name)
-            if added:
-                self._save_catalog(catalog)
-            self._render(catalog, projects=touched)
+            try:
+                for source in sources:
+                    known = catalog.get(source.name)
+                    if known is not None:
+                        self._check_same(known, file_sha256(source))
+                        unchanged.append(source.name)
+                        continue
+                    info = inspect_wheel(source)
+                    self._add_locked(
+                        catalog, source, info, upload_time=None, origin=origin, move=False
+                    )
+                    touched.add(info.name)
+                    added.append(source.name)
+            finally:  # list what was added before a bad wheel stopped the run
+                if added:
+                    self._save_catalog(catalog)
+                self._render(catalog, projects=touched)
         return SyncReport(tuple(added), tuple(unchanged))
 
     def _check_same(self, known: FileRecord, sha256: str) -> None:
