@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from consume_fixtures import requirement
 from index_fixtures import make_wheel
 
 from builder.consume.lock import LockLine, render_lock, write_lock
@@ -21,7 +22,6 @@ from builder.index.static import StaticIndex
 from builder.index.wheelinfo import file_sha256
 from builder.pipeline import serving
 from builder.targets import select_targets
-from consume_fixtures import requirement
 
 ARMV7 = select_targets(platforms=["linux/arm/v7"])[0]
 AMD64 = select_targets(platforms=["linux/amd64"])[0]
