@@ -75,11 +75,14 @@ def test_builds_keeps_going_past_a_failure_then_reuses_the_cache(tmp_path: Path)
 def test_a_hash_mismatch_is_refused_before_any_build(tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path)
     builder = DockerBuilder()
-    report = run_builds(
-        make_jobs([gap(sdist, sha256="0" * 64)], image=TEST_IMAGE),
-        wheelhouse=Wheelhouse(tmp_path / "wh"), builder=builder,
-        fetcher=SdistFetcher(tmp_path / "cache"),
-    )
+    try:
+        report = run_builds(
+            make_jobs([gap(sdist, sha256="0" * 64)], image=TEST_IMAGE),
+            wheelhouse=Wheelhouse(tmp_path / "wh"), builder=builder,
+            fetcher=SdistFetcher(tmp_path / "cache"),
+        )
+    finally:
+        builder.close()
     [outcome] = report.outcomes
     assert outcome.status is Status.FAILED
     assert "sha256" in outcome.error and "Nothing was built" in outcome.error

@@ -34,10 +34,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Wheelhouse, BuildRe
     gaps = [gap(sdist, p) for p in PLATFORMS] + [index_gap("crcmod", "1.7", crcmod, p) for p in PLATFORMS]
     jobs = make_jobs(gaps, image=TEST_IMAGE)
     house = Wheelhouse(work / "wheelhouse")
-    report = run_builds(
-        jobs, wheelhouse=house, builder=DockerBuilder(timeout=900),
-        fetcher=SdistFetcher(work / "cache"), parallel=2,
-    )
+    builder = DockerBuilder(timeout=900)
+    try:
+        report = run_builds(
+            jobs, wheelhouse=house, builder=builder,
+            fetcher=SdistFetcher(work / "cache"), parallel=2,
+        )
+    finally:
+        builder.close()
     return house, report, jobs
 
 
@@ -90,7 +94,10 @@ def test_wheels_install_and_import_in_the_runtime_image(built, platform: str) ->
 def test_a_second_run_starts_no_container(built) -> None:  # type: ignore[no-untyped-def]
     house, _report, jobs = built
     builder = DockerBuilder()
-    again = run_builds(jobs, wheelhouse=house, builder=builder, fetcher=SdistFetcher())
+    try:
+        again = run_builds(jobs, wheelhouse=house, builder=builder, fetcher=SdistFetcher())
+    finally:
+        builder.close()
     assert [o.status for o in again.outcomes] == [Status.CACHED] * 4
     assert builder.containers_started == 0
 

@@ -24,6 +24,7 @@ from typing import IO, Any, Protocol
 
 import docker
 import docker.errors
+import requests
 
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
@@ -221,7 +222,7 @@ class DockerBuilder:
         if bundle is not None:
             for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
                 environment[variable] = str(_WORK / "ca.pem")
-        with Container(
+        with _docker_errors(f"Running {image} for {platform}"), Container(
             self.client(platform),
             image=image,
             platform=platform,
@@ -272,10 +273,13 @@ class _ContainerSession:
     def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
         in_container = _WORK / "sdist" / sdist.name
         out = _WORK / "build" / "out"
-        self.container.copy_in(sdist, in_container, mode=0o444)
-        spec = build_spec(job, venv=str(_WORK / "venv"), sdist=str(in_container), out=str(out))
-        self._run("build", spec, log, build_environment(job))
-        return self.container.copy_out(out, out_dir)
+        with _docker_errors(f"Building {sdist.name}"):
+            self.container.copy_in(sdist, in_container, mode=0o444)
+            spec = build_spec(
+                job, venv=str(_WORK / "venv"), sdist=str(in_container), out=str(out)
+            )
+            self._run("build", spec, log, build_environment(job))
+            return self.container.copy_out(out, out_dir)
 
 
 class LocalBuilder:
@@ -370,6 +374,15 @@ class _LocalSession:
             wheel.replace(destination)
             wheels.append(destination)
         return wheels
+
+
+@contextlib.contextmanager
+def _docker_errors(doing: str) -> Iterator[None]:
+    """Turn Docker API failures (daemon gone, container killed) into a failed build."""
+    try:
+        yield
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise BuildFailed(f"{doing} failed: the Docker daemon reported {exc}.") from exc
 
 
 def _is_arch(machine: str) -> bool:
