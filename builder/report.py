@@ -58,8 +58,10 @@ def render_legend() -> Text:
 
 def render_targets(targets: Sequence[Target]) -> Table:
     table = Table(title="Targets")
-    for header in ("identifier", "platform", "python", "libc", "most specific tag"):
-        table.add_column(header)
+    table.add_column("identifier", no_wrap=True)
+    for header in ("platform", "python", "libc"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("most specific tag", overflow="fold")
     for target in targets:
         table.add_row(
             target.identifier,
