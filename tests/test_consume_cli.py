@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from consume_fixtures import BUILT_PYYAML, example_plan
+from index_fixtures import make_wheel
+
+from builder.cli import main
+from builder.errors import ExitCode
+from builder.plan import plan_to_json
+from builder.requirements import read_requirements
+from builder.wheelhouse import Wheelhouse
+
+
+def _plan_file(tmp_path: Path) -> Path:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan_to_json(example_plan())), encoding="utf-8")
+    return path
+
+
+def _wheelhouse_with_pyyaml(tmp_path: Path) -> Path:
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    (house / "manifest.json").write_text(json.dumps([BUILT_PYYAML.to_json()]), encoding="utf-8")
+    return house
+
+
+def test_lock_from_a_plan_and_a_wheelhouse(tmp_path: Path) -> None:
+    output = tmp_path / "requirements.lock"
+    code = main(["lock", "--plan", str(_plan_file(tmp_path)), "--wheelhouse",
+                 str(_wheelhouse_with_pyyaml(tmp_path)), "-o", str(output)])
+    assert code == 0
+    pins = {r.name: r for r in read_requirements([output]).requirements}
+    assert set(pins) == {"pyyaml", "idna", "uvloop"}
+    assert f"sha256:{BUILT_PYYAML.sha256}" in pins["pyyaml"].hashes
+
+
+def test_lock_with_an_unbuilt_gap_exits_with_the_requirements_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "requirements.lock"
+    code = main(["lock", "--plan", str(_plan_file(tmp_path)), "--wheelhouse",
+                 str(tmp_path / "empty"), "-o", str(output)])
+    assert code == ExitCode.REQUIREMENTS
+    assert "prewheel build" in capsys.readouterr().err
+    assert not output.exists()  # nothing half-written
+
+
+def test_lock_without_input_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lock"]) == ExitCode.USAGE
+    assert "--plan" in capsys.readouterr().err
+
+
+def test_dockerfile_prints_the_install_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dockerfile", "--index-url", "http://10.0.0.5:8080/simple/"]) == 0
+    out = capsys.readouterr().out
+    assert "ARG PREWHEEL_INDEX_URL=http://10.0.0.5:8080/simple/" in out
+    assert "--require-hashes" in out
+
+
+def test_verify_with_a_missing_lock_exits_with_usage(tmp_path: Path) -> None:
+    assert main(["verify", "--lock", str(tmp_path / "none.lock"), "--platform",
+                 "linux/amd64"]) == ExitCode.USAGE
+
+
+def _shard(root: Path, name: str, version: str, target: str) -> Path:
+    house = Wheelhouse(root)
+    wheel = make_wheel(root.parent / f"src-{name}", name, version)
+    house.add(wheel, name=name, version=version, target=target, cache_key=f"key-{name}",
+              inputs={}, builder="docker")
+    return root
+
+
+def test_merge_combines_shards_and_refuses_a_non_wheelhouse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = _shard(tmp_path / "one" / "wh", "alpha", "1.0", "cp311-linux_armv7l")
+    two = _shard(tmp_path / "two" / "wh", "beta", "2.0", "cp311-manylinux_2_36_aarch64")
+    merged = tmp_path / "merged"
+    assert main(["merge", str(merged), str(one), str(two)]) == 0
+    assert {e.name for e in Wheelhouse(merged).entries()} == {"alpha", "beta"}
+    assert len(Wheelhouse(merged).wheels()) == 2
+    assert main(["merge", str(merged), str(tmp_path)]) == ExitCode.USAGE
+    assert "not a wheelhouse" in " ".join(capsys.readouterr().err.split())
