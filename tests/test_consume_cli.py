@@ -84,3 +84,22 @@ def test_merge_combines_shards_and_refuses_a_non_wheelhouse(
     assert len(Wheelhouse(merged).wheels()) == 2
     assert main(["merge", str(merged), str(tmp_path)]) == ExitCode.USAGE
     assert "not a wheelhouse" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.network
+@pytest.mark.docker
+@pytest.mark.timeout(600)
+def test_run_command_end_to_end_for_a_set_without_gaps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("idna==3.10\n", encoding="utf-8")
+    output = tmp_path / "out"
+    code = main(["run", str(requirements), "--platform", "linux/amd64", "-o", str(output),
+                 "--verify-image", "prewheel-test/bookworm:{debian_arch}"])
+    assert code == 0, capsys.readouterr().err
+    assert "1 targets verified" in capsys.readouterr().out
+    assert list((output / "index" / "files").glob("idna-3.10-*.whl"))
+    pins = read_requirements([output / "requirements.lock"]).requirements
+    assert [str(p.version) for p in pins] == ["3.10"] and len(pins[0].hashes) == 1
+    assert "--require-hashes" in (output / "Dockerfile").read_text()
