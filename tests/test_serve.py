@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -308,11 +309,15 @@ def test_token_authentication(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("tok-123456\n")
     argv = [str(VENV_BIN / "prewheel"), "serve", str(tmp_path / "tk"), "--port", str(port),
-            "--token-file", str(token_file)]
+            "--token-file", str(token_file), "--max-upload", "20000"]
     url = f"http://127.0.0.1:{port}/"
     with running(argv, url + "simple/", log=tmp_path / "log"):
         server = Server(url, tmp_path / "tk", tmp_path / "log")
         wheel = make_wheel(tmp_path, "tokened", "1.0")
         assert server.upload(wheel, auth=("__token__", "nope")).status_code == 401
         assert server.upload(wheel, auth=("__token__", "tok-123456")).status_code == 200
+        big = make_wheel(tmp_path / "big", "big", "1.0",
+                         extra_members={"big/data.bin": os.urandom(50_000)})
+        assert server.upload(big, auth=("__token__", "tok-123456")).status_code == 413
+        assert server.listed("big") == {}
     assert "tok-123456" not in (tmp_path / "log").read_text()
