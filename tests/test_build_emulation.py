@@ -78,7 +78,8 @@ def test_wheels_install_and_import_in_the_runtime_image(built, platform: str) ->
             script = (
                 "python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index --no-deps "
                 "/wheels/*.whl && /tmp/v/bin/python -c 'import tinyext, crcmod._crcfunext, "
-                "crcmod.predefined; print(tinyext.machine(), crcmod.crcmod._usingExtension, "
+                "crcmod.predefined, sys; print(tinyext.machine(), "
+                "sys.modules[\"crcmod.crcmod\"]._usingExtension, "
                 "hex(crcmod.predefined.mkCrcFun(\"crc-32\")(b\"123456789\")))' && "
                 "(command -v cc || echo no-compiler)"
             )

@@ -229,7 +229,8 @@ class DockerBuilder:
             environment=environment,
             mem_limit=self.memory,
         ) as container, script_path() as script:
-            self.containers_started += 1
+            with self._lock:
+                self.containers_started += 1
             if bundle is not None:
                 container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
             container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
