@@ -211,6 +211,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
         with setup_log.open("w+b") as setup_stream:
             try:
                 with builder.session(step.image, step.platform, setup_stream) as session:
+                    setup_stream.flush()
                     for item in pending:
                         if stop.is_set():
                             outcomes.append(BuildOutcome(item.job, Status.SKIPPED))

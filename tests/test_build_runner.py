@@ -1,0 +1,131 @@
+"""The orchestration with an in-memory builder: cache, keep-going, fail-fast, setup failures,
+progress events. (Real Docker builds are in test_build_docker.py / test_build_emulation.py.)"""
+
+from __future__ import annotations
+
+import contextlib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from build_fixtures.helpers import gap
+from build_fixtures.sdists import make_sdist
+
+from builder.build import SdistFetcher, make_jobs, run_builds
+from builder.build.builders import BuildFailed
+from builder.build.jobs import BuildJob
+from builder.build.runner import EventKind, ProgressEvent, Status
+from builder.wheelhouse import Wheelhouse
+
+
+class FakeSession:
+    def __init__(self, builder: FakeBuilder) -> None:
+        self.builder = builder
+
+    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+        self.builder.built.append(job.label)
+        log.write(f"compiling {sdist.name}\n".encode())
+        if job.name in self.builder.failing:
+            log.write(b"error: something broke\n")
+            raise BuildFailed("pip wheel failed")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        wheel = out_dir / f"{job.name}-{job.version}-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(f"{job.name}.py", "")
+        return [wheel]
+
+
+class FakeBuilder:
+    name = "fake"
+
+    def __init__(self, failing: set[str] = frozenset(), setup_fails: bool = False) -> None:  # type: ignore[assignment]
+        self.failing = failing
+        self.setup_fails = setup_fails
+        self.containers_started = 0
+        self.built: list[str] = []
+
+    def preflight(self, platform: str) -> None:
+        pass
+
+    def image_digest(self, image: str, platform: str) -> str:
+        return "sha256:fake"
+
+    @contextlib.contextmanager
+    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
+        self.containers_started += 1
+        setup_log.write(b"setting up\n")
+        if self.setup_fails:
+            raise BuildFailed("setup failed")
+        yield FakeSession(self)
+
+
+def jobs_for(tmp_path: Path, *names: str, platforms: tuple[str, ...] = ("linux/amd64",)) -> list[BuildJob]:
+    gaps = [gap(make_sdist(tmp_path / "sdists", name), p) for name in names for p in platforms]
+    return make_jobs(gaps, image="img:{debian_arch}")
+
+
+def run(tmp_path: Path, jobs: list[BuildJob], builder: FakeBuilder, **options: object):  # type: ignore[no-untyped-def]
+    return run_builds(
+        jobs, wheelhouse=Wheelhouse(tmp_path / "wh"), builder=builder,
+        fetcher=SdistFetcher(tmp_path / "cache"), **options,  # type: ignore[arg-type]
+    )
+
+
+def test_keeps_going_and_reports_the_log_tail(tmp_path: Path) -> None:
+    builder = FakeBuilder(failing={"bad"})
+    report = run(tmp_path, jobs_for(tmp_path, "bad", "good"), builder)
+    statuses = {o.job.name: o.status for o in report.outcomes}
+    assert statuses == {"bad": Status.FAILED, "good": Status.BUILT}
+    failed = report.failed[0]
+    assert failed.log is not None and failed.log.name == "bad-1.0-cp311-manylinux_2_36_x86_64.log"
+    assert "error: something broke" in failed.tail
+    assert "setting up" in failed.log.read_text()  # the container setup is in every log
+    assert report.containers_started == 1
+
+
+def test_fail_fast_skips_the_rest(tmp_path: Path) -> None:
+    builder = FakeBuilder(failing={"aaa"})
+    report = run(tmp_path, jobs_for(tmp_path, "aaa", "bbb"), builder, keep_going=False)
+    assert [o.status for o in report.outcomes] == [Status.FAILED, Status.SKIPPED]
+
+
+def test_cached_wheels_start_no_session(tmp_path: Path) -> None:
+    jobs = jobs_for(tmp_path, "one", "two")
+    run(tmp_path, jobs, FakeBuilder())
+    again = FakeBuilder()
+    report = run(tmp_path, jobs, again)
+    assert [o.status for o in report.outcomes] == [Status.CACHED, Status.CACHED]
+    assert again.containers_started == 0 and again.built == []
+    forced = FakeBuilder()
+    assert {o.status for o in run(tmp_path, jobs, forced, force=True).outcomes} == {Status.BUILT}
+
+
+def test_a_failed_setup_fails_every_job_of_the_step_only(tmp_path: Path) -> None:
+    builder = FakeBuilder(setup_fails=True)
+    report = run(tmp_path, jobs_for(tmp_path, "x", "y"), builder)
+    assert [o.status for o in report.outcomes] == [Status.FAILED, Status.FAILED]
+    assert all("setup failed" in o.error for o in report.outcomes)
+    assert all(o.log is not None and "setting up" in o.log.read_text() for o in report.outcomes)
+
+
+def test_one_session_per_platform_and_progress_events(tmp_path: Path) -> None:
+    events: list[ProgressEvent] = []
+    builder = FakeBuilder()
+    jobs = jobs_for(tmp_path, "p", "q", platforms=("linux/amd64", "linux/arm64"))
+    report = run(tmp_path, jobs, builder, parallel=2, progress=events.append)
+    assert builder.containers_started == 2
+    assert len(report.having(Status.BUILT)) == 4
+    kinds = [e.kind for e in events]
+    assert kinds.count(EventKind.STEP_STARTED) == 2 and kinds.count(EventKind.JOB_FINISHED) == 4
+    for step_label in {e.step.label for e in events}:
+        mine = [e.kind for e in events if e.step.label == step_label]
+        assert mine[0] is EventKind.STEP_STARTED and mine[-1] is EventKind.STEP_FINISHED
+
+
+def test_outcomes_follow_job_order_and_serialise(tmp_path: Path) -> None:
+    jobs = jobs_for(tmp_path, "c", "a", "b")
+    report = run(tmp_path, jobs, FakeBuilder())
+    assert [o.job.label for o in report.outcomes] == [j.label for j in jobs]
+    data = report.to_json()
+    assert data["summary"]["built"] == 3 and len(data["builds"]) == 3
