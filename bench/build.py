@@ -162,6 +162,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="prewheel-bench-") as temp:
         work = Path(temp)
         lines += bench_reuse(work)
+        write_section("build", "\n".join(lines))  # keep the first figures if asyncpg is cut short
         if not args.skip_asyncpg:
             lines += bench_asyncpg(args.asyncpg_version, work)
     write_section("build", "\n".join(lines))
