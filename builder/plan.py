@@ -325,8 +325,12 @@ def plan_requirements(
     primary = index_url or requirement_set.index_url or default_index_url()
     upstream_urls = list(dict.fromkeys([primary, *extra_index_urls, *requirement_set.extra_index_urls]))
     all_urls = [*upstream_urls, *([our_index_url] if our_index_url else [])]
+    pins: dict[str, list[Version]] = {}
+    for requirement in requirement_set.requirements:
+        pins.setdefault(requirement.name, []).append(requirement.version)
     fetched = fetch_projects(
-        requirement_set.names(), all_urls, cache_dir=cache_dir, client=client, refresh=refresh
+        requirement_set.names(), all_urls, cache_dir=cache_dir, client=client, refresh=refresh,
+        pins=pins,
     )
     upstream_pages: dict[str, list[ProjectPage]] = {}
     our_pages: dict[str, list[ProjectPage]] = {}

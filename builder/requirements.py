@@ -152,7 +152,10 @@ def _split_requirement_and_options(line: str) -> tuple[str, list[str]]:
     tokens = line.split(" ")
     for index, token in enumerate(tokens):
         if token.startswith("-"):
-            return " ".join(tokens[:index]).strip(), shlex.split(" ".join(tokens[index:]))
+            options = " ".join(tokens[index:])
+            # shlex is slow on pip-compile's hundreds of --hash options; only quotes need it.
+            split = shlex.split(options) if any(q in options for q in "'\"\\") else options.split()
+            return " ".join(tokens[:index]).strip(), split
     return line.strip(), []
 
 

@@ -157,3 +157,18 @@ def test_max_age_parsing() -> None:
     assert max_age("public, max-age=600") == 600
     assert max_age("max-age=600, no-cache") == 0
     assert max_age("max-age=bogus") == 0
+
+
+def test_pins_restrict_pages_and_warm_runs_use_the_slice(index: IndexServer, tmp_path: Path) -> None:
+    from packaging.version import Version
+
+    index.project_json("demo", [file_entry(f"demo-{v}.tar.gz") for v in ("1.0", "1.1", "2.0")]
+                       + [file_entry("demo-1.1-py3-none-any.whl")])
+    pins = {"demo": [Version("1.1")]}
+    first = fetch(index, tmp_path, "demo", pins=pins)["demo"]
+    assert first is not None
+    assert [f.filename for f in first.files] == ["demo-1.1.tar.gz", "demo-1.1-py3-none-any.whl"]
+    second = fetch(index, tmp_path, "demo", pins=pins)["demo"]
+    assert second == first and index.hits["/simple/demo/"] == 1
+    everything = fetch(index, tmp_path, "demo")["demo"]
+    assert everything is not None and len(everything.files) == 4

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -97,35 +98,54 @@ def max_age(cache_control: str) -> float:
 
 
 class HttpCache:
+    """Entries are ``<sha256(url)>.json`` (metadata: validators, freshness, status, body size)
+    next to ``<sha256(url)>.body`` (the raw page), plus optional *slices*: small derived files
+    (e.g. the files of one pinned version) tied to the entry's ``stored_at``, so a warm run
+    need not re-read and re-parse a multi-megabyte page."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def _path(self, url: str) -> Path:
+    def _base(self, url: str) -> Path:
         digest = hashlib.sha256(url.encode()).hexdigest()
-        return self.directory / digest[:2] / f"{digest}.json"
+        return self.directory / digest[:2] / digest
 
-    def load(self, url: str) -> CachedResponse | None:
+    def load_meta(self, url: str) -> tuple[CachedResponse, int] | None:
+        """(the entry without its body, the body's size in bytes), or None."""
         try:
-            raw = json.loads(self._path(url).read_bytes())
+            raw = json.loads(self._base(url).with_suffix(".json").read_bytes())
             if raw.get("format") != CACHE_FORMAT or raw.get("url") != url:
                 return None
             return CachedResponse(
                 url=url,
-                body=raw["body"].encode("utf-8", "surrogateescape"),
+                body=b"",
                 content_type=raw["content_type"],
                 etag=raw.get("etag"),
                 last_modified=raw.get("last_modified"),
                 stored_at=float(raw["stored_at"]),
                 max_age=float(raw["max_age"]),
                 status=int(raw.get("status", 200)),
-            )
+            ), int(raw.get("size", 0))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # absent or unreadable: fetch again
+
+    def load(self, url: str) -> CachedResponse | None:
+        loaded = self.load_meta(url)
+        if loaded is None:
+            return None
+        meta, size = loaded
+        try:
+            body = self._base(url).with_suffix(".body").read_bytes()
+        except OSError:
+            return None
+        if len(body) != size:
+            return None  # a concurrent writer replaced the body: fetch again
+        return dataclasses.replace(meta, body=body)
 
     def store(self, response: CachedResponse) -> None:
         if response.max_age <= 0 and not (response.etag or response.last_modified):
             return  # nothing to reuse it with (this includes Cache-Control: no-store)
-        path = self._path(response.url)
+        base = self._base(response.url)
         entry = {
             "format": CACHE_FORMAT,
             "url": response.url,
@@ -135,13 +155,45 @@ class HttpCache:
             "stored_at": response.stored_at,
             "max_age": response.max_age,
             "status": response.status,
-            "body": response.body.decode("utf-8", "surrogateescape"),
+            "size": len(response.body),
         }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-                json.dump(entry, handle)
-            Path(temp).replace(path)
+            base.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(base.with_suffix(".body"), response.body)
+            _write_atomically(base.with_suffix(".json"), json.dumps(entry).encode())
         except OSError:
             return  # a cache that cannot be written is only a slower run
+
+    def load_slice(self, url: str, key: str, stored_at: float) -> Any:
+        """A derived value stored for the entry of ``url`` as it was at ``stored_at``."""
+        try:
+            raw = json.loads(self._slice_path(url, key).read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(raw, dict) or raw.get("stored_at") != stored_at:
+            return None
+        return raw.get("value")
+
+    def store_slice(self, url: str, key: str, stored_at: float, value: Any) -> None:
+        path = self._slice_path(url, key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, json.dumps({"stored_at": stored_at, "value": value}).encode())
+        except OSError:
+            return
+
+    def _slice_path(self, url: str, key: str) -> Path:
+        base = self._base(url)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return base.with_name(f"{base.name}.{digest}.slice")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(temp).replace(path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -24,11 +24,12 @@ import httpx
 import platformdirs
 import pypi_simple
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
 from ..errors import IndexMalformedError, IndexUnreachableError
 from ..hostenv import pip_setting, ssl_context
 from .cache import CachedResponse, HttpCache
-from .models import DistFile, ProjectPage
+from .models import DistFile, ProjectPage, dist_file_from_dict, dist_file_to_dict
 
 ACCEPT = (
     "application/vnd.pypi.simple.v1+json, "
@@ -94,25 +95,34 @@ def fetch_projects(
     use_cache: bool = True,
     refresh: bool = False,
     default_ttl: float = DEFAULT_TTL,
+    pins: Mapping[str, Iterable[Version]] | None = None,
 ) -> ProjectPages:
     """``{index_url: {name: ProjectPage or None (404: not on that index)}}`` for every pair.
 
     Requests run concurrently (``concurrency`` threads sharing one client). Responses are
     cached under ``cache_dir`` (default: the platformdirs user cache) and revalidated with
     ETag / Last-Modified once their Cache-Control max-age (or ``default_ttl`` when the answer
-    has no Cache-Control) has passed; ``refresh`` revalidates every entry. Raises
+    has no Cache-Control) has passed; ``refresh`` revalidates every entry. With ``pins``
+    (name -> versions) each page lists only the files of those versions, and that slice is
+    cached too, so a warm run reads a few kilobytes instead of re-parsing whole pages. Raises
     :class:`IndexUnreachableError` or :class:`IndexMalformedError`.
     """
     wanted = list(dict.fromkeys(canonicalize_name(name) for name in names))
     indexes = list(dict.fromkeys(normalize_index_url(url) for url in index_urls))
     cache = HttpCache(cache_dir or default_cache_dir()) if use_cache else None
+    wanted_versions = {
+        canonicalize_name(name): sorted(set(versions)) for name, versions in (pins or {}).items()
+    }
     result: ProjectPages = {index: {} for index in indexes}
     misses: list[tuple[str, NormalizedName]] = []
     for index in indexes:
         for name in wanted:
-            cached = cache.load(project_url(index, name)) if cache and not refresh else None
-            if cached is not None and cached.is_fresh():
-                result[index][name] = _page_or_none(name, cached, index)
+            hit, page = (
+                _from_cache(cache, index, name, wanted_versions.get(name))
+                if cache and not refresh else (False, None)
+            )
+            if hit:
+                result[index][name] = page
             else:
                 misses.append((index, name))
     if not misses:
@@ -120,7 +130,8 @@ def fetch_projects(
     own_client = client is None
     http = client or make_http_client(concurrency=concurrency)
     fetcher = _Fetcher(
-        http, cache, attempts=attempts, backoff=backoff, refresh=refresh, default_ttl=default_ttl
+        http, cache, attempts=attempts, backoff=backoff, refresh=refresh, default_ttl=default_ttl,
+        pins=wanted_versions,
     )
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(misses)))) as pool:
@@ -133,12 +144,53 @@ def fetch_projects(
     return {index: {name: pages_[name] for name in wanted} for index, pages_ in result.items()}
 
 
+def _from_cache(
+    cache: HttpCache, index: str, name: NormalizedName, versions: list[Version] | None
+) -> tuple[bool, ProjectPage | None]:
+    """(hit, page) from a fresh cache entry, via its version slice when there is one."""
+    url = project_url(index, name)
+    loaded = cache.load_meta(url)
+    if loaded is None or not loaded[0].is_fresh():
+        return False, None
+    meta = loaded[0]
+    if meta.status != 200:
+        return True, None
+    if versions is not None:
+        files = cache.load_slice(url, _slice_key(versions), meta.stored_at)
+        if isinstance(files, list):
+            try:
+                return True, ProjectPage(name, tuple(dist_file_from_dict(f) for f in files), index)
+            except TypeError:
+                pass  # an older slice layout: rebuild it
+    full = cache.load(url)
+    if full is None:
+        return False, None
+    return True, _page_or_none(name, full, index, cache, versions)
+
+
+def _slice_key(versions: list[Version]) -> str:
+    return "versions:" + ",".join(str(v) for v in versions)
+
+
 def _page_or_none(
-    name: NormalizedName, response: CachedResponse, index_url: str
+    name: NormalizedName,
+    response: CachedResponse,
+    index_url: str,
+    cache: HttpCache | None = None,
+    versions: list[Version] | None = None,
 ) -> ProjectPage | None:
     if response.status != 200:
         return None
-    return parse_project_page(name, response, index_url)
+    page = parse_project_page(name, response, index_url)
+    if versions is None:
+        return page
+    page = page.restricted_to(versions)
+    if cache is not None:
+        cache.store_slice(
+            response.url, _slice_key(versions), response.stored_at,
+            [dist_file_to_dict(f) for f in page.files],
+        )
+    return page
 
 
 class _Fetcher:
@@ -151,8 +203,10 @@ class _Fetcher:
         backoff: float,
         refresh: bool = False,
         default_ttl: float = DEFAULT_TTL,
+        pins: Mapping[NormalizedName, list[Version]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.pins = pins or {}
         self.refresh = refresh
         self.default_ttl = default_ttl
         self.client = client
@@ -162,7 +216,8 @@ class _Fetcher:
         self.sleep = sleep
 
     def project(self, index_url: str, name: NormalizedName) -> ProjectPage | None:
-        return _page_or_none(name, self.get(project_url(index_url, name)), index_url)
+        response = self.get(project_url(index_url, name))
+        return _page_or_none(name, response, index_url, self.cache, self.pins.get(name))
 
     def get(self, url: str) -> CachedResponse:
         """The (possibly cached) answer for ``url``: status 200, or 404 for absent/410."""

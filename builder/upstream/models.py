@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import functools
+from collections.abc import Iterable, Mapping
 from functools import cached_property
+from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
@@ -15,7 +17,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +63,7 @@ class DistFile:
             if self.is_wheel:
                 name, version, _, _ = parse_wheel_filename(self.filename)
                 return name, version
-            if self.filename.endswith(".tar.gz"):
+            if self.filename.endswith((".tar.gz", ".zip")):
                 return parse_sdist_filename(self.filename)
         except (InvalidWheelFilename, InvalidSdistFilename):
             return None
@@ -83,6 +85,25 @@ class DistFile:
             return True
 
 
+@functools.lru_cache(maxsize=65536)
+def _parse_version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _cheap_version(filename: str) -> Version | None:
+    """The version a wheel or sdist name claims (``name-VERSION-...``), or None."""
+    if filename.endswith(".whl"):
+        parts = filename.split("-")
+        return _parse_version(parts[1]) if len(parts) in (5, 6) else None
+    for suffix in (".tar.gz", ".zip"):
+        if filename.endswith(suffix):
+            return _parse_version(filename.removesuffix(suffix).rpartition("-")[2])
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class ProjectPage:
     """All files an index lists for one project."""
@@ -92,7 +113,45 @@ class ProjectPage:
     index_url: str
 
     def files_for(self, version: Version) -> list[DistFile]:
-        return [f for f in self.files if (nv := f.name_and_version) and nv[1] == version]
+        """Files of one version (wheels and sdists whose names parse), in page order."""
+        return [
+            f for f in self._by_version.get(version, ())
+            if (nv := f.name_and_version) and nv[1] == version
+        ]
+
+    @cached_property
+    def _by_version(self) -> dict[Version, list[DistFile]]:
+        """Files grouped by the version their name claims, read without parsing tags (pages
+        of big projects list tens of thousands of files; only a pinned version's are parsed)."""
+        groups: dict[Version, list[DistFile]] = {}
+        for file in self.files:
+            version = _cheap_version(file.filename)
+            if version is not None:
+                groups.setdefault(version, []).append(file)
+        return groups
+
+    def restricted_to(self, versions: Iterable[Version]) -> ProjectPage:
+        """The same page listing only files of ``versions``."""
+        wanted = set(versions)
+        files = tuple(f for f in self.files if _cheap_version(f.filename) in wanted)
+        return dataclasses.replace(self, files=files)
 
     def versions(self) -> set[Version]:
         return {nv[1] for f in self.files if (nv := f.name_and_version)}
+
+
+def dist_file_to_dict(file: DistFile) -> dict[str, Any]:
+    return {
+        "filename": file.filename, "url": file.url, "hashes": dict(file.hashes),
+        "requires_python": file.requires_python, "yanked": file.yanked,
+        "yanked_reason": file.yanked_reason, "size": file.size,
+        "core_metadata": (
+            dict(file.core_metadata) if isinstance(file.core_metadata, Mapping)
+            else file.core_metadata
+        ),
+        "index_url": file.index_url,
+    }
+
+
+def dist_file_from_dict(data: Mapping[str, Any]) -> DistFile:
+    return DistFile(**data)
