@@ -306,7 +306,7 @@ def _progress(jobs: list[BuildJob]) -> Iterator[Any]:
 
         def plain(event: ProgressEvent) -> None:
             if event.kind is EventKind.STEP_STARTED:
-                console.print(f"starting {event.step.label}: {len(event.step.jobs)} sdists")
+                console.print(f"starting {event.step.label}: {len(event.step.jobs)} to build")
             elif event.kind is EventKind.JOB_STARTED and event.job:
                 started[event.job.label] = time.monotonic()
                 console.print(f"building {event.job.label}")
