@@ -203,6 +203,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
 ) -> list[BuildOutcome]:
     if stop.is_set():
         return [BuildOutcome(p.job, Status.SKIPPED) for p in pending]
+    step = dataclasses.replace(step, jobs=tuple(p.job for p in pending))  # what runs here
     notify(ProgressEvent(EventKind.STEP_STARTED, step))
     outcomes: list[BuildOutcome] = []
     with wheelhouse.scratch_dir() as scratch_name:
