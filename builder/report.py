@@ -28,21 +28,28 @@ LEGEND: dict[Status, tuple[str, str, str, str]] = {
 
 
 def column_label(target: Target) -> str:
-    """Short header: ``linux/arm/v7 3.11``."""
-    return f"{target.docker_platform}\n{target.python_version} {target.libc.value}"
+    """Short header: ``arm/v7`` over ``3.11 glibc``."""
+    platform = target.docker_platform.removeprefix("linux/")
+    return f"{platform}\n{target.python_version}\n{target.libc.value}"
+
+
+#: Above this many targets, cells show only the symbol (the legend explains them).
+COMPACT_ABOVE = 5
 
 
 def render_table(plan: Plan) -> Table:
+    compact = len(plan.targets) > COMPACT_ABOVE
     table = Table(title="Wheel availability", caption=plan.summary(), show_lines=False)
     table.add_column("requirement", style="bold", no_wrap=True)
     for target in plan.targets:
-        table.add_column(column_label(target), justify="center")
+        table.add_column(column_label(target), justify="center", no_wrap=True)
     for row in plan.rows:
         cells = []
         for target in plan.targets:
             cell = row.cells[target.identifier]
             symbol, style, _, _ = LEGEND[cell.status]
-            cells.append(Text(f"{symbol} {cell.status.value}", style=style))
+            label = symbol if compact else f"{symbol} {cell.status.value}"
+            cells.append(Text(label, style=style))
         requirement = row.requirement
         table.add_row(f"{requirement.name}=={requirement.version}", *cells)
     return table
