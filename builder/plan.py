@@ -198,15 +198,15 @@ def decide_cell(
     best, notes = best_file(upstream_files, target, requirement)
     if best is not None and best.is_wheel:
         status = Status.PURE if best.is_pure else Status.WHEEL
-        return Cell(status, best, _reason(best, notes))
+        return Cell(status, best, _reason(notes))
     our_best, our_notes = best_file(_files(requirement, ours), target, requirement)
     if our_best is not None and our_best.is_wheel:
-        return Cell(Status.OURS, our_best, _reason(our_best, our_notes))
+        return Cell(Status.OURS, our_best, _reason(our_notes))
     if best is not None:
-        return Cell(Status.BUILD, best, _reason(best, [*notes, "no wheel fits this target"]))
+        return Cell(Status.BUILD, best, _reason([*notes, "no wheel fits this target"]))
     if our_best is not None:
-        return Cell(Status.BUILD, our_best, _reason(our_best, [*our_notes, "no wheel fits"]))
-    return Cell(Status.UNAVAILABLE, None, _reason(None, [*notes, *our_notes]) or (
+        return Cell(Status.BUILD, our_best, _reason([*our_notes, "no wheel fits"]))
+    return Cell(Status.UNAVAILABLE, None, _reason([*notes, *our_notes]) or (
         "no file of this version installs here"
     ))
 
@@ -235,7 +235,7 @@ def best_file(
         if not file.python_compatible(python):
             python_mismatch += 1
             continue
-        candidates.append(((0, -int(file.yanked), rank, _build_tag(file)), file))
+        candidates.append(((0, -int(file.yanked), rank, file.build_tag), file))
     if python_mismatch:
         notes.append(
             f"{python_mismatch} file(s) skipped: Requires-Python excludes {target.python_version}"
@@ -266,17 +266,6 @@ def _tag_rank(file: DistFile, target: Target) -> int | None:
     return None  # .exe, .egg, .msi ... pip ignores them
 
 
-def _build_tag(file: DistFile) -> tuple[Any, ...]:
-    if not file.is_wheel:
-        return ()
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # noqa: PLC0415
-
-    try:
-        return tuple(parse_wheel_filename(file.filename)[2])
-    except InvalidWheelFilename:
-        return ()
-
-
 def _hash_allowed(file: DistFile, hashes: Iterable[str]) -> bool:
     for entry in hashes:
         algorithm, _, digest = entry.partition(":")
@@ -285,7 +274,7 @@ def _hash_allowed(file: DistFile, hashes: Iterable[str]) -> bool:
     return False
 
 
-def _reason(file: DistFile | None, notes: Sequence[str]) -> str:
+def _reason(notes: Sequence[str]) -> str:
     return "; ".join(notes)
 
 

@@ -191,3 +191,9 @@ def test_json_round_trip_keeps_gaps_and_is_documented_shape() -> None:
 def test_plan_from_json_rejects_garbage(data: object) -> None:
     with pytest.raises(UsageError, match=r"Not a prewheel plan|target identifier"):
         plan_from_json(data)
+
+
+def test_higher_build_tag_wins_a_tie() -> None:
+    files = [dist("b-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl"),
+             dist("b-1.0-2-cp311-cp311-manylinux_2_17_x86_64.whl")]
+    assert cell("b==1.0", files).filename == "b-1.0-2-cp311-cp311-manylinux_2_17_x86_64.whl"

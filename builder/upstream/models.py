@@ -11,6 +11,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import (
+    BuildTag,
     InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
@@ -47,26 +48,37 @@ class DistFile:
         return self.filename.endswith((".tar.gz", ".zip"))
 
     @cached_property
+    def _wheel_parts(self) -> tuple[NormalizedName, Version, BuildTag, frozenset[Tag]] | None:
+        if not self.is_wheel:
+            return None
+        try:
+            return parse_wheel_filename(self.filename)
+        except InvalidWheelFilename:
+            return None
+
+    @property
     def wheel_tags(self) -> frozenset[Tag]:
         """The tags of a wheel (empty for anything else or an unparsable name)."""
-        if not self.is_wheel:
-            return frozenset()
-        try:
-            return parse_wheel_filename(self.filename)[3]
-        except InvalidWheelFilename:
-            return frozenset()
+        parts = self._wheel_parts
+        return parts[3] if parts else frozenset()
+
+    @property
+    def build_tag(self) -> BuildTag:
+        """A wheel's build tag (``()`` when it has none or is not a wheel)."""
+        parts = self._wheel_parts
+        return parts[2] if parts else ()
 
     @cached_property
     def name_and_version(self) -> tuple[NormalizedName, Version] | None:
         """(name, version) from the filename, or None when it does not parse."""
-        try:
-            if self.is_wheel:
-                name, version, _, _ = parse_wheel_filename(self.filename)
-                return name, version
-            if self.filename.endswith((".tar.gz", ".zip")):
+        if self.is_wheel:
+            parts = self._wheel_parts
+            return (parts[0], parts[1]) if parts else None
+        if self.filename.endswith((".tar.gz", ".zip")):
+            try:
                 return parse_sdist_filename(self.filename)
-        except (InvalidWheelFilename, InvalidSdistFilename):
-            return None
+            except InvalidSdistFilename:
+                return None
         return None
 
     @property
