@@ -65,17 +65,16 @@ def default_cache_dir() -> Path:
 def make_http_client(
     *, timeout: float = DEFAULT_TIMEOUT, concurrency: int = DEFAULT_CONCURRENCY
 ) -> httpx.Client:
-    """An HTTP client for index requests: host CA bundle, proxies from the environment,
-    redirects followed, connection-level retries (status-level retries are in :func:`fetch`)."""
-    context = ssl_context()
-    transport = httpx.HTTPTransport(verify=context, retries=1, trust_env=True)
+    """An HTTP client for index requests: host CA bundle, proxies from the environment
+    (``HTTPS_PROXY``/``NO_PROXY``, as pip honours them), redirects followed. Retries and
+    backoff live in :func:`fetch_projects`, which treats connection errors and 5xx alike."""
     return httpx.Client(
-        transport=transport,
+        verify=ssl_context(),
+        trust_env=True,
         timeout=httpx.Timeout(timeout),
         follow_redirects=True,
         headers={"User-Agent": "prewheel"},
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        verify=context,
     )
 
 
