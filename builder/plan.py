@@ -103,7 +103,7 @@ class Plan:
         return any(cell.status is Status.BUILD for _, _, cell in self.cells())
 
     def summary(self) -> str:
-        """``N of M cells compile from source`` (M counts cells that install something)."""
+        """``N of M cells compile from source`` (M leaves out excluded cells)."""
         counts = self.counts()
         relevant = sum(counts.values()) - counts[Status.EXCLUDED]
         text = f"{counts[Status.BUILD]} of {relevant} cells compile from source"
