@@ -137,3 +137,19 @@ def test_targets_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert data[1]["tags"][0] == "cp312-cp312-linux_armv6l"
     assert main(["targets", "--target", "cp311-musllinux_1_2_aarch64"]) == ExitCode.OK
     assert "cp311-musllinux_1_2_aarch64" in capsys.readouterr().out
+
+
+@pytest.mark.network
+def test_example_in_plans_out_of_the_box(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import REPO
+
+    monkeypatch.setenv("PREWHEEL_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["plan", str(REPO / "requirements" / "example.in"), "--json"]) == ExitCode.OK
+    data = json.loads(capsys.readouterr().out)
+    rows = {row["name"]: row for row in data["requirements"]}
+    assert {"asyncpg", "pyyaml", "msgpack", "requests"} <= rows.keys()
+    asyncpg = rows["asyncpg"]["cells"]
+    assert asyncpg["cp311-manylinux_2_36_x86_64"]["status"] == "wheel"
+    assert asyncpg["cp311-linux_armv6l"]["status"] == "build"
+    assert rows["requests"]["cells"]["cp311-linux_armv6l"]["status"] == "pure"
