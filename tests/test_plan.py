@@ -197,3 +197,8 @@ def test_higher_build_tag_wins_a_tie() -> None:
     files = [dist("b-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl"),
              dist("b-1.0-2-cp311-cp311-manylinux_2_17_x86_64.whl")]
     assert cell("b==1.0", files).filename == "b-1.0-2-cp311-cp311-manylinux_2_17_x86_64.whl"
+
+
+def test_files_of_another_project_on_the_page_are_ignored() -> None:
+    files = [dist("other-1.0-py3-none-any.whl"), dist("mine-1.0.tar.gz")]
+    assert cell("mine==1.0", files).status is Status.BUILD

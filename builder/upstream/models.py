@@ -125,10 +125,11 @@ class ProjectPage:
     index_url: str
 
     def files_for(self, version: Version) -> list[DistFile]:
-        """Files of one version (wheels and sdists whose names parse), in page order."""
+        """Files of one version of this project (as pip, ignoring files whose name is another
+        project's or does not parse), in page order."""
         return [
             f for f in self._by_version.get(version, ())
-            if (nv := f.name_and_version) and nv[1] == version
+            if (nv := f.name_and_version) and nv == (self.name, version)
         ]
 
     @cached_property
