@@ -126,6 +126,7 @@ def main() -> None:
     files = sorted(wheels.glob("*.whl"))
     total_mb = sum(f.stat().st_size for f in files) / 1e6
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="prewheel-bench-index-") as tmp:
         scratch = Path(tmp)
         tree = scratch / "tree"
@@ -175,15 +176,21 @@ def main() -> None:
         f"holding the same files. Median of {args.rounds} interleaved rounds; ratio = time / "
         "pypiserver's time with the same tool (lower is faster)."),
         "",
-        "| installer | server | median | ratio to pypiserver |",
-        "|---|---|---|---|",
+        "| installer | server | median | fastest-slowest round | ratio to pypiserver |",
+        "|---|---|---|---|---|",
     ]
     for tool in tools:
         baseline = statistics.median(times[(tool, "pypiserver")])
         for name in servers:
-            median = statistics.median(times[(tool, name)])
-            lines.append(f"| {tool} | {name} | {median:.1f} s | {median / baseline:.2f} |")
+            runs = times[(tool, name)]
+            median = statistics.median(runs)
+            lines.append(f"| {tool} | {name} | {median:.1f} s | {min(runs):.1f}-{max(runs):.1f} s"
+                         f" | {median / baseline:.2f} |")
     lines += [
+        "",
+        (f"Load average (1 min) {load_before:.1f} before and {os.getloadavg()[0]:.1f} after "
+         f"the runs on {os.cpu_count()} cores: other work on the machine adds noise that the "
+         "interleaving spreads over all servers alike."),
         "",
         (f"Writing the static tree for these {len(files)} wheels (validate, hash, copy, "
         f"PEP 658 metadata, pages) took {first_index:.1f} s; regenerating it with nothing new "
