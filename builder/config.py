@@ -157,9 +157,11 @@ def _read_tool_table(path: Path, *, explicit: bool) -> dict[str, Any]:
     except FileNotFoundError:
         raise UsageError(f"Configuration file {path} does not exist.") from None
     except tomllib.TOMLDecodeError as exc:
-        if not explicit:
-            return {}
-        raise UsageError(f"{path} is not valid TOML: {exc}.") from None
+        how = "given with --config" if explicit else "found as the nearest pyproject.toml"
+        raise UsageError(
+            f"{path} ({how}) is not valid TOML: {exc}. Fix the file, or point --config at "
+            "another one."
+        ) from None
     if path.name == "pyproject.toml":
         table = data.get("tool", {}).get("prewheel", {})
     else:
