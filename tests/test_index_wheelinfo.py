@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 from pathlib import Path
 
@@ -98,6 +99,27 @@ def test_zip_bomb_is_refused_before_decompression(tmp_path: Path) -> None:
         archive.writestr("foo/zeros.bin", b"\0" * (64 << 20))  # 64 MiB -> ~64 KiB
     with pytest.raises(IntegrityError, match="zip bomb"):
         inspect_wheel(path)
+
+
+def test_single_member_bomb_is_refused_by_its_own_ratio(tmp_path: Path) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0")
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("foo/zeros.bin", b"\0" * (8 << 20))
+        archive.writestr("foo/noise.bin", os.urandom(1 << 20))  # keeps the archive ratio low
+    with pytest.raises(IntegrityError, match="zip bomb"):
+        inspect_wheel(path, limits=Limits(max_ratio=500))
+
+
+def test_highly_compressible_member_in_a_real_sized_wheel_is_accepted(tmp_path: Path) -> None:
+    """Shared libraries padded with zeros compress 200:1 or more (pillow's bundled libs)."""
+    padded = (b"\0" * 511 + b"\x01") * 4096  # 2 MiB, compresses several hundred to one
+    noise = os.urandom(1 << 20)
+    path = make_wheel(tmp_path, "foo", "1.0", extra_members={"foo.libs/libpadded.so": padded,
+                                                             "foo/noise.bin": noise})
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo("foo.libs/libpadded.so")
+        assert member.file_size / member.compress_size > 200
+    assert inspect_wheel(path).name == "foo"
 
 
 def test_total_size_limit(tmp_path: Path) -> None:

@@ -38,8 +38,9 @@ _SIGNATURE_FILES = ("RECORD.jws", "RECORD.p7s")
 class Limits:
     """Bounds that keep a hostile upload from exhausting memory or disk."""
 
-    max_ratio: float = 200.0  # uncompressed / compressed, per member
-    ratio_floor: int = 1 << 20  # members smaller than this are never a bomb
+    max_ratio: float = 1000.0  # uncompressed / compressed, per member (deflate tops at ~1032)
+    max_archive_ratio: float = 100.0  # all members uncompressed / archive size
+    ratio_floor: int = 1 << 20  # members (and archives) expanding to less are never a bomb
     max_total: int = 4 << 30  # total uncompressed bytes
     max_members: int = 100_000
 
@@ -100,7 +101,7 @@ def inspect_wheel(path: Path, filename: str | None = None, limits: Limits = Limi
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-            _check_members(filename, members, limits)
+            _check_members(filename, members, path.stat().st_size, limits)
             dist_info = _dist_info_dir(filename, members)
             metadata = archive.read(f"{dist_info}/METADATA")
             _check_record(filename, archive, dist_info)
@@ -118,7 +119,9 @@ def inspect_wheel(path: Path, filename: str | None = None, limits: Limits = Limi
     )
 
 
-def _check_members(filename: str, members: list[zipfile.ZipInfo], limits: Limits) -> None:
+def _check_members(
+    filename: str, members: list[zipfile.ZipInfo], archive_size: int, limits: Limits
+) -> None:
     if len(members) > limits.max_members:
         raise IntegrityError(f"{filename} has {len(members)} members; refusing more than "
                              f"{limits.max_members}.")
@@ -136,6 +139,11 @@ def _check_members(filename: str, members: list[zipfile.ZipInfo], limits: Limits
     if total > limits.max_total:
         raise IntegrityError(f"{filename} would expand to {total} bytes; refusing more than "
                              f"{limits.max_total}.")
+    if total >= limits.ratio_floor and total > limits.max_archive_ratio * max(archive_size, 1):
+        raise IntegrityError(
+            f"{filename} would expand to {total} bytes from {archive_size} (ratio over "
+            f"{limits.max_archive_ratio:g}); refusing a possible zip bomb."
+        )
 
 
 def _check_member_name(filename: str, member: str) -> None:
