@@ -39,8 +39,8 @@ BIN = Path(sys.executable).parent
 
 
 def pins_file() -> Path:
-    shared = HERE / "data" / "requirements-100.txt"
-    return shared if shared.is_file() else HERE / "index-requirements-100.txt"
+    """The shared 100-pin lock (with hashes) that the other benchmarks use too."""
+    return HERE / "data" / "requirements-100.txt"
 
 
 def download_once(pins: Path) -> Path:
@@ -121,7 +121,8 @@ def main() -> None:
     args = parser.parse_args()
 
     pins = pins_file()
-    pin_count = sum(1 for line in pins.read_text().splitlines() if line.strip())
+    pin_count = sum(1 for line in pins.read_text().splitlines()
+                    if "==" in line and not line.lstrip().startswith(("#", "-")))
     wheels = download_once(pins)
     files = sorted(wheels.glob("*.whl"))
     total_mb = sum(f.stat().st_size for f in files) / 1e6
