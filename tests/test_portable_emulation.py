@@ -118,9 +118,12 @@ def test_wheels_install_and_import_in_another_distribution(built: Built, platfor
                 "cat /etc/debian_version; "
                 "(ls /usr/lib/*/libyaml* 2>/dev/null || echo no-system-libyaml); "
                 "(command -v cc || echo no-compiler); "
-                "python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index --no-deps "
-                "/wheels/*.whl && /tmp/v/bin/python -c 'import sys; print(sys.version_info[:2]); "
-                + "; ".join(f"import {m}; print({m!r}, {m}.answer())" for m in modules)
+                # pip run from Debian's wheel of it: ensurepip would byte-compile pip under QEMU
+                "python3 -m venv --without-pip /tmp/v && pip_wheel=$(echo /usr/share/python-wheels/pip-*.whl) "
+                "&& /tmp/v/bin/python $pip_wheel/pip install -q --no-index --no-deps "
+                "--no-compile /wheels/*.whl && "
+                "/tmp/v/bin/python -c 'import sys; print(sys.version_info[:2]); "
+                + "; ".join(f"import {m}; print({m}.__name__, {m}.answer())" for m in modules)
                 + "'"
             )
             result = container.call(["sh", "-c", script], timeout=600, output=output.extend)
@@ -131,9 +134,9 @@ def test_wheels_install_and_import_in_another_distribution(built: Built, platfor
     assert text.startswith("13"), text  # Debian 13 (trixie), not the bookworm it was built on
     assert "(3, 13)" in text
     assert "no-compiler" in text and "no-system-libyaml" in text
-    assert "'pwtiny' 42" in text
+    assert "\npwtiny 42\n" in text
     if "pwyaml" in modules:
-        assert "'pwyaml' 0.2." in text  # libyaml's version string, from the bundled copy
+        assert "\npwyaml 0.2." in text  # libyaml's version string, from the bundled copy
 
 
 def test_a_second_run_is_served_from_the_wheelhouse(built: Built) -> None:
