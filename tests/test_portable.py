@@ -406,3 +406,34 @@ def test_cli_portable_refuses_a_target_older_than_every_image(tmp_path: Path) ->
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert "manylinux_2_31" in result.stderr and "--portable-image" in result.stderr
     assert not (tmp_path / "wh" / "wheels").exists()
+
+
+def test_plan_counts_one_portable_wheel_on_our_index_for_bookworm_and_trixie_targets() -> None:
+    """Issue 6, item 2: a manylinux_2_31 armv7l wheel on our index covers every target its tags
+    admit (bookworm 2.36, trixie 2.41), while older glibc and musl targets still need a build."""
+    from builder.plan import Status, make_plan
+    from builder.requirements import PinnedRequirement
+    from builder.upstream.models import ProjectPage
+
+    name = canonicalize_name("demo")
+    upstream = ProjectPage(name, (SDIST,), "https://upstream.invalid/simple/")
+    wheel = DistFile(
+        "demo-1.0-cp311-cp311-manylinux_2_31_armv7l.whl",
+        "https://ours.invalid/demo-1.0-cp311-cp311-manylinux_2_31_armv7l.whl",
+        {"sha256": "cd" * 32},
+    )
+    ours = ProjectPage(name, (wheel,), "https://ours.invalid/simple/")
+    targets = [
+        target
+        for libc in ("glibc2.36", "glibc2.41", "glibc2.28", "musl1.2")
+        for target in select_targets(platforms=["linux/arm/v7"], pythons=["3.11"], libc=libc)
+    ]
+    plan = make_plan([PinnedRequirement(name, Version("1.0"))], targets, {"demo": upstream}, {"demo": ours})
+    cells = {identifier: cell.status for identifier, cell in plan.rows[0].cells.items()}
+    assert cells == {
+        "cp311-manylinux_2_36_armv7l": Status.OURS,
+        "cp311-manylinux_2_41_armv7l": Status.OURS,
+        "cp311-manylinux_2_28_armv7l": Status.BUILD,
+        "cp311-musllinux_1_2_armv7l": Status.BUILD,
+    }
+    assert plan.rows[0].cells["cp311-manylinux_2_41_armv7l"].file == wheel
