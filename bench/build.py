@@ -150,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--asyncpg-version", default="0.30.0")
     parser.add_argument("--skip-asyncpg", action="store_true")
+    parser.add_argument("--reuse-count", type=int, default=4, help="sdists in the reuse part")
     args = parser.parse_args()
     lines = [
         "## Build (`bench/build.py`)",
@@ -161,7 +162,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="prewheel-bench-") as temp:
         work = Path(temp)
-        lines += bench_reuse(work)
+        lines += bench_reuse(work, args.reuse_count)
         write_section("build", "\n".join(lines))  # keep the first figures if asyncpg is cut short
         if not args.skip_asyncpg:
             lines += bench_asyncpg(args.asyncpg_version, work)
