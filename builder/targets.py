@@ -370,7 +370,7 @@ def select_targets(
         return _unique(parse_identifier(identifier) for identifier in identifiers)
     python_versions = [parse_python(p) for p in pythons]
     libc_family, libc_version = parse_libc(libc) if libc else (Libc.GLIBC, DEFAULT_GLIBC)
-    if image:
+    if image and not (pythons and libc):
         image_python, image_libc, image_libc_version = parse_image(image)
         if not pythons:
             python_versions = [image_python]

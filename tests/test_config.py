@@ -65,5 +65,5 @@ def test_explicit_config_file_must_be_valid(tmp_path: Path) -> None:
 
 def test_nearest_pyproject_must_be_valid_too(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.prewheel\nplatform = 1")
-    with pytest.raises(UsageError, match="nearest pyproject.toml"):
+    with pytest.raises(UsageError, match=r"nearest pyproject\.toml"):
         load_config({}, env={}, search_from=tmp_path)

@@ -110,3 +110,20 @@ def test_image_and_libc_options() -> None:
 def test_bad_options_list_the_valid_ones(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         select_targets(**kwargs)  # type: ignore[arg-type]
+
+
+def test_custom_image_with_python_and_libc_given() -> None:
+    from builder.targets import select_targets
+
+    targets = select_targets(
+        platforms=["linux/arm64"], pythons=["3.12"], libc="musl1.2", image="registry.local/app-base:7"
+    )
+    assert [t.identifier for t in targets] == ["cp312-musllinux_1_2_aarch64"]
+
+
+def test_custom_image_without_python_is_an_error() -> None:
+    from builder.errors import UsageError
+    from builder.targets import select_targets
+
+    with pytest.raises(UsageError, match="--python"):
+        select_targets(platforms=["linux/arm64"], image="registry.local/app-base:7")

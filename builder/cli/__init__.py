@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from .. import __version__
 from ..errors import ExitCode, PrewheelError
 from .common import error_console
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except PrewheelError as error:
-        error_console().print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True)
+        error_console().print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
         return int(error.exit_code)
     except KeyboardInterrupt:
         error_console().print("[bold red]interrupted[/]")
