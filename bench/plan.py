@@ -36,36 +36,69 @@ from builder.targets import select_targets
 from builder.upstream.client import default_index_url
 
 LOCK = Path(__file__).resolve().parent / "data" / "requirements-100.txt"
-PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386",
-             "linux/ppc64le", "linux/s390x", "linux/riscv64"]
+PLATFORMS = [
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+]
 
 
 def timed_plan(cache_dir: Path) -> tuple[float, Plan]:
     start = time.perf_counter()
     requirements = read_requirements([LOCK])
     targets = select_targets(platforms=PLATFORMS)
-    plan = plan_requirements(requirements, targets, index_url=default_index_url(),
-                             cache_dir=cache_dir)
+    plan = plan_requirements(
+        requirements, targets, index_url=default_index_url(), cache_dir=cache_dir
+    )
     return time.perf_counter() - start, plan
 
 
-def pip_cell(requirement: str, target_platforms: list[str], python: str, abi: str,
-             workdir: Path) -> tuple[float, bool]:
+def pip_cell(
+    requirement: str, target_platforms: list[str], python: str, abi: str, workdir: Path
+) -> tuple[float, bool]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_CACHE_DIR=str(workdir.parent / "pip-cache"))  # shared: pip's own cache helps it
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_CACHE_DIR=str(workdir.parent / "pip-cache"),
+    )  # shared: pip's own cache helps it
     bundle = ca_bundle()
     if bundle:
         env["PIP_CERT"] = str(bundle)
     command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-        "--report", "-", "--target", str(workdir / "t"), "--only-binary=:all:", "--no-deps",
-        "--index-url", default_index_url(), *(f"--platform={p}" for p in target_platforms),
-        "--python-version", python, "--implementation", "cp", "--abi", abi, requirement,
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--dry-run",
+        "--ignore-installed",
+        "--report",
+        "-",
+        "--target",
+        str(workdir / "t"),
+        "--only-binary=:all:",
+        "--no-deps",
+        "--index-url",
+        default_index_url(),
+        *(f"--platform={p}" for p in target_platforms),
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        abi,
+        requirement,
     ]
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600,
-                            check=False)
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=600, check=False
+    )
     return time.perf_counter() - start, result.returncode == 0
 
 
@@ -88,8 +121,13 @@ def main() -> None:
         for number, (row, target) in enumerate(sample):
             workdir = Path(temp) / f"pip{number}"
             workdir.mkdir()
-            seconds, found = pip_cell(str(row.requirement), target.platforms(),
-                                      target.python_version, target.interpreter, workdir)
+            seconds, found = pip_cell(
+                str(row.requirement),
+                target.platforms(),
+                target.python_version,
+                target.interpreter,
+                workdir,
+            )
             pip_times.append(seconds)
             cell = row.cells[target.identifier]
             expected = cell.status in INSTALLABLE
@@ -123,7 +161,7 @@ the run: {load:.1f} on {os.cpu_count()} cores (other jobs shared the machine).
 {table}
 
 Warm is {cold / warm:.0f}x faster than cold. Verdicts:
-{', '.join(f'{n} {s.value}' for s, n in counts.items())}; {plan.summary()}.
+{", ".join(f"{n} {s.value}" for s, n in counts.items())}; {plan.summary()}.
 """
     print(markdown)
     write_section("plan", markdown)

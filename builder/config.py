@@ -113,7 +113,7 @@ def _package_settings(name: str, table: Any, path: Path | None) -> PackageSettin
         )
     environment = table.get("environment", {})
     if not isinstance(environment, dict):
-        raise UsageError(f"{where}: environment must be a table of NAME = \"value\".")
+        raise UsageError(f'{where}: environment must be a table of NAME = "value".')
     return PackageSettings(
         system_packages=tuple(str(p) for p in table.get("system-packages", [])),
         environment=tuple(sorted((str(k), str(v)) for k, v in environment.items())),

@@ -23,11 +23,18 @@ def pip_config_files(env: Mapping[str, str] | None = None) -> list[Path]:
     environ = os.environ if env is None else env
     if environ.get("PIP_CONFIG_FILE") == os.devnull:
         return []
-    files = [Path(d) / "pip" / "pip.conf" for d in ("/etc/xdg", *reversed(
-        [p for p in environ.get("XDG_CONFIG_DIRS", "").split(":") if p]))]
+    files = [
+        Path(d) / "pip" / "pip.conf"
+        for d in (
+            "/etc/xdg",
+            *reversed([p for p in environ.get("XDG_CONFIG_DIRS", "").split(":") if p]),
+        )
+    ]
     files.append(Path("/etc/pip.conf"))
     files.append(Path.home() / ".pip" / "pip.conf")
-    files.append(Path(platformdirs.user_config_dir("pip", appauthor=False, roaming=True)) / "pip.conf")
+    files.append(
+        Path(platformdirs.user_config_dir("pip", appauthor=False, roaming=True)) / "pip.conf"
+    )
     venv = environ.get("VIRTUAL_ENV")
     if venv:
         files.append(Path(venv) / "pip.conf")

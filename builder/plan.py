@@ -137,12 +137,17 @@ def make_plan(
     for requirement in reqs:
         cells = {
             target.identifier: decide_cell(
-                requirement, target, upstream.get(requirement.name, ()), ours.get(requirement.name, ())
+                requirement,
+                target,
+                upstream.get(requirement.name, ()),
+                ours.get(requirement.name, ()),
             )
             for target in targets
         }
         if any(c.status is not Status.EXCLUDED for c in cells.values()):
-            problem = _absence(requirement, upstream.get(requirement.name, ()), ours.get(requirement.name, ()))
+            problem = _absence(
+                requirement, upstream.get(requirement.name, ()), ours.get(requirement.name, ())
+            )
             if problem:
                 missing.append(problem)
         rows.append(PlanRow(requirement, cells))
@@ -206,9 +211,11 @@ def decide_cell(
         return Cell(Status.BUILD, best, _reason([*notes, "no wheel fits this target"]))
     if our_best is not None:
         return Cell(Status.BUILD, our_best, _reason([*our_notes, "no wheel fits"]))
-    return Cell(Status.UNAVAILABLE, None, _reason([*notes, *our_notes]) or (
-        "no file of this version installs here"
-    ))
+    return Cell(
+        Status.UNAVAILABLE,
+        None,
+        _reason([*notes, *our_notes]) or ("no file of this version installs here"),
+    )
 
 
 def _files(requirement: PinnedRequirement, pages: Sequence[ProjectPage]) -> list[DistFile]:
@@ -249,7 +256,8 @@ def best_file(
     best = max(candidates, key=lambda candidate: candidate[0])[1]
     if best.yanked:
         notes.append(
-            "yanked" + (f" ({best.yanked_reason})" if best.yanked_reason else "")
+            "yanked"
+            + (f" ({best.yanked_reason})" if best.yanked_reason else "")
             + ": pip still installs it for an exact pin (PEP 592), with a warning"
         )
     return best, notes
@@ -303,7 +311,9 @@ def plan_requirements(
     from .upstream.client import default_index_url, fetch_projects  # noqa: PLC0415
 
     requirement_set = (
-        inputs if isinstance(inputs, RequirementSet) else read_requirements(list(inputs), compiler=compiler)
+        inputs
+        if isinstance(inputs, RequirementSet)
+        else read_requirements(list(inputs), compiler=compiler)
     )
     if config is not None:
         index_url = index_url or config.get("index-url")
@@ -312,13 +322,19 @@ def plan_requirements(
         configured_cache = config.get("cache-dir")
         cache_dir = cache_dir or (Path(configured_cache) if configured_cache else None)
     primary = index_url or requirement_set.index_url or default_index_url()
-    upstream_urls = list(dict.fromkeys([primary, *extra_index_urls, *requirement_set.extra_index_urls]))
+    upstream_urls = list(
+        dict.fromkeys([primary, *extra_index_urls, *requirement_set.extra_index_urls])
+    )
     all_urls = [*upstream_urls, *([our_index_url] if our_index_url else [])]
     pins: dict[str, list[Version]] = {}
     for requirement in requirement_set.requirements:
         pins.setdefault(requirement.name, []).append(requirement.version)
     fetched = fetch_projects(
-        requirement_set.names(), all_urls, cache_dir=cache_dir, client=client, refresh=refresh,
+        requirement_set.names(),
+        all_urls,
+        cache_dir=cache_dir,
+        client=client,
+        refresh=refresh,
         pins=pins,
     )
     upstream_pages: dict[str, list[ProjectPage]] = {}
@@ -395,7 +411,9 @@ def plan_from_json(data: Any) -> Plan:
     try:
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"unsupported plan format {data.get('format')!r}")
-        targets = tuple(_target_from_json(i, data.get("target_details", {})) for i in data["targets"])
+        targets = tuple(
+            _target_from_json(i, data.get("target_details", {})) for i in data["targets"]
+        )
         rows = tuple(_row_from_json(row, targets) for row in data["requirements"])
     except (AttributeError, KeyError, TypeError, ValueError, InvalidMarker, InvalidVersion) as exc:
         raise UsageError(
@@ -437,7 +455,9 @@ def _cell_from_json(cell: Mapping[str, Any]) -> Cell:
         file = DistFile(
             filename=cell["filename"],
             url=cell["url"],
-            hashes=dict(cell.get("hashes") or ({"sha256": cell["sha256"]} if cell.get("sha256") else {})),
+            hashes=dict(
+                cell.get("hashes") or ({"sha256": cell["sha256"]} if cell.get("sha256") else {})
+            ),
             requires_python=cell.get("requires_python"),
             yanked=bool(cell.get("yanked", False)),
             index_url=cell.get("index_url") or "",

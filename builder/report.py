@@ -106,7 +106,8 @@ def render_html(plan: Plan) -> str:
             )
         body_rows.append(
             f"<tr><th>{esc(requirement.name)}=={esc(str(requirement.version))}</th>"
-            + "".join(cells) + "</tr>"
+            + "".join(cells)
+            + "</tr>"
         )
     legend = "".join(
         f'<li style="color:{colour}">{symbol} <b>{esc(status.value)}</b> '
@@ -114,7 +115,7 @@ def render_html(plan: Plan) -> str:
         for status, (symbol, _, colour, meaning) in LEGEND.items()
     )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>prewheel plan</title><style>"
         "body{font-family:system-ui,sans-serif;margin:2em}"
         "table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:4px 8px}"

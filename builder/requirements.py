@@ -270,9 +270,7 @@ def parse_pinned(
     )
 
 
-def read_requirements(
-    paths: Sequence[Path], *, compiler: Compiler | None = None
-) -> RequirementSet:
+def read_requirements(paths: Sequence[Path], *, compiler: Compiler | None = None) -> RequirementSet:
     """Read one or more requirement inputs into one set.
 
     ``*.in`` files are compiled with pip-tools first (through ``compiler``); ``pylock.toml`` /
@@ -392,16 +390,28 @@ class PipToolsCompiler(Compiler):
         output_dir = self.output_dir or Path(tempfile.mkdtemp(prefix="prewheel-compile-"))
         output = output_dir / (path.stem + ".txt")
         command = [
-            sys.executable, "-m", "piptools", "compile", "--quiet", "--no-header",
-            "--strip-extras", "--no-emit-index-url", "--no-emit-find-links",
-            "--no-emit-trusted-host", "--output-file", str(output), *self.extra_args, str(path),
+            sys.executable,
+            "-m",
+            "piptools",
+            "compile",
+            "--quiet",
+            "--no-header",
+            "--strip-extras",
+            "--no-emit-index-url",
+            "--no-emit-find-links",
+            "--no-emit-trusted-host",
+            "--output-file",
+            str(output),
+            *self.extra_args,
+            str(path),
         ]
         env = {**os.environ, "CUSTOM_COMPILE_COMMAND": f"prewheel (pip-compile {path.name})"}
         result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()[-15:]
             raise RequirementsError(
-                f"pip-compile could not resolve {path}:\n" + "\n".join(detail)
+                f"pip-compile could not resolve {path}:\n"
+                + "\n".join(detail)
                 + "\nFix the conflicting or misspelled requirement in the .in file, or pass an "
                 "already pinned requirements file instead."
             )

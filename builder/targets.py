@@ -340,8 +340,10 @@ def parse_image(image: str) -> tuple[tuple[int, int], Libc, tuple[int, int]]:
     repository = name.rpartition("/")[2]
     version_text, _, variant = tag.partition("-")
     version_parts = version_text.split(".")
-    if repository != "python" or len(version_parts) < 2 or not all(
-        part.isdigit() for part in version_parts
+    if (
+        repository != "python"
+        or len(version_parts) < 2
+        or not all(part.isdigit() for part in version_parts)
     ):
         raise UsageError(
             f"Cannot tell the Python version and C library of image {image!r} from its name "

@@ -78,7 +78,8 @@ class Wheelhouse:
         if not self.wheels_dir.is_dir():
             return []
         return sorted(
-            p for p in self.wheels_dir.iterdir()
+            p
+            for p in self.wheels_dir.iterdir()
             if p.suffix == ".whl" and not p.name.startswith(".")
         )
 
@@ -213,7 +214,8 @@ class Wheelhouse:
         replaced_names = {e.filename for e in new}
         replaced_keys = {e.cache_key for e in new}
         kept = [
-            e for e in self.entries()
+            e
+            for e in self.entries()
             if e.filename not in replaced_names and e.cache_key not in replaced_keys
         ]
         entries = sorted([*kept, *new], key=lambda e: (e.name, e.version, e.target, e.filename))

@@ -15,7 +15,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
+
+from builder.upstream.client import default_index_url, make_http_client
 
 REPO = Path(__file__).resolve().parent.parent
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -34,7 +37,10 @@ def docker_problem() -> str | None:
         return "the docker client is not installed (run scripts/host-setup.sh)"
     result = subprocess.run(
         ["docker", "info", "--format", "{{.ServerVersion}}"],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     if result.returncode != 0:
         return "no Docker daemon answers (run scripts/host-setup.sh): " + result.stderr.strip()
@@ -60,12 +66,11 @@ def emulation_problem() -> str | None:
 
 @functools.cache
 def network_problem() -> str | None:
-    import httpx
-    from builder.upstream.client import default_index_url, make_http_client
-
     try:
         with make_http_client() as client:
-            client.get(default_index_url() + "pip/", headers={"Accept": "text/html"}).raise_for_status()
+            client.get(
+                default_index_url() + "pip/", headers={"Accept": "text/html"}
+            ).raise_for_status()
     except (httpx.HTTPError, OSError) as exc:
         return f"the default index is not reachable: {exc}"
     return None
@@ -82,5 +87,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if problem is None:
             continue
         if tiers_required():
-            pytest.fail(f"{marker} tier required under CI but unavailable: {problem}", pytrace=False)
+            pytest.fail(
+                f"{marker} tier required under CI but unavailable: {problem}", pytrace=False
+            )
         pytest.skip(f"{marker} tier unavailable: {problem}")

@@ -40,9 +40,17 @@ def row(req: PinnedRequirement, amd64: Cell, armv7: Cell) -> PlanRow:
 
 def entry(filename: str, name: str, version: str, target: str) -> WheelEntry:
     return WheelEntry(
-        filename=filename, sha256=digest("built " + filename), size=1, name=name,
-        version=version, target=target, cache_key=digest(filename), inputs={},
-        built_at="2026-01-01T00:00:00+00:00", builder="docker", log="",
+        filename=filename,
+        sha256=digest("built " + filename),
+        size=1,
+        name=name,
+        version=version,
+        target=target,
+        cache_key=digest(filename),
+        inputs={},
+        built_at="2026-01-01T00:00:00+00:00",
+        builder="docker",
+        log="",
     )
 
 

@@ -92,8 +92,11 @@ def make_sdist(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{base}.tar.gz"
     # Byte-for-byte reproducible (fixed mtimes, gzip header included): same sdist, same sha256.
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed, \
-            tarfile.open(fileobj=compressed, mode="w") as archive:
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w") as archive,
+    ):
         for relative, text in files.items():
             data = textwrap.dedent(text).encode()
             info = tarfile.TarInfo(f"{base}/{relative}")

@@ -32,7 +32,8 @@ def test_malformed_docker_host_is_a_usage_error(value: str) -> None:
 
 def test_32_bit_arm_builds_pin_the_cpu_and_platform_tag() -> None:
     assert arch_environment(Arch.ARMV6L) == {
-        "QEMU_CPU": "arm1176", "_PYTHON_HOST_PLATFORM": "linux-armv6l",
+        "QEMU_CPU": "arm1176",
+        "_PYTHON_HOST_PLATFORM": "linux-armv6l",
     }
     assert arch_environment(Arch.ARMV7L) == {"_PYTHON_HOST_PLATFORM": "linux-armv7l"}
     assert arch_environment(Arch.AARCH64) == {}
@@ -55,7 +56,8 @@ def test_missing_binfmt_handler_is_reported_for_emulated_platforms(tmp_path: Pat
 def test_a_platform_with_its_own_endpoint_needs_no_local_emulation(tmp_path: Path) -> None:
     builder = DockerBuilder(
         docker_hosts={"linux/arm64": "unix:///var/run/docker.sock"},
-        binfmt_dir=tmp_path, host_machine="x86_64",
+        binfmt_dir=tmp_path,
+        host_machine="x86_64",
     )
     builder.preflight("linux/arm64")
     builder.close()

@@ -28,11 +28,16 @@ pytestmark = [pytest.mark.docker, pytest.mark.network]
 AMD64 = ["--platform", "linux/amd64", "--python", "3.11", "--libc", "glibc2.36"]
 
 
-def prewheel(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
-             timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def prewheel(
+    *args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "builder", "build", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env={**os.environ, "CI": "1", **(env or {})},
     )
 
@@ -40,7 +45,10 @@ def prewheel(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
 def start_prewheel(*args: str | Path, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "builder", "build", *map(str, args)],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "CI": "1"},
     )
 
@@ -78,7 +86,8 @@ def test_a_hash_mismatch_is_refused_before_any_build(tmp_path: Path) -> None:
     try:
         report = run_builds(
             make_jobs([gap(sdist, sha256="0" * 64)], image=TEST_IMAGE),
-            wheelhouse=Wheelhouse(tmp_path / "wh"), builder=builder,
+            wheelhouse=Wheelhouse(tmp_path / "wh"),
+            builder=builder,
             fetcher=SdistFetcher(tmp_path / "cache"),
         )
     finally:
@@ -92,8 +101,14 @@ def test_a_hash_mismatch_is_refused_before_any_build(tmp_path: Path) -> None:
 
 def test_no_docker_daemon_names_the_fix(tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path)
-    result = prewheel(sdist, *AMD64, "--image", TEST_IMAGE, cwd=tmp_path,
-                      env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    result = prewheel(
+        sdist,
+        *AMD64,
+        "--image",
+        TEST_IMAGE,
+        cwd=tmp_path,
+        env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"},
+    )
     assert result.returncode == ExitCode.ENVIRONMENT
     assert "Cannot reach a Docker daemon" in result.stderr
     assert "--builder local" in result.stderr
@@ -121,7 +136,8 @@ def test_a_sigkilled_build_leaves_nothing_partial_and_the_rerun_completes(tmp_pa
     client = docker.from_env()
     try:
         orphans = [
-            c for c in client.containers.list(all=True, filters={"label": LABEL})
+            c
+            for c in client.containers.list(all=True, filters={"label": LABEL})
             if c.labels.get(OWNER_LABEL, "").endswith(f":{process.pid}")
         ]
     finally:

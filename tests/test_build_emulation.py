@@ -31,14 +31,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Wheelhouse, BuildRe
     work = tmp_path_factory.mktemp("emulated")
     sdist = make_sdist(work / "sdists")
     crcmod = index_dist("crcmod", "1.7")
-    gaps = [gap(sdist, p) for p in PLATFORMS] + [index_gap("crcmod", "1.7", crcmod, p) for p in PLATFORMS]
+    gaps = [gap(sdist, p) for p in PLATFORMS] + [
+        index_gap("crcmod", "1.7", crcmod, p) for p in PLATFORMS
+    ]
     jobs = make_jobs(gaps, image=TEST_IMAGE)
     house = Wheelhouse(work / "wheelhouse")
     builder = DockerBuilder(timeout=900)
     try:
         report = run_builds(
-            jobs, wheelhouse=house, builder=builder,
-            fetcher=SdistFetcher(work / "cache"), parallel=2,
+            jobs,
+            wheelhouse=house,
+            builder=builder,
+            fetcher=SdistFetcher(work / "cache"),
+            parallel=2,
         )
     finally:
         builder.close()
@@ -79,8 +84,8 @@ def test_wheels_install_and_import_in_the_runtime_image(built, platform: str) ->
                 "python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index --no-deps "
                 "/wheels/*.whl && /tmp/v/bin/python -c 'import tinyext, crcmod._crcfunext, "
                 "crcmod.predefined, sys; print(tinyext.machine(), "
-                "sys.modules[\"crcmod.crcmod\"]._usingExtension, "
-                "hex(crcmod.predefined.mkCrcFun(\"crc-32\")(b\"123456789\")))' && "
+                'sys.modules["crcmod.crcmod"]._usingExtension, '
+                'hex(crcmod.predefined.mkCrcFun("crc-32")(b"123456789")))\' && '
                 "(command -v cc || echo no-compiler)"
             )
             result = container.call(["sh", "-c", script], timeout=600, output=output.extend)
@@ -108,10 +113,28 @@ def test_a_missing_binfmt_handler_names_the_fix(tmp_path: Path) -> None:
     empty = tmp_path / "binfmt_misc"
     empty.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "builder", "build", str(sdist), "--platform", "linux/arm64",
-         "--python", "3.11", "--libc", "glibc2.36", "--image", TEST_IMAGE,
-         "--binfmt-dir", str(empty)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "build",
+            str(sdist),
+            "--platform",
+            "linux/arm64",
+            "--python",
+            "3.11",
+            "--libc",
+            "glibc2.36",
+            "--image",
+            TEST_IMAGE,
+            "--binfmt-dir",
+            str(empty),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == ExitCode.ENVIRONMENT
     assert "qemu-aarch64" in result.stderr and "tonistiigi/binfmt" in result.stderr

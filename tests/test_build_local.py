@@ -30,7 +30,11 @@ def host_options() -> list[str]:
 def prewheel(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "builder", "build", "--builder", "local", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=600, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
         env={**os.environ, "CI": "1"},
     )
 

@@ -60,15 +60,20 @@ class FakeBuilder:
         yield FakeSession(self)
 
 
-def jobs_for(tmp_path: Path, *names: str, platforms: tuple[str, ...] = ("linux/amd64",)) -> list[BuildJob]:
+def jobs_for(
+    tmp_path: Path, *names: str, platforms: tuple[str, ...] = ("linux/amd64",)
+) -> list[BuildJob]:
     gaps = [gap(make_sdist(tmp_path / "sdists", name), p) for name in names for p in platforms]
     return make_jobs(gaps, image="img:{debian_arch}")
 
 
 def run(tmp_path: Path, jobs: list[BuildJob], builder: FakeBuilder, **options: object):  # type: ignore[no-untyped-def]
     return run_builds(
-        jobs, wheelhouse=Wheelhouse(tmp_path / "wh"), builder=builder,
-        fetcher=SdistFetcher(tmp_path / "cache"), **options,  # type: ignore[arg-type]
+        jobs,
+        wheelhouse=Wheelhouse(tmp_path / "wh"),
+        builder=builder,
+        fetcher=SdistFetcher(tmp_path / "cache"),
+        **options,  # type: ignore[arg-type]
     )
 
 

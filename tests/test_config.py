@@ -37,7 +37,10 @@ def test_file_layer_is_found_from_a_subdirectory(project: Path) -> None:
 
 
 def test_environment_beats_file_and_cli_beats_environment(project: Path) -> None:
-    env = {"PREWHEEL_PYTHON": "3.13", "PREWHEEL_EXTRA_INDEX_URL": "https://a.invalid/ https://b.invalid/"}
+    env = {
+        "PREWHEEL_PYTHON": "3.13",
+        "PREWHEEL_EXTRA_INDEX_URL": "https://a.invalid/ https://b.invalid/",
+    }
     config = load_config({"python": None}, env=env, search_from=project)
     assert config.get("python") == "3.13"
     assert config.get_list("extra-index-url") == ["https://a.invalid/", "https://b.invalid/"]
@@ -49,8 +52,9 @@ def test_environment_beats_file_and_cli_beats_environment(project: Path) -> None
 def test_targets_from_layered_config(project: Path) -> None:
     from builder.cli.common import targets_from_config
 
-    config = load_config({"platform": "linux/arm/v7"}, env={"PREWHEEL_PYTHON": "3.11"},
-                         search_from=project)
+    config = load_config(
+        {"platform": "linux/arm/v7"}, env={"PREWHEEL_PYTHON": "3.11"}, search_from=project
+    )
     assert [t.identifier for t in targets_from_config(config)] == ["cp311-manylinux_2_31_armv7l"]
 
 

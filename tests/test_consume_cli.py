@@ -29,8 +29,17 @@ def _wheelhouse_with_pyyaml(tmp_path: Path) -> Path:
 
 def test_lock_from_a_plan_and_a_wheelhouse(tmp_path: Path) -> None:
     output = tmp_path / "requirements.lock"
-    code = main(["lock", "--plan", str(_plan_file(tmp_path)), "--wheelhouse",
-                 str(_wheelhouse_with_pyyaml(tmp_path)), "-o", str(output)])
+    code = main(
+        [
+            "lock",
+            "--plan",
+            str(_plan_file(tmp_path)),
+            "--wheelhouse",
+            str(_wheelhouse_with_pyyaml(tmp_path)),
+            "-o",
+            str(output),
+        ]
+    )
     assert code == 0
     pins = {r.name: r for r in read_requirements([output]).requirements}
     assert set(pins) == {"pyyaml", "idna", "uvloop"}
@@ -41,8 +50,17 @@ def test_lock_with_an_unbuilt_gap_exits_with_the_requirements_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "requirements.lock"
-    code = main(["lock", "--plan", str(_plan_file(tmp_path)), "--wheelhouse",
-                 str(tmp_path / "empty"), "-o", str(output)])
+    code = main(
+        [
+            "lock",
+            "--plan",
+            str(_plan_file(tmp_path)),
+            "--wheelhouse",
+            str(tmp_path / "empty"),
+            "-o",
+            str(output),
+        ]
+    )
     assert code == ExitCode.REQUIREMENTS
     assert "prewheel build" in capsys.readouterr().err
     assert not output.exists()  # nothing half-written
@@ -61,15 +79,24 @@ def test_dockerfile_prints_the_install_lines(capsys: pytest.CaptureFixture[str])
 
 
 def test_verify_with_a_missing_lock_exits_with_usage(tmp_path: Path) -> None:
-    assert main(["verify", "--lock", str(tmp_path / "none.lock"), "--platform",
-                 "linux/amd64"]) == ExitCode.USAGE
+    assert (
+        main(["verify", "--lock", str(tmp_path / "none.lock"), "--platform", "linux/amd64"])
+        == ExitCode.USAGE
+    )
 
 
 def _shard(root: Path, name: str, version: str, target: str) -> Path:
     house = Wheelhouse(root)
     wheel = make_wheel(root.parent / f"src-{name}", name, version)
-    house.add(wheel, name=name, version=version, target=target, cache_key=f"key-{name}",
-              inputs={}, builder="docker")
+    house.add(
+        wheel,
+        name=name,
+        version=version,
+        target=target,
+        cache_key=f"key-{name}",
+        inputs={},
+        builder="docker",
+    )
     return root
 
 
@@ -95,8 +122,18 @@ def test_run_command_end_to_end_for_a_set_without_gaps(
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("idna==3.10\n", encoding="utf-8")
     output = tmp_path / "out"
-    code = main(["run", str(requirements), "--platform", "linux/amd64", "-o", str(output),
-                 "--verify-image", "prewheel-test/bookworm:{debian_arch}"])
+    code = main(
+        [
+            "run",
+            str(requirements),
+            "--platform",
+            "linux/amd64",
+            "-o",
+            str(output),
+            "--verify-image",
+            "prewheel-test/bookworm:{debian_arch}",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert "1 targets verified" in capsys.readouterr().out
     assert list((output / "index" / "files").glob("idna-3.10-*.whl"))

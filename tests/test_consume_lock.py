@@ -52,10 +52,16 @@ def test_built_wheels_of_other_targets_or_versions_do_not_count() -> None:
 
 
 def test_unhashed_upstream_file_and_unavailable_cells_are_reported() -> None:
-    plan = Plan(TARGETS, (
-        row(requirement("a==1"), Cell(Status.WHEEL, dist("a-1-py3-none-any.whl", sha256=False)),
-            Cell(Status.UNAVAILABLE, reason="no file for Python 3.11")),
-    ))
+    plan = Plan(
+        TARGETS,
+        (
+            row(
+                requirement("a==1"),
+                Cell(Status.WHEEL, dist("a-1-py3-none-any.whl", sha256=False)),
+                Cell(Status.UNAVAILABLE, reason="no file for Python 3.11"),
+            ),
+        ),
+    )
     with pytest.raises(RequirementsError) as error:
         lock_lines(plan, [])
     assert "without a sha256" in error.value.message
@@ -82,9 +88,24 @@ def test_pip_reads_the_lock_in_hash_checking_mode(tmp_path: Path) -> None:
     write_lock(path, render_lock(lock_lines(example_plan(), [BUILT_PYYAML])))
     (tmp_path / "empty").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--find-links",
-         str(tmp_path / "empty"), "--only-binary=:all:", "--require-hashes", "-r", str(path)],
-        capture_output=True, text=True, check=False, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            "--find-links",
+            str(tmp_path / "empty"),
+            "--only-binary=:all:",
+            "--require-hashes",
+            "-r",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "No matching distribution found for idna==3.10" in result.stderr or (

@@ -28,16 +28,28 @@ AMD64 = select_targets(platforms=["linux/amd64"])[0]
 
 
 def probe_output(**fields: object) -> str:
-    data = {"compiler": "", "pip_exit": 0, "pip_output": "", "install_seconds": 1.5,
-            "installed": [{"name": "tinypkg", "version": "1.0",
-                           "url": "http://127.0.0.1:9/files/tinypkg-1.0-py3-none-any.whl"}],
-            "imports": {"tinypkg": ""}}
+    data = {
+        "compiler": "",
+        "pip_exit": 0,
+        "pip_output": "",
+        "install_seconds": 1.5,
+        "installed": [
+            {
+                "name": "tinypkg",
+                "version": "1.0",
+                "url": "http://127.0.0.1:9/files/tinypkg-1.0-py3-none-any.whl",
+            }
+        ],
+        "imports": {"tinypkg": ""},
+    }
     data.update(fields)
     return "noise\n" + RESULT_MARKER + json.dumps(data) + "\n"
 
 
 def test_image_template_placeholders() -> None:
-    assert image_for("prewheel-test/bookworm:{debian_arch}", ARMV7) == "prewheel-test/bookworm:armhf"
+    assert (
+        image_for("prewheel-test/bookworm:{debian_arch}", ARMV7) == "prewheel-test/bookworm:armhf"
+    )
     assert image_for("python:{python}-slim-bookworm", ARMV7) == "python:3.11-slim-bookworm"
     assert image_for("base:{arch}-{platform}", ARMV7) == "base:armv7l-linux-arm-v7"
     with pytest.raises(UsageError, match="debian_arch"):
@@ -56,7 +68,10 @@ def test_judge_success_reports_what_came_from_where() -> None:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"pip_exit": 1, "pip_output": "THESE PACKAGES DO NOT MATCH THE HASHES"}, "MATCH THE HASHES"),
+        (
+            {"pip_exit": 1, "pip_output": "THESE PACKAGES DO NOT MATCH THE HASHES"},
+            "MATCH THE HASHES",
+        ),
         ({"imports": {"tinypkg": "ImportError: libfoo.so.1"}}, "tinypkg: ImportError: libfoo.so.1"),
         ({"compiler": "/usr/bin/gcc"}, "has a C compiler"),
         ({"imports": {}}, "no importable module"),
@@ -96,11 +111,17 @@ class _Recorder:
 def test_every_target_is_tried_and_failures_are_collected(tmp_path: Path) -> None:
     lock = tmp_path / "requirements.lock"
     lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
-    runner = _Recorder([probe_output(pip_exit=1, pip_output="No matching distribution"),
-                        probe_output()])
+    runner = _Recorder(
+        [probe_output(pip_exit=1, pip_output="No matching distribution"), probe_output()]
+    )
     with pytest.raises(VerifyFailedError) as failure:
-        verify(lock, [ARMV7, AMD64], index_url="http://127.0.0.1:9/simple/",
-               image_template="t:{debian_arch}", runner=runner)
+        verify(
+            lock,
+            [ARMV7, AMD64],
+            index_url="http://127.0.0.1:9/simple/",
+            image_template="t:{debian_arch}",
+            runner=runner,
+        )
     assert [c["platform"] for c in runner.calls] == ["linux/arm/v7", "linux/amd64"]
     assert [c["image"] for c in runner.calls] == ["t:armhf", "t:amd64"]
     assert "linux/arm/v7 (t:armhf)" in failure.value.message
@@ -110,8 +131,7 @@ def test_every_target_is_tried_and_failures_are_collected(tmp_path: Path) -> Non
 
 def test_missing_lock_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="prewheel lock"):
-        verify(tmp_path / "nope.lock", [AMD64], index_url="http://x/simple/",
-               runner=_Recorder([]))
+        verify(tmp_path / "nope.lock", [AMD64], index_url="http://x/simple/", runner=_Recorder([]))
 
 
 # --- real containers --------------------------------------------------------------------------
@@ -136,9 +156,14 @@ def test_verify_in_a_real_container_from_a_served_index(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "wheels", "tinypkg", "1.0")
     lock = _lock_for(tmp_path, wheel)
     with serving(_index_with(tmp_path, wheel)) as url:
-        [result] = verify(lock, [AMD64], index_url=url,
-                          image_template="prewheel-test/bookworm:{debian_arch}",
-                          runner=DockerProbeRunner(), timeout=300)
+        [result] = verify(
+            lock,
+            [AMD64],
+            index_url=url,
+            image_template="prewheel-test/bookworm:{debian_arch}",
+            runner=DockerProbeRunner(),
+            timeout=300,
+        )
     assert result.ok, result.error
     assert result.imported == ("tinypkg",)
     assert result.installed[0].url.startswith(url.removesuffix("simple/"))
@@ -151,13 +176,24 @@ def test_verify_refuses_a_tampered_wheel_and_images_with_a_compiler(tmp_path: Pa
     lock = _lock_for(tmp_path, genuine)
     forged = make_wheel(tmp_path / "forged", "tinypkg", "1.0", extra_members={"evil.py": b"x=1"})
     with serving(_index_with(tmp_path, forged)) as url, pytest.raises(VerifyFailedError) as bad:
-        verify(lock, [AMD64], index_url=url,
-               image_template="prewheel-test/bookworm:{debian_arch}",
-               runner=DockerProbeRunner(), timeout=300)
+        verify(
+            lock,
+            [AMD64],
+            index_url=url,
+            image_template="prewheel-test/bookworm:{debian_arch}",
+            runner=DockerProbeRunner(),
+            timeout=300,
+        )
     assert "DO NOT MATCH THE HASHES" in bad.value.message
-    with serving(_index_with(tmp_path / "ok", genuine)) as url, pytest.raises(
-        VerifyFailedError, match="has a C compiler"
+    with (
+        serving(_index_with(tmp_path / "ok", genuine)) as url,
+        pytest.raises(VerifyFailedError, match="has a C compiler"),
     ):
-        verify(lock, [AMD64], index_url=url,
-               image_template="prewheel-test/bookworm-build:{debian_arch}",
-               runner=DockerProbeRunner(), timeout=300)
+        verify(
+            lock,
+            [AMD64],
+            index_url=url,
+            image_template="prewheel-test/bookworm-build:{debian_arch}",
+            runner=DockerProbeRunner(),
+            timeout=300,
+        )

@@ -79,9 +79,7 @@ def test_run_verifies_every_target_without_a_compiler(pipeline: PipelineResult) 
 
 
 @pytest.mark.timeout(3600)
-def test_tampered_wheel_on_the_index_is_refused(
-    pipeline: PipelineResult, tmp_path: Path
-) -> None:
+def test_tampered_wheel_on_the_index_is_refused(pipeline: PipelineResult, tmp_path: Path) -> None:
     index = tmp_path / "index"
     shutil.copytree(pipeline.lock.parent / "index", index)
     victim = next((index / "files").glob("idna-*.whl"))
@@ -89,22 +87,42 @@ def test_tampered_wheel_on_the_index_is_refused(
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
     with serving(index) as url, pytest.raises(VerifyFailedError) as failure:
-        verify(pipeline.lock, select_targets(platforms=["linux/amd64"]), index_url=url,
-               image_template=RUNTIME_IMAGE, runner=DockerProbeRunner(), timeout=600)
+        verify(
+            pipeline.lock,
+            select_targets(platforms=["linux/amd64"]),
+            index_url=url,
+            image_template=RUNTIME_IMAGE,
+            runner=DockerProbeRunner(),
+            timeout=600,
+        )
     assert "HASHES" in failure.value.message.upper()
 
 
 def _docker_build(context: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     tag = f"prewheel-e2e-{uuid.uuid4().hex[:8]}"
-    command = [LEGACY_DOCKER, "build", "--progress", "plain", "--network", "host",
-               "--platform", "linux/arm/v7", "-t", tag, *args, str(context)]
+    command = [
+        LEGACY_DOCKER,
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "host",
+        "--platform",
+        "linux/arm/v7",
+        "-t",
+        tag,
+        *args,
+        str(context),
+    ]
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     try:
-        return subprocess.run(command, capture_output=True, text=True, env=env,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
     finally:
-        subprocess.run([LEGACY_DOCKER, "rmi", "-f", tag], capture_output=True, check=False,
-                       timeout=120)
+        subprocess.run(
+            [LEGACY_DOCKER, "rmi", "-f", tag], capture_output=True, check=False, timeout=120
+        )
 
 
 def _ca_secret() -> list[str]:
@@ -117,9 +135,14 @@ def test_docker_build_arm_v7_installs_from_the_index(pipeline: PipelineResult) -
     context = pipeline.lock.parent
     with serving(context / "index") as url:
         result = _docker_build(
-            context, "-f", str(pipeline.dockerfile),
-            "--build-arg", "BASE_IMAGE=prewheel-test/bookworm:armhf",
-            "--build-arg", f"PREWHEEL_INDEX_URL={url}", timeout=1200,
+            context,
+            "-f",
+            str(pipeline.dockerfile),
+            "--build-arg",
+            "BASE_IMAGE=prewheel-test/bookworm:armhf",
+            "--build-arg",
+            f"PREWHEEL_INDEX_URL={url}",
+            timeout=1200,
         )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "asyncpg==0.32.0" in result.stderr  # the image's pip list
@@ -138,7 +161,8 @@ def test_same_build_from_the_public_index_fails_for_lack_of_a_compiler(tmp_path:
         '    --index-url "$INDEX_URL" -r /tmp/requirements.txt\n',
         encoding="utf-8",
     )
-    result = _docker_build(tmp_path, *_ca_secret(), "--build-arg",
-                           f"INDEX_URL={default_index_url()}", timeout=1800)
+    result = _docker_build(
+        tmp_path, *_ca_secret(), "--build-arg", f"INDEX_URL={default_index_url()}", timeout=1800
+    )
     assert result.returncode != 0
     assert "gcc" in result.stderr or "compiler" in result.stderr, result.stderr[-4000:]

@@ -102,7 +102,10 @@ def test_gitlab_job_matrix_and_cache() -> None:
     config = load("gitlab-ci.yml")
     wheels = config["wheels"]
     assert wheels["parallel"]["matrix"][0]["PLATFORM"] == [
-        "linux/amd64", "linux/arm64", "linux/arm/v7"]
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+    ]
     assert wheels["cache"]["key"]["files"] == ["requirements.txt"]
     assert config["publish"]["stage"] == "publish"
 
@@ -114,5 +117,6 @@ def test_example_dockerfile_is_what_prewheel_dockerfile_writes(
     assert prewheel_main(["dockerfile", "--write", str(written)]) == 0
     assert written.read_text() == (EXAMPLES / "Dockerfile").read_text()
     assert written.read_text() == example_dockerfile(
-        InstallOptions(index_url="http://127.0.0.1:8080/simple/"))
+        InstallOptions(index_url="http://127.0.0.1:8080/simple/")
+    )
     assert "--driver-opt network=host" in capsys.readouterr().err

@@ -49,8 +49,16 @@ def upstream(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     make_wheel(files, "native-x", "1.0", tag="cp311-cp311-linux_armv7l")
     make_wheel(files, "native-x", "1.0", tag="cp312-cp312-linux_armv7l")  # no target needs it
     port = free_port()
-    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-            "--directory", str(tmp_path / "upstream")]
+    argv = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(tmp_path / "upstream"),
+    ]
     base = f"http://127.0.0.1:{port}/"
     with running(argv, base, log=tmp_path / "upstream.log"):
         yield base + "files/", files
@@ -60,31 +68,60 @@ def _plan(url: str, files: Path, lib_sha: str | None = None) -> Plan:
     lib = _dist(url, files / "up_lib-2.0-py3-none-any.whl", lib_sha)
     native_amd = _dist(url, files / "native_x-1.0-cp311-cp311-manylinux_2_17_x86_64.whl")
     native_arm = _dist(url, files / "native_x-1.0-cp311-cp311-linux_armv7l.whl")
-    return Plan(targets=(AMD64, ARMV7), rows=(
-        _row("up-lib", "2.0", {AMD64.identifier: Cell(Status.PURE, lib),
-                               ARMV7.identifier: Cell(Status.PURE, lib)}),
-        _row("native-x", "1.0", {AMD64.identifier: Cell(Status.WHEEL, native_amd),
-                                 ARMV7.identifier: Cell(Status.WHEEL, native_arm)}),
-        _row("app", "1.0", {AMD64.identifier: Cell(Status.BUILD, None),
-                            ARMV7.identifier: Cell(Status.EXCLUDED)}),
-    ))
+    return Plan(
+        targets=(AMD64, ARMV7),
+        rows=(
+            _row(
+                "up-lib",
+                "2.0",
+                {
+                    AMD64.identifier: Cell(Status.PURE, lib),
+                    ARMV7.identifier: Cell(Status.PURE, lib),
+                },
+            ),
+            _row(
+                "native-x",
+                "1.0",
+                {
+                    AMD64.identifier: Cell(Status.WHEEL, native_amd),
+                    ARMV7.identifier: Cell(Status.WHEEL, native_arm),
+                },
+            ),
+            _row(
+                "app",
+                "1.0",
+                {
+                    AMD64.identifier: Cell(Status.BUILD, None),
+                    ARMV7.identifier: Cell(Status.EXCLUDED),
+                },
+            ),
+        ),
+    )
 
 
 def test_upstream_files_picks_each_needed_wheel_once(upstream: tuple[str, Path]) -> None:
     url, files = upstream
     names = [f.filename for f in upstream_files(_plan(url, files))]
-    assert names == ["native_x-1.0-cp311-cp311-linux_armv7l.whl",
-                     "native_x-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
-                     "up_lib-2.0-py3-none-any.whl"]
+    assert names == [
+        "native_x-1.0-cp311-cp311-linux_armv7l.whl",
+        "native_x-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "up_lib-2.0-py3-none-any.whl",
+    ]
 
 
-def test_complete_index_serves_the_whole_install(upstream: tuple[str, Path],
-                                                 tmp_path: Path) -> None:
+def test_complete_index_serves_the_whole_install(
+    upstream: tuple[str, Path], tmp_path: Path
+) -> None:
     url, files = upstream
     root = tmp_path / "complete"
     index = StaticIndex(root)
-    built = make_wheel(tmp_path / "wh" / "wheels", "app", "1.0", requires=["up-lib==2.0"],
-                       tag="cp311-cp311-manylinux_2_36_x86_64")
+    built = make_wheel(
+        tmp_path / "wh" / "wheels",
+        "app",
+        "1.0",
+        requires=["up-lib==2.0"],
+        tag="cp311-cp311-manylinux_2_36_x86_64",
+    )
     index.sync([built])
     downloader = HttpDownloader()
     try:
@@ -99,8 +136,16 @@ def test_complete_index_serves_the_whole_install(upstream: tuple[str, Path],
     assert "native_x-1.0-cp312-cp312-linux_armv7l.whl" not in catalog
 
     port = free_port()
-    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-            "--directory", str(root)]
+    argv = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(root),
+    ]
     simple = f"http://127.0.0.1:{port}/simple/"
     with running(argv, simple, log=tmp_path / "complete.log"):
         # the documented single-index install: nothing but our index is consulted
@@ -112,8 +157,9 @@ def test_complete_index_serves_the_whole_install(upstream: tuple[str, Path],
     assert installed_version(tmp_path / "uv", "up_lib") == "2.0"
 
 
-def test_hash_mismatch_is_refused_and_not_listed(upstream: tuple[str, Path],
-                                                 tmp_path: Path) -> None:
+def test_hash_mismatch_is_refused_and_not_listed(
+    upstream: tuple[str, Path], tmp_path: Path
+) -> None:
     url, files = upstream
     index = StaticIndex(tmp_path / "complete")
     downloader = HttpDownloader()

@@ -28,8 +28,16 @@ def _serve_tree(tmp_path: Path, name: str, wheels: list[Path]) -> Iterator[str]:
     root = tmp_path / name
     StaticIndex(root).sync(wheels)
     port = free_port()
-    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-            "--directory", str(root)]
+    argv = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(root),
+    ]
     url = f"http://127.0.0.1:{port}/simple/"
     with running(argv, url, log=tmp_path / f"{name}.log"):
         yield url
@@ -46,8 +54,9 @@ def indexes(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield our_url, evil_url
 
 
-def test_control_merging_pip_would_take_the_planted_version(indexes: tuple[str, str],
-                                                            tmp_path: Path) -> None:
+def test_control_merging_pip_would_take_the_planted_version(
+    indexes: tuple[str, str], tmp_path: Path
+) -> None:
     """Proves the planted index is live: an unpinned merged install picks 99.0."""
     ours, evil = indexes
     result = pip_install(evil, tmp_path / "t", "internal-tool", extra=["--extra-index-url", ours])
@@ -55,8 +64,9 @@ def test_control_merging_pip_would_take_the_planted_version(indexes: tuple[str, 
     assert installed_version(tmp_path / "t", "internal_tool") == "99.0"
 
 
-def test_pip_with_our_index_url_ignores_a_configured_other_index(indexes: tuple[str, str],
-                                                                 tmp_path: Path) -> None:
+def test_pip_with_our_index_url_ignores_a_configured_other_index(
+    indexes: tuple[str, str], tmp_path: Path
+) -> None:
     """Complete mode: ``pip install --index-url OURS`` even when pip.conf/env names another."""
     ours, evil = indexes
     env = {**isolated_env(tmp_path), "PIP_INDEX_URL": evil}
@@ -88,7 +98,12 @@ def test_pip_overlay_with_exact_pin_and_hash(indexes: tuple[str, str], tmp_path:
     digest = hashlib.sha256(ours_file.read_bytes()).hexdigest()
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(f"internal-tool==1.0 --hash=sha256:{digest}\n")
-    result = pip_install(evil, tmp_path / "t", "-r", str(requirements),
-                         extra=["--extra-index-url", ours, "--require-hashes"])
+    result = pip_install(
+        evil,
+        tmp_path / "t",
+        "-r",
+        str(requirements),
+        extra=["--extra-index-url", ours, "--require-hashes"],
+    )
     assert result.returncode == 0, result.stderr
     assert installed_version(tmp_path / "t", "internal_tool") == "1.0"

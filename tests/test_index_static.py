@@ -45,9 +45,13 @@ class _Links(html.parser.HTMLParser):
 
 def _record(**overrides: object) -> FileRecord:
     values: dict[str, object] = {
-        "filename": "foo-1.0-py3-none-any.whl", "project": canonicalize_name("foo"),
-        "version": "1.0", "sha256": "ab" * 32, "size": 123,
-        "upload_time": "2026-01-02T03:04:05.000000Z", "metadata_sha256": "cd" * 32,
+        "filename": "foo-1.0-py3-none-any.whl",
+        "project": canonicalize_name("foo"),
+        "version": "1.0",
+        "sha256": "ab" * 32,
+        "size": 123,
+        "upload_time": "2026-01-02T03:04:05.000000Z",
+        "metadata_sha256": "cd" * 32,
         "requires_python": ">=3.8,<4",
     }
     values.update(overrides)
@@ -93,7 +97,8 @@ def test_sync_writes_normalized_tree_and_is_incremental(tmp_path: Path) -> None:
     assert (root / "files" / a.name).read_bytes() == a.read_bytes()
     assert (root / "files" / f"{a.name}.metadata").read_bytes() == inspect_wheel(a).metadata
     assert json.loads((root / "simple" / "index.json").read_text())["projects"] == [
-        {"name": "foo-bar"}]
+        {"name": "foo-bar"}
+    ]
     page = root / "simple" / "foo-bar" / "index.html"
     before = page.stat().st_mtime_ns
     # second run: nothing new, nothing rewritten
@@ -135,8 +140,9 @@ def test_concurrent_writers_keep_every_file(tmp_path: Path) -> None:
     root = tmp_path / "index"
 
     def add(path: Path) -> None:
-        StaticIndex(root).add(path, inspect_wheel(path),
-                              upload_time=datetime.datetime.now(datetime.UTC))
+        StaticIndex(root).add(
+            path, inspect_wheel(path), upload_time=datetime.datetime.now(datetime.UTC)
+        )
 
     threads = [threading.Thread(target=add, args=(w,)) for w in wheels]
     for thread in threads:
@@ -154,8 +160,14 @@ def test_cli_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "1 added" in capsys.readouterr().out
     assert (tmp_path / "out" / "simple" / "foo" / "index.html").is_file()
     assert main(["index", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out")]) == 2
-    complete_without_plan = ["index", str(tmp_path / "wh"), "-o", str(tmp_path / "c"),
-                             "--mode", "complete"]
+    complete_without_plan = [
+        "index",
+        str(tmp_path / "wh"),
+        "-o",
+        str(tmp_path / "c"),
+        "--mode",
+        "complete",
+    ]
     assert main(complete_without_plan) == 2
     assert "--plan" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
@@ -176,8 +188,16 @@ def static_tree(tmp_path: Path) -> Path:
 @pytest.fixture
 def static_url(static_tree: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     port = free_port()
-    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-            "--directory", str(static_tree)]
+    argv = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(static_tree),
+    ]
     url = f"http://127.0.0.1:{port}/simple/"
     with running(argv, url, log=tmp_path / "http.log"):
         yield url
@@ -198,20 +218,41 @@ def test_uv_installs_from_static_tree_over_http(static_url: str, tmp_path: Path)
 
 
 def test_pip_downloads_foreign_platform_wheel(static_url: str, tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "pip", "download", "--index-url", static_url, "--only-binary",
-            ":all:", "--platform", "linux_armv7l", "--python-version", "3.11",
-            "--implementation", "cp", "--abi", "cp311", "-d", str(tmp_path / "d"), "demo-plat"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--index-url",
+        static_url,
+        "--only-binary",
+        ":all:",
+        "--platform",
+        "linux_armv7l",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+        "-d",
+        str(tmp_path / "d"),
+        "demo-plat",
+    ]
     import subprocess
 
-    result = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=120,
-                            env=isolated_env(tmp_path))
+    result = subprocess.run(
+        argv, check=False, capture_output=True, text=True, timeout=120, env=isolated_env(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     assert [p.name for p in (tmp_path / "d").iterdir()] == [
-        "demo_plat-0.1-cp311-cp311-linux_armv7l.whl"]
+        "demo_plat-0.1-cp311-cp311-linux_armv7l.whl"
+    ]
 
 
-def test_pip_checks_the_metadata_hash_we_serve(static_tree: Path, static_url: str,
-                                               tmp_path: Path) -> None:
+def test_pip_checks_the_metadata_hash_we_serve(
+    static_tree: Path, static_url: str, tmp_path: Path
+) -> None:
     """PEP 658: pip fetches <file>.metadata and verifies the hash the page declares."""
     metadata = static_tree / "files" / "demo_dep-2.0-py3-none-any.whl.metadata"
     declared = hashlib.sha256(metadata.read_bytes()).hexdigest()

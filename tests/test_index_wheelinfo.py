@@ -16,8 +16,9 @@ from builder.index.wheelinfo import Limits, check_filename, inspect_wheel
 
 
 def test_valid_platform_wheel_is_described(tmp_path: Path) -> None:
-    path = make_wheel(tmp_path, "Foo.Bar", "1.0", tag="cp311-cp311-linux_armv7l",
-                      requires_python=">=3.9,<4")
+    path = make_wheel(
+        tmp_path, "Foo.Bar", "1.0", tag="cp311-cp311-linux_armv7l", requires_python=">=3.9,<4"
+    )
     info = inspect_wheel(path)
     assert info.name == "foo-bar"
     assert info.version == Version("1.0")
@@ -28,9 +29,18 @@ def test_valid_platform_wheel_is_described(tmp_path: Path) -> None:
     assert info.metadata_sha256 == hashlib.sha256(info.metadata).hexdigest()
 
 
-@pytest.mark.parametrize("name", ["../evil-1.0-py3-none-any.whl", "a/b-1.0-py3-none-any.whl",
-                                  "evil\0-1.0-py3-none-any.whl", "evil-1.0.tar.gz",
-                                  ".hidden-1.0-py3-none-any.whl", "a\\b-1.0-py3-none-any.whl", ""])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../evil-1.0-py3-none-any.whl",
+        "a/b-1.0-py3-none-any.whl",
+        "evil\0-1.0-py3-none-any.whl",
+        "evil-1.0.tar.gz",
+        ".hidden-1.0-py3-none-any.whl",
+        "a\\b-1.0-py3-none-any.whl",
+        "",
+    ],
+)
 def test_unsafe_or_invalid_filenames_are_refused(name: str) -> None:
     with pytest.raises(IntegrityError):
         check_filename(name)
@@ -75,8 +85,7 @@ def test_member_missing_from_record_is_refused(tmp_path: Path) -> None:
         inspect_wheel(path)
 
 
-@pytest.mark.parametrize("member", ["../../etc/cron.d/evil", "/etc/passwd",
-                                    "foo\\..\\..\\x.py"])
+@pytest.mark.parametrize("member", ["../../etc/cron.d/evil", "/etc/passwd", "foo\\..\\..\\x.py"])
 def test_unsafe_member_names_are_refused(tmp_path: Path, member: str) -> None:
     path = make_wheel(tmp_path, "foo", "1.0", unrecorded_members={member: b"x"})
     with pytest.raises(IntegrityError, match="member name"):
@@ -114,8 +123,12 @@ def test_highly_compressible_member_in_a_real_sized_wheel_is_accepted(tmp_path: 
     """Shared libraries padded with zeros compress 200:1 or more (pillow's bundled libs)."""
     padded = (b"\0" * 511 + b"\x01") * 4096  # 2 MiB, compresses several hundred to one
     noise = os.urandom(1 << 20)
-    path = make_wheel(tmp_path, "foo", "1.0", extra_members={"foo.libs/libpadded.so": padded,
-                                                             "foo/noise.bin": noise})
+    path = make_wheel(
+        tmp_path,
+        "foo",
+        "1.0",
+        extra_members={"foo.libs/libpadded.so": padded, "foo/noise.bin": noise},
+    )
     with zipfile.ZipFile(path) as archive:
         member = archive.getinfo("foo.libs/libpadded.so")
         assert member.file_size / member.compress_size > 200
@@ -137,9 +150,23 @@ def test_wheel_built_by_pip_passes(tmp_path: Path) -> None:
     (project / "realpkg").mkdir(parents=True)
     (project / "realpkg" / "__init__.py").write_text("X = 1\n")
     (project / "setup.py").write_text(
-        "from setuptools import setup\nsetup(name='realpkg', version='0.3', packages=['realpkg'])\n")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path / "out"), str(project)], check=True, capture_output=True,
-                   timeout=120)
+        "from setuptools import setup\nsetup(name='realpkg', version='0.3', packages=['realpkg'])\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "out"),
+            str(project),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     (wheel,) = (tmp_path / "out").glob("*.whl")
     assert inspect_wheel(wheel).name == "realpkg"

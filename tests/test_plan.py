@@ -23,8 +23,9 @@ TARGETS = [AMD64, ARM64, ARMV7, ARMV6]
 
 
 def dist(filename: str, index: str = UPSTREAM, **fields: object) -> DistFile:
-    return DistFile(filename, f"{index}../files/{filename}", {"sha256": "00" * 32}, index_url=index,
-                    **fields)  # type: ignore[arg-type]
+    return DistFile(
+        filename, f"{index}../files/{filename}", {"sha256": "00" * 32}, index_url=index, **fields
+    )  # type: ignore[arg-type]
 
 
 def page(name: str, *files: DistFile, index: str = UPSTREAM) -> ProjectPage:
@@ -86,8 +87,10 @@ def test_pure_wheel_and_armv6_without_manylinux() -> None:
 
 def test_musl_target_takes_musllinux_only() -> None:
     musl = select_targets(platforms=["linux/arm64"], libc="musl")[0]
-    files = [dist("m-1.0-cp311-cp311-manylinux_2_17_aarch64.whl"),
-             dist("m-1.0-cp311-cp311-musllinux_1_1_aarch64.whl")]
+    files = [
+        dist("m-1.0-cp311-cp311-manylinux_2_17_aarch64.whl"),
+        dist("m-1.0-cp311-cp311-musllinux_1_1_aarch64.whl"),
+    ]
     assert cell("m==1.0", files, musl).filename == "m-1.0-cp311-cp311-musllinux_1_1_aarch64.whl"
 
 
@@ -161,15 +164,20 @@ def test_absent_project_and_version_name_every_problem() -> None:
 
 def test_pages_from_several_upstream_indexes_are_merged() -> None:
     requirement = parse_pinned("split==1.0", None)
-    pages = {"split": [page("split", dist("split-1.0.tar.gz")),
-                       page("split", dist("split-1.0-cp311-cp311-linux_aarch64.whl"))]}
+    pages = {
+        "split": [
+            page("split", dist("split-1.0.tar.gz")),
+            page("split", dist("split-1.0-cp311-cp311-linux_aarch64.whl")),
+        ]
+    }
     plan = make_plan([requirement], [ARM64], pages)
     assert plan.rows[0].cells[ARM64.identifier].status is Status.WHEEL
 
 
 def test_json_round_trip_keeps_gaps_and_is_documented_shape() -> None:
-    requirements = [parse_pinned("fast[extra]==1.0 ; python_version >= '3.8'", None,
-                                 [f"sha256:{'00' * 32}"])]
+    requirements = [
+        parse_pinned("fast[extra]==1.0 ; python_version >= '3.8'", None, [f"sha256:{'00' * 32}"])
+    ]
     musl = select_targets(platforms=["linux/arm64"], libc="musl1.1")[0]
     targets = [*TARGETS, musl]
     plan = make_plan(requirements, targets, {"fast": page("fast", dist("fast-1.0.tar.gz"))})
@@ -186,16 +194,25 @@ def test_json_round_trip_keeps_gaps_and_is_documented_shape() -> None:
     assert plan_to_json(again) == data
 
 
-@pytest.mark.parametrize("data", [{}, {"format": 99}, {"format": 1, "targets": ["bogus"]},
-                                  {"format": 1, "targets": [], "requirements": [{}]}])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"format": 99},
+        {"format": 1, "targets": ["bogus"]},
+        {"format": 1, "targets": [], "requirements": [{}]},
+    ],
+)
 def test_plan_from_json_rejects_garbage(data: object) -> None:
     with pytest.raises(UsageError, match=r"Not a prewheel plan|target identifier"):
         plan_from_json(data)
 
 
 def test_higher_build_tag_wins_a_tie() -> None:
-    files = [dist("b-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl"),
-             dist("b-1.0-2-cp311-cp311-manylinux_2_17_x86_64.whl")]
+    files = [
+        dist("b-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl"),
+        dist("b-1.0-2-cp311-cp311-manylinux_2_17_x86_64.whl"),
+    ]
     assert cell("b==1.0", files).filename == "b-1.0-2-cp311-cp311-manylinux_2_17_x86_64.whl"
 
 

@@ -18,11 +18,14 @@ def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[IndexServ
     monkeypatch.chdir(tmp_path)  # no pyproject.toml with [tool.prewheel] around
     monkeypatch.setenv("PREWHEEL_CACHE_DIR", str(tmp_path / "cache"))
     with serve_index() as server:
-        server.project_json("fast", [
-            file_entry("fast-1.0.tar.gz"),
-            file_entry("fast-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
-            file_entry("fast-1.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"),
-        ])
+        server.project_json(
+            "fast",
+            [
+                file_entry("fast-1.0.tar.gz"),
+                file_entry("fast-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
+                file_entry("fast-1.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"),
+            ],
+        )
         server.project_json("pure", [file_entry("pure-2.0-py3-none-any.whl")])
         yield server
 
@@ -42,7 +45,9 @@ def requirements(tmp_path: Path, text: str = "fast==1.0\npure==2.0\n") -> Path:
     return path
 
 
-def test_table_and_summary(index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_and_summary(
+    index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert plan(index, str(requirements(tmp_path))) == ExitCode.OK
     out = capsys.readouterr().out
     assert "fast==1.0" in out and "pure==2.0" in out
@@ -50,26 +55,41 @@ def test_table_and_summary(index: IndexServer, tmp_path: Path, capsys: pytest.Ca
     assert "build" in out and "wheel" in out and "pure" in out
 
 
-def test_json_html_and_check(index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_html_and_check(
+    index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     page = tmp_path / "plan.html"
     code = plan(index, str(requirements(tmp_path)), "--json", "--html", str(page), "--check")
     assert code == ExitCode.WOULD_COMPILE
     captured = capsys.readouterr()
     data = json.loads(captured.out)
-    assert data["targets"] == ["cp311-manylinux_2_36_x86_64", "cp311-manylinux_2_36_aarch64",
-                               "cp311-manylinux_2_36_armv7l", "cp311-linux_armv6l"]
+    assert data["targets"] == [
+        "cp311-manylinux_2_36_x86_64",
+        "cp311-manylinux_2_36_aarch64",
+        "cp311-manylinux_2_36_armv7l",
+        "cp311-linux_armv6l",
+    ]
     fast = data["requirements"][0]
     assert (fast["name"], fast["version"]) == ("fast", "1.0")
     assert fast["cells"]["cp311-manylinux_2_36_armv7l"] | {"url": None, "index_url": None} == {
-        "status": "build", "filename": "fast-1.0.tar.gz", "sha256": "ab" * 32,
-        "hashes": {"sha256": "ab" * 32}, "url": None, "index_url": None,
-        "requires_python": None, "yanked": False, "reason": "no wheel fits this target",
+        "status": "build",
+        "filename": "fast-1.0.tar.gz",
+        "sha256": "ab" * 32,
+        "hashes": {"sha256": "ab" * 32},
+        "url": None,
+        "index_url": None,
+        "requires_python": None,
+        "yanked": False,
+        "reason": "no wheel fits this target",
     }
     assert fast["cells"]["cp311-manylinux_2_36_x86_64"]["status"] == "wheel"
     assert "fast==1.0 on cp311-manylinux_2_36_armv7l (build)" in flat(captured.err)
     html = page.read_text()
-    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split(
-        "<table>")[0]
+    assert (
+        html.startswith("<!DOCTYPE html>")
+        and "<script" not in html
+        and "http" not in html.split("<table>")[0]
+    )
     assert html.count("<tr>") == 3 and "fast-1.0.tar.gz" in html
 
 
@@ -81,8 +101,16 @@ def test_check_passes_when_nothing_compiles(index: IndexServer, tmp_path: Path) 
 def test_ours_index(index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with serve_index() as ours:
         ours.project_json("fast", [file_entry("fast-1.0-cp311-cp311-linux_armv7l.whl")])
-        code = plan(index, str(requirements(tmp_path)), "--our-index-url", ours.url,
-                    "--platform", "linux/arm/v7", "--json", "--check")
+        code = plan(
+            index,
+            str(requirements(tmp_path)),
+            "--our-index-url",
+            ours.url,
+            "--platform",
+            "linux/arm/v7",
+            "--json",
+            "--check",
+        )
     assert code == ExitCode.OK
     cell = json.loads(capsys.readouterr().out)["requirements"][0]["cells"]
     assert cell["cp311-manylinux_2_36_armv7l"]["status"] == "ours"
@@ -103,8 +131,13 @@ def test_ours_index(index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFi
     ],
 )
 def test_bad_input_exit_codes_and_nothing_written(
-    index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    text: str, args: tuple[str, ...], code: ExitCode, message: str,
+    index: IndexServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    args: tuple[str, ...],
+    code: ExitCode,
+    message: str,
 ) -> None:
     index.raw("broken", Route(200, b"<<<garbage", {"Content-Type": JSON_TYPE}))
     index.raw("down", Route(503, b"down"))
@@ -119,19 +152,30 @@ def test_bad_input_exit_codes_and_nothing_written(
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
-def test_unreachable_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     path = requirements(tmp_path)
-    code = main(["plan", "--index-url", "http://127.0.0.1:9/simple/", "--cache-dir",
-                 str(tmp_path / "c"), str(path)])
+    code = main(
+        [
+            "plan",
+            "--index-url",
+            "http://127.0.0.1:9/simple/",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            str(path),
+        ]
+    )
     assert code == ExitCode.INDEX_UNREACHABLE
     assert "never reports an unreachable index as 'no wheel'" in flat(capsys.readouterr().err)
 
 
 def test_targets_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["targets", "--platform", "linux/arm64,linux/arm/v6", "--python", "3.12",
-                 "--json"]) == ExitCode.OK
+    assert (
+        main(["targets", "--platform", "linux/arm64,linux/arm/v6", "--python", "3.12", "--json"])
+        == ExitCode.OK
+    )
     data = json.loads(capsys.readouterr().out)
     assert [t["identifier"] for t in data] == ["cp312-manylinux_2_36_aarch64", "cp312-linux_armv6l"]
     assert data[1]["tags"][0] == "cp312-cp312-linux_armv6l"
@@ -140,8 +184,9 @@ def test_targets_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.network
-def test_example_in_plans_out_of_the_box(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_in_plans_out_of_the_box(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from conftest import REPO
 
     monkeypatch.setenv("PREWHEEL_CACHE_DIR", str(tmp_path / "cache"))

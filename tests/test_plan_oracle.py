@@ -52,8 +52,11 @@ TARGETS = [
 def pip_env(tmp: Path) -> dict[str, str]:
     """pip isolated from this host's configuration (local find-links, constraints)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_CACHE_DIR=str(tmp / "pip-cache"))
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_CACHE_DIR=str(tmp / "pip-cache"),
+    )
     bundle = ca_bundle()
     if bundle:
         env["PIP_CERT"] = str(bundle)
@@ -63,15 +66,33 @@ def pip_env(tmp: Path) -> dict[str, str]:
 def pip_choice(target: Target, pins: list[str], tmp: Path) -> dict[str, str] | None:
     """{name: filename} pip would install on ``target``, or None if it finds no binary."""
     command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-        "--report", "-", "--target", str(tmp / "target"), "--only-binary=:all:", "--no-deps",
-        "--index-url", default_index_url(),
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--dry-run",
+        "--ignore-installed",
+        "--report",
+        "-",
+        "--target",
+        str(tmp / "target"),
+        "--only-binary=:all:",
+        "--no-deps",
+        "--index-url",
+        default_index_url(),
         *(f"--platform={platform}" for platform in target.platforms()),
-        "--python-version", target.python_version, "--implementation", "cp",
-        "--abi", target.interpreter, *pins,
+        "--python-version",
+        target.python_version,
+        "--implementation",
+        "cp",
+        "--abi",
+        target.interpreter,
+        *pins,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env=pip_env(tmp),
-                            timeout=600, check=False)
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=pip_env(tmp), timeout=600, check=False
+    )
     if result.returncode != 0:
         assert "No matching distribution" in result.stderr or "Could not find" in result.stderr, (
             result.stderr
@@ -87,8 +108,9 @@ def pip_choice(target: Target, pins: list[str], tmp: Path) -> dict[str, str] | N
 @pytest.fixture(scope="module")
 def plan() -> Plan:
     requirements = RequirementSet(tuple(parse_pinned(pin, None) for pin in PINS))
-    return plan_requirements(requirements, [parse_identifier(t) for t in TARGETS],
-                             index_url=default_index_url())
+    return plan_requirements(
+        requirements, [parse_identifier(t) for t in TARGETS], index_url=default_index_url()
+    )
 
 
 def test_prewheel_agrees_with_pip_on_every_cell(plan: Plan, tmp_path: Path) -> None:
@@ -117,8 +139,10 @@ def test_prewheel_agrees_with_pip_on_every_cell(plan: Plan, tmp_path: Path) -> N
         workdir.mkdir()
         actual = pip_choice(target, pins, workdir)
         if actual != (expected if expected is not None else None):
-            return f"{target.identifier} {pins if expected is None else ''}: " \
-                   f"prewheel {expected}, pip {actual}"
+            return (
+                f"{target.identifier} {pins if expected is None else ''}: "
+                f"prewheel {expected}, pip {actual}"
+            )
         return None
 
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -26,7 +26,10 @@ PINNED = {
         "manylinux_2_34": "quay.invalid/m234@sha256:3",
         "musllinux_1_2": "quay.invalid/musl12@sha256:4",
     },
-    "armv7l": {"manylinux_2_31": "quay.invalid/a231@sha256:5", "manylinux_2_35": "quay.invalid/a235@sha256:6"},
+    "armv7l": {
+        "manylinux_2_31": "quay.invalid/a231@sha256:5",
+        "manylinux_2_35": "quay.invalid/a235@sha256:6",
+    },
 }
 DEFAULTS = {"manylinux-aarch64-image": "manylinux_2_28", "manylinux-armv7l-image": "manylinux_2_31"}
 
@@ -36,8 +39,12 @@ NO_SETTINGS = PackageSettings()
 
 def job(identifier: str, settings: PackageSettings = NO_SETTINGS, image: str = "img") -> BuildJob:
     return BuildJob(
-        name=canonicalize_name("demo"), version=Version("1.0"), target=parse_identifier(identifier),
-        sdist=SDIST, image=image, settings=settings,
+        name=canonicalize_name("demo"),
+        version=Version("1.0"),
+        target=parse_identifier(identifier),
+        sdist=SDIST,
+        image=image,
+        settings=settings,
     )
 
 
@@ -72,7 +79,9 @@ def test_armv6_has_no_cibuildwheel_identifier() -> None:
         ("cp312-musllinux_1_2_aarch64", "quay.invalid/musl12@sha256:4"),
     ],
 )
-def test_portable_image_is_pinned_and_not_newer_than_the_target(identifier: str, image: str) -> None:
+def test_portable_image_is_pinned_and_not_newer_than_the_target(
+    identifier: str, image: str
+) -> None:
     target = parse_identifier(identifier)
     assert cibw.portable_image(target, pinned=PINNED, defaults=DEFAULTS) == image
 
@@ -115,7 +124,9 @@ def test_split_portable_falls_back_to_docker_for_armv6_and_says_so() -> None:
     ]
     split = cibw.split_portable(jobs, override="local/ml-{arch}")
     assert [j.target.identifier for j in split.portable] == [
-        "cp311-manylinux_2_36_aarch64", "cp311-manylinux_2_36_armv7l"]
+        "cp311-manylinux_2_36_aarch64",
+        "cp311-manylinux_2_36_armv7l",
+    ]
     assert [j.image for j in split.portable] == ["local/ml-aarch64", "local/ml-armv7l"]
     assert [j.target.identifier for j in split.fallback] == ["cp311-linux_armv6l"]
     assert split.fallback[0].image == "python:3.11-slim-bookworm"
@@ -140,7 +151,9 @@ def test_portable_and_docker_builds_of_one_gap_have_different_cache_keys() -> No
         (False, None, None, False),
     ],
 )
-def test_wants_portable(portable: bool, libc: str | None, image: str | None, expected: bool) -> None:
+def test_wants_portable(
+    portable: bool, libc: str | None, image: str | None, expected: bool
+) -> None:
     assert cibw.wants_portable(portable=portable, libc=libc, image=image) is expected
 
 
@@ -181,7 +194,9 @@ def test_options_carry_settings_image_ca_and_environment() -> None:
     assert engine.startswith("docker; create_args: ")
     assert "--label=org.prewheel.build=cibuildwheel" in engine and "--memory=2g" in engine
     # The environment string is bash syntax; the package's settings win over prewheel's.
-    environment = dict(item.split("=", 1) for item in shlex.split(options["CIBW_ENVIRONMENT_LINUX"]))
+    environment = dict(
+        item.split("=", 1) for item in shlex.split(options["CIBW_ENVIRONMENT_LINUX"])
+    )
     assert environment["PIP_CERT"] == cibw.CONTAINER_CA_BUNDLE
     assert environment["SSL_CERT_FILE"] == cibw.CONTAINER_CA_BUNDLE
     assert environment["PIP_INDEX_URL"] == "https://mine.invalid/simple"
@@ -193,20 +208,33 @@ def test_options_without_settings_leave_cibuildwheel_defaults_alone() -> None:
     options = cibw.cibuildwheel_options(job("cp312-musllinux_1_2_aarch64"), has_ca_bundle=False)
     assert options["CIBW_MUSLLINUX_AARCH64_IMAGE"] == "img"
     assert options["CIBW_CONTAINER_ENGINE"] == "docker"
-    for absent in ("CIBW_BEFORE_ALL_LINUX", "CIBW_TEST_COMMAND_LINUX", "CIBW_ENVIRONMENT_PASS_LINUX"):
+    for absent in (
+        "CIBW_BEFORE_ALL_LINUX",
+        "CIBW_TEST_COMMAND_LINUX",
+        "CIBW_ENVIRONMENT_PASS_LINUX",
+    ):
         assert absent not in options
     assert "PIP_CERT" not in options["CIBW_ENVIRONMENT_LINUX"]
 
 
 def test_invocation_builds_the_sdist_for_exactly_one_identifier(tmp_path: Path) -> None:
     call = cibw.invocation(
-        job("cp312-manylinux_2_36_aarch64"), tmp_path / "demo-1.0.tar.gz", tmp_path / "out",
-        ca=tmp_path / "ca.pem", proxies={"HTTPS_PROXY": "http://proxy.invalid:3128"},
+        job("cp312-manylinux_2_36_aarch64"),
+        tmp_path / "demo-1.0.tar.gz",
+        tmp_path / "out",
+        ca=tmp_path / "ca.pem",
+        proxies={"HTTPS_PROXY": "http://proxy.invalid:3128"},
         python="python3",
     )
     assert call.argv == (
-        "python3", "-m", "cibuildwheel", "--only", "cp312-manylinux_aarch64",
-        "--output-dir", str(tmp_path / "out"), str(tmp_path / "demo-1.0.tar.gz"),
+        "python3",
+        "-m",
+        "cibuildwheel",
+        "--only",
+        "cp312-manylinux_aarch64",
+        "--output-dir",
+        str(tmp_path / "out"),
+        str(tmp_path / "demo-1.0.tar.gz"),
     )
     assert call.environment["SSL_CERT_FILE"] == str(tmp_path / "ca.pem")
     assert call.environment["HTTPS_PROXY"] == "http://proxy.invalid:3128"
@@ -221,14 +249,22 @@ def test_cibuildwheel_accepts_the_generated_options(tmp_path: Path) -> None:
 
     settings = PackageSettings(system_packages=("libyaml-dev",), environment=(("A", "b c"),))
     call = cibw.invocation(
-        job("cp311-manylinux_2_36_armv7l", settings), tmp_path, tmp_path / "out",
-        ca=None, proxies={}, container_labels={"org.prewheel.build": "cibuildwheel"},
+        job("cp311-manylinux_2_36_armv7l", settings),
+        tmp_path,
+        tmp_path / "out",
+        ca=None,
+        proxies={},
+        container_labels={"org.prewheel.build": "cibuildwheel"},
     )
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "demo"\nversion = "1.0"\n')
     result = subprocess.run(
         [*call.argv[:-3], "--print-build-identifiers", str(tmp_path)],
-        env={**os.environ, **call.environment}, capture_output=True, text=True,
-        check=False, timeout=120, cwd=tmp_path,
+        env={**os.environ, **call.environment},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["cp311-manylinux_armv7l"]
@@ -240,8 +276,15 @@ class FakeRunner:
         self.wheel = wheel
         self.calls: list[tuple[str, ...]] = []
 
-    def run(self, argv: tuple[str, ...], *, environment: dict[str, str], cwd: Path,
-            log: IO[bytes], timeout: float) -> int | None:
+    def run(
+        self,
+        argv: tuple[str, ...],
+        *,
+        environment: dict[str, str],
+        cwd: Path,
+        log: IO[bytes],
+        timeout: float,
+    ) -> int | None:
         self.calls.append(tuple(argv))
         out = Path(argv[argv.index("--output-dir") + 1])
         if self.wheel:
@@ -272,7 +315,9 @@ class FakeDocker:
         (0, None, "no wheel"),
     ],
 )
-def test_session_reports_failures(tmp_path: Path, code: int | None, wheel: str | None, error: str) -> None:
+def test_session_reports_failures(
+    tmp_path: Path, code: int | None, wheel: str | None, error: str
+) -> None:
     from builder.build.builders import BuildFailed
 
     builder = cibw.CibuildwheelBuilder(runner=FakeRunner(code, wheel), docker_builder=FakeDocker())  # type: ignore[arg-type]
@@ -281,14 +326,21 @@ def test_session_reports_failures(tmp_path: Path, code: int | None, wheel: str |
         builder.session("img", "linux/arm64", log) as session,
         pytest.raises(BuildFailed, match=error),
     ):
-        session.build(job("cp311-manylinux_2_36_aarch64"), tmp_path / "x.tar.gz", tmp_path / "out", log)
+        session.build(
+            job("cp311-manylinux_2_36_aarch64"), tmp_path / "x.tar.gz", tmp_path / "out", log
+        )
 
 
 def test_session_returns_the_repaired_wheels(tmp_path: Path) -> None:
     runner = FakeRunner(0, "demo-1.0-cp311-cp311-manylinux_2_28_aarch64.whl")
     builder = cibw.CibuildwheelBuilder(runner=runner, docker_builder=FakeDocker())  # type: ignore[arg-type]
-    with (tmp_path / "log").open("wb") as log, builder.session("img", "linux/arm64", log) as session:
-        wheels = session.build(job("cp311-manylinux_2_36_aarch64"), tmp_path / "x.tar.gz", tmp_path / "out", log)
+    with (
+        (tmp_path / "log").open("wb") as log,
+        builder.session("img", "linux/arm64", log) as session,
+    ):
+        wheels = session.build(
+            job("cp311-manylinux_2_36_aarch64"), tmp_path / "x.tar.gz", tmp_path / "out", log
+        )
     assert [w.name for w in wheels] == ["demo-1.0-cp311-cp311-manylinux_2_28_aarch64.whl"]
     assert "--only" in runner.calls[0]
     assert builder.containers_started == 1
@@ -301,8 +353,13 @@ def _covers(wheel: str, target: Target) -> bool:
 
 @pytest.mark.parametrize(
     ("libc", "covered"),
-    [("glibc2.31", True), ("glibc2.36", True), ("glibc2.41", True), ("glibc2.28", False),
-     ("musl1.2", False)],
+    [
+        ("glibc2.31", True),
+        ("glibc2.36", True),
+        ("glibc2.41", True),
+        ("glibc2.28", False),
+        ("musl1.2", False),
+    ],
 )
 def test_one_manylinux_2_31_wheel_serves_bookworm_and_trixie(libc: str, covered: bool) -> None:
     wheel = "demo-1.0-cp311-cp311-manylinux_2_31_armv7l.whl"
@@ -341,7 +398,9 @@ class RecordingBuilder:
         outer = self
 
         class Session:
-            def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+            def build(
+                self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]
+            ) -> list[Path]:
                 outer.jobs.append(job)
                 tag = outer.platform_tag.format(arch=job.target.arch.value)
                 wheel = out_dir / f"demo-1.0-cp311-cp311-{tag}.whl"
@@ -372,15 +431,21 @@ def test_run_portable_builds_splits_between_cibuildwheel_and_docker(tmp_path: Pa
     notices: list[str] = []
     house = Wheelhouse(tmp_path / "wheelhouse")
     report = cibw.run_portable_builds(
-        jobs, wheelhouse=house, fetcher=SdistFetcher(tmp_path / "cache"),
-        portable_builder=portable, fallback_builder=fallback,  # type: ignore[arg-type]
-        image_override="local/ml-{arch}", notice=notices.append,
+        jobs,
+        wheelhouse=house,
+        fetcher=SdistFetcher(tmp_path / "cache"),
+        portable_builder=portable,
+        fallback_builder=fallback,  # type: ignore[arg-type]
+        image_override="local/ml-{arch}",
+        notice=notices.append,
     )
     assert [(o.status.value, o.error) for o in report.outcomes] == [("built", "")] * 2
     assert [(j.target.identifier, j.image) for j in portable.jobs] == [
-        ("cp311-manylinux_2_36_aarch64", "local/ml-aarch64")]
+        ("cp311-manylinux_2_36_aarch64", "local/ml-aarch64")
+    ]
     assert [(j.target.identifier, j.image) for j in fallback.jobs] == [
-        ("cp311-linux_armv6l", "python:3.11-slim-bookworm")]
+        ("cp311-linux_armv6l", "python:3.11-slim-bookworm")
+    ]
     assert len(notices) == 1 and "linux/arm/v6" in notices[0]
     assert sorted(e.filename for e in house.entries()) == [
         "demo-1.0-cp311-cp311-linux_armv6l.whl",
@@ -399,9 +464,23 @@ def test_cli_portable_refuses_a_target_older_than_every_image(tmp_path: Path) ->
 
     sdist = make_sdist(tmp_path, name="pwtiny")
     result = subprocess.run(
-        [sys.executable, "-m", "builder", "build", str(sdist), "--portable",
-         "--target", "cp311-manylinux_2_28_armv7l", "--wheelhouse", str(tmp_path / "wh")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "build",
+            str(sdist),
+            "--portable",
+            "--target",
+            "cp311-manylinux_2_28_armv7l",
+            "--wheelhouse",
+            str(tmp_path / "wh"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert "manylinux_2_31" in result.stderr and "--portable-image" in result.stderr
@@ -428,7 +507,9 @@ def test_plan_counts_one_portable_wheel_on_our_index_for_bookworm_and_trixie_tar
         for libc in ("glibc2.36", "glibc2.41", "glibc2.28", "musl1.2")
         for target in select_targets(platforms=["linux/arm/v7"], pythons=["3.11"], libc=libc)
     ]
-    plan = make_plan([PinnedRequirement(name, Version("1.0"))], targets, {"demo": upstream}, {"demo": ours})
+    plan = make_plan(
+        [PinnedRequirement(name, Version("1.0"))], targets, {"demo": upstream}, {"demo": ours}
+    )
     cells = {identifier: cell.status for identifier, cell in plan.rows[0].cells.items()}
     assert cells == {
         "cp311-manylinux_2_36_armv7l": Status.OURS,

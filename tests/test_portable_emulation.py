@@ -64,7 +64,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     work = tmp_path_factory.mktemp("portable")
     plain = make_sdist(work / "sdists", name="pwtiny")
     with_library = make_sdist(
-        work / "sdists", name="pwyaml", include=LIBYAML_INCLUDE, body=LIBYAML_BODY,
+        work / "sdists",
+        name="pwyaml",
+        include=LIBYAML_INCLUDE,
+        body=LIBYAML_BODY,
         libraries=("yaml",),
     )
     gaps = [gap(plain, p) for p in PLATFORMS] + [gap(with_library, "linux/arm64")]
@@ -75,8 +78,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     assert not split.fallback
     house = Wheelhouse(work / "wheelhouse")
     report = run_builds(
-        list(split.portable), wheelhouse=house, builder=CibuildwheelBuilder(timeout=1200),
-        fetcher=SdistFetcher(work / "cache"), parallel=2,
+        list(split.portable),
+        wheelhouse=house,
+        builder=CibuildwheelBuilder(timeout=1200),
+        fetcher=SdistFetcher(work / "cache"),
+        parallel=2,
     )
     return house, report, list(split.portable)
 
@@ -147,7 +153,9 @@ def test_a_second_run_is_served_from_the_wheelhouse(built: Built) -> None:
     assert builder.containers_started == 0
 
 
-def test_the_cli_finds_the_same_wheels_by_cache_key(built: Built, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_cli_finds_the_same_wheels_by_cache_key(
+    built: Built, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """``prewheel build --portable`` computes the same cache keys as the library run above."""
     house, _report, _jobs = built
     import subprocess
@@ -156,10 +164,30 @@ def test_the_cli_finds_the_same_wheels_by_cache_key(built: Built, tmp_path_facto
     sdists = tmp_path_factory.mktemp("cli")
     sdist = make_sdist(sdists, name="pwtiny")
     result = subprocess.run(
-        [sys.executable, "-m", "builder", "build", str(sdist), "--portable",
-         "--portable-image", BUILD_IMAGE, "--platform", "linux/arm64", "--python", "3.11",
-         "--libc", "glibc2.36", "--wheelhouse", str(house.path), "--json"],
-        capture_output=True, text=True, timeout=300, check=False, cwd=sdists,
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "build",
+            str(sdist),
+            "--portable",
+            "--portable-image",
+            BUILD_IMAGE,
+            "--platform",
+            "linux/arm64",
+            "--python",
+            "3.11",
+            "--libc",
+            "glibc2.36",
+            "--wheelhouse",
+            str(house.path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=sdists,
     )
     assert result.returncode == 0, result.stderr
     assert '"cached": 1' in result.stdout and '"built": 0' in result.stdout

@@ -59,9 +59,13 @@ def test_plan_skips_same_hash_uploads_missing_and_reads_each_page_once(tmp_path:
     missing = _local(tmp_path, "proj", "2.0")
     unhashed = _local(tmp_path, "other", "1.0")
     remote = FakeRemote(
-        pages={"proj": {there.path.name: RemoteFile(there.path.name, "u1", there.sha256)},
-               "other": {unhashed.path.name: RemoteFile(unhashed.path.name, "u2", None)}},
-        downloads={"u2": unhashed.sha256}, fetched=[])
+        pages={
+            "proj": {there.path.name: RemoteFile(there.path.name, "u1", there.sha256)},
+            "other": {unhashed.path.name: RemoteFile(unhashed.path.name, "u2", None)},
+        },
+        downloads={"u2": unhashed.sha256},
+        fetched=[],
+    )
     plan = plan_publish([there, missing, unhashed], remote)
     assert plan.upload == (missing,)
     assert set(plan.present) == {there, unhashed}
@@ -70,9 +74,11 @@ def test_plan_skips_same_hash_uploads_missing_and_reads_each_page_once(tmp_path:
 
 def test_plan_refuses_every_conflict_before_uploading(tmp_path: Path) -> None:
     wheel = _local(tmp_path, "proj", "1.0")
-    remote = FakeRemote(pages={"proj": {wheel.path.name: RemoteFile(wheel.path.name, "u",
-                                                                    "0" * 64)}},
-                        downloads={}, fetched=[])
+    remote = FakeRemote(
+        pages={"proj": {wheel.path.name: RemoteFile(wheel.path.name, "u", "0" * 64)}},
+        downloads={},
+        fetched=[],
+    )
     uploaded: list[list[Path]] = []
 
     class Recorder:
@@ -84,12 +90,15 @@ def test_plan_refuses_every_conflict_before_uploading(tmp_path: Path) -> None:
     assert uploaded == []
 
 
-@pytest.mark.parametrize(("upload_url", "simple"), [
-    ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/simple/"),
-    ("http://127.0.0.1:8080", "http://127.0.0.1:8080/simple/"),
-    ("https://example.invalid/legacy/", "https://example.invalid/simple/"),
-    ("https://example.invalid/repo/legacy", "https://example.invalid/repo/simple/"),
-])
+@pytest.mark.parametrize(
+    ("upload_url", "simple"),
+    [
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/simple/"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/simple/"),
+        ("https://example.invalid/legacy/", "https://example.invalid/simple/"),
+        ("https://example.invalid/repo/legacy", "https://example.invalid/repo/simple/"),
+    ],
+)
 def test_simple_url_for(upload_url: str, simple: str) -> None:
     assert simple_url_for(upload_url) == simple
 
@@ -115,26 +124,52 @@ def pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyPIServer]
     packages = base / "packages"
     packages.mkdir()
     port = free_port()
-    argv = [str(VENV_BIN / "pypi-server"), "run", "-p", str(port), "-i", "127.0.0.1",
-            "-a", "update", "-P", str(base / "htpasswd"), "--disable-fallback",
-            "--hash-algo", "sha256", str(packages)]
+    argv = [
+        str(VENV_BIN / "pypi-server"),
+        "run",
+        "-p",
+        str(port),
+        "-i",
+        "127.0.0.1",
+        "-a",
+        "update",
+        "-P",
+        str(base / "htpasswd"),
+        "--disable-fallback",
+        "--hash-algo",
+        "sha256",
+        str(packages),
+    ]
     url = f"http://127.0.0.1:{port}/"
     with running(argv, url + "simple/", log=base / "pypiserver.log"):
         yield PyPIServer(url, packages)
 
 
-def _publish(tmp_path: Path, wheelhouse: Path, *options: str,
-             env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
-    merged = {**isolated_env(tmp_path), "HOME": str(tmp_path), "COLUMNS": "200",
-              "TWINE_USERNAME": USER, "TWINE_PASSWORD": SECRET, **(env or {})}
+def _publish(
+    tmp_path: Path, wheelhouse: Path, *options: str, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    merged = {
+        **isolated_env(tmp_path),
+        "HOME": str(tmp_path),
+        "COLUMNS": "200",
+        "TWINE_USERNAME": USER,
+        "TWINE_PASSWORD": SECRET,
+        **(env or {}),
+    }
     environment = {k: v for k, v in merged.items() if v is not None}
-    return subprocess.run([str(VENV_BIN / "prewheel"), "publish", str(wheelhouse), *options],
-                          capture_output=True, text=True, env=environment, timeout=180,
-                          check=False)
+    return subprocess.run(
+        [str(VENV_BIN / "prewheel"), "publish", str(wheelhouse), *options],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=180,
+        check=False,
+    )
 
 
-def test_publish_to_pypiserver_is_idempotent_and_installable(pypiserver: PyPIServer,
-                                                             tmp_path: Path) -> None:
+def test_publish_to_pypiserver_is_idempotent_and_installable(
+    pypiserver: PyPIServer, tmp_path: Path
+) -> None:
     wheels = tmp_path / "wh" / "wheels"
     make_wheel(wheels, "pub-app", "1.0", requires=["pub-lib>=1"])
     make_wheel(wheels, "pub-lib", "1.5")
@@ -142,7 +177,9 @@ def test_publish_to_pypiserver_is_idempotent_and_installable(pypiserver: PyPISer
     assert first.returncode == 0, first.stdout + first.stderr
     assert "2 uploaded, 0 already there" in first.stdout
     assert sorted(p.name for p in pypiserver.packages.iterdir() if p.name.startswith("pub")) == [
-        "pub_app-1.0-py3-none-any.whl", "pub_lib-1.5-py3-none-any.whl"]
+        "pub_app-1.0-py3-none-any.whl",
+        "pub_lib-1.5-py3-none-any.whl",
+    ]
     second = _publish(tmp_path, tmp_path / "wh", "--repository-url", pypiserver.url)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "0 uploaded, 2 already there" in second.stdout
@@ -155,11 +192,11 @@ def test_publish_to_pypiserver_is_idempotent_and_installable(pypiserver: PyPISer
     assert installed_version(tmp_path / "uv", "pub_lib") == "1.5"
 
 
-def test_publish_stops_on_a_different_file_under_the_same_name(pypiserver: PyPIServer,
-                                                               tmp_path: Path) -> None:
+def test_publish_stops_on_a_different_file_under_the_same_name(
+    pypiserver: PyPIServer, tmp_path: Path
+) -> None:
     make_wheel(tmp_path / "one" / "wheels", "clash", "1.0")
-    assert _publish(tmp_path, tmp_path / "one", "--repository-url",
-                    pypiserver.url).returncode == 0
+    assert _publish(tmp_path, tmp_path / "one", "--repository-url", pypiserver.url).returncode == 0
     original = (pypiserver.packages / "clash-1.0-py3-none-any.whl").read_bytes()
     make_wheel(tmp_path / "two" / "wheels", "clash", "1.0", extra_members={"clash/x.py": b"1"})
     make_wheel(tmp_path / "two" / "wheels", "fresh", "1.0")
@@ -174,19 +211,31 @@ def test_publish_stops_on_a_different_file_under_the_same_name(pypiserver: PyPIS
 def test_publish_with_pypirc_repository(pypiserver: PyPIServer, tmp_path: Path) -> None:
     (tmp_path / ".pypirc").write_text(
         "[distutils]\nindex-servers = local\n\n"
-        f"[local]\nrepository = {pypiserver.url}\nusername = {USER}\npassword = {SECRET}\n")
+        f"[local]\nrepository = {pypiserver.url}\nusername = {USER}\npassword = {SECRET}\n"
+    )
     make_wheel(tmp_path / "wh" / "wheels", "via-pypirc", "0.1")
-    result = _publish(tmp_path, tmp_path / "wh", "--repository", "local",
-                      env={"TWINE_USERNAME": None, "TWINE_PASSWORD": None})
+    result = _publish(
+        tmp_path,
+        tmp_path / "wh",
+        "--repository",
+        "local",
+        env={"TWINE_USERNAME": None, "TWINE_PASSWORD": None},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (pypiserver.packages / "via_pypirc-0.1-py3-none-any.whl").is_file()
 
 
-def test_publish_with_wrong_credentials_fails_clearly(pypiserver: PyPIServer,
-                                                      tmp_path: Path) -> None:
+def test_publish_with_wrong_credentials_fails_clearly(
+    pypiserver: PyPIServer, tmp_path: Path
+) -> None:
     make_wheel(tmp_path / "wh" / "wheels", "denied", "0.1")
-    result = _publish(tmp_path, tmp_path / "wh", "--repository-url", pypiserver.url,
-                      env={"TWINE_PASSWORD": "Wr0ng-Pa55-xyz"})
+    result = _publish(
+        tmp_path,
+        tmp_path / "wh",
+        "--repository-url",
+        pypiserver.url,
+        env={"TWINE_PASSWORD": "Wr0ng-Pa55-xyz"},
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "refused the credentials (40" in result.stderr
     assert "Wr0ng-Pa55-xyz" not in result.stdout + result.stderr
@@ -207,11 +256,20 @@ def test_publish_to_prewheel_serve_and_conflict_detection(tmp_path: Path) -> Non
     port = free_port()
     token = tmp_path / "token"
     token.write_text("serve-token-abc\n")
-    argv = [str(VENV_BIN / "prewheel"), "serve", str(tmp_path / "tree"), "--port", str(port),
-            "--token-file", str(token)]
+    argv = [
+        str(VENV_BIN / "prewheel"),
+        "serve",
+        str(tmp_path / "tree"),
+        "--port",
+        str(port),
+        "--token-file",
+        str(token),
+    ]
     url = f"http://127.0.0.1:{port}/"
-    env: dict[str, str | None] = {"TWINE_USERNAME": "__token__",
-                                  "TWINE_PASSWORD": "serve-token-abc"}
+    env: dict[str, str | None] = {
+        "TWINE_USERNAME": "__token__",
+        "TWINE_PASSWORD": "serve-token-abc",
+    }
     with running(argv, url + "simple/", log=tmp_path / "serve.log"):
         make_wheel(tmp_path / "wh" / "wheels", "to-serve", "1.0")
         first = _publish(tmp_path, tmp_path / "wh", "--repository-url", url, env=env)
@@ -219,11 +277,13 @@ def test_publish_to_prewheel_serve_and_conflict_detection(tmp_path: Path) -> Non
         assert "1 uploaded, 0 already there" in first.stdout
         second = _publish(tmp_path, tmp_path / "wh", "--repository-url", url, env=env)
         assert "0 uploaded, 1 already there" in second.stdout
-        make_wheel(tmp_path / "other" / "wheels", "to-serve", "1.0",
-                   extra_members={"to_serve/x.py": b""})
+        make_wheel(
+            tmp_path / "other" / "wheels", "to-serve", "1.0", extra_members={"to_serve/x.py": b""}
+        )
         clash = _publish(tmp_path, tmp_path / "other", "--repository-url", url, env=env)
         assert clash.returncode == 11, clash.stdout + clash.stderr
         listed = httpx.get(url + "simple/to-serve/?format=json").json()
         original = (tmp_path / "wh" / "wheels" / "to_serve-1.0-py3-none-any.whl").read_bytes()
         assert [f["hashes"]["sha256"] for f in listed["files"]] == [
-            hashlib.sha256(original).hexdigest()]
+            hashlib.sha256(original).hexdigest()
+        ]

@@ -67,7 +67,10 @@ def test_marker_evaluates_for_a_given_environment(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("asyncpg==0.29.0\nthis is not a requirement\n", r"r\.txt:2: malformed requirement"),
-        ("ok==1\nasyncpg>=0.29\n", r"r\.txt:2: requirement 'asyncpg>=0\.29' is not pinned.*pip-compile"),
+        (
+            "ok==1\nasyncpg>=0.29\n",
+            r"r\.txt:2: requirement 'asyncpg>=0\.29' is not pinned.*pip-compile",
+        ),
         ("asyncpg\n", "not pinned"),
         ("asyncpg==0.29.*\n", "not pinned"),
         ("a==1 --hash=md5:abc\n", "malformed --hash"),
@@ -103,7 +106,9 @@ def test_in_file_goes_through_the_compiler(tmp_path: Path) -> None:
 
 
 def test_pylock(tmp_path: Path) -> None:
-    lock = write(tmp_path / "pylock.toml", """\
+    lock = write(
+        tmp_path / "pylock.toml",
+        """\
         lock-version = "1.0"
         created-by = "test"
 
@@ -114,9 +119,10 @@ def test_pylock(tmp_path: Path) -> None:
         [[packages.wheels]]
         url = "https://x.invalid/six-1.16.0-py2.py3-none-any.whl"
         hashes = {sha256 = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"}
-        """)
+        """,
+    )
     (requirement,) = read_requirements([lock]).requirements
-    assert str(requirement) == "six==1.16.0 ; python_version >= \"3\""
+    assert str(requirement) == 'six==1.16.0 ; python_version >= "3"'
     assert requirement.hashes == {
         "sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"
     }

@@ -32,21 +32,26 @@ from builder.index.static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
 
 USER = "alice"
 SECRET = "s3cr3t-Pa55word-never-logged"
-PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "
-              "q=0.1, text/html; q=0.01")
+PIP_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; "
+    "q=0.1, text/html; q=0.01"
+)
 
 
-@pytest.mark.parametrize(("accept", "expected"), [
-    (None, "text/html"),
-    ("", "text/html"),
-    ("*/*", "text/html"),
-    (PIP_ACCEPT, JSON_CONTENT_TYPE),
-    ("application/vnd.pypi.simple.v1+html", HTML_CONTENT_TYPE),
-    ("text/html, application/vnd.pypi.simple.v1+json;q=0.5", "text/html"),
-    ("application/*", HTML_CONTENT_TYPE),
-    ("application/json", None),
-    ("application/vnd.pypi.simple.v1+json;q=0", None),
-])
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, "text/html"),
+        ("", "text/html"),
+        ("*/*", "text/html"),
+        (PIP_ACCEPT, JSON_CONTENT_TYPE),
+        ("application/vnd.pypi.simple.v1+html", HTML_CONTENT_TYPE),
+        ("text/html, application/vnd.pypi.simple.v1+json;q=0.5", "text/html"),
+        ("application/*", HTML_CONTENT_TYPE),
+        ("application/json", None),
+        ("application/vnd.pypi.simple.v1+json;q=0", None),
+    ],
+)
 def test_negotiate(accept: str | None, expected: str | None) -> None:
     assert negotiate(accept) == expected
 
@@ -67,12 +72,23 @@ class Server:
     def simple(self) -> str:
         return self.url + "simple/"
 
-    def upload(self, wheel: Path, *, filename: str | None = None, auth: tuple[str, str] | None =
-               (USER, SECRET), **fields: str) -> httpx.Response:
-        data = {":action": "file_upload", "protocol_version": "1",
-                "sha256_digest": hashlib.sha256(wheel.read_bytes()).hexdigest(), **fields}
-        files = {"content": (filename or wheel.name, wheel.read_bytes(),
-                             "application/octet-stream")}
+    def upload(
+        self,
+        wheel: Path,
+        *,
+        filename: str | None = None,
+        auth: tuple[str, str] | None = (USER, SECRET),
+        **fields: str,
+    ) -> httpx.Response:
+        data = {
+            ":action": "file_upload",
+            "protocol_version": "1",
+            "sha256_digest": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+            **fields,
+        }
+        files = {
+            "content": (filename or wheel.name, wheel.read_bytes(), "application/octet-stream")
+        }
         return httpx.post(self.url, data=data, files=files, auth=auth, timeout=60)
 
     def listed(self, project: str) -> dict[str, str]:
@@ -92,8 +108,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     htpasswd.save()
     port = free_port()
     root = base / "index"
-    argv = [str(VENV_BIN / "prewheel"), "serve", str(root), "--port", str(port),
-            "--htpasswd", str(base / "htpasswd")]
+    argv = [
+        str(VENV_BIN / "prewheel"),
+        "serve",
+        str(root),
+        "--port",
+        str(port),
+        "--htpasswd",
+        str(base / "htpasswd"),
+    ]
     url = f"http://127.0.0.1:{port}/"
     log = base / "serve.log"
     with running(argv, url + "simple/", log=log):
@@ -123,18 +146,29 @@ def test_unknown_project_is_404_and_names_are_normalized(server: Server, tmp_pat
 
 
 def test_twine_upload_then_pip_and_uv_install(server: Server, tmp_path: Path) -> None:
-    wheels = [make_wheel(tmp_path / "d", "served-app", "1.0", requires=["served-lib"]),
-              make_wheel(tmp_path / "d", "served-lib", "3.0")]
-    env = {**isolated_env(tmp_path), "TWINE_USERNAME": USER, "TWINE_PASSWORD": SECRET,
-           "HOME": str(tmp_path)}
-    argv = [str(VENV_BIN / "twine"), "upload", "--non-interactive", "--disable-progress-bar",
-            "--repository-url", server.url, *map(str, wheels)]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120,
-                            check=False)
+    wheels = [
+        make_wheel(tmp_path / "d", "served-app", "1.0", requires=["served-lib"]),
+        make_wheel(tmp_path / "d", "served-lib", "3.0"),
+    ]
+    env = {
+        **isolated_env(tmp_path),
+        "TWINE_USERNAME": USER,
+        "TWINE_PASSWORD": SECRET,
+        "HOME": str(tmp_path),
+    }
+    argv = [
+        str(VENV_BIN / "twine"),
+        "upload",
+        "--non-interactive",
+        "--disable-progress-bar",
+        "--repository-url",
+        server.url,
+        *map(str, wheels),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     # uploading the same bytes again is a no-op success
-    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120,
-                           check=False)
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
     page = httpx.get(server.simple + "served-lib/", headers={"Accept": JSON_CONTENT_TYPE}).json()
     (entry,) = page["files"]
@@ -153,8 +187,7 @@ def test_twine_upload_then_pip_and_uv_install(server: Server, tmp_path: Path) ->
     assert installed_version(tmp_path / "uv", "served_lib") == "3.0"
 
 
-def test_conflicting_reupload_is_409_and_original_untouched(server: Server,
-                                                            tmp_path: Path) -> None:
+def test_conflicting_reupload_is_409_and_original_untouched(server: Server, tmp_path: Path) -> None:
     original = make_wheel(tmp_path / "a", "conflicted", "1.0")
     assert server.upload(original).status_code == 200
     assert server.upload(original).status_code == 200  # same bytes: no-op
@@ -165,7 +198,8 @@ def test_conflicting_reupload_is_409_and_original_untouched(server: Server,
     stored = server.root / "files" / original.name
     assert stored.read_bytes() == original.read_bytes()
     assert server.listed("conflicted") == {
-        original.name: hashlib.sha256(original.read_bytes()).hexdigest()}
+        original.name: hashlib.sha256(original.read_bytes()).hexdigest()
+    }
 
 
 def _bomb(directory: Path) -> Path:
@@ -192,20 +226,26 @@ def _tampered(directory: Path) -> Path:
 FAULTS = {
     "traversal": (lambda d: make_wheel(d, "trav", "1.0"), "../trav-1.0-py3-none-any.whl", "trav"),
     "nul": (lambda d: make_wheel(d, "nul", "1.0"), "nul-1.0-py3-none-any.whl\0.txt", "nul"),
-    "mismatch": (lambda d: make_wheel(d, "claimed", "1.0", metadata_name="actual"), None,
-                 "claimed"),
+    "mismatch": (
+        lambda d: make_wheel(d, "claimed", "1.0", metadata_name="actual"),
+        None,
+        "claimed",
+    ),
     "not-a-zip": (_not_zip, None, "notzip"),
     "zip-bomb": (_bomb, None, "bomb"),
     "record": (_tampered, None, "tampered"),
-    "member-traversal": (lambda d: make_wheel(d, "memtrav", "1.0",
-                                              unrecorded_members={"../../x": b"x"}), None,
-                         "memtrav"),
+    "member-traversal": (
+        lambda d: make_wheel(d, "memtrav", "1.0", unrecorded_members={"../../x": b"x"}),
+        None,
+        "memtrav",
+    ),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_invalid_uploads_are_refused_and_not_listed(server: Server, tmp_path: Path,
-                                                    fault: str) -> None:
+def test_invalid_uploads_are_refused_and_not_listed(
+    server: Server, tmp_path: Path, fault: str
+) -> None:
     make, filename, project = FAULTS[fault]
     wheel = make(tmp_path)
     response = server.upload(wheel, filename=filename)
@@ -244,15 +284,21 @@ def test_credentials_are_required(server: Server, tmp_path: Path) -> None:
 def test_client_killed_mid_upload_leaves_nothing(server: Server, tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, "killed", "1.0", extra_members={"killed/big.py": b"#" * 200_000})
     request = httpx.Request(
-        "POST", server.url,
+        "POST",
+        server.url,
         data={":action": "file_upload"},
         files={"content": (wheel.name, wheel.read_bytes(), "application/octet-stream")},
-        headers={"Authorization": "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()},
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
+        },
     )
     body = request.read()
     host, port = server.url.removeprefix("http://").rstrip("/").split(":")
-    head = (f"POST / HTTP/1.1\r\nHost: {host}\r\n" + "".join(
-        f"{k}: {v}\r\n" for k, v in request.headers.items() if k.lower() != "host") + "\r\n")
+    head = (
+        f"POST / HTTP/1.1\r\nHost: {host}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in request.headers.items() if k.lower() != "host")
+        + "\r\n"
+    )
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(head.encode() + body[: len(body) // 2])
     # the server is still healthy, lists nothing and kept no partial file
@@ -264,9 +310,15 @@ def test_client_killed_mid_upload_leaves_nothing(server: Server, tmp_path: Path)
 
 
 def test_twenty_concurrent_uploads_of_one_filename(server: Server, tmp_path: Path) -> None:
-    wheels = [make_wheel(tmp_path / str(i), "raced", "1.0",
-                         extra_members={"raced/which.py": f"N = {i}\n".encode()})
-              for i in range(20)]
+    wheels = [
+        make_wheel(
+            tmp_path / str(i),
+            "raced",
+            "1.0",
+            extra_members={"raced/which.py": f"N = {i}\n".encode()},
+        )
+        for i in range(20)
+    ]
     results: dict[int, int] = {}
     barrier = threading.Barrier(20)
 
@@ -298,9 +350,12 @@ def test_read_only_without_credentials(tmp_path: Path) -> None:
     env = {"PREWHEEL_SERVE_TOKEN": ""}
     with running(argv, url + "simple/", log=tmp_path / "log", env=env):
         wheel = make_wheel(tmp_path, "ro", "1.0")
-        response = httpx.post(url, data={":action": "file_upload"},
-                              files={"content": (wheel.name, wheel.read_bytes())},
-                              auth=(USER, SECRET))
+        response = httpx.post(
+            url,
+            data={":action": "file_upload"},
+            files={"content": (wheel.name, wheel.read_bytes())},
+            auth=(USER, SECRET),
+        )
         assert response.status_code == 403
 
 
@@ -308,16 +363,26 @@ def test_token_authentication(tmp_path: Path) -> None:
     port = free_port()
     token_file = tmp_path / "token"
     token_file.write_text("tok-123456\n")
-    argv = [str(VENV_BIN / "prewheel"), "serve", str(tmp_path / "tk"), "--port", str(port),
-            "--token-file", str(token_file), "--max-upload", "20000"]
+    argv = [
+        str(VENV_BIN / "prewheel"),
+        "serve",
+        str(tmp_path / "tk"),
+        "--port",
+        str(port),
+        "--token-file",
+        str(token_file),
+        "--max-upload",
+        "20000",
+    ]
     url = f"http://127.0.0.1:{port}/"
     with running(argv, url + "simple/", log=tmp_path / "log"):
         server = Server(url, tmp_path / "tk", tmp_path / "log")
         wheel = make_wheel(tmp_path, "tokened", "1.0")
         assert server.upload(wheel, auth=("__token__", "nope")).status_code == 401
         assert server.upload(wheel, auth=("__token__", "tok-123456")).status_code == 200
-        big = make_wheel(tmp_path / "big", "big", "1.0",
-                         extra_members={"big/data.bin": os.urandom(50_000)})
+        big = make_wheel(
+            tmp_path / "big", "big", "1.0", extra_members={"big/data.bin": os.urandom(50_000)}
+        )
         assert server.upload(big, auth=("__token__", "tok-123456")).status_code == 413
         assert server.listed("big") == {}
     assert "tok-123456" not in (tmp_path / "log").read_text()

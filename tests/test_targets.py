@@ -35,16 +35,30 @@ def test_default_targets() -> None:
 
 @pytest.mark.parametrize(
     "identifier",
-    ["cp311-manylinux_2_36_armv7l", "cp312-musllinux_1_2_aarch64", "cp311-linux_armv6l",
-     "cp39-manylinux_2_17_x86_64", "cp314-manylinux_2_41_riscv64", "cp310-musllinux_1_1_s390x"],
+    [
+        "cp311-manylinux_2_36_armv7l",
+        "cp312-musllinux_1_2_aarch64",
+        "cp311-linux_armv6l",
+        "cp39-manylinux_2_17_x86_64",
+        "cp314-manylinux_2_41_riscv64",
+        "cp310-musllinux_1_1_s390x",
+    ],
 )
 def test_identifier_round_trip(identifier: str) -> None:
     assert parse_identifier(identifier).identifier == identifier
 
 
 def test_every_platform_and_python_is_accepted() -> None:
-    platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386",
-                 "linux/ppc64le", "linux/s390x", "linux/riscv64"]
+    platforms = [
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/arm/v6",
+        "linux/386",
+        "linux/ppc64le",
+        "linux/s390x",
+        "linux/riscv64",
+    ]
     targets = select_targets(platforms=platforms, pythons=[f"3.{m}" for m in range(9, 15)])
     assert len(targets) == 48
     assert {t.docker_platform for t in targets} == set(platforms)
@@ -66,8 +80,12 @@ def test_armv6_has_no_manylinux_and_musl_has_no_manylinux() -> None:
     armv6 = parse_identifier("cp311-linux_armv6l")
     assert armv6.platforms() == ["linux_armv6l"]
     musl = parse_identifier("cp312-musllinux_1_2_aarch64")
-    assert musl.platforms() == ["linux_aarch64", "musllinux_1_2_aarch64", "musllinux_1_1_aarch64",
-                                "musllinux_1_0_aarch64"]
+    assert musl.platforms() == [
+        "linux_aarch64",
+        "musllinux_1_2_aarch64",
+        "musllinux_1_1_aarch64",
+        "musllinux_1_0_aarch64",
+    ]
 
 
 def test_marker_environment_is_the_targets() -> None:
@@ -116,7 +134,10 @@ def test_custom_image_with_python_and_libc_given() -> None:
     from builder.targets import select_targets
 
     targets = select_targets(
-        platforms=["linux/arm64"], pythons=["3.12"], libc="musl1.2", image="registry.local/app-base:7"
+        platforms=["linux/arm64"],
+        pythons=["3.12"],
+        libc="musl1.2",
+        image="registry.local/app-base:7",
     )
     assert [t.identifier for t in targets] == ["cp312-musllinux_1_2_aarch64"]
 

@@ -35,10 +35,13 @@ def test_default_index_url_follows_pip_configuration(monkeypatch: pytest.MonkeyP
 
 
 def test_json_page_is_read_with_urls_resolved(index: IndexServer, tmp_path: Path) -> None:
-    index.project_json("demo", [
-        file_entry("demo-1.0.tar.gz", size=10, **{"requires-python": ">=3.9"}),
-        file_entry("demo-1.0-py3-none-any.whl", yanked="broken", **{"core-metadata": True}),
-    ])
+    index.project_json(
+        "demo",
+        [
+            file_entry("demo-1.0.tar.gz", size=10, **{"requires-python": ">=3.9"}),
+            file_entry("demo-1.0-py3-none-any.whl", yanked="broken", **{"core-metadata": True}),
+        ],
+    )
     page = fetch(index, tmp_path, "Demo")["demo"]
     assert page is not None
     sdist, wheel = page.files
@@ -50,11 +53,14 @@ def test_json_page_is_read_with_urls_resolved(index: IndexServer, tmp_path: Path
 
 
 def test_html_page_is_read(index: IndexServer, tmp_path: Path) -> None:
-    index.project_html("demo", [
-        '<a href="/files/demo-1.0.tar.gz#sha256=' + "cd" * 32 + '" '
-        'data-requires-python="&gt;=3.8">demo-1.0.tar.gz</a>',
-        '<a href="/files/demo-0.9.tar.gz" data-yanked="">demo-0.9.tar.gz</a>',
-    ])
+    index.project_html(
+        "demo",
+        [
+            '<a href="/files/demo-1.0.tar.gz#sha256=' + "cd" * 32 + '" '
+            'data-requires-python="&gt;=3.8">demo-1.0.tar.gz</a>',
+            '<a href="/files/demo-0.9.tar.gz" data-yanked="">demo-0.9.tar.gz</a>',
+        ],
+    )
     page = fetch(index, tmp_path, "demo")["demo"]
     assert page is not None
     assert [f.filename for f in page.files] == ["demo-1.0.tar.gz", "demo-0.9.tar.gz"]
@@ -84,8 +90,9 @@ def test_persistent_5xx_is_unreachable_never_no_wheel(index: IndexServer, tmp_pa
 
 def test_unreachable_host(tmp_path: Path) -> None:
     with pytest.raises(IndexUnreachableError, match="ConnectError"):
-        fetch_projects(["demo"], ["http://127.0.0.1:9/simple/"], cache_dir=tmp_path,
-                       attempts=2, backoff=0.01)
+        fetch_projects(
+            ["demo"], ["http://127.0.0.1:9/simple/"], cache_dir=tmp_path, attempts=2, backoff=0.01
+        )
 
 
 def test_other_status_is_an_error(index: IndexServer, tmp_path: Path) -> None:
@@ -131,8 +138,9 @@ def test_etag_revalidation_after_expiry(index: IndexServer, tmp_path: Path) -> N
 
 
 def test_no_store_is_not_cached_and_refresh_revalidates(index: IndexServer, tmp_path: Path) -> None:
-    index.project_json("nostore", [file_entry("nostore-1.0.tar.gz")],
-                       **{"Cache-Control": "no-store"})
+    index.project_json(
+        "nostore", [file_entry("nostore-1.0.tar.gz")], **{"Cache-Control": "no-store"}
+    )
     index.project_json("kept", [file_entry("kept-1.0.tar.gz")])  # no Cache-Control: heuristic TTL
     fetch(index, tmp_path, "nostore", "kept")
     fetch(index, tmp_path, "nostore", "kept")
@@ -147,8 +155,9 @@ def test_many_projects_and_indexes(tmp_path: Path) -> None:
         for n in range(20):
             first.project_json(f"p{n}", [file_entry(f"p{n}-1.0.tar.gz")])
         second.project_json("p3", [file_entry("p3-1.0-py3-none-any.whl")])
-        result = fetch_projects([f"p{n}" for n in range(20)], [first.url, second.url],
-                                cache_dir=tmp_path)
+        result = fetch_projects(
+            [f"p{n}" for n in range(20)], [first.url, second.url], cache_dir=tmp_path
+        )
     assert all(result[first.url][f"p{n}"] is not None for n in range(20))
     assert [name for name, page in result[second.url].items() if page] == ["p3"]
 
@@ -159,11 +168,16 @@ def test_max_age_parsing() -> None:
     assert max_age("max-age=bogus") == 0
 
 
-def test_pins_restrict_pages_and_warm_runs_use_the_slice(index: IndexServer, tmp_path: Path) -> None:
+def test_pins_restrict_pages_and_warm_runs_use_the_slice(
+    index: IndexServer, tmp_path: Path
+) -> None:
     from packaging.version import Version
 
-    index.project_json("demo", [file_entry(f"demo-{v}.tar.gz") for v in ("1.0", "1.1", "2.0")]
-                       + [file_entry("demo-1.1-py3-none-any.whl")])
+    index.project_json(
+        "demo",
+        [file_entry(f"demo-{v}.tar.gz") for v in ("1.0", "1.1", "2.0")]
+        + [file_entry("demo-1.1-py3-none-any.whl")],
+    )
     pins = {"demo": [Version("1.1")]}
     first = fetch(index, tmp_path, "demo", pins=pins)["demo"]
     assert first is not None

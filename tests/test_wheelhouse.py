@@ -25,8 +25,14 @@ def make_wheel(directory: Path, name: str = "pkg", version: str = "1.0", payload
 def add(house: Wheelhouse, wheel: Path, key: str, log: Path | None = None) -> None:
     name, version = wheel.name.split("-")[:2]
     house.add(
-        wheel, name=name, version=version, target="cp311-manylinux_2_36_x86_64",
-        cache_key=key, inputs={"sdist_sha256": key}, builder="test", log=log,
+        wheel,
+        name=name,
+        version=version,
+        target="cp311-manylinux_2_36_x86_64",
+        cache_key=key,
+        inputs={"sdist_sha256": key},
+        builder="test",
+        log=log,
     )
 
 
@@ -42,8 +48,17 @@ def test_add_then_lookup_round_trips(tmp_path: Path) -> None:
     assert house.lookup("other") is None
     manifest = json.loads(house.manifest_path.read_text())
     assert set(manifest[0]) >= {
-        "filename", "sha256", "size", "name", "version", "target", "cache_key", "inputs",
-        "built_at", "builder", "log",
+        "filename",
+        "sha256",
+        "size",
+        "name",
+        "version",
+        "target",
+        "cache_key",
+        "inputs",
+        "built_at",
+        "builder",
+        "log",
     }
 
 

@@ -172,8 +172,9 @@ class DockerBuilder:
         arch = Arch.from_docker_platform(platform)
         if platform in self.docker_hosts or not _local_daemon():
             return  # a remote endpoint: its own CPU or emulation is its business
-        if arch in _NATIVE.get(self.host_machine, {Arch(self.host_machine)} if _is_arch(
-            self.host_machine) else set()):
+        if arch in _NATIVE.get(
+            self.host_machine, {Arch(self.host_machine)} if _is_arch(self.host_machine) else set()
+        ):
             return
         handler = _QEMU_NAME[arch]
         if not (self.binfmt_dir / handler).exists():
@@ -222,13 +223,17 @@ class DockerBuilder:
         if bundle is not None:
             for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
                 environment[variable] = str(_WORK / "ca.pem")
-        with _docker_errors(f"Running {image} for {platform}"), Container(
-            self.client(platform),
-            image=image,
-            platform=platform,
-            environment=environment,
-            mem_limit=self.memory,
-        ) as container, script_path() as script:
+        with (
+            _docker_errors(f"Running {image} for {platform}"),
+            Container(
+                self.client(platform),
+                image=image,
+                platform=platform,
+                environment=environment,
+                mem_limit=self.memory,
+            ) as container,
+            script_path() as script,
+        ):
             with self._lock:
                 self.containers_started += 1
             if bundle is not None:
@@ -244,9 +249,7 @@ class _ContainerSession:
         self.container = container
         self.timeout = timeout
 
-    def _run(
-        self, command: str, spec: str, log: IO[bytes], environment: Mapping[str, str]
-    ) -> None:
+    def _run(self, command: str, spec: str, log: IO[bytes], environment: Mapping[str, str]) -> None:
         spec_file = _WORK / "spec.json"
         with tempfile.TemporaryDirectory() as temp:
             local = Path(temp) / "spec.json"
@@ -276,9 +279,7 @@ class _ContainerSession:
         out = _WORK / "build" / "out"
         with _docker_errors(f"Building {sdist.name}"):
             self.container.copy_in(sdist, in_container, mode=0o444)
-            spec = build_spec(
-                job, venv=str(_WORK / "venv"), sdist=str(in_container), out=str(out)
-            )
+            spec = build_spec(job, venv=str(_WORK / "venv"), sdist=str(in_container), out=str(out))
             self._run("build", spec, log, build_environment(job))
             return self.container.copy_out(out, out_dir)
 
@@ -342,7 +343,10 @@ class _LocalSession:
         try:
             result = subprocess.run(
                 [self.python, str(self.script), command, str(spec_file)],
-                stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout, env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=self.timeout,
+                env=environment,
                 check=False,
             )
         except subprocess.TimeoutExpired:
@@ -355,7 +359,11 @@ class _LocalSession:
 
     def setup(self, log: IO[bytes]) -> None:
         spec = build_spec(
-            None, venv=str(self.work / "venv"), sdist="", out="", repair=False,
+            None,
+            venv=str(self.work / "venv"),
+            sdist="",
+            out="",
+            repair=False,
             install_toolchain=False,
         )
         self._run("setup", spec, log, {})
@@ -363,7 +371,10 @@ class _LocalSession:
     def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
         out = self.work / "out"
         spec = build_spec(
-            job, venv=str(self.work / "venv"), sdist=str(sdist), out=str(out),
+            job,
+            venv=str(self.work / "venv"),
+            sdist=str(sdist),
+            out=str(out),
             auditwheel=self.auditwheel if Path(self.auditwheel).exists() else None,
             install_system_packages=False,
         )
@@ -411,4 +422,3 @@ def _check_image_platform(image: str, attrs: Mapping[str, Any], platform: str) -
             f"{platform} (a {{debian_arch}} or {{arch}} placeholder in --image picks one per "
             "platform), or a multi-platform image."
         )
-

@@ -96,7 +96,8 @@ def choose_policy(target: Target, available: Iterable[str], default: str | None)
     """The image policy to build ``target`` in: cibuildwheel's default if its libc is not newer
     than the target's (the most portable wheel), else the newest one that is not newer."""
     candidates = [
-        policy for policy in available
+        policy
+        for policy in available
         if policy.startswith(family(target)) and policy_libc_version(policy) <= target.libc_version
     ]
     if default in candidates:
@@ -149,8 +150,9 @@ def portable_image(
         return resolve_image(override, target)
     images = (pinned_images() if pinned is None else pinned).get(target.arch.value, {})
     policy = choose_policy(
-        target, images, (default_policies() if defaults is None else defaults).get(
-            image_option(target))
+        target,
+        images,
+        (default_policies() if defaults is None else defaults).get(image_option(target)),
     )
     return images[policy]
 
@@ -249,7 +251,9 @@ def cibuildwheel_options(
         "CIBW_BUILD_VERBOSITY": "1",
         f"CIBW_{image_option(target).upper().replace('-', '_')}": job.image,
         "CIBW_CONTAINER_ENGINE": "docker"
-        + (f"; create_args: {' '.join(shlex.quote(a) for a in create_args)}" if create_args else ""),
+        + (
+            f"; create_args: {' '.join(shlex.quote(a) for a in create_args)}" if create_args else ""
+        ),
         "CIBW_ENVIRONMENT_LINUX": environment_string(
             container_environment(job, has_ca_bundle=has_ca_bundle, index_url=index_url)
         ),
@@ -257,8 +261,11 @@ def cibuildwheel_options(
         "CIBW_BEFORE_ALL_LINUX": before_all_command(job.settings.system_packages),
         "CIBW_BEFORE_BUILD_LINUX": job.settings.before_build,
         "CIBW_BUILD_FRONTEND": "pip"
-        + (f"; args: {' '.join(shlex.quote(a) for a in job.settings.pip_args)}"
-           if job.settings.pip_args else ""),
+        + (
+            f"; args: {' '.join(shlex.quote(a) for a in job.settings.pip_args)}"
+            if job.settings.pip_args
+            else ""
+        ),
         "CIBW_REPAIR_WHEEL_COMMAND_LINUX": "auditwheel repair -w {dest_dir} {wheel}",
         # abi3audit runs on the host from a virtualenv cibuildwheel downloads; prewheel's own
         # wheel checks (tags, ELF machine) apply to every builder instead.
@@ -306,9 +313,13 @@ def invocation(
     if ca is not None:
         environment["SSL_CERT_FILE"] = str(ca)  # cibuildwheel copies it into the container
     argv = (
-        python, "-m", "cibuildwheel",
-        "--only", cibuildwheel_identifier(job.target),
-        "--output-dir", str(out_dir),
+        python,
+        "-m",
+        "cibuildwheel",
+        "--only",
+        cibuildwheel_identifier(job.target),
+        "--output-dir",
+        str(out_dir),
         str(sdist),
     )
     return Invocation(argv, environment)
@@ -317,7 +328,12 @@ def invocation(
 # --- side effects ---------------------------------------------------------------------------------
 class ProcessRunner(Protocol):
     def run(
-        self, argv: Sequence[str], *, environment: Mapping[str, str], cwd: Path, log: IO[bytes],
+        self,
+        argv: Sequence[str],
+        *,
+        environment: Mapping[str, str],
+        cwd: Path,
+        log: IO[bytes],
         timeout: float,
     ) -> int | None:
         """Run ``argv`` with ``environment`` added to the host's; exit code, None on timeout."""
@@ -328,12 +344,22 @@ class SubprocessRunner:
     """Runs a command in its own process group, killed as a whole on timeout."""
 
     def run(
-        self, argv: Sequence[str], *, environment: Mapping[str, str], cwd: Path, log: IO[bytes],
+        self,
+        argv: Sequence[str],
+        *,
+        environment: Mapping[str, str],
+        cwd: Path,
+        log: IO[bytes],
         timeout: float,
     ) -> int | None:
         with subprocess.Popen(
-            list(argv), cwd=cwd, env={**os.environ, **environment}, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            list(argv),
+            cwd=cwd,
+            env={**os.environ, **environment},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         ) as process:
             try:
                 return process.wait(timeout=timeout)
@@ -414,7 +440,9 @@ class CibuildwheelBuilder:
 
     def remove_containers(self, platform: str, run_id: str) -> None:
         client = self.docker.client(platform)
-        for container in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}):
+        for container in client.containers.list(
+            all=True, filters={"label": f"{RUN_LABEL}={run_id}"}
+        ):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
 
@@ -429,9 +457,15 @@ class _CibuildwheelSession:
         labels = {LABEL: NAME, OWNER_LABEL: owner_label(), RUN_LABEL: run_id}
         out_dir.mkdir(parents=True, exist_ok=True)
         call = invocation(
-            job, sdist, out_dir,
-            ca=ca_bundle(), proxies=proxy_environment(), index_url=pip_setting("index-url"),
-            test_command=builder.test_command, container_labels=labels, memory=builder.memory,
+            job,
+            sdist,
+            out_dir,
+            ca=ca_bundle(),
+            proxies=proxy_environment(),
+            index_url=pip_setting("index-url"),
+            test_command=builder.test_command,
+            container_labels=labels,
+            memory=builder.memory,
         )
         log.write(f"+ {shlex.join(call.argv)}\n".encode())
         log.flush()
@@ -439,13 +473,18 @@ class _CibuildwheelSession:
         with tempfile.TemporaryDirectory(prefix="prewheel-cibw-") as cwd:
             try:
                 code = builder.runner.run(
-                    call.argv, environment=call.environment, cwd=Path(cwd), log=log,
+                    call.argv,
+                    environment=call.environment,
+                    cwd=Path(cwd),
+                    log=log,
                     timeout=builder.timeout,
                 )
             finally:
                 builder.remove_containers(job.platform, run_id)
         if code is None:
-            raise BuildFailed(f"cibuildwheel timed out after {builder.timeout:.0f} s (see --timeout).")
+            raise BuildFailed(
+                f"cibuildwheel timed out after {builder.timeout:.0f} s (see --timeout)."
+            )
         if code != 0:
             raise BuildFailed(f"cibuildwheel failed with exit code {code}.")
         wheels = sorted(out_dir.glob("*.whl"))
@@ -476,7 +515,10 @@ def run_portable_builds(
     started = time.monotonic()
     reports = [
         run_builds(part, wheelhouse=wheelhouse, builder=builder, fetcher=fetcher, **options)
-        for part, builder in ((split.portable, portable_builder), (split.fallback, fallback_builder))
+        for part, builder in (
+            (split.portable, portable_builder),
+            (split.fallback, fallback_builder),
+        )
         if part
     ]
     return BuildReport(

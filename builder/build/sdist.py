@@ -31,9 +31,7 @@ def default_cache_dir() -> Path:
 
 def make_client(timeout: float = 60.0) -> httpx.Client:
     transport = httpx.HTTPTransport(retries=3, verify=ssl_context())
-    return httpx.Client(
-        transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=True
-    )
+    return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=True)
 
 
 class SdistFetcher:

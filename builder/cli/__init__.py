@@ -53,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except PrewheelError as error:
-        error_console().print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
+        error_console().print(
+            f"[bold red]error:[/] {escape(error.message)}", highlight=False, soft_wrap=True
+        )
         return int(error.exit_code)
     except KeyboardInterrupt:
         error_console().print("[bold red]interrupted[/]")

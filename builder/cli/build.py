@@ -93,7 +93,10 @@ def register(subparsers: Any) -> None:
         "--fail-fast", action="store_true", help="stop after the first failure (default: go on)"
     )
     parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help=f"per build (default {DEFAULT_TIMEOUT:.0f})"
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"per build (default {DEFAULT_TIMEOUT:.0f})",
     )
     parser.add_argument("--memory", metavar="SIZE", help=f"container memory ({DEFAULT_MEMORY})")
     parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
@@ -133,7 +136,11 @@ def run(args: argparse.Namespace) -> int:
         with _progress(jobs) as on_event:
             if _portable(config):
                 report = _run_portable(
-                    config, jobs, wheelhouse=wheelhouse, fallback=builder, args=args,
+                    config,
+                    jobs,
+                    wheelhouse=wheelhouse,
+                    fallback=builder,
+                    args=args,
                     on_event=on_event,
                 )
             else:
@@ -208,9 +215,11 @@ def _run_portable(
 
 def _targets(config: Config) -> list[Target]:
     image = config.get("image")
-    readable_image = image if image and "{" not in image and not (
-        config.get("python") and config.get("libc")
-    ) else None
+    readable_image = (
+        image
+        if image and "{" not in image and not (config.get("python") and config.get("libc"))
+        else None
+    )
     return select_targets(
         platforms=config.get_list("platform", DEFAULT_PLATFORMS),
         pythons=config.get_list("python"),
@@ -281,7 +290,9 @@ def _builder(config: Config, jobs: list[BuildJob]) -> Builder:
     timeout = float(config.get("timeout", DEFAULT_TIMEOUT))
     if kind == "local":
         local = LocalBuilder(timeout=timeout)
-        foreign = sorted({j.target.identifier for j in jobs if not local.host_target_matches(j.target)})
+        foreign = sorted(
+            {j.target.identifier for j in jobs if not local.host_target_matches(j.target)}
+        )
         if foreign:
             raise UsageError(
                 f"--builder local can only build for this host, not {', '.join(foreign)}. "
@@ -332,7 +343,9 @@ def _progress(jobs: list[BuildJob]) -> Iterator[Any]:
             if event.kind is EventKind.STEP_STARTED:
                 tasks[key] = progress.add_task(key, total=len(event.step.jobs))
             elif event.kind is EventKind.JOB_STARTED and event.job:
-                progress.update(tasks[key], description=f"{key}: {event.job.name} {event.job.version}")
+                progress.update(
+                    tasks[key], description=f"{key}: {event.job.name} {event.job.version}"
+                )
             elif event.kind is EventKind.JOB_FINISHED and event.outcome:
                 progress.advance(tasks[key])
                 progress.console.print(

@@ -186,9 +186,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     authenticator = _authenticator(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
     mode = "read-only" if authenticator is None else "uploads with credentials"
-    error_console().print(
-        f"serving {args.root} on http://{args.host}:{args.port}/simple/ ({mode})"
-    )
+    error_console().print(f"serving {args.root} on http://{args.host}:{args.port}/simple/ ({mode})")
     run(
         functools.partial(create_app, args.root, authenticator, args.max_upload),
         host=args.host,

@@ -42,18 +42,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     plan.add_argument(
-        "inputs", nargs="+", type=Path, metavar="FILE",
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
         help="pinned requirements (pip-compile output), a .in file (compiled with pip-compile "
         "first) or pylock.toml",
     )
     add_target_options(plan)
     indexes = plan.add_argument_group("indexes")
-    indexes.add_argument("--index-url", metavar="URL", help="upstream simple index (default: pip's)")
+    indexes.add_argument(
+        "--index-url", metavar="URL", help="upstream simple index (default: pip's)"
+    )
     indexes.add_argument(
         "--extra-index-url", action="append", metavar="URL", help="more upstream indexes"
     )
     indexes.add_argument(
-        "--our-index-url", metavar="URL",
+        "--our-index-url",
+        metavar="URL",
         help="our own index: wheels found only here are reported as 'ours'",
     )
     indexes.add_argument("--cache-dir", metavar="DIR", help="HTTP cache directory")
@@ -64,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     output.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
     output.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
     output.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="exit 7 if any cell would compile from source or has nothing installable",
     )
     add_config_option(plan)

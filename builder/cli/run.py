@@ -32,17 +32,37 @@ def register(subparsers: Any) -> None:
             "lock installs without a compiler in a container of every target."
         ),
     )
-    parser.add_argument("inputs", nargs="*", type=Path,
-                        help=f"requirements (default {DEFAULT_INPUT}, the bundled example)")
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, metavar="DIR",
-                        help=f"where the index, lock and Dockerfile go (default {DEFAULT_OUTPUT})")
-    parser.add_argument("--wheelhouse", type=Path, metavar="DIR",
-                        help="wheelhouse to build into and reuse (default OUTPUT/wheelhouse)")
-    parser.add_argument("--build-image", metavar="TEMPLATE",
-                        help="build image per target (placeholders as for 'prewheel build --image')")
-    parser.add_argument("--verify-image", metavar="TEMPLATE",
-                        help="compiler-less image per target for the verification "
-                        "(default python:{python}-slim-bookworm)")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        type=Path,
+        help=f"requirements (default {DEFAULT_INPUT}, the bundled example)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        metavar="DIR",
+        help=f"where the index, lock and Dockerfile go (default {DEFAULT_OUTPUT})",
+    )
+    parser.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="wheelhouse to build into and reuse (default OUTPUT/wheelhouse)",
+    )
+    parser.add_argument(
+        "--build-image",
+        metavar="TEMPLATE",
+        help="build image per target (placeholders as for 'prewheel build --image')",
+    )
+    parser.add_argument(
+        "--verify-image",
+        metavar="TEMPLATE",
+        help="compiler-less image per target for the verification "
+        "(default python:{python}-slim-bookworm)",
+    )
     parser.add_argument("--no-verify", action="store_true", help="stop after writing the lock")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
     add_target_options(parser)
@@ -70,10 +90,12 @@ def _run(args: argparse.Namespace) -> int:
     timing = ", ".join(f"{step} {value:.1f} s" for step, value in result.seconds.items())
     output_console().print(
         f"done: {result.built} built, {result.reused} reused, {result.mirrored} mirrored; "
-        f"{len(result.verified)} targets verified. {timing}", markup=False,
+        f"{len(result.verified)} targets verified. {timing}",
+        markup=False,
     )
     output_console().print(
         f"Next: serve the index (prewheel serve {args.output / 'index'}) and "
-        f"build your image from {result.dockerfile} (see 'prewheel dockerfile').", markup=False,
+        f"build your image from {result.dockerfile} (see 'prewheel dockerfile').",
+        markup=False,
     )
     return int(ExitCode.OK)

@@ -39,7 +39,7 @@ def install_lines(options: InstallOptions) -> list[str]:
         "RUN --mount=type=secret,id=netrc,target=/root/.netrc,required=false \\",
         "    --mount=type=secret,id=ca,required=false \\",
         "    --mount=type=cache,target=/root/.cache/pip,sharing=locked \\",
-        '    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \\',
+        "    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \\",
         "    pip install --disable-pip-version-check --no-input \\",
         f'        --index-url "${INDEX_ARG}" \\',
         "        --only-binary=:all: --require-hashes \\",

@@ -192,8 +192,12 @@ class DockerProbeRunner:
             self._client = connect()
         try:
             container = self._client.containers.create(
-                image, command=list(argv), platform=platform, environment=dict(environment),
-                network_mode="host", labels={LABEL: "1", OWNER_LABEL: owner_label()},
+                image,
+                command=list(argv),
+                platform=platform,
+                environment=dict(environment),
+                network_mode="host",
+                labels={LABEL: "1", OWNER_LABEL: owner_label()},
                 detach=True,
             )
         except docker.errors.ImageNotFound:
@@ -279,14 +283,21 @@ def judge(
 ) -> TargetResult:
     """Turn one probe run into a result; pure."""
     base = TargetResult(
-        target=target.identifier, platform=target.docker_platform, image=image, ok=False,
-        seconds=round(seconds, 2), install_seconds=0.0,
+        target=target.identifier,
+        platform=target.docker_platform,
+        image=image,
+        ok=False,
+        seconds=round(seconds, 2),
+        install_seconds=0.0,
     )
     data = parse_probe_output(run.output)
     if data is None:
         tail = "\n".join(run.output.strip().splitlines()[-15:])
-        cause = (f"timed out after {seconds:.0f} s" if run.timed_out
-                 else f"the probe exited with {run.exit_code} without a result")
+        cause = (
+            f"timed out after {seconds:.0f} s"
+            if run.timed_out
+            else f"the probe exited with {run.exit_code} without a result"
+        )
         return dataclasses.replace(base, error=f"{cause}:\n{tail}")
     installed = tuple(
         InstalledPackage(str(p.get("name", "")), str(p.get("version", "")), str(p.get("url", "")))
@@ -372,8 +383,9 @@ def verify(
                 environment=environment,
                 timeout=timeout,
             )
-            result = judge(target, image, run, time.monotonic() - started,
-                           allow_compiler=allow_compiler)
+            result = judge(
+                target, image, run, time.monotonic() - started, allow_compiler=allow_compiler
+            )
             results.append(result)
             if progress is not None:
                 progress(result)
@@ -382,7 +394,8 @@ def verify(
         raise VerifyFailedError(
             "Verification failed on "
             + ", ".join(f"{r.platform} ({r.image})" for r in failed)
-            + ":\n" + "\n".join(f"{r.platform}: {r.error}" for r in failed)
+            + ":\n"
+            + "\n".join(f"{r.platform}: {r.error}" for r in failed)
             + "\nA missing wheel means 'prewheel build' and 'prewheel index' did not cover that "
             "target; a hash mismatch means the index serves a file the lock does not allow "
             "(rebuild the lock with 'prewheel lock' after publishing, or investigate tampering)."

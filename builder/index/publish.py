@@ -92,8 +92,9 @@ def plan_publish(local: Iterable[LocalWheel], remote: RemoteIndex) -> PublishPla
         if remote_hash == wheel.sha256:
             present.append(wheel)
         else:
-            conflicts.append(f"{wheel.path.name} (remote sha256 {remote_hash}, "
-                             f"local {wheel.sha256})")
+            conflicts.append(
+                f"{wheel.path.name} (remote sha256 {remote_hash}, local {wheel.sha256})"
+            )
     if conflicts:
         raise PublishConflictError(
             "the destination already has different files under these names: "

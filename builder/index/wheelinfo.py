@@ -123,8 +123,9 @@ def _check_members(
     filename: str, members: list[zipfile.ZipInfo], archive_size: int, limits: Limits
 ) -> None:
     if len(members) > limits.max_members:
-        raise IntegrityError(f"{filename} has {len(members)} members; refusing more than "
-                             f"{limits.max_members}.")
+        raise IntegrityError(
+            f"{filename} has {len(members)} members; refusing more than {limits.max_members}."
+        )
     total = 0
     for member in members:
         _check_member_name(filename, member.orig_filename)  # zipfile cuts names at NUL
@@ -137,8 +138,9 @@ def _check_members(
                 "possible zip bomb."
             )
     if total > limits.max_total:
-        raise IntegrityError(f"{filename} would expand to {total} bytes; refusing more than "
-                             f"{limits.max_total}.")
+        raise IntegrityError(
+            f"{filename} would expand to {total} bytes; refusing more than {limits.max_total}."
+        )
     if total >= limits.ratio_floor and total > limits.max_archive_ratio * max(archive_size, 1):
         raise IntegrityError(
             f"{filename} would expand to {total} bytes from {archive_size} (ratio over "
@@ -225,8 +227,10 @@ def _check_record(filename: str, archive: zipfile.ZipFile, dist_info: str) -> No
         hash_field, size_field = entries[member]
         algorithm, _, expected = hash_field.partition("=")
         if algorithm != "sha256":
-            raise IntegrityError(f"{filename}: RECORD entry for {member} needs a sha256 hash, "
-                                 f"has {algorithm or 'none'}.")
+            raise IntegrityError(
+                f"{filename}: RECORD entry for {member} needs a sha256 hash, "
+                f"has {algorithm or 'none'}."
+            )
         _, actual, size = _read_member_digest(archive, member)
         if actual != expected or (size_field and size_field != str(size)):
             raise IntegrityError(

@@ -46,9 +46,7 @@ class CachedResponse:
             headers["If-Modified-Since"] = self.last_modified
         return headers
 
-    def revalidated(
-        self, headers: Mapping[str, str], default_ttl: float = 0.0
-    ) -> CachedResponse:
+    def revalidated(self, headers: Mapping[str, str], default_ttl: float = 0.0) -> CachedResponse:
         """This entry after a 304: same body, new freshness (and validators, if sent)."""
         return dataclasses.replace(
             self,

@@ -118,7 +118,8 @@ def fetch_projects(
         for name in wanted:
             hit, page = (
                 _from_cache(cache, index, name, wanted_versions.get(name))
-                if cache and not refresh else (False, None)
+                if cache and not refresh
+                else (False, None)
             )
             if hit:
                 result[index][name] = page
@@ -129,7 +130,12 @@ def fetch_projects(
     own_client = client is None
     http = client or make_http_client(concurrency=concurrency)
     fetcher = _Fetcher(
-        http, cache, attempts=attempts, backoff=backoff, refresh=refresh, default_ttl=default_ttl,
+        http,
+        cache,
+        attempts=attempts,
+        backoff=backoff,
+        refresh=refresh,
+        default_ttl=default_ttl,
         pins=wanted_versions,
     )
     try:
@@ -186,7 +192,9 @@ def _page_or_none(
     page = page.restricted_to(versions)
     if cache is not None:
         cache.store_slice(
-            response.url, _slice_key(versions), response.stored_at,
+            response.url,
+            _slice_key(versions),
+            response.stored_at,
             [dist_file_to_dict(f) for f in page.files],
         )
     return page

@@ -128,7 +128,8 @@ class ProjectPage:
         """Files of one version of this project (as pip, ignoring files whose name is another
         project's or does not parse), in page order."""
         return [
-            f for f in self._by_version.get(version, ())
+            f
+            for f in self._by_version.get(version, ())
             if (nv := f.name_and_version) and nv == (self.name, version)
         ]
 
@@ -155,11 +156,16 @@ class ProjectPage:
 
 def dist_file_to_dict(file: DistFile) -> dict[str, Any]:
     return {
-        "filename": file.filename, "url": file.url, "hashes": dict(file.hashes),
-        "requires_python": file.requires_python, "yanked": file.yanked,
-        "yanked_reason": file.yanked_reason, "size": file.size,
+        "filename": file.filename,
+        "url": file.url,
+        "hashes": dict(file.hashes),
+        "requires_python": file.requires_python,
+        "yanked": file.yanked,
+        "yanked_reason": file.yanked_reason,
+        "size": file.size,
         "core_metadata": (
-            dict(file.core_metadata) if isinstance(file.core_metadata, Mapping)
+            dict(file.core_metadata)
+            if isinstance(file.core_metadata, Mapping)
             else file.core_metadata
         ),
         "index_url": file.index_url,

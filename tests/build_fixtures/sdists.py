@@ -14,16 +14,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent / "tinyext"
 
 
-def make_sdist(dest: Path, name: str = "tinyext", version: str = "1.0", broken: bool = False) -> Path:
+def make_sdist(
+    dest: Path, name: str = "tinyext", version: str = "1.0", broken: bool = False
+) -> Path:
     base = f"{name}-{version}"
-    pyproject = (HERE / "pyproject.toml").read_text().replace(
-        'name = "tinyext"', f'name = "{name}"'
-    ).replace('version = "1.0"', f'version = "{version}"').replace(
-        '{ name = "tinyext"', f'{{ name = "{name}"'
+    pyproject = (
+        (HERE / "pyproject.toml")
+        .read_text()
+        .replace('name = "tinyext"', f'name = "{name}"')
+        .replace('version = "1.0"', f'version = "{version}"')
+        .replace('{ name = "tinyext"', f'{{ name = "{name}"')
     )
-    source = (HERE / "src" / "tinyext.c").read_text().replace(
-        '"tinyext"', f'"{name}"'
-    ).replace("PyInit_tinyext", f"PyInit_{name}")
+    source = (
+        (HERE / "src" / "tinyext.c")
+        .read_text()
+        .replace('"tinyext"', f'"{name}"')
+        .replace("PyInit_tinyext", f"PyInit_{name}")
+    )
     if broken:
         source = "#define TINYEXT_BREAK 1\n" + source
     pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"

@@ -94,12 +94,23 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(argv: list[str], ready_url: str, *, log: Path, env: dict[str, str] | None = None,
-            timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    argv: list[str],
+    ready_url: str,
+    *,
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server process, wait until ``ready_url`` answers, stop it afterwards."""
     with log.open("wb") as log_stream:
-        process = subprocess.Popen(argv, stdout=log_stream, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})}, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdout=log_stream,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -125,26 +136,75 @@ def running(argv: list[str], ready_url: str, *, log: Path, env: dict[str, str] |
 def isolated_env(tmp: Path) -> dict[str, str]:
     """Environment for pip/uv that ignores the user's configuration and caches."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_CACHE_DIR="1", UV_CACHE_DIR=str(tmp / "uv-cache"), UV_NO_CONFIG="1",
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_CACHE_DIR="1",
+        UV_CACHE_DIR=str(tmp / "uv-cache"),
+        UV_NO_CONFIG="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
     return env
 
 
-def pip_install(index_url: str, target: Path, *requirements: str, extra: list[str] | None = None,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [str(VENV_BIN / "python"), "-m", "pip", "install", "--index-url", index_url,
-            "--target", str(target), *(extra or []), *requirements]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
-                          env=env or isolated_env(target.parent))
+def pip_install(
+    index_url: str,
+    target: Path,
+    *requirements: str,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    argv = [
+        str(VENV_BIN / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--index-url",
+        index_url,
+        "--target",
+        str(target),
+        *(extra or []),
+        *requirements,
+    ]
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env or isolated_env(target.parent),
+    )
 
 
-def uv_install(index_url: str, target: Path, *requirements: str, extra: list[str] | None = None,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [str(VENV_BIN / "uv"), "pip", "install", "--index-url", index_url, "--target",
-            str(target), "--python", str(VENV_BIN / "python"), *(extra or []), *requirements]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
-                          env=env or isolated_env(target.parent))
+def uv_install(
+    index_url: str,
+    target: Path,
+    *requirements: str,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    argv = [
+        str(VENV_BIN / "uv"),
+        "pip",
+        "install",
+        "--index-url",
+        index_url,
+        "--target",
+        str(target),
+        "--python",
+        str(VENV_BIN / "python"),
+        *(extra or []),
+        *requirements,
+    ]
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env or isolated_env(target.parent),
+    )
 
 
 def installed_version(target: Path, module: str) -> str:

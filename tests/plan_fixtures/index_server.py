@@ -45,8 +45,12 @@ class IndexServer:
 
 
 def file_entry(filename: str, sha: str = "ab" * 32, **extra: object) -> dict[str, object]:
-    return {"filename": filename, "url": f"../../files/{filename}", "hashes": {"sha256": sha},
-            **extra}
+    return {
+        "filename": filename,
+        "url": f"../../files/{filename}",
+        "hashes": {"sha256": sha},
+        **extra,
+    }
 
 
 @contextmanager

@@ -97,8 +97,21 @@ def build(spec: dict[str, Any]) -> None:
     shutil.rmtree(out, ignore_errors=True)
     scratch.mkdir(parents=True)
     out.mkdir(parents=True)
-    run([venv_python, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--use-pep517",
-         "--wheel-dir", str(scratch), *spec.get("pip_args", []), spec["sdist"]])
+    run(
+        [
+            venv_python,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-cache-dir",
+            "--use-pep517",
+            "--wheel-dir",
+            str(scratch),
+            *spec.get("pip_args", []),
+            spec["sdist"],
+        ]
+    )
     auditwheel = spec.get("auditwheel") or str(Path(spec["venv"]) / "bin" / "auditwheel")
     for wheel in sorted(scratch.glob("*.whl")):
         if Path(auditwheel).exists() and repair(auditwheel, wheel, out):
@@ -113,8 +126,9 @@ def repair(auditwheel: str, wheel: Path, out: Path) -> bool:
     log(f"$ auditwheel repair {wheel.name}")
     tools = str(Path(auditwheel).parent)
     env = dict(os.environ, PATH=tools + os.pathsep + os.environ.get("PATH", ""))
-    result = subprocess.run([auditwheel, "repair", "--wheel-dir", str(out), str(wheel)],
-                            check=False, env=env)
+    result = subprocess.run(
+        [auditwheel, "repair", "--wheel-dir", str(out), str(wheel)], check=False, env=env
+    )
     if result.returncode != 0:
         log("auditwheel repair did not succeed (no manylinux/musllinux policy fits, see above)")
         return False
