@@ -15,10 +15,15 @@ set -euo pipefail
 CACHE_DIR="${PREWHEEL_CI_CACHE:-/var/cache/prewheel-ci}"
 SUITE="${PREWHEEL_TEST_SUITE:-bookworm}"
 MIRROR="${PREWHEEL_DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+if [ -z "$MIRROR" ]; then
+  printf '[test-images] no Debian mirror found in /etc/apt/sources.list.d/debian.sources; set PREWHEEL_DEBIAN_MIRROR to the URL of one\n' >&2
+  exit 2
+fi
 RUNTIME_PKGS="python3,python3-venv,python3-pip,ca-certificates"
 BUILD_PKGS="$RUNTIME_PKGS,build-essential,python3-dev"
-SCRIPT_HASH=$(sha256sum "$0" | cut -c1-12)
+# Bump when the recipe (debootstrap flags, clean-up, Dockerfile) changes; every other input
+# (suite, architecture, packages, mirror) is in the cache key already.
+RECIPE=2
 
 log() { printf '[test-images] %s\n' "$*" >&2; }
 
@@ -38,7 +43,7 @@ make_image() {
   local platform tag key rootfs_tar work
   platform=$(docker_platform "$arch")
   tag="prewheel-test/${kind}:${arch}"
-  key=$(printf '%s|%s|%s|%s|%s' "$SCRIPT_HASH" "$SUITE" "$arch" "$pkgs" "$MIRROR" | sha256sum | cut -c1-16)
+  key=$(printf '%s|%s|%s|%s|%s' "$RECIPE" "$SUITE" "$arch" "$pkgs" "$MIRROR" | sha256sum | cut -c1-16)
   if [ "$(docker image inspect -f '{{index .Config.Labels "org.prewheel.key"}}' "$tag" 2>/dev/null || true)" = "$key" ]; then
     log "$tag is up to date ($key)"
     return
