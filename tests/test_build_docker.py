@@ -115,7 +115,7 @@ def test_no_docker_daemon_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_a_sigkilled_build_leaves_nothing_partial_and_the_rerun_completes(tmp_path: Path) -> None:
-    sdist = make_sdist(tmp_path)
+    sdist = make_sdist(tmp_path, build_seconds=20)  # still building when the kill comes
     process = start_prewheel(sdist, *AMD64, "--image", TEST_IMAGE, cwd=tmp_path)
     assert process.stdout is not None
     for line in process.stdout:  # wait until the build is under way inside the container

@@ -1,8 +1,10 @@
 """Make sdists of the tiny C-extension project for tests and benchmarks, without any network.
 
-``make_sdist(dest, name="tinyext", version="1.0", broken=False)`` writes
+``make_sdist(dest, name="tinyext", version="1.0", broken=False, build_seconds=0)`` writes
 ``<name>-<version>.tar.gz`` (a PEP 517 sdist: pyproject.toml + one C file + PKG-INFO) and
-returns its path. ``broken=True`` makes the C file fail to compile.
+returns its path. ``broken=True`` makes the C file fail to compile; ``build_seconds`` adds a
+``setup.py`` that sleeps that long inside ``bdist_wheel``, so a test can interrupt a build that
+is certainly still running.
 """
 
 from __future__ import annotations
@@ -12,10 +14,24 @@ import tarfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "tinyext"
+SLOW_SETUP = """\
+import sys
+import time
+
+from setuptools import setup
+
+if "bdist_wheel" in sys.argv:
+    time.sleep({seconds})
+setup()
+"""
 
 
 def make_sdist(
-    dest: Path, name: str = "tinyext", version: str = "1.0", broken: bool = False
+    dest: Path,
+    name: str = "tinyext",
+    version: str = "1.0",
+    broken: bool = False,
+    build_seconds: int = 0,
 ) -> Path:
     base = f"{name}-{version}"
     pyproject = (
@@ -39,6 +55,8 @@ def make_sdist(
         "src/tinyext.c": source,
         "PKG-INFO": pkg_info,
     }
+    if build_seconds:
+        files["setup.py"] = SLOW_SETUP.format(seconds=build_seconds)
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{base}.tar.gz"
     with tarfile.open(path, "w:gz") as archive:
