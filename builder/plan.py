@@ -21,7 +21,15 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import NotOnIndexError, UsageError
-from .requirements import Compiler, PinnedRequirement, RequirementSet, SourceLine, read_requirements
+from .requirements import (
+    PIP_DEFAULT_FORMATS,
+    Compiler,
+    FormatControl,
+    PinnedRequirement,
+    RequirementSet,
+    SourceLine,
+    read_requirements,
+)
 from .targets import Target, parse_identifier
 from .upstream.models import DistFile, ProjectPage
 
@@ -120,6 +128,7 @@ def make_plan(
     targets: Sequence[Target],
     upstream_pages: Mapping[str, ProjectPage | Sequence[ProjectPage] | None],
     our_pages: Mapping[str, ProjectPage | Sequence[ProjectPage] | None] | None = None,
+    format_control: FormatControl | None = None,
 ) -> Plan:
     """Decide every (requirement, target) cell. Pure: no I/O.
 
@@ -127,9 +136,13 @@ def make_plan(
     index and any extra ones; pip treats them alike); ``our_pages`` to its page(s) on our own
     index. A file found upstream makes a cell ``wheel``/``pure``; a wheel only ours has makes
     it ``ours``. Raises :class:`NotOnIndexError` naming every pinned project or version that no
-    index lists (for requirements that apply to at least one target).
+    index lists (for requirements that apply to at least one target). ``format_control``
+    (default: the one the requirements files set) is pip's ``--no-binary``/``--only-binary``.
     """
     reqs = requirements.requirements if isinstance(requirements, RequirementSet) else requirements
+    if format_control is None and isinstance(requirements, RequirementSet):
+        format_control = requirements.format_control
+    formats = format_control or PIP_DEFAULT_FORMATS
     upstream = _by_name(upstream_pages)
     ours = _by_name(our_pages or {})
     missing: list[str] = []
@@ -141,6 +154,7 @@ def make_plan(
                 target,
                 upstream.get(requirement.name, ()),
                 ours.get(requirement.name, ()),
+                formats,
             )
             for target in targets
         }
@@ -195,12 +209,38 @@ def decide_cell(
     target: Target,
     upstream: Sequence[ProjectPage],
     ours: Sequence[ProjectPage] = (),
+    formats: FormatControl = PIP_DEFAULT_FORMATS,
 ) -> Cell:
-    """One cell: what pip on ``target`` would install for ``requirement``."""
+    """One cell: what pip on ``target`` would install for ``requirement``.
+
+    ``--no-binary`` for the project sets aside the upstream wheels, as pip does, so the cell is
+    built from its sdist in the target's image (a wheel prewheel built that way still counts).
+    ``--only-binary`` does not change the verdict, only its reason: pip would refuse the sdist,
+    so the cell fails to install until prewheel builds it.
+    """
     if not requirement.applies_to(target.marker_environment()):
         return Cell(Status.EXCLUDED, reason=f"marker {requirement.marker} is false here")
     upstream_files = _files(requirement, upstream)
-    best, notes = best_file(upstream_files, target, requirement)
+    notes: list[str] = []
+    if not formats.allows_binary(requirement.name) and any(f.is_wheel for f in upstream_files):
+        upstream_files = [file for file in upstream_files if not file.is_wheel]
+        notes.append("--no-binary: upstream wheels set aside")
+    cell = _decide_files(requirement, target, upstream_files, ours, notes)
+    if cell.status is Status.BUILD and not formats.allows_source(requirement.name):
+        reason = _reason([cell.reason, "--only-binary: pip fails here until prewheel builds it"])
+        return dataclasses.replace(cell, reason=reason)
+    return cell
+
+
+def _decide_files(
+    requirement: PinnedRequirement,
+    target: Target,
+    upstream_files: Sequence[DistFile],
+    ours: Sequence[ProjectPage],
+    format_notes: Sequence[str],
+) -> Cell:
+    best, best_notes = best_file(upstream_files, target, requirement)
+    notes = [*format_notes, *best_notes]
     if best is not None and best.is_wheel:
         status = Status.PURE if best.is_pure else Status.WHEEL
         return Cell(status, best, _reason(notes))
@@ -208,7 +248,8 @@ def decide_cell(
     if our_best is not None and our_best.is_wheel:
         return Cell(Status.OURS, our_best, _reason(our_notes))
     if best is not None:
-        return Cell(Status.BUILD, best, _reason([*notes, "no wheel fits this target"]))
+        why = [] if format_notes else ["no wheel fits this target"]
+        return Cell(Status.BUILD, best, _reason([*notes, *why]))
     if our_best is not None:
         return Cell(Status.BUILD, our_best, _reason([*our_notes, "no wheel fits"]))
     return Cell(
@@ -283,7 +324,7 @@ def _hash_allowed(file: DistFile, hashes: Iterable[str]) -> bool:
 
 
 def _reason(notes: Sequence[str]) -> str:
-    return "; ".join(notes)
+    return "; ".join(note for note in notes if note)
 
 
 # --- the I/O convenience --------------------------------------------------------------------

@@ -72,6 +72,73 @@ class PinnedRequirement:
         return f"{self.name}{extras}=={self.version}{marker}"
 
 
+ALL = ":all:"
+NONE = ":none:"
+
+
+@dataclasses.dataclass(frozen=True)
+class FormatControl:
+    """pip's ``--no-binary`` / ``--only-binary``, with pip's precedence.
+
+    Each holds normalized project names or ``:all:``. A name given to one option leaves the
+    other; ``:all:`` clears both; ``:none:`` clears the option it is given to. For a project,
+    a name listed explicitly wins over ``:all:``, and ``--only-binary`` wins a tie.
+    """
+
+    no_binary: frozenset[str] = frozenset()
+    only_binary: frozenset[str] = frozenset()
+
+    def with_no_binary(self, value: str) -> FormatControl:
+        no_binary, only_binary = _mutually_exclusive(
+            value, set(self.no_binary), set(self.only_binary)
+        )
+        return FormatControl(frozenset(no_binary), frozenset(only_binary))
+
+    def with_only_binary(self, value: str) -> FormatControl:
+        only_binary, no_binary = _mutually_exclusive(
+            value, set(self.only_binary), set(self.no_binary)
+        )
+        return FormatControl(frozenset(no_binary), frozenset(only_binary))
+
+    def allows_binary(self, name: str) -> bool:
+        """False when pip ignores every wheel of ``name`` (it builds from the sdist)."""
+        name = canonicalize_name(name)
+        if name in self.only_binary:
+            return True
+        return name not in self.no_binary and (ALL in self.only_binary or ALL not in self.no_binary)
+
+    def allows_source(self, name: str) -> bool:
+        """False when pip refuses to build ``name`` from its sdist."""
+        name = canonicalize_name(name)
+        if name in self.only_binary:
+            return False
+        return name in self.no_binary or ALL not in self.only_binary
+
+    def __bool__(self) -> bool:
+        return bool(self.no_binary or self.only_binary)
+
+
+PIP_DEFAULT_FORMATS = FormatControl()  # wheels and sdists both allowed
+
+
+def _mutually_exclusive(value: str, target: set[str], other: set[str]) -> tuple[set[str], set[str]]:
+    """Add one comma-separated option value to ``target``, as pip's FormatControl does."""
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        if item == ALL:
+            target.clear()
+            other.clear()
+            target.add(ALL)
+        elif item == NONE:
+            target.clear()
+        else:
+            name = canonicalize_name(item)
+            other.discard(name)
+            target.add(name)
+    return target, other
+
+
 @dataclasses.dataclass(frozen=True)
 class RequirementSet:
     """Everything read from the input: requirements plus the index options the files name."""
@@ -81,6 +148,7 @@ class RequirementSet:
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     sources: tuple[Path, ...] = ()
+    format_control: FormatControl = PIP_DEFAULT_FORMATS
 
     def names(self) -> list[NormalizedName]:
         return list(dict.fromkeys(req.name for req in self.requirements))
@@ -167,6 +235,7 @@ class _Reader:
     find_links: list[str] = dataclasses.field(default_factory=list)
     sources: list[Path] = dataclasses.field(default_factory=list)
     stack: list[Path] = dataclasses.field(default_factory=list)
+    format_control: FormatControl = PIP_DEFAULT_FORMATS
 
     def read(self, path: Path, *, constraints: bool = False, included_from: str = "") -> None:
         resolved = path.resolve()
@@ -218,6 +287,10 @@ class _Reader:
             self.index_url = options.index_url
         self.extra_index_urls.extend(options.extra_index_url)
         self.find_links.extend(options.find_links)
+        for value in options.no_binary:
+            self.format_control = self.format_control.with_no_binary(value)
+        for value in options.only_binary:
+            self.format_control = self.format_control.with_only_binary(value)
         if requirement_text and not constraints:
             self.requirements.append(parse_pinned(requirement_text, where, options.hash))
         elif requirement_text:
@@ -301,6 +374,7 @@ def read_requirements(paths: Sequence[Path], *, compiler: Compiler | None = None
         extra_index_urls=tuple(dict.fromkeys(reader.extra_index_urls)),
         find_links=tuple(dict.fromkeys(reader.find_links)),
         sources=tuple(reader.sources),
+        format_control=reader.format_control,
     )
 
 

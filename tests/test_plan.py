@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
 
 from builder.errors import NotOnIndexError, UsageError
 from builder.plan import Cell, Plan, Status, make_plan, plan_from_json, plan_to_json
-from builder.requirements import parse_pinned
+from builder.requirements import FormatControl, parse_pinned, read_requirements
 from builder.targets import parse_identifier, select_targets
 from builder.upstream.models import DistFile, ProjectPage
 
@@ -219,3 +220,71 @@ def test_higher_build_tag_wins_a_tie() -> None:
 def test_files_of_another_project_on_the_page_are_ignored() -> None:
     files = [dist("other-1.0-py3-none-any.whl"), dist("mine-1.0.tar.gz")]
     assert cell("mine==1.0", files).status is Status.BUILD
+
+
+FAST_FILES = [
+    dist("fast-1.0.tar.gz"),
+    dist("fast-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"),
+    dist("fast-1.0-py3-none-any.whl"),
+]
+
+
+def format_plan(text: str, tmp_path: Path, ours: list[DistFile] = ()) -> Plan:  # type: ignore[assignment]
+    path = tmp_path / "requirements.txt"
+    path.write_text(text)
+    requirement_set = read_requirements([path])
+    our_pages = {"fast": page("fast", *ours, index=OURS)} if ours else {}
+    return make_plan(
+        requirement_set, [AMD64, ARMV7], {"fast": page("fast", *FAST_FILES)}, our_pages
+    )
+
+
+def test_no_binary_in_the_file_sets_upstream_wheels_aside(tmp_path: Path) -> None:
+    plan = format_plan("--no-binary fast\nfast==1.0\n", tmp_path)
+    cells = plan.rows[0].cells
+    assert [cells[t.identifier].status for t in (AMD64, ARMV7)] == [Status.BUILD, Status.BUILD]
+    assert cells[AMD64.identifier].filename == "fast-1.0.tar.gz"
+    assert "--no-binary" in cells[AMD64.identifier].reason
+    # A wheel prewheel built from the sdist still installs.
+    ours = [dist("fast-1.0-cp311-cp311-linux_armv7l.whl", index=OURS)]
+    built = format_plan("--no-binary :all:\nfast==1.0\n", tmp_path, ours).rows[0].cells
+    assert built[ARMV7.identifier].status is Status.OURS
+    assert built[AMD64.identifier].status is Status.BUILD
+
+
+def test_only_binary_keeps_the_verdict_and_says_pip_would_fail(tmp_path: Path) -> None:
+    files_without_pure = "--only-binary=:all:\nfast==1.0\n"
+    cells = format_plan(files_without_pure, tmp_path).rows[0].cells
+    assert cells[AMD64.identifier].status is Status.WHEEL
+    assert cells[ARMV7.identifier].status is Status.PURE  # the none-any wheel fits arm/v7
+    # The project's own listing wins over :all: of the other option, as in pip.
+    cells = (
+        format_plan("--no-binary :all:\n--only-binary fast\nfast==1.0\n", tmp_path).rows[0].cells
+    )
+    assert cells[AMD64.identifier].status is Status.WHEEL
+
+
+@pytest.mark.parametrize(
+    ("options", "binary", "source"),
+    [
+        ([], True, True),
+        ([("no", ":all:")], False, True),
+        ([("only", ":all:")], True, False),
+        ([("no", ":all:"), ("only", "Fast")], True, False),
+        ([("only", ":all:"), ("no", "fast")], False, True),
+        ([("no", "fast"), ("only", "fast")], True, False),  # a name moves between the options
+        ([("only", "fast"), ("no", "fast")], False, True),
+        ([("no", "fast"), ("no", ":none:")], True, True),
+        ([("no", "other,fast")], False, True),
+        ([("no", "fast"), ("only", ":all:")], True, False),  # :all: clears both options
+    ],
+)
+def test_format_control_follows_pips_precedence(
+    options: list[tuple[str, str]], binary: bool, source: bool
+) -> None:
+    control = FormatControl()
+    for which, value in options:
+        control = (
+            control.with_no_binary(value) if which == "no" else control.with_only_binary(value)
+        )
+    assert (control.allows_binary("fast"), control.allows_source("fast")) == (binary, source)
