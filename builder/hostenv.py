@@ -15,6 +15,12 @@ from pathlib import Path
 
 import platformdirs
 
+
+def user_cache(part: str) -> Path:
+    """``<platformdirs user cache>/prewheel/<part>``: downloads, index pages, compiled inputs."""
+    return Path(platformdirs.user_cache_dir("prewheel", appauthor=False)) / part
+
+
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 

@@ -26,6 +26,7 @@ from .requirements import (
     Compiler,
     FormatControl,
     PinnedRequirement,
+    PipToolsCompiler,
     RequirementSet,
     SourceLine,
     read_requirements,
@@ -351,17 +352,19 @@ def plan_requirements(
     """
     from .upstream.client import default_index_url, fetch_projects  # noqa: PLC0415
 
-    requirement_set = (
-        inputs
-        if isinstance(inputs, RequirementSet)
-        else read_requirements(list(inputs), compiler=compiler)
-    )
     if config is not None:
         index_url = index_url or config.get("index-url")
         extra_index_urls = [*extra_index_urls, *config.get_list("extra-index-url")]
         our_index_url = our_index_url or config.get("our-index-url")
         configured_cache = config.get("cache-dir")
         cache_dir = cache_dir or (Path(configured_cache) if configured_cache else None)
+    if compiler is None and cache_dir is not None:
+        compiler = PipToolsCompiler(cache_root=cache_dir / "compiled")
+    requirement_set = (
+        inputs
+        if isinstance(inputs, RequirementSet)
+        else read_requirements(list(inputs), compiler=compiler)
+    )
     primary = index_url or requirement_set.index_url or default_index_url()
     upstream_urls = list(
         dict.fromkeys([primary, *extra_index_urls, *requirement_set.extra_index_urls])

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import RequirementsError
+from .hostenv import user_cache
 
 COMPILE_HINT = (
     "Pin every requirement to one exact version, e.g. by compiling your .in file with pip-tools "
@@ -454,15 +455,36 @@ class PipToolsCompiler(Compiler):
     .in file, when that matters.
     """
 
-    def __init__(self, output_dir: Path | None = None, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        output_dir: Path | None = None,
+        extra_args: Sequence[str] = (),
+        *,
+        cache_root: Path | None = None,
+    ) -> None:
         self.output_dir = output_dir
         self.extra_args = tuple(extra_args)
+        self.cache_root = cache_root
+
+    def output_for(self, path: Path) -> Path:
+        """Where ``path`` compiles to: one stable file per input, so pip-compile keeps its pins.
+
+        Default: ``<cache_root>/<digest of the input's absolute path>/<stem>.txt``, where
+        ``cache_root`` defaults to ``<user cache>/compiled``.
+        pip-compile reads an existing output as its preferred pins, so recompiling an unchanged
+        ``.in`` file gives the same versions until you pass ``--upgrade`` through
+        ``extra_args``.
+        """
+        if self.output_dir is not None:
+            return self.output_dir / (path.stem + ".txt")
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+        return (self.cache_root or user_cache("compiled")) / digest / (path.stem + ".txt")
 
     def compile(self, path: Path) -> Path:
         if not path.is_file():
             raise RequirementsError(f"Input file {path} does not exist.")
-        output_dir = self.output_dir or Path(tempfile.mkdtemp(prefix="prewheel-compile-"))
-        output = output_dir / (path.stem + ".txt")
+        output = self.output_for(path)
+        output.parent.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable,
             "-m",

@@ -198,3 +198,7 @@ def test_example_in_plans_out_of_the_box(
     assert asyncpg["cp311-manylinux_2_36_x86_64"]["status"] == "wheel"
     assert asyncpg["cp311-linux_armv6l"]["status"] == "build"
     assert rows["requests"]["cells"]["cp311-linux_armv6l"]["status"] == "pure"
+    # pip-compile's output stays in the configured cache, one stable file per input, so a
+    # rerun keeps its pins (pip-compile prefers an existing output's versions).
+    [compiled] = (tmp_path / "cache" / "compiled").glob("*/example.txt")
+    assert "asyncpg==" in compiled.read_text()

@@ -16,17 +16,16 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
-import platformdirs
 
 from ..errors import IndexUnreachableError, IntegrityError
-from ..hostenv import ssl_context
+from ..hostenv import ssl_context, user_cache
 from ..upstream.models import DistFile
 
 _CHUNK = 1 << 16
 
 
 def default_cache_dir() -> Path:
-    return Path(platformdirs.user_cache_dir("prewheel", appauthor=False)) / "sdists"
+    return user_cache("sdists")
 
 
 def make_client(timeout: float = 60.0) -> httpx.Client:

@@ -21,13 +21,12 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-import platformdirs
 import pypi_simple
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..errors import IndexMalformedError, IndexUnreachableError
-from ..hostenv import pip_setting, ssl_context
+from ..hostenv import pip_setting, ssl_context, user_cache
 from .cache import CachedResponse, HttpCache
 from .models import DistFile, ProjectPage, dist_file_from_dict, dist_file_to_dict
 
@@ -59,7 +58,7 @@ def normalize_index_url(url: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    return Path(platformdirs.user_cache_dir("prewheel", appauthor=False)) / "http"
+    return user_cache("http")
 
 
 def make_http_client(
