@@ -21,6 +21,7 @@ from build_fixtures.sdists import make_sdist
 from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
 from builder.build.container import LABEL, OWNER_LABEL
 from builder.build.runner import Status
+from builder.config import PackageSettings
 from builder.errors import ExitCode
 from builder.wheelhouse import Wheelhouse
 
@@ -157,3 +158,28 @@ def test_two_concurrent_builds_on_one_wheelhouse_lose_nothing(tmp_path: Path) ->
     entries = house.entries()
     assert sorted(e.name for e in entries) == ["exta", "extb", "extshared"]
     assert all(house.lookup(e.cache_key) is not None for e in entries)
+
+
+def test_system_packages_from_the_packages_table_are_installed_before_the_build(
+    tmp_path: Path,
+) -> None:
+    """A header only libyaml-dev provides: the build fails without the setting, passes with it."""
+    sdist = make_sdist(tmp_path / "sdists", "yamlext", include="yaml.h")
+    needs_yaml = PackageSettings(system_packages=("libyaml-dev",))
+    outcomes = {}
+    for label, settings in (("plain", PackageSettings()), ("with-libyaml", needs_yaml)):
+        builder = DockerBuilder(timeout=600)
+        try:
+            report = run_builds(
+                make_jobs([gap(sdist)], image=TEST_IMAGE, settings=lambda _name, s=settings: s),
+                wheelhouse=Wheelhouse(tmp_path / label),
+                builder=builder,
+                fetcher=SdistFetcher(tmp_path / "cache"),
+            )
+        finally:
+            builder.close()
+        [outcomes[label]] = report.outcomes
+    assert outcomes["plain"].status is Status.FAILED
+    assert "yaml.h" in "\n".join(outcomes["plain"].tail)
+    assert outcomes["with-libyaml"].status is Status.BUILT, outcomes["with-libyaml"].error
+    assert len(Wheelhouse(tmp_path / "with-libyaml").wheels()) == 1

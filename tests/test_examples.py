@@ -120,3 +120,20 @@ def test_example_dockerfile_is_what_prewheel_dockerfile_writes(
         InstallOptions(index_url="http://127.0.0.1:8080/simple/")
     )
     assert "--driver-opt network=host" in capsys.readouterr().err
+
+
+def test_the_bundled_example_ships_in_the_package_and_is_what_requirements_shows() -> None:
+    from builder.cli.run import bundled_example
+    from builder.config import load_config
+    from builder.requirements import read_requirements
+
+    repository = EXAMPLES.parent / "requirements"
+    for name in ("example.in", "example.txt", "example.toml"):
+        with bundled_example(name) as packaged:
+            assert packaged.read_bytes() == (repository / name).read_bytes()
+    with bundled_example("example.txt") as pinned:
+        names = {str(r.name) for r in read_requirements([pinned]).requirements}
+    assert {"asyncpg", "aionotify", "python-ffmpeg", "pyyaml", "msgpack", "requests"} <= names
+    with bundled_example("example.toml") as settings:
+        config = load_config({}, env={}, config_file=settings)
+    assert config.package("PyYAML").system_packages == ("libyaml-dev",)

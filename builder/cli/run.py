@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,8 @@ from .common import (
     targets_from_config,
 )
 
-DEFAULT_INPUT = Path("requirements/example.in")
 DEFAULT_OUTPUT = Path("prewheel-out")
+EXAMPLE = "resources/example"  # inside the package: example.in, example.txt, example.toml
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +38,8 @@ def register(subparsers: Any) -> None:
         "inputs",
         nargs="*",
         type=Path,
-        help=f"requirements (default {DEFAULT_INPUT}, the bundled example)",
+        help="requirements (default: the bundled example, requirements/example.in in the "
+        "repository, with its build settings from example.toml)",
     )
     parser.add_argument(
         "-o",
@@ -71,12 +74,30 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        if not args.inputs:
+            args.inputs = [stack.enter_context(bundled_example("example.in"))]
+            args.config = args.config or stack.enter_context(bundled_example("example.toml"))
+            error_console().print(
+                f"No requirements given: running the bundled example {args.inputs[0]} "
+                f"with the build settings of {args.config}.",
+                markup=False,
+            )
+        return _run_pipeline(args)
+
+
+def bundled_example(name: str) -> contextlib.AbstractContextManager[Path]:
+    """A file of the bundled example as a real path (``example.in``, ``.txt``, ``.toml``)."""
+    return resources.as_file(resources.files("builder").joinpath(EXAMPLE, name))
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline  # noqa: PLC0415
 
     config = config_from_args(args, TARGET_KEYS)
     targets = targets_from_config(config)
     result = run_pipeline(
-        args.inputs or [DEFAULT_INPUT],
+        args.inputs,
         targets,
         output=args.output,
         wheelhouse_dir=args.wheelhouse,

@@ -4,7 +4,8 @@
 ``<name>-<version>.tar.gz`` (a PEP 517 sdist: pyproject.toml + one C file + PKG-INFO) and
 returns its path. ``broken=True`` makes the C file fail to compile; ``build_seconds`` adds a
 ``setup.py`` that sleeps that long inside ``bdist_wheel``, so a test can interrupt a build that
-is certainly still running.
+is certainly still running; ``include`` adds ``#include <HEADER>`` so the build needs a
+system package.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def make_sdist(
     version: str = "1.0",
     broken: bool = False,
     build_seconds: int = 0,
+    include: str = "",
 ) -> Path:
     base = f"{name}-{version}"
     pyproject = (
@@ -49,6 +51,8 @@ def make_sdist(
     )
     if broken:
         source = "#define TINYEXT_BREAK 1\n" + source
+    if include:
+        source = f"#include <{include}>\n" + source
     pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     files = {
         "pyproject.toml": pyproject,
