@@ -28,6 +28,9 @@ TRIXIE_PKGS="python3,python3-venv"
 
 log() { printf '[portable-test-images] %s\n' "$*" >&2; }
 
+# label_of, rootfs_key, rootfs_image
+source "$(dirname "${BASH_SOURCE[0]}")/lib/rootfs.sh"
+
 machine() {
   case "$1" in amd64) echo x86_64 ;; arm64) echo aarch64 ;; armhf) echo armv7l ;; esac
 }
@@ -39,10 +42,6 @@ docker_platform() {
     armhf) echo linux/arm/v7 ;;
     *) log "unknown architecture $1 (amd64, arm64, armhf)"; exit 2 ;;
   esac
-}
-
-label_of() {
-  docker image inspect -f '{{index .Config.Labels "org.prewheel.key"}}' "$1" 2>/dev/null || true
 }
 
 ca_bundle() {
@@ -90,45 +89,15 @@ DOCKERFILE
 
 # trixie_image ARCH
 trixie_image() {
-  local arch=$1 platform tag key rootfs_tar work
+  local arch=$1 platform tag key
   platform=$(docker_platform "$arch")
   tag="prewheel-test/trixie:$arch"
   if [ -z "$MIRROR" ]; then
     log "no Debian mirror configured: set PREWHEEL_DEBIAN_MIRROR"; exit 2
   fi
-  key=$(printf '%s|trixie|%s|%s|%s' "$TRIXIE_RECIPE" "$arch" "$TRIXIE_PKGS" "$MIRROR" | sha256sum | cut -c1-16)
+  key=$(rootfs_key "$TRIXIE_RECIPE" trixie "$arch" "$TRIXIE_PKGS")
   if [ "$(label_of "$tag")" = "$key" ]; then log "$tag is up to date ($key)"; return; fi
-  rootfs_tar="$CACHE_DIR/rootfs/trixie-${arch}-runtime-${key}.tar"
-  mkdir -p "$CACHE_DIR/rootfs" "$CACHE_DIR/debs/trixie-$arch"
-  if [ ! -s "$rootfs_tar" ]; then
-    work=$(mktemp -d "$CACHE_DIR/work.XXXXXX")
-    log "debootstrap trixie/$arch; this takes minutes under emulation"
-    local started=$SECONDS
-    if ! debootstrap --arch="$arch" --variant=minbase --include="$TRIXIE_PKGS" \
-        --cache-dir="$CACHE_DIR/debs/trixie-$arch" trixie "$work/rootfs" "$MIRROR" \
-        >"$work/debootstrap.log" 2>&1; then
-      tail -n 30 "$work/debootstrap.log" >&2
-      rm -rf "$work"
-      exit 1
-    fi
-    rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
-    tar -C "$work/rootfs" --numeric-owner -cf "$work/rootfs.tar" .
-    mv "$work/rootfs.tar" "$rootfs_tar"
-    rm -rf "$work"
-    log "rootfs trixie/$arch built in $((SECONDS - started)) s"
-  fi
-  work=$(mktemp -d)
-  ln "$rootfs_tar" "$work/rootfs.tar" 2>/dev/null || cp "$rootfs_tar" "$work/rootfs.tar"
-  cat >"$work/Dockerfile" <<DOCKERFILE
-FROM scratch
-ADD rootfs.tar /
-LABEL org.prewheel.key="$key" org.prewheel.suite="trixie" org.prewheel.kind="runtime"
-ENV LANG=C.UTF-8
-CMD ["python3"]
-DOCKERFILE
-  DOCKER_BUILDKIT=0 docker build -q --platform "$platform" -t "$tag" "$work" >/dev/null
-  rm -rf "$work"
-  log "loaded $tag ($platform)"
+  rootfs_image "$tag" "$platform" "$key" trixie "$arch" runtime "$TRIXIE_PKGS" "trixie-$arch" "trixie/$arch"
 }
 
 archs=("$@")

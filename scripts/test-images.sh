@@ -27,6 +27,9 @@ RECIPE=2
 
 log() { printf '[test-images] %s\n' "$*" >&2; }
 
+# label_of, rootfs_key, rootfs_image
+source "$(dirname "${BASH_SOURCE[0]}")/lib/rootfs.sh"
+
 docker_platform() {
   case "$1" in
     amd64) echo linux/amd64 ;;
@@ -40,44 +43,15 @@ docker_platform() {
 # make_image ARCH KIND PACKAGES
 make_image() {
   local arch=$1 kind=$2 pkgs=$3
-  local platform tag key rootfs_tar work
+  local platform tag key
   platform=$(docker_platform "$arch")
   tag="prewheel-test/${kind}:${arch}"
-  key=$(printf '%s|%s|%s|%s|%s' "$RECIPE" "$SUITE" "$arch" "$pkgs" "$MIRROR" | sha256sum | cut -c1-16)
-  if [ "$(docker image inspect -f '{{index .Config.Labels "org.prewheel.key"}}' "$tag" 2>/dev/null || true)" = "$key" ]; then
+  key=$(rootfs_key "$RECIPE" "$SUITE" "$arch" "$pkgs")
+  if [ "$(label_of "$tag")" = "$key" ]; then
     log "$tag is up to date ($key)"
     return
   fi
-  rootfs_tar="$CACHE_DIR/rootfs/${SUITE}-${arch}-${kind}-${key}.tar"
-  mkdir -p "$CACHE_DIR/rootfs" "$CACHE_DIR/debs/$arch"
-  if [ ! -s "$rootfs_tar" ]; then
-    work=$(mktemp -d "$CACHE_DIR/work.XXXXXX")
-    log "debootstrap $SUITE/$arch ($kind); this takes minutes under emulation"
-    local started=$SECONDS
-    if ! debootstrap --arch="$arch" --variant=minbase --include="$pkgs" \
-        --cache-dir="$CACHE_DIR/debs/$arch" "$SUITE" "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1; then
-      tail -n 30 "$work/debootstrap.log" >&2
-      rm -rf "$work"
-      exit 1
-    fi
-    rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
-    tar -C "$work/rootfs" --numeric-owner -cf "$work/rootfs.tar" .
-    mv "$work/rootfs.tar" "$rootfs_tar"
-    rm -rf "$work"
-    log "rootfs $SUITE/$arch ($kind) built in $((SECONDS - started)) s"
-  fi
-  work=$(mktemp -d)
-  ln "$rootfs_tar" "$work/rootfs.tar" 2>/dev/null || cp "$rootfs_tar" "$work/rootfs.tar"
-  cat >"$work/Dockerfile" <<DOCKERFILE
-FROM scratch
-ADD rootfs.tar /
-LABEL org.prewheel.key="$key" org.prewheel.suite="$SUITE" org.prewheel.kind="$kind"
-ENV LANG=C.UTF-8
-CMD ["python3"]
-DOCKERFILE
-  DOCKER_BUILDKIT=0 docker build -q --platform "$platform" -t "$tag" "$work" >/dev/null
-  rm -rf "$work"
-  log "loaded $tag ($platform)"
+  rootfs_image "$tag" "$platform" "$key" "$SUITE" "$arch" "$kind" "$pkgs" "$arch" "$SUITE/$arch ($kind)"
 }
 
 archs=("$@")
