@@ -33,21 +33,19 @@ from ..targets import DEFAULT_PLATFORMS, Target, select_targets
 from ..upstream.models import DistFile
 from ..wheelhouse import Wheelhouse
 from .common import (
-    add_config_option,
-    add_target_options,
+    TARGET_KEYS,
+    add_subcommand,
+    add_target_and_config_options,
     config_from_args,
     error_console,
     is_interactive,
+    load_plan,
     output_console,
 )
 
 DEFAULT_WHEELHOUSE = "wheelhouse"
 _KEYS = {
-    "platform": "platform",
-    "python": "python",
-    "libc": "libc",
-    "image": "image",
-    "target": "target",
+    **TARGET_KEYS,
     "wheelhouse": "wheelhouse",
     "builder": "builder",
     "docker-host": "docker_host",
@@ -61,8 +59,10 @@ _KEYS = {
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "build",
+        run,
         help="compile the missing wheels inside target-platform containers",
         description=(
             "Build exactly the wheels the plan lacks (requirement x target with only an sdist "
@@ -114,9 +114,7 @@ def register(subparsers: Any) -> None:
         help="image for --portable builds instead of cibuildwheel's pinned ones (placeholders "
         "as for --image, e.g. my-registry/manylinux_2_28_{arch})",
     )
-    add_target_options(parser)
-    add_config_option(parser)
-    parser.set_defaults(handler=run)
+    add_target_and_config_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -273,16 +271,7 @@ def _plan_gaps(requirements: list[Path], targets: list[Target], config: Config) 
 
 
 def _plan_gaps_from_json(path: Path) -> list[Gap]:
-    from .. import plan  # noqa: PLC0415
-
-    plan_from_json = getattr(plan, "plan_from_json", None)
-    if plan_from_json is None:
-        raise UsageError("--plan is not supported by this prewheel yet; pass requirements files.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"Cannot read plan {path}: {exc}.") from None
-    return list(plan_from_json(data).gaps())
+    return list(load_plan(path, unreadable="Cannot read plan {path}: {exc}.").gaps())
 
 
 def _builder(config: Config, jobs: list[BuildJob]) -> Builder:

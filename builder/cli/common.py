@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,13 @@ from typing import Any
 from rich.console import Console
 
 from ..config import Config, load_config
+from ..errors import UsageError
 
 
 @cache
 def error_console() -> Console:
-    """stderr console: progress, tables for people, errors. Honours NO_COLOR / FORCE_COLOR."""
-    return Console(stderr=True, highlight=False)
+    """stderr console: progress, tables for people, errors (log lines never hard-wrapped)."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @cache
@@ -28,6 +31,18 @@ def output_console() -> Console:
 def is_interactive() -> bool:
     """Live progress only on a terminal and outside CI; plain lines otherwise."""
     return error_console().is_terminal and os.environ.get("CI", "").lower() not in {"1", "true"}
+
+
+def add_subcommand(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name`` (``kwargs`` as for ``add_parser``) that runs ``handler``."""
+    parser = subparsers.add_parser(name, **kwargs)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +81,12 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_target_and_config_options(parser: argparse.ArgumentParser) -> None:
+    """The target options, then ``--config``."""
+    add_target_options(parser)
+    add_config_option(parser)
+
+
 def config_from_args(args: argparse.Namespace, keys: dict[str, str]) -> Config:
     """Config whose CLI layer holds ``{option key: getattr(args, attribute)}`` for given keys."""
     cli: dict[str, Any] = {key: getattr(args, attribute, None) for key, attribute in keys.items()}
@@ -91,3 +112,18 @@ def targets_from_config(config: Config) -> list[Any]:
         image=config.get("image"),
         identifiers=config.get_list("target"),
     )
+
+
+def load_plan(path: Path, *, unreadable: str) -> Any:
+    """The plan in ``path`` (written by ``prewheel plan --json``).
+
+    ``unreadable`` is the message of the :class:`UsageError` raised when the file cannot be read
+    or is not JSON; ``{path}`` and ``{exc}`` in it are filled in.
+    """
+    from ..plan import plan_from_json  # noqa: PLC0415
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(unreadable.format(path=path, exc=exc)) from None
+    return plan_from_json(data)

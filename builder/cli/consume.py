@@ -11,9 +11,11 @@ from ..errors import ExitCode, UsageError
 from .common import (
     TARGET_KEYS,
     add_config_option,
-    add_target_options,
+    add_subcommand,
+    add_target_and_config_options,
     config_from_args,
     error_console,
+    load_plan,
     output_console,
     targets_from_config,
 )
@@ -34,8 +36,10 @@ def register(subparsers: Any) -> None:
 
 
 def _register_lock(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "lock",
+        _run_lock,
         help="write a requirements file with a --hash for every file any target installs",
         description=(
             "Write a hash-pinned requirements file for every planned target: each requirement "
@@ -64,9 +68,7 @@ def _register_lock(subparsers: Any) -> None:
         metavar="FILE",
         help=f"lock file to write (default {DEFAULT_LOCK}; '-' prints it)",
     )
-    add_target_options(parser)
-    add_config_option(parser)
-    parser.set_defaults(handler=_run_lock)
+    add_target_and_config_options(parser)
 
 
 def _run_lock(args: argparse.Namespace) -> int:
@@ -102,13 +104,10 @@ def _plan(inputs: list[Path], plan_file: Path | None, config: Any) -> Any:
     from .. import plan as planning  # noqa: PLC0415
 
     if plan_file is not None:
-        try:
-            data = json.loads(plan_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(
-                f"Cannot read the plan {plan_file}: {exc}. Write it with 'prewheel plan --json'."
-            ) from None
-        return planning.plan_from_json(data)
+        return load_plan(
+            plan_file,
+            unreadable="Cannot read the plan {path}: {exc}. Write it with 'prewheel plan --json'.",
+        )
     if not inputs:
         raise UsageError(
             "Give the requirements (e.g. 'prewheel lock requirements.txt') or a plan "
@@ -121,8 +120,10 @@ def _plan(inputs: list[Path], plan_file: Path | None, config: Any) -> Any:
 
 
 def _register_dockerfile(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "dockerfile",
+        _run_dockerfile,
         help="print the Dockerfile lines that install the lock from the prewheel index",
         description=(
             "Print the lines to paste into a Dockerfile (one index, --only-binary=:all:, "
@@ -151,7 +152,6 @@ def _register_dockerfile(subparsers: Any) -> None:
     parser.add_argument(
         "--write", type=Path, metavar="FILE", help="write a complete example Dockerfile to FILE"
     )
-    parser.set_defaults(handler=_run_dockerfile)
 
 
 def _run_dockerfile(args: argparse.Namespace) -> int:
@@ -178,8 +178,10 @@ def _run_dockerfile(args: argparse.Namespace) -> int:
 
 
 def _register_verify(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "verify",
+        _run_verify,
         help="install the lock in a compiler-less container of every target and import it",
         description=(
             "For each target platform start a container of the target image (emulated where "
@@ -228,7 +230,6 @@ def _register_verify(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     add_config_option(parser)
-    parser.set_defaults(handler=_run_verify)
 
 
 def _run_verify(args: argparse.Namespace) -> int:
@@ -285,15 +286,16 @@ def _result_line(result: Any) -> str:
 
 
 def _register_merge(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "merge",
+        _run_merge,
         help="merge wheelhouses (e.g. one per CI job) into one",
         description="Copy the wheels, logs and manifest entries of wheelhouses into OUTPUT, "
         "checking every wheel against its manifest sha256.",
     )
     parser.add_argument("output", type=Path, help="wheelhouse to merge into (created if missing)")
     parser.add_argument("sources", nargs="+", type=Path, help="wheelhouses to merge from")
-    parser.set_defaults(handler=_run_merge)
 
 
 def _run_merge(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExitCode, UsageError
-from .common import error_console, output_console
+from .common import add_subcommand, error_console, load_plan, output_console
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -24,8 +24,10 @@ def register(subparsers: Any) -> None:
 
 
 def _register_index(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "index",
+        _run_index,
         help="write a static simple-repository tree (PEP 503/691/658/700) from a wheelhouse",
         description=(
             "Write or update a static index tree: simple/<project>/index.html and index.json, "
@@ -48,12 +50,13 @@ def _register_index(subparsers: Any) -> None:
     parser.add_argument(
         "--plan", type=Path, metavar="FILE", help="plan.json from 'prewheel plan' (complete mode)"
     )
-    parser.set_defaults(handler=_run_index)
 
 
 def _register_serve(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "serve",
+        _run_serve,
         help="serve an index tree over HTTP (PEP 691 negotiation) and accept twine uploads",
     )
     parser.add_argument("root", type=Path, help="index tree (created if missing)")
@@ -77,12 +80,13 @@ def _register_serve(subparsers: Any) -> None:
         help="largest accepted upload (default 2 GiB)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    parser.set_defaults(handler=_run_serve)
 
 
 def _register_publish(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "publish",
+        _run_publish,
         help="upload the wheelhouse with twine, skipping files the index already has",
     )
     parser.add_argument("wheelhouse", type=Path, help="wheelhouse directory (its wheels/ is read)")
@@ -103,7 +107,6 @@ def _register_publish(subparsers: Any) -> None:
     parser.add_argument(
         "--config-file", default="~/.pypirc", metavar="FILE", help="twine's .pypirc"
     )
-    parser.set_defaults(handler=_run_publish)
 
 
 def _wheels(wheelhouse: Path) -> list[Path]:
@@ -127,7 +130,11 @@ def _run_index(args: argparse.Namespace) -> int:
             "run 'prewheel plan --json > plan.json' and pass --plan plan.json."
         )
     wheels = _wheels(args.wheelhouse)
-    plan = _load_plan(args.plan) if args.mode == "complete" else None
+    plan = (
+        load_plan(args.plan, unreadable="cannot read the plan {path}: {exc}.")
+        if args.mode == "complete"
+        else None
+    )
     index = StaticIndex(args.output)
     report = index.sync(wheels)
     output_console().print(
@@ -146,21 +153,6 @@ def _run_index(args: argparse.Namespace) -> int:
             f"{len(mirrored.present)} already present"
         )
     return int(ExitCode.OK)
-
-
-def _load_plan(path: Path) -> Any:
-    import json  # noqa: PLC0415
-
-    from .. import plan  # noqa: PLC0415
-
-    plan_from_json = getattr(plan, "plan_from_json", None)
-    if plan_from_json is None:
-        raise UsageError("--plan is not supported by this prewheel yet; use --mode overlay.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read the plan {path}: {exc}.") from exc
-    return plan_from_json(data)
 
 
 def _authenticator(args: argparse.Namespace) -> Any:

@@ -14,6 +14,7 @@ from ..report import render_html, render_json, render_legend, render_table, rend
 from .common import (
     TARGET_KEYS,
     add_config_option,
+    add_subcommand,
     add_target_options,
     config_from_args,
     error_console,
@@ -31,8 +32,10 @@ PLAN_KEYS = {
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    plan = subparsers.add_parser(
+    plan = add_subcommand(
+        subparsers,
         "plan",
+        run_plan,
         help="show which requirement x target would compile from source",
         description=(
             "For every pinned requirement and target, find the file pip on that target would "
@@ -75,15 +78,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="exit 7 if any cell would compile from source or has nothing installable",
     )
     add_config_option(plan)
-    plan.set_defaults(handler=run_plan)
 
-    targets = subparsers.add_parser(
-        "targets", help="list the targets (identifiers and tags) a set of options selects"
+    targets = add_subcommand(
+        subparsers,
+        "targets",
+        run_targets,
+        help="list the targets (identifiers and tags) a set of options selects",
     )
     add_target_options(targets)
     targets.add_argument("--json", action="store_true", help="identifiers and tags as JSON")
     add_config_option(targets)
-    targets.set_defaults(handler=run_targets)
 
 
 def run_plan(args: argparse.Namespace) -> int:

@@ -11,8 +11,8 @@ from typing import Any
 from ..errors import ExitCode
 from .common import (
     TARGET_KEYS,
-    add_config_option,
-    add_target_options,
+    add_subcommand,
+    add_target_and_config_options,
     config_from_args,
     error_console,
     output_console,
@@ -24,8 +24,10 @@ EXAMPLE = "resources/example"  # inside the package: example.in, example.txt, ex
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "run",
+        _run,
         help="plan, build the gaps, index, lock and verify in one go",
         description=(
             "Plan the requirements for every target, build the wheels PyPI lacks in emulated "
@@ -68,9 +70,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-verify", action="store_true", help="stop after writing the lock")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
-    add_target_options(parser)
-    add_config_option(parser)
-    parser.set_defaults(handler=_run)
+    add_target_and_config_options(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
