@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.merge import write_section
 from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
 from builder.build.runner import BuildReport, Status
-from builder.build.sdist import file_sha256, make_client
+from builder.build.sdist import make_client
+from builder.files import file_sha256
 from builder.hostenv import pip_setting
 from builder.plan import Gap
 from builder.requirements import PinnedRequirement

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from typing import Any
 from filelock import FileLock
 
 from .errors import IntegrityError, UsageError
+from .files import atomic_write_bytes, file_sha256, pid_alive
 
 MANIFEST = "manifest.json"
 _TEMP_PREFIX = ".tmp-"
@@ -119,7 +119,7 @@ class Wheelhouse:
                 return False
         except FileNotFoundError:
             return False
-        return _sha256(path) == entry.sha256
+        return file_sha256(path) == entry.sha256
 
     # -- writing ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -144,7 +144,7 @@ class Wheelhouse:
         same file name or cache key. Atomic and safe against concurrent writers."""
         entry = WheelEntry(
             filename=wheel.name,
-            sha256=_sha256(wheel),
+            sha256=file_sha256(wheel),
             size=wheel.stat().st_size,
             name=name,
             version=version,
@@ -197,7 +197,7 @@ class Wheelhouse:
                 continue
             for path in directory.glob(_TEMP_PREFIX + "*"):
                 pid = path.name.removeprefix(_TEMP_PREFIX).partition("-")[0]
-                if pid.isdigit() and not _alive(int(pid)):
+                if pid.isdigit() and not pid_alive(int(pid)):
                     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(
                         missing_ok=True
                     )
@@ -237,32 +237,4 @@ class Wheelhouse:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        Path(temp).chmod(0o644)
-        Path(temp).replace(path)
-    finally:
-        Path(temp).unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 16):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    atomic_write_bytes(path, data, prefix=f"{_TEMP_PREFIX}{os.getpid()}-")

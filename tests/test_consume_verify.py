@@ -18,8 +18,8 @@ from builder.consume.verify import (
     verify,
 )
 from builder.errors import UsageError, VerifyFailedError
+from builder.files import file_sha256
 from builder.index.static import StaticIndex
-from builder.index.wheelinfo import file_sha256
 from builder.pipeline import serving
 from builder.targets import select_targets
 

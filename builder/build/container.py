@@ -27,6 +27,7 @@ import docker.errors
 from docker.utils.socket import frames_iter
 
 from ..errors import HostEnvironmentError
+from ..files import pid_alive
 
 LABEL = "org.prewheel.build"
 OWNER_LABEL = "org.prewheel.owner"
@@ -71,7 +72,7 @@ def remove_orphans(client: docker.DockerClient) -> int:
     for container in client.containers.list(all=True, filters={"label": LABEL}):
         owner = str(container.labels.get(OWNER_LABEL, ""))
         owner_host, _, pid = owner.rpartition(":")
-        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+        if owner_host != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         try:
             container.remove(force=True)
@@ -89,16 +90,6 @@ def _close_socket(sock: Any) -> None:
             response.close()
     with contextlib.suppress(OSError, ValueError):
         sock.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Container:

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from ..errors import IndexUnreachableError, IntegrityError
+from ..files import file_sha256
 from ..hostenv import ssl_context, user_cache
 from ..upstream.models import DistFile
 
@@ -81,14 +82,6 @@ class SdistFetcher:
         finally:
             if self._client is None:
                 client.close()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager

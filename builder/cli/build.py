@@ -24,9 +24,9 @@ from ..build import (
 )
 from ..build.builders import BINFMT_DIR, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
 from ..build.runner import BuildReport, EventKind, ProgressEvent, Status
-from ..build.sdist import file_sha256
 from ..config import Config
 from ..errors import BuildsFailedError, UsageError
+from ..files import file_sha256
 from ..plan import Gap
 from ..requirements import PinnedRequirement
 from ..targets import DEFAULT_PLATFORMS, Target, select_targets

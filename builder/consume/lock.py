@@ -13,8 +13,6 @@ side effect (an atomic replace).
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ..errors import RequirementsError
+from ..files import atomic_write_bytes
 from ..plan import Plan, PlanRow, Status
 from ..requirements import PinnedRequirement
 from ..wheelhouse import WheelEntry
@@ -148,15 +147,4 @@ def _requirement_text(requirement: PinnedRequirement) -> str:
 
 def write_lock(path: Path, text: str) -> None:
     """Replace ``path`` atomically (temp file in the same directory, fsync, os.replace)."""
-    directory = path.parent if str(path.parent) else Path()
-    directory.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        Path(temporary).chmod(0o644)
-        Path(temporary).replace(path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    atomic_write_bytes(path, text.encode("utf-8"), prefix=f".{path.name}.")

@@ -28,7 +28,7 @@ from ..errors import (
     PublishConflictError,
     UsageError,
 )
-from .wheelinfo import file_sha256
+from ..files import file_sha256
 
 if TYPE_CHECKING:
     from twine.settings import Settings

@@ -38,7 +38,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..errors import IntegrityError, PublishConflictError
-from .wheelinfo import WheelInfo, file_sha256, inspect_wheel
+from ..files import file_sha256
+from .wheelinfo import WheelInfo, inspect_wheel
 
 API_VERSION = "1.1"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"

@@ -29,6 +29,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from ..errors import IntegrityError
+from ..files import file_sha256
 
 _CHUNK = 1 << 20
 _SIGNATURE_FILES = ("RECORD.jws", "RECORD.p7s")
@@ -60,14 +61,6 @@ class WheelInfo:
     @property
     def metadata_sha256(self) -> str:
         return hashlib.sha256(self.metadata).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_filename(filename: str) -> tuple[NormalizedName, Version]:

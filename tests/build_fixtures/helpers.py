@@ -7,7 +7,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_sdist_filename
 from packaging.version import Version
 
-from builder.build.sdist import file_sha256
+from builder.files import file_sha256
 from builder.plan import Gap
 from builder.requirements import PinnedRequirement
 from builder.targets import Target, select_targets
