@@ -23,37 +23,29 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.merge import write_section
 from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
 from builder.build.runner import BuildReport, Status
-from builder.build.sdist import make_client
 from builder.files import file_sha256
-from builder.hostenv import pip_setting
 from builder.plan import Gap
 from builder.requirements import PinnedRequirement
 from builder.targets import select_targets
 from builder.upstream.models import DistFile
 from builder.wheelhouse import Wheelhouse
+from tests.build_fixtures.helpers import index_dist
 from tests.build_fixtures.sdists import make_sdist
 
 IMAGE = "prewheel-test/bookworm-build:{debian_arch}"
 
 
 def index_sdist(name: str, version: str) -> DistFile:
-    index = (pip_setting("index-url") or PYPI_SIMPLE_ENDPOINT).rstrip("/") + "/"
-    with make_client() as client:
-        response = client.get(
-            f"{index}{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-        )
-        response.raise_for_status()
-        for file in response.json()["files"]:
-            if file["filename"] == f"{name}-{version}.tar.gz":
-                return DistFile(file["filename"], file["url"], dict(file["hashes"]))
-    raise SystemExit(f"{name} {version} has no sdist on {index}")
+    try:
+        return index_dist(name, version)
+    except LookupError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def local_sdist(path: Path) -> DistFile:

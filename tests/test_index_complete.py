@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from index_fixtures import (
-    free_port,
     installed_version,
     make_wheel,
     pip_install,
-    running,
+    serving_directory,
     uv_install,
 )
 from packaging.utils import canonicalize_name
@@ -48,19 +46,7 @@ def upstream(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     make_wheel(files, "native-x", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
     make_wheel(files, "native-x", "1.0", tag="cp311-cp311-linux_armv7l")
     make_wheel(files, "native-x", "1.0", tag="cp312-cp312-linux_armv7l")  # no target needs it
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "http.server",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--directory",
-        str(tmp_path / "upstream"),
-    ]
-    base = f"http://127.0.0.1:{port}/"
-    with running(argv, base, log=tmp_path / "upstream.log"):
+    with serving_directory(tmp_path / "upstream", log=tmp_path / "upstream.log") as base:
         yield base + "files/", files
 
 
@@ -135,19 +121,7 @@ def test_complete_index_serves_the_whole_install(
     assert catalog[built.name].origin is Origin.BUILT
     assert "native_x-1.0-cp312-cp312-linux_armv7l.whl" not in catalog
 
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "http.server",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--directory",
-        str(root),
-    ]
-    simple = f"http://127.0.0.1:{port}/simple/"
-    with running(argv, simple, log=tmp_path / "complete.log"):
+    with serving_directory(root, path="simple/", log=tmp_path / "complete.log") as simple:
         # the documented single-index install: nothing but our index is consulted
         pip_result = pip_install(simple, tmp_path / "pip", "app==1.0")
         uv_result = uv_install(simple, tmp_path / "uv", "app==1.0")

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from index_fixtures import (
-    free_port,
     installed_version,
     isolated_env,
     make_wheel,
     pip_install,
-    running,
+    serving_directory,
     uv_install,
 )
 
@@ -27,19 +25,7 @@ from builder.index.static import StaticIndex
 def _serve_tree(tmp_path: Path, name: str, wheels: list[Path]) -> Iterator[str]:
     root = tmp_path / name
     StaticIndex(root).sync(wheels)
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "http.server",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--directory",
-        str(root),
-    ]
-    url = f"http://127.0.0.1:{port}/simple/"
-    with running(argv, url, log=tmp_path / f"{name}.log"):
+    with serving_directory(root, path="simple/", log=tmp_path / f"{name}.log") as url:
         yield url
 
 

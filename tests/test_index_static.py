@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from index_fixtures import (
-    free_port,
     installed_version,
     isolated_env,
     make_wheel,
     pip_install,
-    running,
+    serving_directory,
     uv_install,
 )
 from packaging.utils import canonicalize_name
@@ -187,19 +186,7 @@ def static_tree(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def static_url(static_tree: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "http.server",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--directory",
-        str(static_tree),
-    ]
-    url = f"http://127.0.0.1:{port}/simple/"
-    with running(argv, url, log=tmp_path / "http.log"):
+    with serving_directory(static_tree, path="simple/", log=tmp_path / "http.log") as url:
         yield url
 
 

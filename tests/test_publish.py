@@ -18,7 +18,9 @@ from index_fixtures import (
     make_wheel,
     pip_install,
     running,
+    serving_prewheel,
     uv_install,
+    write_htpasswd,
 )
 from packaging.utils import NormalizedName
 
@@ -115,12 +117,8 @@ class PyPIServer:
 
 @pytest.fixture(scope="module")
 def pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyPIServer]:
-    from passlib.apache import HtpasswdFile
-
     base = tmp_path_factory.mktemp("pypiserver")
-    htpasswd = HtpasswdFile(str(base / "htpasswd"), new=True, default_scheme="sha256_crypt")
-    htpasswd.set_password(USER, SECRET)
-    htpasswd.save()
+    write_htpasswd(base / "htpasswd", USER, SECRET)
     packages = base / "packages"
     packages.mkdir()
     port = free_port()
@@ -253,24 +251,14 @@ def test_publish_static(tmp_path: Path) -> None:
 
 def test_publish_to_prewheel_serve_and_conflict_detection(tmp_path: Path) -> None:
     """publish + serve together: idempotent, and a conflict is caught before uploading."""
-    port = free_port()
     token = tmp_path / "token"
     token.write_text("serve-token-abc\n")
-    argv = [
-        str(VENV_BIN / "prewheel"),
-        "serve",
-        str(tmp_path / "tree"),
-        "--port",
-        str(port),
-        "--token-file",
-        str(token),
-    ]
-    url = f"http://127.0.0.1:{port}/"
     env: dict[str, str | None] = {
         "TWINE_USERNAME": "__token__",
         "TWINE_PASSWORD": "serve-token-abc",
     }
-    with running(argv, url + "simple/", log=tmp_path / "serve.log"):
+    serve_log = tmp_path / "serve.log"
+    with serving_prewheel(tmp_path / "tree", "--token-file", str(token), log=serve_log) as url:
         make_wheel(tmp_path / "wh" / "wheels", "to-serve", "1.0")
         first = _publish(tmp_path, tmp_path / "wh", "--repository-url", url, env=env)
         assert first.returncode == 0, first.stdout + first.stderr

@@ -18,13 +18,13 @@ import httpx
 import pytest
 from index_fixtures import (
     VENV_BIN,
-    free_port,
     installed_version,
     isolated_env,
     make_wheel,
     pip_install,
-    running,
+    serving_prewheel,
     uv_install,
+    write_htpasswd,
 )
 
 from builder.index.server import negotiate
@@ -100,26 +100,11 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from passlib.apache import HtpasswdFile
-
     base = tmp_path_factory.mktemp("serve")
-    htpasswd = HtpasswdFile(str(base / "htpasswd"), new=True, default_scheme="sha256_crypt")
-    htpasswd.set_password(USER, SECRET)
-    htpasswd.save()
-    port = free_port()
+    htpasswd = write_htpasswd(base / "htpasswd", USER, SECRET)
     root = base / "index"
-    argv = [
-        str(VENV_BIN / "prewheel"),
-        "serve",
-        str(root),
-        "--port",
-        str(port),
-        "--htpasswd",
-        str(base / "htpasswd"),
-    ]
-    url = f"http://127.0.0.1:{port}/"
     log = base / "serve.log"
-    with running(argv, url + "simple/", log=log):
+    with serving_prewheel(root, "--htpasswd", str(htpasswd), log=log) as url:
         yield Server(url, root, log)
     assert SECRET not in log.read_text()
 
@@ -344,11 +329,8 @@ def test_twenty_concurrent_uploads_of_one_filename(server: Server, tmp_path: Pat
 
 
 def test_read_only_without_credentials(tmp_path: Path) -> None:
-    port = free_port()
-    argv = [str(VENV_BIN / "prewheel"), "serve", str(tmp_path / "ro"), "--port", str(port)]
-    url = f"http://127.0.0.1:{port}/"
     env = {"PREWHEEL_SERVE_TOKEN": ""}
-    with running(argv, url + "simple/", log=tmp_path / "log", env=env):
+    with serving_prewheel(tmp_path / "ro", log=tmp_path / "log", env=env) as url:
         wheel = make_wheel(tmp_path, "ro", "1.0")
         response = httpx.post(
             url,
@@ -360,22 +342,10 @@ def test_read_only_without_credentials(tmp_path: Path) -> None:
 
 
 def test_token_authentication(tmp_path: Path) -> None:
-    port = free_port()
     token_file = tmp_path / "token"
     token_file.write_text("tok-123456\n")
-    argv = [
-        str(VENV_BIN / "prewheel"),
-        "serve",
-        str(tmp_path / "tk"),
-        "--port",
-        str(port),
-        "--token-file",
-        str(token_file),
-        "--max-upload",
-        "20000",
-    ]
-    url = f"http://127.0.0.1:{port}/"
-    with running(argv, url + "simple/", log=tmp_path / "log"):
+    options = ("--token-file", str(token_file), "--max-upload", "20000")
+    with serving_prewheel(tmp_path / "tk", *options, log=tmp_path / "log") as url:
         server = Server(url, tmp_path / "tk", tmp_path / "log")
         wheel = make_wheel(tmp_path, "tokened", "1.0")
         assert server.upload(wheel, auth=("__token__", "nope")).status_code == 401

@@ -133,6 +133,49 @@ def running(
                 process.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def serving_directory(directory: Path, *, log: Path, path: str = "") -> Iterator[str]:
+    """Serve ``directory`` with ``python -m http.server`` on a free port; yield the URL of
+    ``path`` (relative to the server's root) once it answers."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(directory),
+    ]
+    url = f"http://127.0.0.1:{port}/{path}"
+    with running(argv, url, log=log):
+        yield url
+
+
+@contextlib.contextmanager
+def serving_prewheel(
+    root: Path, *options: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``prewheel serve root --port PORT *options`` on a free port; yield its base URL
+    (``http://127.0.0.1:PORT/``) once its simple/ page answers."""
+    port = free_port()
+    argv = [str(VENV_BIN / "prewheel"), "serve", str(root), "--port", str(port), *options]
+    url = f"http://127.0.0.1:{port}/"
+    with running(argv, url + "simple/", log=log, env=env):
+        yield url
+
+
+def write_htpasswd(path: Path, user: str, password: str) -> Path:
+    """An htpasswd file (sha256_crypt) with one user, as ``prewheel serve`` and pypiserver read."""
+    from passlib.apache import HtpasswdFile
+
+    htpasswd = HtpasswdFile(str(path), new=True, default_scheme="sha256_crypt")
+    htpasswd.set_password(user, password)
+    htpasswd.save()
+    return path
+
+
 def isolated_env(tmp: Path) -> dict[str, str]:
     """Environment for pip/uv that ignores the user's configuration and caches."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
@@ -155,26 +198,8 @@ def pip_install(
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    argv = [
-        str(VENV_BIN / "python"),
-        "-m",
-        "pip",
-        "install",
-        "--index-url",
-        index_url,
-        "--target",
-        str(target),
-        *(extra or []),
-        *requirements,
-    ]
-    return subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env or isolated_env(target.parent),
-    )
+    pip = [str(VENV_BIN / "python"), "-m", "pip", "install"]
+    return _install(pip, index_url, target, requirements, extra=extra, env=env)
 
 
 def uv_install(
@@ -184,16 +209,29 @@ def uv_install(
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    uv = [str(VENV_BIN / "uv"), "pip", "install"]
+    python = ["--python", str(VENV_BIN / "python")]
+    return _install(uv, index_url, target, requirements, options=python, extra=extra, env=env)
+
+
+def _install(
+    command: list[str],
+    index_url: str,
+    target: Path,
+    requirements: Sequence[str],
+    *,
+    options: Sequence[str] = (),
+    extra: list[str] | None,
+    env: dict[str, str] | None,
+) -> subprocess.CompletedProcess[str]:
+    """``command --index-url URL --target DIR *options *extra *requirements``, isolated."""
     argv = [
-        str(VENV_BIN / "uv"),
-        "pip",
-        "install",
+        *command,
         "--index-url",
         index_url,
         "--target",
         str(target),
-        "--python",
-        str(VENV_BIN / "python"),
+        *options,
         *(extra or []),
         *requirements,
     ]
