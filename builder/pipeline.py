@@ -93,7 +93,9 @@ def run_pipeline(
     timer.lap("plan")
     log(f"plan: {plan.summary()}")
     wheelhouse = Wheelhouse(wheelhouse_dir or output / "wheelhouse")
-    built, reused = build_gaps(plan, wheelhouse, image=build_image, parallel=parallel)
+    built, reused = build_gaps(
+        plan, wheelhouse, image=build_image, parallel=parallel, config=config
+    )
     timer.lap("build")
     log(f"build: {built} built, {reused} reused from {wheelhouse.path}")
     index_root = output / "index"
@@ -134,16 +136,24 @@ class _Timer:
 
 
 def build_gaps(
-    plan: Plan, wheelhouse: Any, *, image: str | None, parallel: int = 1
+    plan: Plan, wheelhouse: Any, *, image: str | None, parallel: int = 1, config: Any = None
 ) -> tuple[int, int]:
-    """Build every gap not yet in the wheelhouse; (built now, reused). Raises on failure."""
+    """Build every gap not yet in the wheelhouse; (built now, reused). Raises on failure.
+
+    ``config`` (a :class:`~builder.config.Config`) supplies the per-package settings
+    (``[tool.prewheel.packages.<name>]``) and the builder's ``docker-host``, ``timeout`` and
+    ``memory``, as for ``prewheel build``.
+    """
     from .build import DockerBuilder, SdistFetcher, make_jobs, run_builds  # noqa: PLC0415
     from .build import Status as BuildStatus  # noqa: PLC0415
 
-    jobs = make_jobs(plan.gaps(), image=image)
+    if config is not None:
+        jobs = make_jobs(plan.gaps(), image=image, settings=config.package)
+    else:
+        jobs = make_jobs(plan.gaps(), image=image)
     if not jobs:
         return 0, 0
-    builder = DockerBuilder()
+    builder = DockerBuilder.from_config(config)
     try:
         report = run_builds(
             jobs, wheelhouse=wheelhouse, builder=builder, fetcher=SdistFetcher(), parallel=parallel

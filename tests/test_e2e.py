@@ -16,10 +16,12 @@ import os
 import shutil
 import subprocess
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from builder.config import load_config
 from builder.consume.verify import DockerProbeRunner, verify
 from builder.errors import VerifyFailedError
 from builder.hostenv import ca_bundle
@@ -29,6 +31,7 @@ from builder.upstream.client import default_index_url
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "requirements" / "example.txt"
+EXAMPLE_SETTINGS = REPO / "requirements" / "example.toml"  # PyYAML builds against libyaml
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 BUILD_IMAGE = "prewheel-test/bookworm-build:{debian_arch}"
 RUNTIME_IMAGE = "prewheel-test/bookworm:{debian_arch}"
@@ -60,6 +63,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
         build_image=BUILD_IMAGE,
         verify_image=RUNTIME_IMAGE,
         verify_timeout=900,
+        config=load_config({}, env={}, config_file=EXAMPLE_SETTINGS),
     )
 
 
@@ -76,6 +80,14 @@ def test_run_verifies_every_target_without_a_compiler(pipeline: PipelineResult) 
     assert {"asyncpg", "yaml", "msgpack", "requests"} <= set(armv7.imported)
     lock = pipeline.lock.read_text(encoding="utf-8")
     assert "asyncpg==0.32.0" in lock and "--hash=sha256:" in lock
+
+
+def test_package_settings_reach_the_build(pipeline: PipelineResult) -> None:
+    """example.toml gives PyYAML libyaml-dev, so its arm/v7 wheel has the C loader."""
+    [pyyaml] = [p for p in pipeline.verified[2].installed if p.name.lower() == "pyyaml"]
+    wheel = pipeline.lock.parent / "index" / "files" / pyyaml.filename
+    with zipfile.ZipFile(wheel) as archive:
+        assert any(n.startswith("yaml/_yaml.") and n.endswith(".so") for n in archive.namelist())
 
 
 @pytest.mark.timeout(3600)

@@ -26,6 +26,7 @@ import docker
 import docker.errors
 import requests
 
+from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
 from ..targets import Arch, Libc, Target
@@ -133,6 +134,18 @@ class DockerBuilder:
     """Builds in containers: one per (image, platform), on that platform's Docker endpoint."""
 
     name = "docker"
+
+    @classmethod
+    def from_config(cls, config: Config | None) -> DockerBuilder:
+        """A builder set up by the ``docker-host``, ``timeout`` and ``memory`` settings."""
+        if config is None:
+            return cls()
+        return cls(
+            docker_hosts=parse_docker_hosts(config.get_list("docker-host")),
+            timeout=float(config.get("timeout", DEFAULT_TIMEOUT)),
+            memory=config.get("memory", DEFAULT_MEMORY),
+            binfmt_dir=Path(config.get("binfmt-dir", str(BINFMT_DIR))),
+        )
 
     def __init__(
         self,

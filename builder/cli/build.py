@@ -19,10 +19,9 @@ from ..build import (
     LocalBuilder,
     SdistFetcher,
     make_jobs,
-    parse_docker_hosts,
     run_builds,
 )
-from ..build.builders import BINFMT_DIR, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
+from ..build.builders import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
 from ..build.runner import BuildReport, EventKind, ProgressEvent, Status
 from ..config import Config
 from ..errors import BuildsFailedError, UsageError
@@ -290,12 +289,7 @@ def _builder(config: Config, jobs: list[BuildJob]) -> Builder:
         return local
     if kind != "docker":
         raise UsageError(f"Unknown builder {kind!r}; choose docker or local.")
-    return DockerBuilder(
-        docker_hosts=parse_docker_hosts(config.get_list("docker-host")),
-        timeout=timeout,
-        memory=config.get("memory", DEFAULT_MEMORY),
-        binfmt_dir=Path(config.get("binfmt-dir", str(BINFMT_DIR))),
-    )
+    return DockerBuilder.from_config(config)
 
 
 @contextmanager
