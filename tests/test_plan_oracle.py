@@ -27,7 +27,7 @@ from builder.requirements import RequirementSet, parse_pinned
 from builder.targets import Target, parse_identifier
 from builder.upstream.client import default_index_url
 
-pytestmark = [pytest.mark.network, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(900)]
 
 PINS = """
 pyyaml==6.0.1 pyyaml==5.4.1 msgpack==1.0.5 msgpack==1.1.0 charset-normalizer==3.3.2
