@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -117,7 +118,20 @@ class PyPIServer:
 
 @pytest.fixture(scope="module")
 def pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyPIServer]:
-    base = tmp_path_factory.mktemp("pypiserver")
+    with _pypiserver(tmp_path_factory, "update") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def private_pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyPIServer]:
+    """Every request needs credentials, listing and downloading too."""
+    with _pypiserver(tmp_path_factory, "update,download,list") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _pypiserver(factory: pytest.TempPathFactory, authenticated: str) -> Iterator[PyPIServer]:
+    base = factory.mktemp("pypiserver")
     write_htpasswd(base / "htpasswd", USER, SECRET)
     packages = base / "packages"
     packages.mkdir()
@@ -130,7 +144,7 @@ def pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyPIServer]
         "-i",
         "127.0.0.1",
         "-a",
-        "update",
+        authenticated,
         "-P",
         str(base / "htpasswd"),
         "--disable-fallback",
@@ -275,3 +289,22 @@ def test_publish_to_prewheel_serve_and_conflict_detection(tmp_path: Path) -> Non
         assert [f["hashes"]["sha256"] for f in listed["files"]] == [
             hashlib.sha256(original).hexdigest()
         ]
+
+
+def test_publish_reads_a_private_index_with_the_pypirc_credentials(
+    private_pypiserver: PyPIServer, tmp_path: Path
+) -> None:
+    """The pre-check reads pages with the credentials twine uploads with, not only TWINE_*."""
+    (tmp_path / ".pypirc").write_text(
+        "[distutils]\nindex-servers = private\n\n"
+        f"[private]\nrepository = {private_pypiserver.url}\n"
+        f"username = {USER}\npassword = {SECRET}\n"
+    )
+    make_wheel(tmp_path / "wh" / "wheels", "closed", "1.0")
+    no_env = {"TWINE_USERNAME": None, "TWINE_PASSWORD": None}
+    first = _publish(tmp_path, tmp_path / "wh", "--repository", "private", env=no_env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "1 uploaded, 0 already there" in first.stdout
+    second = _publish(tmp_path, tmp_path / "wh", "--repository", "private", env=no_env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "0 uploaded, 1 already there" in second.stdout

@@ -213,10 +213,9 @@ def _run_publish(args: argparse.Namespace) -> int:
         cacert=str(bundle) if bundle else None,
     )
     simple_url = args.simple_url or simple_url_for(uploader.resolved_url())
-    username, password = os.environ.get("TWINE_USERNAME"), os.environ.get("TWINE_PASSWORD")
     reader = SimpleIndexReader(
         simple_url,
-        auth=(username, password) if username and password else None,
+        auth=uploader.read_credentials(),
         verify=str(bundle) if bundle else True,
     )
     try:

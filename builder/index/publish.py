@@ -161,7 +161,8 @@ class SimpleIndexReader:
         if response.status_code in (401, 403):
             raise UsageError(
                 f"{url} refused to list {project} ({response.status_code}); pass credentials "
-                "the index accepts (TWINE_USERNAME/TWINE_PASSWORD)."
+                "the index accepts (TWINE_USERNAME/TWINE_PASSWORD, the repository's .pypirc "
+                "section, or a keyring entry)."
             )
         if response.status_code != 200:
             raise IndexUnreachableError(f"{url} answered {response.status_code}.")
@@ -226,6 +227,24 @@ class TwineUploader:
         settings = self.settings()
         return str(settings.repository_config["repository"])
 
+    def read_credentials(self, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """Basic-auth credentials for reading the remote's pages, found where twine looks.
+
+        ``TWINE_USERNAME``/``TWINE_PASSWORD``, then the repository's ``.pypirc`` section, then
+        the keyring entry twine would use (service: the repository URL). None when no
+        username and password are known (the pages are then read anonymously). Unlike
+        twine, never prompts and never requests a trusted-publishing token.
+        """
+        environ = os.environ if env is None else env
+        config = self.settings().repository_config
+        username = environ.get("TWINE_USERNAME") or config.get("username")
+        password = environ.get("TWINE_PASSWORD") or config.get("password")
+        if username and not password:
+            password = _keyring_password(str(config["repository"]), str(username))
+        if username and password:
+            return str(username), str(password)
+        return None
+
     def upload(self, paths: Sequence[Path]) -> None:
         import requests  # noqa: PLC0415
         from twine.commands.upload import upload  # noqa: PLC0415
@@ -250,6 +269,15 @@ class TwineUploader:
             raise IndexUnreachableError(f"cannot reach the index to upload: {exc}") from exc
         except TwineException as exc:
             raise UsageError(f"twine refused the upload: {exc}") from exc
+
+
+def _keyring_password(service: str, username: str) -> str | None:
+    try:
+        import keyring  # noqa: PLC0415
+
+        return keyring.get_password(service, username)
+    except Exception:  # noqa: BLE001 - no keyring backend is the common case
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
