@@ -7,8 +7,10 @@ import hashlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from index_fixtures import (
 )
 
 from builder.index.server import negotiate
-from builder.index.static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
+from builder.index.static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, StaticIndex
 
 USER = "alice"
 SECRET = "s3cr3t-Pa55word-never-logged"
@@ -356,3 +358,30 @@ def test_token_authentication(tmp_path: Path) -> None:
         assert server.upload(big, auth=("__token__", "tok-123456")).status_code == 413
         assert server.listed("big") == {}
     assert "tok-123456" not in (tmp_path / "log").read_text()
+
+
+def _keep_alive_milliseconds(url: str, requests: int = 15) -> float:
+    """Median time of one request on a reused connection, as pip and uv make them."""
+    timings = []
+    with httpx.Client() as client:
+        client.get(url).raise_for_status()
+        for _ in range(requests):
+            started = time.perf_counter()
+            client.get(url).raise_for_status()
+            timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def test_keep_alive_requests_do_not_stall(tmp_path: Path) -> None:
+    """Without TCP_NODELAY, each request on a kept-alive connection waits ~40 ms (Nagle
+    against delayed ACKs): 1.6x the install time of a small set. Both servers must answer fast."""
+    from builder.pipeline import serving
+
+    root = tmp_path / "index"
+    StaticIndex(root).sync([make_wheel(tmp_path / "wheels", "quick", "1.0")])
+    with serving(root) as simple:
+        embedded = _keep_alive_milliseconds(simple + "quick/")
+    with serving_prewheel(root, log=tmp_path / "serve.log") as base:
+        served = _keep_alive_milliseconds(base + "simple/quick/")
+    assert embedded < 20, f"serving(): {embedded:.1f} ms per kept-alive request"
+    assert served < 20, f"prewheel serve: {served:.1f} ms per kept-alive request"
