@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+from packaging.utils import canonicalize_name
 
 from .errors import IntegrityError, UsageError
 from .files import atomic_write_bytes, file_sha256, pid_alive
@@ -210,17 +211,33 @@ class Wheelhouse:
         return tempfile.TemporaryDirectory(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=self.path)
 
     def _record(self, new: list[WheelEntry]) -> None:
-        """Merge entries into the manifest (caller holds the lock)."""
+        """Merge entries into the manifest (caller holds the lock).
+
+        A new entry replaces those of the same file name, the same cache key, or the same
+        cell (project, version, target): one wheel per cell, so a rebuild with other inputs
+        (a changed per-package setting, a new image) supersedes the old wheel instead of
+        leaving both to be published. Superseded files are deleted after the manifest is
+        written.
+        """
         replaced_names = {e.filename for e in new}
         replaced_keys = {e.cache_key for e in new}
-        kept = [
-            e
-            for e in self.entries()
-            if e.filename not in replaced_names and e.cache_key not in replaced_keys
-        ]
+        replaced_cells = {_cell(e) for e in new}
+        kept: list[WheelEntry] = []
+        dropped: list[WheelEntry] = []
+        for entry in self.entries():
+            superseded = (
+                entry.filename in replaced_names
+                or entry.cache_key in replaced_keys
+                or _cell(entry) in replaced_cells
+            )
+            (dropped if superseded else kept).append(entry)
         entries = sorted([*kept, *new], key=lambda e: (e.name, e.version, e.target, e.filename))
         payload = json.dumps([e.to_json() for e in entries], indent=2, sort_keys=True) + "\n"
         _atomic_write_bytes(self.manifest_path, payload.encode())
+        listed = {e.filename for e in entries}
+        for entry in dropped:
+            if entry.filename not in listed:
+                self.wheel_path(entry).unlink(missing_ok=True)
 
     def _put_file(self, source: Path, destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +251,10 @@ class Wheelhouse:
             Path(temp).replace(destination)
         finally:
             Path(temp).unlink(missing_ok=True)
+
+
+def _cell(entry: WheelEntry) -> tuple[str, str, str]:
+    return (canonicalize_name(entry.name), entry.version, entry.target)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -89,6 +89,22 @@ def test_rebuilding_a_file_replaces_its_entry(tmp_path: Path) -> None:
     assert house.lookup("old-key") is None
 
 
+def test_a_rebuild_of_the_same_cell_supersedes_the_old_wheel(tmp_path: Path) -> None:
+    """Other inputs (a setting, an image) may give another file name for the same cell: the
+    old wheel must go, or an index made from the wheelhouse would list both."""
+    house = Wheelhouse(tmp_path / "wh")
+    add(house, make_wheel(tmp_path / "a"), "pure-fallback")
+    add(house, make_wheel(tmp_path / "other", name="neighbour"), "neighbour-key")
+    repaired = tmp_path / "b" / "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    make_wheel(tmp_path / "b").rename(repaired)
+    add(house, repaired, "with-libyaml")
+    assert sorted(e.cache_key for e in house.entries()) == ["neighbour-key", "with-libyaml"]
+    assert [p.name for p in house.wheels()] == [
+        "neighbour-1.0-cp311-cp311-linux_x86_64.whl",
+        "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+    ]
+
+
 def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
     house = Wheelhouse(tmp_path / "wh")
     house.wheels_dir.mkdir(parents=True)
