@@ -29,23 +29,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.merge import write_section
-from builder.hostenv import ca_bundle
 from builder.plan import INSTALLABLE, Plan, plan_requirements
 from builder.requirements import read_requirements
-from builder.targets import select_targets
+from builder.targets import Arch, select_targets
 from builder.upstream.client import default_index_url
+from tests.plan_fixtures import pip_dry_run, pip_env
 
 LOCK = Path(__file__).resolve().parent / "data" / "requirements-100.txt"
-PLATFORMS = [
-    "linux/amd64",
-    "linux/arm64",
-    "linux/arm/v7",
-    "linux/arm/v6",
-    "linux/386",
-    "linux/ppc64le",
-    "linux/s390x",
-    "linux/riscv64",
-]
+PLATFORMS = [arch.docker_platform for arch in Arch]  # all eight
 
 
 def timed_plan(cache_dir: Path) -> tuple[float, Plan]:
@@ -61,40 +52,14 @@ def timed_plan(cache_dir: Path) -> tuple[float, Plan]:
 def pip_cell(
     requirement: str, target_platforms: list[str], python: str, abi: str, workdir: Path
 ) -> tuple[float, bool]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_CACHE_DIR=str(workdir.parent / "pip-cache"),
-    )  # shared: pip's own cache helps it
-    bundle = ca_bundle()
-    if bundle:
-        env["PIP_CERT"] = str(bundle)
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--dry-run",
-        "--ignore-installed",
-        "--report",
-        "-",
-        "--target",
-        str(workdir / "t"),
-        "--only-binary=:all:",
-        "--no-deps",
-        "--index-url",
-        default_index_url(),
-        *(f"--platform={p}" for p in target_platforms),
-        "--python-version",
-        python,
-        "--implementation",
-        "cp",
-        "--abi",
-        abi,
-        requirement,
-    ]
+    env = pip_env(workdir.parent / "pip-cache")  # shared: pip's own cache helps it
+    command = pip_dry_run(
+        [requirement],
+        platforms=target_platforms,
+        python=python,
+        abi=abi,
+        target_dir=workdir / "t",
+    )
     start = time.perf_counter()
     result = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=600, check=False

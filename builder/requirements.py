@@ -115,9 +115,6 @@ class FormatControl:
             return False
         return name in self.no_binary or ALL not in self.only_binary
 
-    def __bool__(self) -> bool:
-        return bool(self.no_binary or self.only_binary)
-
 
 PIP_DEFAULT_FORMATS = FormatControl()  # wheels and sdists both allowed
 

@@ -12,16 +12,14 @@ claims one pip call each; calls run concurrently. `pip install --dry-run --repor
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
+from plan_fixtures import pip_dry_run, pip_env
 
-from builder.hostenv import ca_bundle
 from builder.plan import INSTALLABLE, Plan, plan_requirements
 from builder.requirements import RequirementSet, parse_pinned
 from builder.targets import Target, parse_identifier
@@ -49,49 +47,22 @@ TARGETS = [
 ]
 
 
-def pip_env(tmp: Path) -> dict[str, str]:
-    """pip isolated from this host's configuration (local find-links, constraints)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_CACHE_DIR=str(tmp / "pip-cache"),
-    )
-    bundle = ca_bundle()
-    if bundle:
-        env["PIP_CERT"] = str(bundle)
-    return env
-
-
 def pip_choice(target: Target, pins: list[str], tmp: Path) -> dict[str, str] | None:
     """{name: filename} pip would install on ``target``, or None if it finds no binary."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--dry-run",
-        "--ignore-installed",
-        "--report",
-        "-",
-        "--target",
-        str(tmp / "target"),
-        "--only-binary=:all:",
-        "--no-deps",
-        "--index-url",
-        default_index_url(),
-        *(f"--platform={platform}" for platform in target.platforms()),
-        "--python-version",
-        target.python_version,
-        "--implementation",
-        "cp",
-        "--abi",
-        target.interpreter,
-        *pins,
-    ]
+    command = pip_dry_run(
+        pins,
+        platforms=target.platforms(),
+        python=target.python_version,
+        abi=target.interpreter,
+        target_dir=tmp / "target",
+    )
     result = subprocess.run(
-        command, capture_output=True, text=True, env=pip_env(tmp), timeout=600, check=False
+        command,
+        capture_output=True,
+        text=True,
+        env=pip_env(tmp / "pip-cache"),
+        timeout=600,
+        check=False,
     )
     if result.returncode != 0:
         assert "No matching distribution" in result.stderr or "Could not find" in result.stderr, (
