@@ -178,6 +178,12 @@ while [ $# -gt 0 ]; do
 done
 [ "${#archs[@]}" -gt 0 ] || archs=(amd64 arm64 armhf)
 for arch in "${archs[@]}" "${portable[@]}"; do docker_platform "$arch" >/dev/null; done
+for arch in "${portable[@]}"; do
+  case "$arch" in
+    amd64 | arm64 | armhf) ;;
+    *) log "--portable: no manylinux policy for $arch (amd64, arm64, armhf)"; exit 2 ;;
+  esac
+done
 
 is_portable() {
   local arch
@@ -207,8 +213,15 @@ run_job() {
   esac
 }
 
-# Work directories of an earlier run that was killed (this script is their only writer, and
-# the finished root filesystems are renamed out of them), and our jobs if we are stopped.
+# One run at a time per cache (a second waits), so that the work directories left here are
+# those of a run that was killed (the finished root filesystems are renamed out of them): they
+# are removed. Our jobs are stopped if we are.
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/.lock"
+if ! flock -n 9; then
+  log "another scripts/test-images.sh is running on $CACHE_DIR; waiting for it"
+  flock 9
+fi
 rm -rf "$CACHE_DIR"/work.*
 trap 'kill $(jobs -p) 2>/dev/null; exit 130' INT TERM
 
