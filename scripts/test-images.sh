@@ -96,8 +96,6 @@ timed() {
   log "built $tag in $((SECONDS - started)) s"
 }
 
-build_key() { image_key "$BUILD_RECIPE" bookworm "$1" "$BUILD_PKGS"; }
-
 # The runtime image is the build image less every package that neither the runtime packages
 # nor the required base system depend on (Recommends do not count, as in a debootstrap), so it
 # has the package set a debootstrap of RUNTIME_PKGS would have, without a second debootstrap.
@@ -138,7 +136,7 @@ DOCKERFILE
 bookworm_images() {
   local arch=$1 portable=$2 platform build_key build_id key ca_dir body
   platform=$(docker_platform "$arch")
-  build_key=$(build_key "$arch")
+  build_key=$(image_key "$BUILD_RECIPE" bookworm "$arch" "$BUILD_PKGS")
   timed "prewheel-test/bookworm-build:$arch" "$build_key" \
     rootfs_image "prewheel-test/bookworm-build:$arch" "$platform" "$build_key" bookworm "$arch" \
     bookworm-build "$BUILD_PKGS"

@@ -52,13 +52,7 @@ LABEL org.prewheel.key="$key" org.prewheel.suite="$suite" org.prewheel.kind="$ki
 ENV LANG=C.UTF-8
 CMD ["python3"]
 DOCKERFILE
-  if ! DOCKER_BUILDKIT=0 docker build -q --platform "$platform" -t "$tag" "$work" \
-      >"$work/build.log" 2>&1; then
-    tail -n 30 "$work/build.log" >&2
-    rm -rf "$work"
-    return 1
-  fi
-  rm -rf "$work"
+  build_context "$tag" "$platform" "$work"
 }
 
 # derived_image TAG PLATFORM KEY DOCKERFILE_BODY [CONTEXT_FILE...]
@@ -70,12 +64,17 @@ derived_image() {
   work=$(mktemp -d)
   [ $# -gt 0 ] && cp "$@" "$work/"
   printf '%s\nLABEL org.prewheel.key="%s"\n' "$body" "$key" >"$work/Dockerfile"
-  if ! DOCKER_BUILDKIT=0 docker build -q --platform "$platform" \
-      ${PIP_INDEX_URL:+--build-arg PIP_INDEX_URL="$PIP_INDEX_URL"} -t "$tag" "$work" \
-      >"$work/build.log" 2>&1; then
-    tail -n 30 "$work/build.log" >&2
-    rm -rf "$work"
-    return 1
-  fi
+  build_context "$tag" "$platform" "$work"
+}
+
+# build_context TAG PLATFORM DIR: `docker build` DIR (the legacy builder keeps the platform
+# label of a FROM scratch image) as TAG, showing the tail of its log if it fails; DIR is removed.
+build_context() {
+  local tag=$1 platform=$2 work=$3 status=0
+  DOCKER_BUILDKIT=0 docker build -q --platform "$platform" \
+    ${PIP_INDEX_URL:+--build-arg PIP_INDEX_URL="$PIP_INDEX_URL"} -t "$tag" "$work" \
+    >"$work/build.log" 2>&1 || status=$?
+  [ "$status" = 0 ] || tail -n 30 "$work/build.log" >&2
   rm -rf "$work"
+  return "$status"
 }
