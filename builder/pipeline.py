@@ -96,7 +96,7 @@ def run_pipeline(
     log(f"plan: {plan.summary()}")
     wheelhouse = Wheelhouse(wheelhouse_dir or output / "wheelhouse")
     built, reused = build_gaps(
-        plan, wheelhouse, image=build_image, parallel=parallel, config=config
+        plan, wheelhouse, image=build_image, parallel=parallel, config=config, log=log
     )
     timer.lap("build")
     log(f"build: {built} built, {reused} reused from {wheelhouse.path}")
@@ -138,7 +138,13 @@ class _Timer:
 
 
 def build_gaps(
-    plan: Plan, wheelhouse: Any, *, image: str | None, parallel: int = 1, config: Any = None
+    plan: Plan,
+    wheelhouse: Any,
+    *,
+    image: str | None,
+    parallel: int = 1,
+    config: Any = None,
+    log: Callable[[str], object] = lambda _line: None,
 ) -> tuple[int, int]:
     """Build every gap not yet in the wheelhouse; (built now, reused). Raises on failure.
 
@@ -155,13 +161,23 @@ def build_gaps(
         jobs = make_jobs(plan.gaps(), image=image)
     if not jobs:
         return 0, 0
-    builder = DockerBuilder.from_config(config)
+    builder = DockerBuilder.from_config(config, notice=log)
     try:
         report = run_builds(
-            jobs, wheelhouse=wheelhouse, builder=builder, fetcher=SdistFetcher(), parallel=parallel
+            jobs,
+            wheelhouse=wheelhouse,
+            builder=builder,
+            fetcher=SdistFetcher(),
+            parallel=parallel,
+            progress=lambda event: _log_step_note(event, log),
         )
     finally:
         builder.close()
+    for outcome in report.fell_back:
+        log(
+            f"build: {outcome.job.label} was rebuilt emulated after the build with native "
+            f"compilers failed ({outcome.fallback})"
+        )
     if report.failed:
         raise BuildsFailedError(
             f"{len(report.failed)} of {len(report.outcomes)} builds failed: "
@@ -171,6 +187,11 @@ def build_gaps(
         )
     built = len(report.having(BuildStatus.BUILT))
     return built, len(report.outcomes) - built
+
+
+def _log_step_note(event: Any, log: Callable[[str], object]) -> None:
+    if event.note:
+        log(f"build {event.step.label}: {event.note}")
 
 
 def complete_index(plan: Plan, wheelhouse: Any, root: Path) -> tuple[int, int]:

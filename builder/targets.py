@@ -45,6 +45,22 @@ class Arch(enum.Enum):
         return _DEBIAN_ARCH[self]
 
     @property
+    def gnu_triplet(self) -> str:
+        """Debian's multiarch triplet (``arm-linux-gnueabihf``): compiler and library names."""
+        return _GNU_TRIPLET[self]
+
+    @classmethod
+    def from_machine(cls, machine: str) -> Arch | None:
+        """The arch of a ``uname -m`` / Docker ``Architecture`` string, or None if unknown."""
+        normalized = machine.strip().lower()
+        normalized = _MACHINE_ALIASES.get(normalized, normalized)
+        return next((arch for arch in cls if arch.value == normalized), None)
+
+    def runs_natively_on(self, host: Arch) -> bool:
+        """Whether a CPU of ``host`` runs this arch's code without emulation."""
+        return self in _NATIVE_ON[host]
+
+    @property
     def has_manylinux(self) -> bool:
         """Whether manylinux tags exist for this arch (packaging's ``_have_compatible_abi``)."""
         return self is not Arch.ARMV6L
@@ -99,6 +115,23 @@ _DEBIAN_ARCH = {
     Arch.PPC64LE: "ppc64el",
     Arch.S390X: "s390x",
     Arch.RISCV64: "riscv64",
+}
+_GNU_TRIPLET = {
+    Arch.X86_64: "x86_64-linux-gnu",
+    Arch.AARCH64: "aarch64-linux-gnu",
+    Arch.ARMV7L: "arm-linux-gnueabihf",
+    Arch.ARMV6L: "arm-linux-gnueabi",
+    Arch.I686: "i686-linux-gnu",
+    Arch.PPC64LE: "powerpc64le-linux-gnu",
+    Arch.S390X: "s390x-linux-gnu",
+    Arch.RISCV64: "riscv64-linux-gnu",
+}
+_MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "i386": "i686", "x86": "i686"}
+# Architectures a host CPU runs without emulation (64-bit x86 and ARM run their 32-bit kin).
+_NATIVE_ON: dict[Arch, frozenset[Arch]] = {
+    **{arch: frozenset({arch}) for arch in Arch},
+    Arch.X86_64: frozenset({Arch.X86_64, Arch.I686}),
+    Arch.AARCH64: frozenset({Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L}),
 }
 # ELF e_machine values and class (1 = 32-bit, 2 = 64-bit).
 _ELF_MACHINE = {

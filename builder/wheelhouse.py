@@ -51,19 +51,23 @@ class WheelEntry:
     built_at: str  # ISO 8601, UTC
     builder: str
     log: str  # path relative to the wheelhouse
+    # How it was compiled: {"native": bool, "toolchain": {...} | None, "fallback": why an
+    # accelerated build was redone emulated, "reason": why no native toolchain}; {} before 0.2.
+    compilers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["inputs"] = dict(self.inputs)
+        data["compilers"] = dict(self.compilers)
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WheelEntry:
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = fields - set(data)
+        missing = fields - set(data) - {"compilers"}
         if missing:
             raise IntegrityError(f"A manifest entry lacks {sorted(missing)}: {dict(data)!r}.")
-        return cls(**{key: data[key] for key in fields})
+        return cls(**{key: data[key] for key in fields if key in data})
 
 
 class Wheelhouse:
@@ -140,6 +144,7 @@ class Wheelhouse:
         inputs: Mapping[str, Any],
         builder: str,
         log: Path | None = None,
+        compilers: Mapping[str, Any] | None = None,
     ) -> WheelEntry:
         """Copy ``wheel`` (and its build log) in and record it, replacing older entries of the
         same file name or cache key. Atomic and safe against concurrent writers."""
@@ -155,6 +160,7 @@ class Wheelhouse:
             built_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             builder=builder,
             log=str(log.relative_to(self.path)) if log and log.is_relative_to(self.path) else "",
+            compilers=dict(compilers or {}),
         )
         with self.locked():
             self._put_file(wheel, self.wheels_dir / wheel.name)

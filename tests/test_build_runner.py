@@ -13,17 +13,22 @@ from build_fixtures.helpers import gap
 from build_fixtures.sdists import make_sdist
 
 from builder.build import SdistFetcher, make_jobs, run_builds
-from builder.build.builders import BuildFailed
+from builder.build.builders import BuildFailed, BuildResult
 from builder.build.jobs import BuildJob
 from builder.build.runner import EventKind, ProgressEvent, Status
+from builder.build.toolchain import NATIVE, Acceleration
 from builder.wheelhouse import Wheelhouse
 
 
 class FakeSession:
+    toolchain = None
+
     def __init__(self, builder: FakeBuilder) -> None:
         self.builder = builder
 
-    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+    def build(
+        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+    ) -> BuildResult:
         self.builder.built.append(job.label)
         log.write(f"compiling {sdist.name}\n".encode())
         if job.name in self.builder.failing:
@@ -33,7 +38,7 @@ class FakeSession:
         wheel = out_dir / f"{job.name}-{job.version}-py3-none-any.whl"
         with zipfile.ZipFile(wheel, "w") as archive:
             archive.writestr(f"{job.name}.py", "")
-        return [wheel]
+        return BuildResult((wheel,))
 
 
 class FakeBuilder:
@@ -50,6 +55,9 @@ class FakeBuilder:
 
     def image_digest(self, image: str, platform: str) -> str:
         return "sha256:fake"
+
+    def acceleration(self, image: str, platform: str) -> Acceleration:
+        return NATIVE
 
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:

@@ -338,10 +338,10 @@ def test_session_returns_the_repaired_wheels(tmp_path: Path) -> None:
         (tmp_path / "log").open("wb") as log,
         builder.session("img", "linux/arm64", log) as session,
     ):
-        wheels = session.build(
+        result = session.build(
             job("cp311-manylinux_2_36_aarch64"), tmp_path / "x.tar.gz", tmp_path / "out", log
         )
-    assert [w.name for w in wheels] == ["demo-1.0-cp311-cp311-manylinux_2_28_aarch64.whl"]
+    assert [w.name for w in result.wheels] == ["demo-1.0-cp311-cp311-manylinux_2_28_aarch64.whl"]
     assert "--only" in runner.calls[0]
     assert builder.containers_started == 1
 
@@ -391,23 +391,38 @@ class RecordingBuilder:
     def image_digest(self, image: str, platform: str) -> str:
         return f"sha256:{image}"
 
+    def acceleration(self, image: str, platform: str):  # type: ignore[no-untyped-def]
+        from builder.build.toolchain import NATIVE
+
+        return NATIVE
+
     def session(self, image: str, platform: str, setup_log: IO[bytes]):  # type: ignore[no-untyped-def]
         import contextlib
         import zipfile
 
+        from builder.build.builders import BuildResult
+
         outer = self
 
         class Session:
+            toolchain = None
+
             def build(
-                self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]
-            ) -> list[Path]:
+                self,
+                job: BuildJob,
+                sdist: Path,
+                out_dir: Path,
+                log: IO[bytes],
+                *,
+                native: bool = True,
+            ) -> BuildResult:
                 outer.jobs.append(job)
                 tag = outer.platform_tag.format(arch=job.target.arch.value)
                 wheel = out_dir / f"demo-1.0-cp311-cp311-{tag}.whl"
                 out_dir.mkdir(parents=True, exist_ok=True)
                 with zipfile.ZipFile(wheel, "w") as archive:
                     archive.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
-                return [wheel]
+                return BuildResult((wheel,))
 
         self.containers_started += 1
         return contextlib.nullcontext(Session())

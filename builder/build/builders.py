@@ -10,6 +10,7 @@ turns one verified sdist into wheel files in a host directory, writing the log t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform as host_platform
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
@@ -32,6 +33,14 @@ from ..hostenv import ca_bundle, pip_setting, proxy_environment
 from ..targets import Arch, Libc, Target
 from .container import Container, connect, remove_orphans
 from .jobs import BuildJob
+from .toolchain import (
+    DEFAULT_BASE,
+    NATIVE,
+    Accelerate,
+    Acceleration,
+    Toolchain,
+    ToolchainStore,
+)
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MEMORY = "4g"
@@ -49,13 +58,6 @@ _QEMU_NAME = {
     Arch.I686: "qemu-i386",
     Arch.X86_64: "qemu-x86_64",
 }
-# Architectures a host CPU runs without emulation.
-_NATIVE = {
-    "x86_64": {Arch.X86_64, Arch.I686},
-    "amd64": {Arch.X86_64, Arch.I686},
-    "aarch64": {Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L},
-    "arm64": {Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L},
-}
 
 
 class BuildFailed(PrewheelError):
@@ -66,9 +68,23 @@ class ImageUnavailableError(HostEnvironmentError):
     """A build step's image is missing, cannot be pulled, or is for another platform."""
 
 
+@dataclasses.dataclass(frozen=True)
+class BuildResult:
+    """What one build wrote, and what it compiled with."""
+
+    wheels: tuple[Path, ...]
+    toolchain: Toolchain | None = None  # the native toolchain it compiled with; None: the image's
+    note: str = ""  # why a build asked to compile natively compiled with the image's compilers
+
+
 class BuildSession(Protocol):
-    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
-        """Build ``sdist`` for ``job``; return the wheel files written into ``out_dir``."""
+    toolchain: Toolchain | None  # the native toolchain this session can compile with
+
+    def build(
+        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+    ) -> BuildResult:
+        """Build ``sdist`` for ``job`` into ``out_dir``; ``native=False`` compiles with the
+        image's own compilers even where the session has a native toolchain."""
         ...
 
 
@@ -81,6 +97,10 @@ class Builder(Protocol):
         ...
 
     def image_digest(self, image: str, platform: str) -> str: ...
+
+    def acceleration(self, image: str, platform: str) -> Acceleration:
+        """The native toolchain builds of ``image`` for ``platform`` use, or why none."""
+        ...
 
     def session(
         self, image: str, platform: str, setup_log: IO[bytes]
@@ -105,6 +125,23 @@ def build_spec(job: BuildJob | None, *, venv: str, sdist: str, out: str, **extra
             before_build=job.settings.before_build,
         )
     return json.dumps(spec)
+
+
+def parallel_environment(jobs: int) -> dict[str, str]:
+    """Job counts for the build tools that read them from the environment."""
+    count = str(max(1, jobs))
+    return {
+        "MAKEFLAGS": f"-j{count}",
+        "CMAKE_BUILD_PARALLEL_LEVEL": count,
+        "NPY_NUM_BUILD_JOBS": count,
+        "MAX_JOBS": count,
+        "DIST_EXTRA_CONFIG": str(_WORK / "parallel.cfg"),  # setuptools: [build_ext] parallel
+    }
+
+
+def compile_jobs_for(parallel_builds: int, cpus: int | None = None) -> int:
+    """Compile jobs per build: the host's cores shared by the builds running at once."""
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, parallel_builds))
 
 
 def arch_environment(arch: Arch) -> dict[str, str]:
@@ -136,15 +173,22 @@ class DockerBuilder:
     name = "docker"
 
     @classmethod
-    def from_config(cls, config: Config | None) -> DockerBuilder:
-        """A builder set up by the ``docker-host``, ``timeout`` and ``memory`` settings."""
+    def from_config(
+        cls, config: Config | None, *, notice: Callable[[str], object] = lambda _text: None
+    ) -> DockerBuilder:
+        """A builder set up by the ``docker-host``, ``timeout``, ``memory``, ``accelerate``,
+        ``toolchain-base`` and ``jobs`` settings."""
         if config is None:
-            return cls()
+            return cls(notice=notice)
         return cls(
+            notice=notice,
             docker_hosts=parse_docker_hosts(config.get_list("docker-host")),
             timeout=float(config.get("timeout", DEFAULT_TIMEOUT)),
             memory=config.get("memory", DEFAULT_MEMORY),
             binfmt_dir=Path(config.get("binfmt-dir", str(BINFMT_DIR))),
+            accelerate=Accelerate.parse(config.get("accelerate", Accelerate.AUTO.value)),
+            toolchain_base=str(config.get("toolchain-base", DEFAULT_BASE)),
+            compile_jobs=compile_jobs_for(int(config.get("jobs", 1))),
         )
 
     def __init__(
@@ -155,14 +199,24 @@ class DockerBuilder:
         memory: str | None = DEFAULT_MEMORY,
         binfmt_dir: Path = BINFMT_DIR,
         host_machine: str | None = None,
+        accelerate: Accelerate = Accelerate.AUTO,
+        toolchain_base: str = DEFAULT_BASE,
+        compile_jobs: int | None = None,
+        notice: Callable[[str], object] = lambda _text: None,
     ) -> None:
         self.docker_hosts = dict(docker_hosts or {})
         self.timeout = timeout
         self.memory = memory
         self.binfmt_dir = binfmt_dir
         self.host_machine = (host_machine or host_platform.machine()).lower()
+        self.accelerate = accelerate
+        self.toolchain_base = toolchain_base
+        self.compile_jobs = compile_jobs if compile_jobs is not None else compile_jobs_for(1)
+        self.notice = notice
         self.containers_started = 0
         self._clients: dict[str | None, docker.DockerClient] = {}
+        self._stores: dict[str | None, ToolchainStore] = {}
+        self._accelerations: dict[tuple[str, str], Acceleration] = {}
         self._lock = threading.Lock()
 
     def client(self, platform: str) -> docker.DockerClient:
@@ -185,9 +239,8 @@ class DockerBuilder:
         arch = Arch.from_docker_platform(platform)
         if platform in self.docker_hosts or not _local_daemon():
             return  # a remote endpoint: its own CPU or emulation is its business
-        if arch in _NATIVE.get(
-            self.host_machine, {Arch(self.host_machine)} if _is_arch(self.host_machine) else set()
-        ):
+        host = Arch.from_machine(self.host_machine)
+        if host is not None and arch.runs_natively_on(host):
             return
         handler = _QEMU_NAME[arch]
         if not (self.binfmt_dir / handler).exists():
@@ -198,6 +251,37 @@ class DockerBuilder:
                 "--install all` (or install qemu-user-static and binfmt-support), or point "
                 f"--docker-host {platform}=ssh://<native machine> at a native builder."
             )
+
+    def acceleration(self, image: str, platform: str) -> Acceleration:
+        """Resolved once per (image, platform): the toolchain is assembled here if needed."""
+        key = (image, platform)
+        with self._lock:
+            known = self._accelerations.get(key)
+        if known is not None:
+            return known
+        if self.accelerate is Accelerate.OFF:
+            found = Acceleration(reason="acceleration is off (--accelerate off)")
+        else:
+            try:
+                found = self._store(platform).acceleration(
+                    image,
+                    Arch.from_docker_platform(platform),
+                    image_platform=platform,
+                    base_template=self.toolchain_base,
+                )
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                found = Acceleration(reason=f"the Docker daemon reported {exc}")
+        with self._lock:
+            self._accelerations[key] = found
+        return found
+
+    def _store(self, platform: str) -> ToolchainStore:
+        client = self.client(platform)
+        url = self.docker_hosts.get(platform)
+        with self._lock:
+            if url not in self._stores:
+                self._stores[url] = ToolchainStore(client, log=self.notice)
+            return self._stores[url]
 
     def image_digest(self, image: str, platform: str) -> str:
         client = self.client(platform)
@@ -236,6 +320,10 @@ class DockerBuilder:
         if bundle is not None:
             for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
                 environment[variable] = str(_WORK / "ca.pem")
+        environment.update(parallel_environment(self.compile_jobs))
+        acceleration = self.acceleration(image, platform)
+        toolchain = acceleration.toolchain
+        _log_acceleration(setup_log, acceleration)
         with (
             _docker_errors(f"Running {image} for {platform}"),
             Container(
@@ -244,6 +332,7 @@ class DockerBuilder:
                 platform=platform,
                 environment=environment,
                 mem_limit=self.memory,
+                mounts=[toolchain.mount()] if toolchain else [],
             ) as container,
             script_path() as script,
         ):
@@ -252,15 +341,27 @@ class DockerBuilder:
             if bundle is not None:
                 container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
             container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
-            session = _ContainerSession(container, self.timeout)
-            session.setup(setup_log)
+            session = _ContainerSession(container, self.timeout, toolchain)
+            session.setup(setup_log, self.compile_jobs)
             yield session
 
 
+def _log_acceleration(log: IO[bytes], acceleration: Acceleration) -> None:
+    if acceleration.toolchain is not None:
+        line = f"compiling with the native toolchain {acceleration.toolchain.label}"
+    elif acceleration.reason:
+        line = f"compiling with the image's own compilers under emulation: {acceleration.reason}"
+    else:
+        return  # the platform runs natively: nothing to say
+    log.write(f"[prewheel] {line}\n".encode())
+    log.flush()
+
+
 class _ContainerSession:
-    def __init__(self, container: Container, timeout: float) -> None:
+    def __init__(self, container: Container, timeout: float, toolchain: Toolchain | None) -> None:
         self.container = container
         self.timeout = timeout
+        self.toolchain = toolchain
 
     def _run(self, command: str, spec: str, log: IO[bytes], environment: Mapping[str, str]) -> None:
         spec_file = _WORK / "spec.json"
@@ -283,18 +384,41 @@ class _ContainerSession:
                 "of its log is below."
             )
 
-    def setup(self, log: IO[bytes]) -> None:
-        spec = build_spec(None, venv=str(_WORK / "venv"), sdist="", out="", repair=True)
+    def setup(self, log: IO[bytes], compile_jobs: int) -> None:
+        spec = build_spec(
+            None,
+            venv=str(_WORK / "venv"),
+            sdist="",
+            out="",
+            repair=True,
+            compile_jobs=compile_jobs,
+            native_toolchain=self.toolchain.spec() if self.toolchain else None,
+        )
         self._run("setup", spec, log, {})
 
-    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+    def build(
+        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+    ) -> BuildResult:
         in_container = _WORK / "sdist" / sdist.name
         out = _WORK / "build" / "out"
+        report = _WORK / "build" / "compilers.json"
+        toolchain = self.toolchain if native else None
         with _docker_errors(f"Building {sdist.name}"):
             self.container.copy_in(sdist, in_container, mode=0o444)
-            spec = build_spec(job, venv=str(_WORK / "venv"), sdist=str(in_container), out=str(out))
+            spec = build_spec(
+                job,
+                venv=str(_WORK / "venv"),
+                sdist=str(in_container),
+                out=str(out),
+                report=str(report),
+                native_toolchain=toolchain.spec() if toolchain else None,
+            )
             self._run("build", spec, log, build_environment(job))
-            return self.container.copy_out(out, out_dir)
+            wheels = tuple(self.container.copy_out(out, out_dir))
+            compilers = json.loads(self.container.read_file(report))
+        if toolchain is not None and not compilers.get("native"):
+            return BuildResult(wheels, None, str(compilers.get("reason", "")))
+        return BuildResult(wheels, toolchain)
 
 
 class LocalBuilder:
@@ -333,6 +457,9 @@ class LocalBuilder:
     def image_digest(self, image: str, platform: str) -> str:
         return f"local:{sys.version.split()[0]}:{host_platform.machine()}"
 
+    def acceleration(self, image: str, platform: str) -> Acceleration:
+        return NATIVE  # the host builds only for itself
+
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:
         with tempfile.TemporaryDirectory(prefix="prewheel-local-") as work, script_path() as script:
@@ -342,6 +469,8 @@ class LocalBuilder:
 
 
 class _LocalSession:
+    toolchain: Toolchain | None = None
+
     def __init__(self, work: Path, script: Path, python: str, timeout: float) -> None:
         self.work = work
         self.script = script
@@ -381,7 +510,10 @@ class _LocalSession:
         )
         self._run("setup", spec, log, {})
 
-    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+    def build(
+        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+    ) -> BuildResult:
+        del native  # the host's compilers are native
         out = self.work / "out"
         spec = build_spec(
             job,
@@ -398,7 +530,7 @@ class _LocalSession:
             destination = out_dir / wheel.name
             wheel.replace(destination)
             wheels.append(destination)
-        return wheels
+        return BuildResult(tuple(wheels))
 
 
 @contextlib.contextmanager

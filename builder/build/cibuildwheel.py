@@ -45,6 +45,7 @@ from .builders import (
     SOURCE_DATE_EPOCH,
     Builder,
     BuildFailed,
+    BuildResult,
     BuildSession,
     DockerBuilder,
     ImageUnavailableError,
@@ -54,6 +55,7 @@ from .container import LABEL, OWNER_LABEL, owner_label
 from .jobs import BuildJob, resolve_image
 from .runner import BuildReport, run_builds
 from .sdist import SdistFetcher
+from .toolchain import Acceleration, Toolchain
 
 NAME = "cibuildwheel"
 CONTAINER_CA_BUNDLE = "/cibuildwheel-ca-bundle.pem"  # where cibuildwheel copies SSL_CERT_FILE
@@ -434,6 +436,9 @@ class CibuildwheelBuilder:
         except docker.errors.DockerException as exc:
             raise ImageUnavailableError(f"Cannot inspect image {image}: {exc}.") from None
 
+    def acceleration(self, image: str, platform: str) -> Acceleration:
+        return Acceleration(reason="cibuildwheel builds compile in its own images")
+
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:
         yield _CibuildwheelSession(self)
@@ -448,10 +453,15 @@ class CibuildwheelBuilder:
 
 
 class _CibuildwheelSession:
+    toolchain: Toolchain | None = None
+
     def __init__(self, builder: CibuildwheelBuilder) -> None:
         self.builder = builder
 
-    def build(self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes]) -> list[Path]:
+    def build(
+        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+    ) -> BuildResult:
+        del native  # cibuildwheel compiles with its images' compilers
         builder = self.builder
         run_id = uuid.uuid4().hex
         labels = {LABEL: NAME, OWNER_LABEL: owner_label(), RUN_LABEL: run_id}
@@ -490,7 +500,7 @@ class _CibuildwheelSession:
         wheels = sorted(out_dir.glob("*.whl"))
         if not wheels:
             raise BuildFailed("cibuildwheel finished but wrote no wheel.")
-        return wheels
+        return BuildResult(tuple(wheels))
 
 
 # --- orchestration ---------------------------------------------------------------------------------

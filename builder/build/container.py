@@ -24,6 +24,7 @@ from typing import Any, Self
 
 import docker
 import docker.errors
+from docker.types import Mount
 from docker.utils.socket import frames_iter
 
 from ..errors import HostEnvironmentError
@@ -104,6 +105,7 @@ class Container:
         environment: Mapping[str, str] | None = None,
         mem_limit: str | None = None,
         workdir: str = "/prewheel",
+        mounts: Sequence[Mount] = (),
     ) -> None:
         self.client = client
         self.image = image
@@ -111,6 +113,7 @@ class Container:
         self.environment = dict(environment or {})
         self.mem_limit = mem_limit
         self.workdir = workdir
+        self.mounts = list(mounts)
         self._container: Any = None
 
     def __enter__(self) -> Self:
@@ -124,6 +127,7 @@ class Container:
                 labels={LABEL: "1", OWNER_LABEL: owner_label()},
                 working_dir="/",
                 network_mode="host",
+                mounts=self.mounts,
                 detach=True,
             )
             self._container.start()
@@ -222,7 +226,59 @@ class Container:
                 copied.append(target)
         return copied
 
+    def read_file(self, path: PurePosixPath) -> bytes:
+        """The content of one regular file in the container."""
+        stream, _ = self._container.get_archive(str(path))
+        content = _regular_file(b"".join(stream))
+        if content is None:
+            raise HostEnvironmentError(f"{path} in the {self.image} container is not a file.")
+        return content
+
+    def commit(self, repository: str, tag: str, *, labels: Mapping[str, str]) -> None:
+        """Save the container's file system as image ``repository:tag`` with ``labels``."""
+        self._container.commit(
+            repository=repository, tag=tag, conf={"Labels": dict(labels), "Cmd": ["sh"]}
+        )
+
     def _mkdir(self, path: PurePosixPath) -> None:
         result = self.call(["mkdir", "-p", str(path)], timeout=60)
         if result.exit_code != 0:
             raise HostEnvironmentError(f"Cannot create {path} in the {self.image} container.")
+
+
+def read_image_files(
+    client: docker.DockerClient, image: str, platform: str, paths: Sequence[PurePosixPath]
+) -> dict[PurePosixPath, bytes | None]:
+    """Regular files of an image, read from a container that is created but never started (no
+    emulation runs); a path that is missing or not a regular file maps to None."""
+    created: Any = None
+    files: dict[PurePosixPath, bytes | None] = {}
+    try:
+        created = client.containers.create(
+            image,
+            command=["true"],
+            platform=platform,
+            labels={LABEL: "1", OWNER_LABEL: owner_label()},
+        )
+        for path in paths:
+            try:
+                stream, _ = created.get_archive(str(path))
+            except docker.errors.NotFound:
+                files[path] = None
+                continue
+            files[path] = _regular_file(b"".join(stream))
+    finally:
+        if created is not None:
+            with contextlib.suppress(docker.errors.DockerException):
+                created.remove(force=True)
+    return files
+
+
+def _regular_file(archive_bytes: bytes) -> bytes | None:
+    """The one regular file of a ``get_archive`` tar stream, or None (a link, a directory)."""
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r") as archive:
+        member = archive.next()
+        if member is None or not member.isfile():
+            return None
+        extracted = archive.extractfile(member)
+        return extracted.read() if extracted is not None else None

@@ -2,7 +2,8 @@
 
 A :class:`BuildJob` is one (requirement, target) to compile from one sdist in one image. Its
 cache key (:func:`cache_key`) covers everything that changes the wheel's bytes: name, version,
-sdist sha256, target identifier, image digest, per-package settings and prewheel's version.
+sdist sha256, target identifier, image digest, per-package settings, prewheel's version and,
+for accelerated builds, the native toolchain.
 Jobs sharing an image and platform form a :class:`BuildStep`, run in one container.
 """
 
@@ -60,9 +61,17 @@ class BuildJob:
         """``name-version-target``: how logs and progress lines name the job."""
         return f"{self.name}-{self.version}-{self.target.identifier}"
 
-    def inputs(self, image_digest: str, prewheel_version: str = __version__) -> dict[str, Any]:
-        """Everything that affects the wheel's bytes, as JSON-ready data."""
-        return {
+    def inputs(
+        self,
+        image_digest: str,
+        prewheel_version: str = __version__,
+        *,
+        toolchain: str | None = None,
+    ) -> dict[str, Any]:
+        """Everything that affects the wheel's bytes, as JSON-ready data. ``toolchain`` is the
+        content id of the native toolchain the build compiles with (absent: the image's own
+        compilers, so builds that are not accelerated keep the keys they always had)."""
+        inputs = {
             "name": str(self.name),
             "version": str(self.version),
             "sdist": self.sdist.filename,
@@ -73,6 +82,9 @@ class BuildJob:
             "settings": self.settings.fingerprint(),
             "prewheel_version": prewheel_version,
         }
+        if toolchain is not None:
+            inputs["toolchain"] = toolchain
+        return inputs
 
 
 def cache_key(inputs: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,10 +19,11 @@ from typing import IO, Any
 
 from ..errors import PrewheelError
 from ..wheelhouse import Wheelhouse
-from .builders import Builder, BuildSession, ImageUnavailableError
+from .builders import Builder, BuildResult, BuildSession, ImageUnavailableError
 from .checks import check_wheel
 from .jobs import BuildJob, BuildStep, cache_key, group_steps
 from .sdist import SdistFetcher
+from .toolchain import Acceleration
 
 TAIL_LINES = 15
 
@@ -42,6 +44,8 @@ class BuildOutcome:
     error: str = ""
     tail: tuple[str, ...] = ()
     elapsed: float = 0.0
+    native: bool = False  # compiled with a native toolchain (accelerated)
+    fallback: str = ""  # why the accelerated build failed before an emulated rebuild succeeded
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +59,8 @@ class BuildOutcome:
             "error": self.error,
             "tail": list(self.tail),
             "elapsed": round(self.elapsed, 3),
+            "accelerated": self.native,
+            "fallback": self.fallback,
         }
 
 
@@ -71,10 +77,20 @@ class BuildReport:
     def failed(self) -> list[BuildOutcome]:
         return self.having(Status.FAILED)
 
+    @property
+    def accelerated(self) -> list[BuildOutcome]:
+        return [o for o in self.outcomes if o.status is Status.BUILT and o.native]
+
+    @property
+    def fell_back(self) -> list[BuildOutcome]:
+        """Built, but only by the emulated rebuild after the accelerated build failed."""
+        return [o for o in self.outcomes if o.status is Status.BUILT and o.fallback]
+
     def to_json(self) -> dict[str, Any]:
         counts = collections.Counter(o.status.value for o in self.outcomes)
         return {
-            "summary": {s.value: counts.get(s.value, 0) for s in Status},
+            "summary": {s.value: counts.get(s.value, 0) for s in Status}
+            | {"accelerated": len(self.accelerated), "rebuilt_emulated": len(self.fell_back)},
             "containers_started": self.containers_started,
             "elapsed": round(self.elapsed, 3),
             "builds": [o.to_json() for o in self.outcomes],
@@ -94,6 +110,7 @@ class ProgressEvent:
     step: BuildStep
     job: BuildJob | None = None
     outcome: BuildOutcome | None = None
+    note: str = ""  # STEP_STARTED: how the step compiles (native toolchain, or why emulated)
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -105,6 +122,7 @@ class _Pending:
     key: str
     inputs: dict[str, Any]
     sdist: Path
+    acceleration: Acceleration
 
 
 def run_builds(
@@ -161,10 +179,11 @@ def _prepare_step(
         digest = builder.image_digest(step.image, step.platform)
     except ImageUnavailableError as error:
         return [], [_failure(job, error.message) for job in step.jobs]
+    acceleration = builder.acceleration(step.image, step.platform)
     pending, done = [], []
     for job in step.jobs:
         try:
-            inputs = job.inputs(digest)
+            inputs = job.inputs(digest, toolchain=acceleration.cache_key_field)
         except PrewheelError as error:
             done.append(_failure(job, error.message))
             continue
@@ -174,7 +193,7 @@ def _prepare_step(
             log = wheelhouse.path / entry.log if entry.log else None
             done.append(BuildOutcome(job, Status.CACHED, wheel=entry.filename, log=log))
         else:
-            pending.append(_Pending(job, key, inputs, Path()))
+            pending.append(_Pending(job, key, inputs, Path(), acceleration))
     return pending, done
 
 
@@ -204,7 +223,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
     if stop.is_set():
         return [BuildOutcome(p.job, Status.SKIPPED) for p in pending]
     step = dataclasses.replace(step, jobs=tuple(p.job for p in pending))  # what runs here
-    notify(ProgressEvent(EventKind.STEP_STARTED, step))
+    notify(ProgressEvent(EventKind.STEP_STARTED, step, note=_describe(pending[0].acceleration)))
     outcomes: list[BuildOutcome] = []
     with wheelhouse.scratch_dir() as scratch_name:
         scratch = Path(scratch_name)
@@ -242,29 +261,40 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
 def _build_one(
     item: _Pending, session: BuildSession, wheelhouse: Wheelhouse, scratch: Path, setup_log: Path
 ) -> BuildOutcome:
+    """Build and check one wheel; an accelerated build that fails is redone fully emulated."""
     job = item.job
     started = time.monotonic()
     job_log = scratch / f"{job.label}.log"
     out_dir = scratch / f"out-{job.label}"
+    fallback = ""
     with job_log.open("wb") as stream:
         _header(stream, job, item)
         try:
-            wheels = session.build(job, item.sdist, out_dir, stream)
-            if len(wheels) != 1:
-                raise PrewheelError(
-                    f"The build produced {len(wheels)} wheels ({[w.name for w in wheels]}), "
-                    "expected exactly one."
+            try:
+                result = _build_and_check(session, item, out_dir, stream, native=True)
+            except PrewheelError as error:
+                if session.toolchain is None:
+                    raise
+                fallback = error.message
+                stream.write(
+                    f"\n[prewheel] the build with native compilers failed ({fallback}); "
+                    "rebuilding it with the image's own compilers under emulation\n\n".encode()
                 )
-            check_wheel(wheels[0], name=job.name, version=job.version, target=job.target)
+                result = _build_and_check(session, item, out_dir, stream, native=False)
         except PrewheelError as error:
-            stream.write(f"\n[prewheel] FAILED: {error.message}\n".encode())
+            message = error.message
+            if fallback:
+                message = f"{message} (the accelerated build failed first: {fallback})"
+            stream.write(f"\n[prewheel] FAILED: {message}\n".encode())
             stream.close()
             log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
-            return _failure(job, error.message, log, time.monotonic() - started)
-        stream.write(f"\n[prewheel] built {wheels[0].name}\n".encode())
+            return _failure(job, message, log, time.monotonic() - started)
+        wheel = result.wheels[0]
+        how = f"natively with {result.toolchain.label}" if result.toolchain else "emulated"
+        stream.write(f"\n[prewheel] built {wheel.name} (compiled {how})\n".encode())
     log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
     wheelhouse.add(
-        wheels[0],
+        wheel,
         name=str(job.name),
         version=str(job.version),
         target=job.target.identifier,
@@ -272,10 +302,55 @@ def _build_one(
         inputs=item.inputs,
         builder=f"{job.image} ({job.platform})",
         log=log,
+        compilers=_compilers_record(item.acceleration, result, fallback),
     )
     return BuildOutcome(
-        job, Status.BUILT, wheel=wheels[0].name, log=log, elapsed=time.monotonic() - started
+        job,
+        Status.BUILT,
+        wheel=wheel.name,
+        log=log,
+        elapsed=time.monotonic() - started,
+        native=result.toolchain is not None,
+        fallback=fallback,
     )
+
+
+def _build_and_check(
+    session: BuildSession, item: _Pending, out_dir: Path, stream: IO[bytes], *, native: bool
+) -> BuildResult:
+    job = item.job
+    shutil.rmtree(out_dir, ignore_errors=True)
+    result = session.build(job, item.sdist, out_dir, stream, native=native)
+    if len(result.wheels) != 1:
+        raise PrewheelError(
+            f"The build produced {len(result.wheels)} wheels "
+            f"({[w.name for w in result.wheels]}), expected exactly one."
+        )
+    check_wheel(result.wheels[0], name=job.name, version=job.version, target=job.target)
+    return result
+
+
+def _compilers_record(
+    acceleration: Acceleration, result: BuildResult, fallback: str
+) -> dict[str, Any]:
+    """The manifest's ``compilers`` field."""
+    reason = result.note or acceleration.reason
+    if fallback:
+        reason = "the accelerated build failed"
+    return {
+        "native": result.toolchain is not None,
+        "toolchain": result.toolchain.record() if result.toolchain else None,
+        "fallback": fallback,
+        "reason": "" if result.toolchain else reason,
+    }
+
+
+def _describe(acceleration: Acceleration) -> str:
+    if acceleration.toolchain is not None:
+        return f"native compilers: {acceleration.toolchain.label}"
+    if acceleration.reason:
+        return f"emulated compilers: {acceleration.reason}"
+    return ""
 
 
 def _header(stream: IO[bytes], job: BuildJob, item: _Pending) -> None:

@@ -32,7 +32,9 @@ from ..targets import DEFAULT_PLATFORMS, Target, select_targets
 from ..upstream.models import DistFile
 from ..wheelhouse import Wheelhouse
 from .common import (
+    COMPILER_KEYS,
     TARGET_KEYS,
+    add_compiler_options,
     add_subcommand,
     add_target_and_config_options,
     config_from_args,
@@ -45,6 +47,7 @@ from .common import (
 DEFAULT_WHEELHOUSE = "wheelhouse"
 _KEYS = {
     **TARGET_KEYS,
+    **COMPILER_KEYS,
     "wheelhouse": "wheelhouse",
     "builder": "builder",
     "docker-host": "docker_host",
@@ -113,6 +116,7 @@ def register(subparsers: Any) -> None:
         help="image for --portable builds instead of cibuildwheel's pinned ones (placeholders "
         "as for --image, e.g. my-registry/manylinux_2_28_{arch})",
     )
+    add_compiler_options(parser)
     add_target_and_config_options(parser)
 
 
@@ -289,7 +293,11 @@ def _builder(config: Config, jobs: list[BuildJob]) -> Builder:
         return local
     if kind != "docker":
         raise UsageError(f"Unknown builder {kind!r}; choose docker or local.")
-    return DockerBuilder.from_config(config)
+    return DockerBuilder.from_config(config, notice=_notice)
+
+
+def _notice(text: str) -> None:
+    error_console().print(f"[yellow]note:[/] {text}", markup=True, highlight=False)
 
 
 @contextmanager
@@ -301,6 +309,8 @@ def _progress(jobs: list[BuildJob]) -> Iterator[Any]:
         def plain(event: ProgressEvent) -> None:
             if event.kind is EventKind.STEP_STARTED:
                 console.print(f"starting {event.step.label}: {len(event.step.jobs)} to build")
+                if event.note:
+                    console.print(f"  {event.note}", markup=False)
             elif event.kind is EventKind.JOB_STARTED and event.job:
                 started[event.job.label] = time.monotonic()
                 console.print(f"building {event.job.label}")
@@ -325,6 +335,8 @@ def _progress(jobs: list[BuildJob]) -> Iterator[Any]:
             key = event.step.label
             if event.kind is EventKind.STEP_STARTED:
                 tasks[key] = progress.add_task(key, total=len(event.step.jobs))
+                if event.note:
+                    progress.console.print(f"{key}: {event.note}", markup=False)
             elif event.kind is EventKind.JOB_STARTED and event.job:
                 progress.update(
                     tasks[key], description=f"{key}: {event.job.name} {event.job.version}"
@@ -346,12 +358,26 @@ def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
     built = len(report.having(Status.BUILT))
     cached = len(report.having(Status.CACHED))
     skipped = len(report.having(Status.SKIPPED))
+    accelerated = len(report.accelerated)
+    fell_back = len(report.fell_back)
+    how = [f"{accelerated} accelerated"] if accelerated else []
+    if fell_back:
+        how.append(f"{fell_back} rebuilt emulated after the accelerated build failed")
     console.print(
-        f"{built} built, {cached} cached, {len(report.failed)} failed"
+        f"{built} built"
+        + (f" ({', '.join(how)})" if how else "")
+        + f", {cached} cached, {len(report.failed)} failed"
         + (f", {skipped} skipped" if skipped else "")
         + f" in {report.elapsed:.1f} s ({report.containers_started} containers) -> "
         f"{wheelhouse.wheels_dir}"
     )
+    for outcome in report.fell_back:
+        console.print(
+            f"[yellow]rebuilt emulated[/] {outcome.job.label}: the build with native compilers "
+            f"failed ({outcome.fallback}); log: {outcome.log}",
+            markup=True,
+            highlight=False,
+        )
     for outcome in report.failed:
         console.print(f"[bold red]FAILED[/] {outcome.job.label}: {outcome.error}", markup=True)
         if outcome.log:

@@ -81,6 +81,26 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_compiler_options(parser: argparse.ArgumentParser) -> None:
+    """How foreign-architecture builds compile (``prewheel build`` and ``prewheel run``)."""
+    group = parser.add_argument_group("compilers")
+    group.add_argument(
+        "--accelerate",
+        choices=["auto", "off"],
+        help="auto (default): compile with native cross compilers of the build image's own "
+        "release and gcc version while the image's Python runs emulated; off: compile emulated",
+    )
+    group.add_argument(
+        "--toolchain-base",
+        metavar="IMAGE",
+        help="image to assemble native toolchains in, on the daemon's architecture "
+        "(default {id}:{codename}, from the build image's os-release, e.g. debian:bookworm)",
+    )
+
+
+COMPILER_KEYS = {"accelerate": "accelerate", "toolchain-base": "toolchain_base"}
+
+
 def add_target_and_config_options(parser: argparse.ArgumentParser) -> None:
     """The target options, then ``--config``."""
     add_target_options(parser)

@@ -10,7 +10,9 @@ from typing import Any
 
 from ..errors import ExitCode
 from .common import (
+    COMPILER_KEYS,
     TARGET_KEYS,
+    add_compiler_options,
     add_subcommand,
     add_target_and_config_options,
     config_from_args,
@@ -70,6 +72,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-verify", action="store_true", help="stop after writing the lock")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
+    add_compiler_options(parser)
     add_target_and_config_options(parser)
 
 
@@ -94,7 +97,7 @@ def bundled_example(name: str) -> contextlib.AbstractContextManager[Path]:
 def _run_pipeline(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline  # noqa: PLC0415
 
-    config = config_from_args(args, TARGET_KEYS)
+    config = config_from_args(args, {**TARGET_KEYS, **COMPILER_KEYS, "jobs": "jobs"})
     targets = targets_from_config(config)
     result = run_pipeline(
         args.inputs,

