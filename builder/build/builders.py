@@ -268,6 +268,7 @@ class DockerBuilder:
                     Arch.from_docker_platform(platform),
                     image_platform=platform,
                     base_template=self.toolchain_base,
+                    mode=self.accelerate,
                 )
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 found = Acceleration(reason=f"the Docker daemon reported {exc}")
@@ -324,6 +325,7 @@ class DockerBuilder:
         acceleration = self.acceleration(image, platform)
         toolchain = acceleration.toolchain
         _log_acceleration(setup_log, acceleration)
+        spec = toolchain.spec(exact=acceleration.exact) if toolchain else None
         with (
             _docker_errors(f"Running {image} for {platform}"),
             Container(
@@ -341,7 +343,7 @@ class DockerBuilder:
             if bundle is not None:
                 container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
             container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
-            session = _ContainerSession(container, self.timeout, toolchain)
+            session = _ContainerSession(container, self.timeout, toolchain, spec)
             session.setup(setup_log, self.compile_jobs)
             yield session
 
@@ -349,6 +351,8 @@ class DockerBuilder:
 def _log_acceleration(log: IO[bytes], acceleration: Acceleration) -> None:
     if acceleration.toolchain is not None:
         line = f"compiling with the native toolchain {acceleration.toolchain.label}"
+        if acceleration.caveat:
+            line += f" (--accelerate relaxed: {acceleration.caveat})"
     elif acceleration.reason:
         line = f"compiling with the image's own compilers under emulation: {acceleration.reason}"
     else:
@@ -358,10 +362,17 @@ def _log_acceleration(log: IO[bytes], acceleration: Acceleration) -> None:
 
 
 class _ContainerSession:
-    def __init__(self, container: Container, timeout: float, toolchain: Toolchain | None) -> None:
+    def __init__(
+        self,
+        container: Container,
+        timeout: float,
+        toolchain: Toolchain | None,
+        toolchain_spec: Mapping[str, Any] | None,
+    ) -> None:
         self.container = container
         self.timeout = timeout
         self.toolchain = toolchain
+        self.toolchain_spec = toolchain_spec
 
     def _run(self, command: str, spec: str, log: IO[bytes], environment: Mapping[str, str]) -> None:
         spec_file = _WORK / "spec.json"
@@ -392,7 +403,7 @@ class _ContainerSession:
             out="",
             repair=True,
             compile_jobs=compile_jobs,
-            native_toolchain=self.toolchain.spec() if self.toolchain else None,
+            native_toolchain=self.toolchain_spec,
         )
         self._run("setup", spec, log, {})
 
@@ -411,7 +422,7 @@ class _ContainerSession:
                 sdist=str(in_container),
                 out=str(out),
                 report=str(report),
-                native_toolchain=toolchain.spec() if toolchain else None,
+                native_toolchain=self.toolchain_spec if native else None,
             )
             self._run("build", spec, log, build_environment(job))
             wheels = tuple(self.container.copy_out(out, out_dir))

@@ -347,7 +347,8 @@ def _compilers_record(
 
 def _describe(acceleration: Acceleration) -> str:
     if acceleration.toolchain is not None:
-        return f"native compilers: {acceleration.toolchain.label}"
+        caveat = f" (--accelerate relaxed: {acceleration.caveat})" if acceleration.caveat else ""
+        return f"native compilers: {acceleration.toolchain.label}{caveat}"
     if acceleration.reason:
         return f"emulated compilers: {acceleration.reason}"
     return ""

@@ -46,6 +46,7 @@ from docker.types import Mount
 from filelock import FileLock
 
 from ..errors import UsageError
+from ..files import atomic_write_bytes
 from ..hostenv import ca_bundle, proxy_environment, user_cache
 from ..targets import Arch
 from .container import Container, read_image_files
@@ -72,9 +73,17 @@ _GCC_PACKAGE = re.compile(r"gcc-(\d+)")
 
 
 class Accelerate(enum.StrEnum):
-    """``--accelerate``: ``auto`` uses native compilers where a matching toolchain exists."""
+    """``--accelerate``: when builds use a native cross compiler instead of the image's own.
+
+    ``auto``: when the release's cross compiler is built from exactly the gcc source version
+    (Debian revision included) the image compiles with, so it emits the same code. ``relaxed``:
+    also when only the distribution's revision differs (same release and upstream gcc); its
+    patches can change code (bookworm's gcc-12 12.2.0-14+deb12u1 has an AArch64 stack
+    protector fix, CVE-2023-4039, that its cross compiler 12.2.0-14 lacks). ``off``: never.
+    """
 
     AUTO = "auto"
+    RELAXED = "relaxed"
     OFF = "off"
 
     @classmethod
@@ -86,8 +95,10 @@ class Accelerate(enum.StrEnum):
             return cls(text)
         except ValueError:
             raise UsageError(
-                f"accelerate = {value!r} is not a choice: use auto (native compilers where a "
-                "matching toolchain exists, the default) or off (compile under emulation)."
+                f"accelerate = {value!r} is not a choice: use auto (native compilers where the "
+                "release's cross compiler is the image's exact gcc version, the default), "
+                "relaxed (also where only the distribution's revision of that gcc differs) or "
+                "off (compile under emulation)."
             ) from None
 
 
@@ -101,6 +112,7 @@ class ImageFacts:
     pretty_name: str = ""
     dpkg_arch: str = ""  # dpkg's native architecture: armhf, armel, arm64 ("" without dpkg)
     gcc_majors: tuple[int, ...] = ()  # installed gcc-N packages, ascending
+    gcc_version: str = ""  # the Debian version of the newest installed gcc-N package
 
     @classmethod
     def from_files(cls, os_release: bytes | None, dpkg_status: bytes | None) -> ImageFacts:
@@ -113,7 +125,7 @@ class ImageFacts:
                 os_id, codename = info.id(), info.codename()
                 version_id, pretty = info.version(), info.name(pretty=True)
         dpkg_arch = ""
-        majors: set[int] = set()
+        gcc: dict[int, str] = {}
         if dpkg_status is not None:
             for package in Deb822.iter_paragraphs(dpkg_status.decode("utf-8", "replace")):
                 if not package.get("Status", "").endswith(" installed"):
@@ -122,8 +134,17 @@ class ImageFacts:
                 if name == "dpkg":
                     dpkg_arch = package.get("Architecture", "")
                 if match := _GCC_PACKAGE.fullmatch(name):
-                    majors.add(int(match.group(1)))
-        return cls(os_id, codename.lower(), version_id, pretty, dpkg_arch, tuple(sorted(majors)))
+                    gcc[int(match.group(1))] = package.get("Version", "")
+        majors = tuple(sorted(gcc))
+        newest = gcc[majors[-1]] if majors else ""
+        return cls(os_id, codename.lower(), version_id, pretty, dpkg_arch, majors, newest)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageFacts:
+        return cls(**{**data, "gcc_majors": tuple(int(m) for m in data["gcc_majors"])})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +178,9 @@ class Toolchain:
     volume: str
     triplet: str
     gcc_major: str
-    gcc_version: str
+    gcc_version: str  # upstream, 12.2.0
+    gcc_source_version: str  # the distribution's gcc source it was built from, 12.2.0-14
+    release_gcc_version: str  # the release's native gcc-N (what build-essential installs)
     host: str  # the machine it runs on, x86_64
     packages: tuple[str, ...]
 
@@ -165,13 +188,16 @@ class Toolchain:
     def label(self) -> str:
         return f"{self.image} (gcc {self.gcc_version} for {self.triplet}, runs on {self.host})"
 
-    def spec(self) -> dict[str, str]:
-        """What the in-container script needs to point the image's compilers at the tree."""
+    def spec(self, *, exact: bool) -> dict[str, Any]:
+        """What the in-container script needs to point the image's compilers at the tree;
+        ``exact``: only if the image's gcc package is the version the tree was built from."""
         return {
             "root": str(MOUNT_POINT),
             "triplet": self.triplet,
             "gcc_major": self.gcc_major,
             "gcc_version": self.gcc_version,
+            "gcc_source_version": self.gcc_source_version,
+            "exact": exact,
             "host": self.host,
         }
 
@@ -182,9 +208,20 @@ class Toolchain:
             "image_id": self.image_id,
             "content": self.content,
             "gcc_version": self.gcc_version,
+            "gcc_source_version": self.gcc_source_version,
             "host": self.host,
             "packages": list(self.packages),
         }
+
+    def difference(self, image_gcc_version: str) -> str:
+        """Why this toolchain is not the image's exact compiler, or "" if it is."""
+        if image_gcc_version == self.gcc_source_version:
+            return ""
+        return (
+            f"the image compiles with gcc-{self.gcc_major} {image_gcc_version or '(unknown)'}, "
+            f"the release's cross compiler is built from {self.gcc_source_version}; code can "
+            "differ where the distribution's patches do"
+        )
 
     def mount(self) -> Mount:
         return Mount(str(MOUNT_POINT), self.volume, type="volume", read_only=True)
@@ -196,6 +233,8 @@ class Acceleration:
 
     toolchain: Toolchain | None = None
     reason: str = ""  # why not accelerated; "" when accelerated or the platform is native
+    caveat: str = ""  # accelerated with --accelerate relaxed although the revisions differ
+    exact: bool = True  # the in-container check insists on the exact gcc package version
 
     @property
     def cache_key_field(self) -> str | None:
@@ -204,6 +243,17 @@ class Acceleration:
 
 
 NATIVE = Acceleration()
+
+
+def choose(toolchain: Toolchain, image_gcc_version: str, mode: Accelerate) -> Acceleration:
+    """Whether ``mode`` accepts ``toolchain`` for an image compiling with ``image_gcc_version``
+    (for an image without a compiler: the version its release installs)."""
+    difference = toolchain.difference(image_gcc_version)
+    if not difference:
+        return Acceleration(toolchain)
+    if mode is Accelerate.RELAXED:
+        return Acceleration(toolchain, caveat=difference, exact=False)
+    return Acceleration(reason=f"{difference} (--accelerate relaxed accepts it)")
 
 
 def plan_toolchain(
@@ -266,21 +316,40 @@ class ToolchainStore:
         return self.host.docker_platform if self.host else ""
 
     def acceleration(
-        self, image: str, target: Arch, *, image_platform: str, base_template: str
+        self,
+        image: str,
+        target: Arch,
+        *,
+        image_platform: str,
+        base_template: str,
+        mode: Accelerate = Accelerate.AUTO,
     ) -> Acceleration:
         """The toolchain to build ``image`` for ``target`` with, assembling it if needed."""
         if self.host is None:
             return Acceleration(reason="the Docker daemon's architecture is not one prewheel knows")
         if target.runs_natively_on(self.host):
             return NATIVE
-        facts = read_image_facts(self.client, image, image_platform)
+        facts = self._facts(image, image_platform)
         recipe = plan_toolchain(facts, target, base_template)
         if isinstance(recipe, str):
             return Acceleration(reason=recipe)
         try:
-            return Acceleration(self.toolchain(recipe))
+            toolchain = self.toolchain(recipe)
         except ToolchainUnavailable as error:
             return Acceleration(reason=str(error))
+        return choose(toolchain, facts.gcc_version or toolchain.release_gcc_version, mode)
+
+    def _facts(self, image: str, platform: str) -> ImageFacts:
+        """The image's facts, kept per image id, so a rerun creates no container at all."""
+        image_id = str(self.client.images.get(image).id)
+        cached = self.cache_dir / f"facts-{image_id.removeprefix('sha256:')}.json"
+        try:
+            return ImageFacts.from_json(json.loads(cached.read_text(encoding="utf-8")))
+        except (FileNotFoundError, ValueError, TypeError, KeyError):
+            pass
+        facts = read_image_facts(self.client, image, platform)
+        atomic_write_bytes(cached, json.dumps(facts.to_json()).encode(), prefix=".tmp-facts-")
+        return facts
 
     def toolchain(self, recipe: ToolchainRecipe) -> Toolchain:
         base_id = self._base_image_id(recipe.base_image)
@@ -414,6 +483,8 @@ def _toolchain_of(image: Any) -> Toolchain:
         triplet=labels.get("org.prewheel.toolchain.triplet", ""),
         gcc_major=labels.get("org.prewheel.toolchain.gcc-major", ""),
         gcc_version=labels.get("org.prewheel.toolchain.gcc-version", ""),
+        gcc_source_version=labels.get("org.prewheel.toolchain.gcc-source-version", ""),
+        release_gcc_version=labels.get("org.prewheel.toolchain.release-gcc-version", ""),
         host=labels.get("org.prewheel.toolchain.host", ""),
         packages=tuple(json.loads(labels.get("org.prewheel.toolchain.packages", "[]"))),
     )
@@ -425,6 +496,8 @@ def _manifest_labels(manifest: bytes) -> dict[str, str]:
         "org.prewheel.toolchain.triplet": str(data["triplet"]),
         "org.prewheel.toolchain.gcc-major": str(data["gcc_major"]),
         "org.prewheel.toolchain.gcc-version": str(data["gcc_version"]),
+        "org.prewheel.toolchain.gcc-source-version": str(data["gcc_source_version"]),
+        "org.prewheel.toolchain.release-gcc-version": str(data["release_gcc_version"]),
         "org.prewheel.toolchain.host": str(data["host"]),
         "org.prewheel.toolchain.packages": json.dumps(data["packages"]),
     }

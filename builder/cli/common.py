@@ -86,9 +86,11 @@ def add_compiler_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("compilers")
     group.add_argument(
         "--accelerate",
-        choices=["auto", "off"],
-        help="auto (default): compile with native cross compilers of the build image's own "
-        "release and gcc version while the image's Python runs emulated; off: compile emulated",
+        choices=["auto", "relaxed", "off"],
+        help="auto (default): compile with a native cross compiler where the build image's "
+        "release has one built from the image's exact gcc version, while the image's Python "
+        "runs emulated; relaxed: also where only the distribution's revision of that gcc "
+        "differs; off: compile emulated",
     )
     group.add_argument(
         "--toolchain-base",

@@ -113,12 +113,18 @@ for library in $plugins "$ROOT"/lib/*.so*; do
 done
 
 "$ROOT/usr/bin/$TRIPLET-gcc-$major" -dumpfullversion >/dev/null
+# Debian builds its cross compilers from the native gcc source: version <native version>crossN.
+cross_version=$(dpkg-query -W -f '${Version}' "gcc-$major-$PACKAGE_TRIPLET")
+source_version=$(printf '%s' "$cross_version" | sed -E 's/cross[0-9]+$//')
+# What the release installs as the native gcc-N (same source for every architecture): the
+# version a build image without a compiler gets from build-essential.
+release_version=$(apt-cache show --no-all-versions "gcc-$major" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)
 packages=$(dpkg-query -W -f '${Package}=${Version}\n' \
   "cpp-$major-$PACKAGE_TRIPLET" "gcc-$major-$PACKAGE_TRIPLET" "g++-$major-$PACKAGE_TRIPLET" \
   "gfortran-$major-$PACKAGE_TRIPLET" "binutils-$PACKAGE_TRIPLET" 2>/dev/null \
   | awk 'BEGIN{ORS=""} {printf "%s\"%s\"", (NR>1?", ":""), $0}')
 tools=$(cd "$ROOT/usr/bin" && ls | awk 'BEGIN{ORS=""} {printf "%s\"%s\"", (NR>1?", ":""), $0}')
 cat >"$ROOT/toolchain.json" <<EOF
-{"triplet": "$TRIPLET", "gcc_major": "$major", "gcc_version": "$version", "host": "$(uname -m)", "packages": [$packages], "tools": [$tools]}
+{"triplet": "$TRIPLET", "gcc_major": "$major", "gcc_version": "$version", "gcc_source_version": "$source_version", "release_gcc_version": "$release_version", "host": "$(uname -m)", "packages": [$packages], "tools": [$tools]}
 EOF
-log "assembled $(du -sh "$ROOT" | cut -f1) in $ROOT: gcc $version for $TRIPLET"
+log "assembled $(du -sh "$ROOT" | cut -f1) in $ROOT: gcc $version ($source_version) for $TRIPLET"

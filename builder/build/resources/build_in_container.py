@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,10 @@ def install_toolchain() -> None:
 
 
 def select_compilers(
-    toolchain: dict[str, str] | None, bin_dir: Path = BIN, saved_dir: Path = EMULATED_TOOLS
+    toolchain: dict[str, Any] | None,
+    bin_dir: Path = BIN,
+    saved_dir: Path = EMULATED_TOOLS,
+    version_of: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """Compile with the native toolchain (if given and it matches) or the image's own."""
     if not toolchain:
@@ -111,11 +115,14 @@ def select_compilers(
         if restored:
             log(f"compiling with the image's own (emulated) compilers: {len(restored)} restored")
         return {"native": False, "reason": "emulated build requested"}
-    return use_native_compilers(toolchain, bin_dir, saved_dir)
+    return use_native_compilers(toolchain, bin_dir, saved_dir, version_of or installed_version)
 
 
 def use_native_compilers(
-    toolchain: dict[str, str], bin_dir: Path, saved_dir: Path
+    toolchain: dict[str, Any],
+    bin_dir: Path,
+    saved_dir: Path,
+    version_of: Callable[[str], str],
 ) -> dict[str, Any]:
     root, triplet, major = Path(toolchain["root"]), toolchain["triplet"], toolchain["gcc_major"]
     if not (root / "toolchain.json").is_file():
@@ -131,13 +138,22 @@ def use_native_compilers(
             bin_dir,
             saved_dir,
         )
+    package_version = version_of(f"gcc-{major}")
+    if toolchain.get("exact") and package_version != toolchain["gcc_source_version"]:
+        return not_native(
+            f"the image's gcc-{major} package is {package_version or 'not installed'}, the "
+            f"cross compiler is built from {toolchain['gcc_source_version']}",
+            bin_dir,
+            saved_dir,
+        )
     if not driver.is_symlink():
         image_version = subprocess.run(
             [str(driver), "-dumpfullversion"], capture_output=True, text=True, check=False
         ).stdout.strip()
         log(
-            f"image gcc {image_version or '?'} (emulated) -> native gcc "
-            f"{toolchain['gcc_version']} for {triplet}, running on {toolchain['host']}"
+            f"image gcc {image_version or '?'} ({package_version or 'no package'}, emulated) -> "
+            f"native gcc {toolchain['gcc_version']} ({toolchain['gcc_source_version']}) for "
+            f"{triplet}, running on {toolchain['host']}"
         )
     saved_dir.mkdir(parents=True, exist_ok=True)
     native_tools = []
@@ -157,6 +173,20 @@ def use_native_compilers(
     resolved = shutil.which(compiler)
     log(f"CC={compiler} -> {os.path.realpath(resolved) if resolved else 'not found'}")
     return {"native": True, "tools": native_tools}
+
+
+def installed_version(package: str) -> str:
+    """The dpkg version of an installed package ("" without dpkg or the package)."""
+    if shutil.which("dpkg-query") is None:
+        return ""
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Version}", package],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    status, _, version = result.stdout.partition(" ")
+    return version.strip() if result.returncode == 0 and status.startswith("ii") else ""
 
 
 def not_native(reason: str, bin_dir: Path, saved_dir: Path) -> dict[str, Any]:
