@@ -135,44 +135,36 @@ LABEL org.prewheel.kind="manylinux-bookworm"
 DOCKERFILE
 }
 
-# bookworm_images ARCH PORTABLE(yes|no): the build image, then the runtime and manylinux
-# images derived from it
-bookworm_images() {
-  local arch=$1 portable=$2 platform build_key build_id key ca_dir body
+# suite_images SUITE ARCH RECIPE: SUITE's build image (one debootstrap), then the runtime image
+# derived from it
+suite_images() {
+  local suite=$1 arch=$2 recipe=$3 platform build_key build_id key body
   platform=$(docker_platform "$arch")
-  build_key=$(image_key "$BUILD_RECIPE" bookworm "$arch" "$BUILD_PKGS")
-  timed "prewheel-test/bookworm-build:$arch" "$build_key" \
-    rootfs_image "prewheel-test/bookworm-build:$arch" "$platform" "$build_key" bookworm "$arch" \
-    bookworm-build "$BUILD_PKGS"
-  build_id=$(docker image inspect -f '{{.Id}}' "prewheel-test/bookworm-build:$arch")
-  body=$(runtime_dockerfile bookworm "$arch")
+  build_key=$(image_key "$recipe" "$suite" "$arch" "$BUILD_PKGS")
+  timed "prewheel-test/$suite-build:$arch" "$build_key" \
+    rootfs_image "prewheel-test/$suite-build:$arch" "$platform" "$build_key" "$suite" "$arch" \
+    "$suite-build" "$BUILD_PKGS"
+  build_id=$(docker image inspect -f '{{.Id}}' "prewheel-test/$suite-build:$arch")
+  body=$(runtime_dockerfile "$suite" "$arch")
   key=$(image_key "$RUNTIME_RECIPE" "$build_id" "$(sha256sum <<<"$body")")
-  timed "prewheel-test/bookworm:$arch" "$key" \
-    derived_image "prewheel-test/bookworm:$arch" "$platform" "$key" "$body"
+  timed "prewheel-test/$suite:$arch" "$key" \
+    derived_image "prewheel-test/$suite:$arch" "$platform" "$key" "$body"
+}
+
+# bookworm_images ARCH PORTABLE(yes|no): the bookworm pair, then the manylinux image
+bookworm_images() {
+  local arch=$1 portable=$2 build_id key ca_dir body
+  suite_images bookworm "$arch" "$BUILD_RECIPE"
   [ "$portable" = yes ] || return 0
+  build_id=$(docker image inspect -f '{{.Id}}' "prewheel-test/bookworm-build:$arch")
   body=$(manylinux_dockerfile "$arch")
   key=$(image_key "$MANYLINUX_RECIPE" "$build_id" "$(sha256sum <<<"$body")")
   ca_dir=$(mktemp -d)
   cp "$(ca_bundle)" "$ca_dir/ca.pem"
   timed "prewheel-test/manylinux-bookworm:$arch" "$key" \
-    derived_image "prewheel-test/manylinux-bookworm:$arch" "$platform" "$key" "$body" \
-    "$ca_dir/ca.pem"
+    derived_image "prewheel-test/manylinux-bookworm:$arch" "$(docker_platform "$arch")" "$key" \
+    "$body" "$ca_dir/ca.pem"
   rm -rf "$ca_dir"
-}
-
-# trixie_images ARCH: the trixie build image, then the runtime image derived from it
-trixie_images() {
-  local arch=$1 platform build_key build_id key body
-  platform=$(docker_platform "$arch")
-  build_key=$(image_key "$TRIXIE_RECIPE" trixie "$arch" "$BUILD_PKGS")
-  timed "prewheel-test/trixie-build:$arch" "$build_key" \
-    rootfs_image "prewheel-test/trixie-build:$arch" "$platform" "$build_key" trixie "$arch" \
-    trixie-build "$BUILD_PKGS"
-  build_id=$(docker image inspect -f '{{.Id}}' "prewheel-test/trixie-build:$arch")
-  body=$(runtime_dockerfile trixie "$arch")
-  key=$(image_key "$RUNTIME_RECIPE" "$build_id" "$(sha256sum <<<"$body")")
-  timed "prewheel-test/trixie:$arch" "$key" \
-    derived_image "prewheel-test/trixie:$arch" "$platform" "$key" "$body"
 }
 
 portable=()
@@ -221,7 +213,7 @@ run_job() {
   local job=$1 arch=${1#*:}
   case "$job" in
     bookworm:*) bookworm_images "$arch" "$(is_portable "$arch" && echo yes || echo no)" ;;
-    trixie:*) trixie_images "$arch" ;;
+    trixie:*) suite_images trixie "$arch" "$TRIXIE_RECIPE" ;;
   esac
 }
 
