@@ -14,7 +14,7 @@ from index_fixtures import make_wheel
 from packaging.version import Version
 
 from builder.errors import IntegrityError
-from builder.index.wheelinfo import Limits, check_filename, inspect_wheel, wheel_key
+from builder.index.wheelinfo import Limits, check_filename, inspect_wheel
 
 
 def test_valid_platform_wheel_is_described(tmp_path: Path) -> None:
@@ -200,6 +200,8 @@ def test_fault3_non_ascii_names_are_refused() -> None:
 
 
 def test_fault3_one_key_for_every_spelling_of_a_wheel() -> None:
+    from builder.index.wheelinfo import wheel_key
+
     spellings = [
         "keras-1.0-py3-none-any.whl",
         "KERAS-1.0-py3-none-any.whl",

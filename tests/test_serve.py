@@ -226,6 +226,18 @@ FAULTS = {
         None,
         "memtrav",
     ),
+    # issue 12, faults 4 and 5
+    "name-too-long": (
+        lambda d: make_wheel(d, "longname", "1.0"),
+        "longname-1.0+" + "a" * 230 + "-py3-none-any.whl",
+        "longname",
+    ),
+    "duplicate-member": (
+        lambda d: make_wheel(d, "dupmem", "1.0", second_copies={"dupmem/__init__.py": b"x=2"}),
+        None,
+        "dupmem",
+    ),
+    "no-wheel-file": (lambda d: make_wheel(d, "nowheel", "1.0", omit=["WHEEL"]), None, "nowheel"),
 }
 
 

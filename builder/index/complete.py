@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +25,7 @@ from ..hostenv import ssl_context
 from ..plan import Plan, Status
 from ..upstream.models import DistFile
 from .static import Origin, StaticIndex
-from .wheelinfo import inspect_wheel
+from .wheelinfo import inspect_wheel, wheel_key
 
 _MIRRORED = (Status.WHEEL, Status.PURE)
 _CHUNK = 1 << 20
@@ -101,9 +100,7 @@ def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader
     """
     fetched: list[str] = []
     present: list[str] = []
-    scratch = index.state / "incoming"
-    scratch.mkdir(parents=True, exist_ok=True)
-    catalog = index.catalog()
+    listed = {wheel_key(name): record for name, record in index.catalog().items()}
     for file in files:
         expected = file.sha256
         if expected is None:
@@ -111,17 +108,18 @@ def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader
                 f"{file.url} has no sha256 on its index page, so it cannot be verified; "
                 "complete mode only mirrors hashed files."
             )
-        known = catalog.get(file.filename)
+        known = listed.get(wheel_key(file.filename))
         if known is not None:
             if known.sha256 != expected:
                 raise PublishConflictError(
-                    f"{file.filename} is already listed in {index.root} with sha256 "
-                    f"{known.sha256}, but upstream now lists {expected}; investigate before "
-                    "serving it (a re-uploaded upstream file is a supply-chain red flag)."
+                    f"upstream lists {file.filename} with sha256 {expected}, but the index "
+                    f"already lists the same wheel as {known.filename} with sha256 "
+                    f"{known.sha256}; investigate before serving it (a re-uploaded upstream "
+                    "file is a supply-chain red flag)."
                 )
             present.append(file.filename)
             continue
-        temporary = scratch / f".mirror-{secrets.token_hex(8)}"
+        temporary = index.spool_path("mirror")
         try:
             actual = downloader.download(file, temporary)
             if actual != expected:
