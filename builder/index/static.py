@@ -360,6 +360,7 @@ class StaticIndex:
                 "serves; restore the catalog from a backup, or index the wheelhouse into an "
                 "empty directory. Nothing was changed."
             )
+        self.files.mkdir(parents=True, exist_ok=True)
         self._save_catalog({})
         self._render({}, projects=set())
 
