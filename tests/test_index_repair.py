@@ -12,7 +12,7 @@ from pathlib import Path
 import filelock
 import httpx
 import pytest
-from index_fixtures import VENV_BIN, make_wheel, serving_prewheel
+from index_fixtures import VENV_BIN, isolated_env, make_wheel, serving_prewheel
 from index_fixtures.tree import assert_tree_sound
 
 from builder.cli import main
@@ -265,9 +265,22 @@ def test_fault9_a_held_lock_is_busy_not_a_conflict(tmp_path: Path) -> None:
             "publish", str(wheelhouse), "--static", str(root), "--lock-timeout", "1"
         )
         upload = _upload(base, wheel)
-    for result in (index, publish):
+        remote = subprocess.run(
+            [str(VENV_BIN / "prewheel"), "publish", str(wheelhouse), "--repository-url", base],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={
+                **isolated_env(tmp_path),
+                "TWINE_USERNAME": "__token__",
+                "TWINE_PASSWORD": TOKEN,
+                "HOME": str(tmp_path),
+            },
+        )
+    for result in (index, publish, remote):
         assert result.returncode == ExitCode.INDEX_BUSY, result.stderr
-        assert "busy" in result.stderr and "Retry" in result.stderr
+        assert "busy" in result.stderr and "retry" in result.stderr.lower()
     assert upload.status_code == 503
     assert int(upload.headers["retry-after"]) > 0
     assert str(root) not in upload.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,7 @@ from typing import Protocol
 import httpx
 
 from ..errors import IndexUnreachableError, IntegrityError, PublishConflictError
+from ..fetch import deadline, deadline_passed, error_for, with_deadlines
 from ..hostenv import ssl_context
 from ..plan import Plan, Status
 from ..upstream.models import DistFile
@@ -30,6 +32,7 @@ from .wheelinfo import inspect_wheel, wheel_key
 _MIRRORED = (Status.WHEEL, Status.PURE)
 _CHUNK = 1 << 20
 _RETRIES = 3
+DOWNLOAD_DEADLINE = 1800.0  # seconds for one file, retries included
 
 
 def upstream_files(plan: Plan) -> list[DistFile]:
@@ -53,13 +56,17 @@ class Downloader(Protocol):
 
 
 class HttpDownloader:
-    """Streams files with httpx, trusting the host's CA bundle, retrying transport errors."""
+    """Streams files with httpx, trusting the host's CA bundle, retrying transport errors;
+    each download, retries included, must end within ``deadline`` seconds."""
 
-    def __init__(self, timeout: float = 60.0) -> None:
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            verify=ssl_context(),
-            follow_redirects=True,
+    def __init__(self, timeout: float = 60.0, deadline: float = DOWNLOAD_DEADLINE) -> None:
+        self.deadline = deadline
+        self._client = with_deadlines(
+            httpx.Client(
+                timeout=httpx.Timeout(timeout, connect=10.0),
+                verify=ssl_context(),
+                follow_redirects=True,
+            )
         )
 
     def close(self) -> None:
@@ -67,12 +74,18 @@ class HttpDownloader:
 
     def download(self, file: DistFile, destination: Path) -> str:
         last: Exception | None = None
-        for _ in range(_RETRIES):
-            try:
-                return self._download_once(file.url, destination)
-            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                last = exc
-                destination.unlink(missing_ok=True)
+        with deadline(time.monotonic() + self.deadline):
+            for _ in range(_RETRIES):
+                try:
+                    return self._download_once(file.url, destination)
+                except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                    destination.unlink(missing_ok=True)
+                    if deadline_passed():
+                        raise error_for(file.url, exc, what="the upstream index") from None
+                    last = exc
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                    destination.unlink(missing_ok=True)
+                    raise error_for(file.url, exc, what="the upstream index") from None
         raise IndexUnreachableError(f"cannot download {file.url}: {last}")
 
     def _download_once(self, url: str, destination: Path) -> str:
