@@ -239,7 +239,13 @@ def _pip_refuses(wheel: Path, target: Path) -> bool:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"second_copies": {"foo/__init__.py": b"import evil\n"}}, "several members named"),
+        (  # the first copy altered, the last the one RECORD describes
+            {
+                "tamper": lambda members: members.update({"foo/__init__.py": b"import evil\n"}),
+                "second_copies": {"foo/__init__.py": b"VERSION = '1.0'\nTAG = 'py3-none-any'\n"},
+            },
+            "several members named",
+        ),
         (
             {"second_copies": {"METADATA": b"Metadata-Version: 2.1\nName: bar\nVersion: 9\n"}},
             "several members named",
