@@ -6,7 +6,13 @@ cache outside the repository; every install then talks only to servers on 127.0.
 the user's pip/uv configuration and caches switched off. Runs are interleaved round-robin so
 drift hits every server alike; the median of the rounds is reported, as ratios to pypiserver.
 
-Usage: .venv/bin/python bench/index.py [--rounds 3] [--no-write]
+With ``--load`` it measures instead, in one run, what ``prewheel serve`` sustains: uploads/s
+at 1, 20 and 50 concurrent clients (each client uploading distinct small wheels, a fresh tree
+per level), and GET requests/s with their p50/p99 latency for ``prewheel serve`` and
+``python -m http.server`` serving the same tree of the 100-pin set (written to
+docs/benchmarks/index-load.md).
+
+Usage: .venv/bin/python bench/index.py [--rounds 3] [--load] [--no-write]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.merge import write_section
 from builder.index.static import StaticIndex
+from tests.index_fixtures import make_wheel
+
+TOKEN = "bench-token-0123456789"
+UPLOAD_CLIENTS = (1, 20, 50)
+UPLOADS_PER_LEVEL = 100
+GET_CLIENTS = 10
+GETS_PER_CLIENT = 200
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -159,11 +173,165 @@ def timed(argv: list[str], env: dict[str, str], target: Path) -> float:
     return elapsed
 
 
+def _in_parallel(jobs: list[Callable[[], None]]) -> float:
+    """Run the jobs in one thread each, released together; the wall time until all ended."""
+    barrier = threading.Barrier(len(jobs) + 1)
+
+    def run(job: Callable[[], None]) -> None:
+        barrier.wait()
+        job()
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join(timeout=900)
+    return time.perf_counter() - start
+
+
+def upload_rate(clients: int, scratch: Path) -> tuple[float, int]:
+    """(uploads/s, refused uploads) of UPLOADS_PER_LEVEL distinct wheels by ``clients``."""
+    per_client = max(1, UPLOADS_PER_LEVEL // clients)
+    wheels = [
+        [make_wheel(scratch / f"w{clients}", f"load{c}x{i}", "1.0") for i in range(per_client)]
+        for c in range(clients)
+    ]
+    port = free_port()
+    argv = [str(BIN / "prewheel"), "serve", str(scratch / f"tree-{clients}"), "--port", str(port)]
+    argv += ["--log-level", "warning"]
+    refused: list[int] = []
+    os.environ["PREWHEEL_SERVE_TOKEN"] = TOKEN
+    with server(argv, f"http://127.0.0.1:{port}/simple/", scratch / f"up{clients}.log") as url:
+        base = url.removesuffix("simple/")
+
+        def client(mine: list[Path]) -> Callable[[], None]:
+            def upload_all() -> None:
+                with httpx.Client(auth=("__token__", TOKEN), timeout=120) as http:
+                    for wheel in mine:
+                        files = {"content": (wheel.name, wheel.read_bytes())}
+                        answer = http.post(base, data={":action": "file_upload"}, files=files)
+                        if answer.status_code != 200:
+                            refused.append(answer.status_code)
+
+            return upload_all
+
+        seconds = _in_parallel([client(mine) for mine in wheels])
+    return clients * per_client / seconds, len(refused)
+
+
+def get_load(url: str, paths: list[str]) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) of GET_CLIENTS keep-alive clients, each making
+    GETS_PER_CLIENT requests over ``paths``."""
+    latencies: list[float] = []
+
+    def client(offset: int) -> Callable[[], None]:
+        def get_all() -> None:
+            mine = []
+            with httpx.Client(timeout=60) as http:
+                for i in range(GETS_PER_CLIENT):
+                    start = time.perf_counter()
+                    http.get(url + paths[(offset + i) % len(paths)]).raise_for_status()
+                    mine.append(time.perf_counter() - start)
+            latencies.extend(mine)
+
+        return get_all
+
+    seconds = _in_parallel([client(c * 7) for c in range(GET_CLIENTS)])
+    cuts = statistics.quantiles(latencies, n=100)
+    return len(latencies) / seconds, cuts[49] * 1000, cuts[98] * 1000
+
+
+def load_section(files: list[Path]) -> str:
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="prewheel-bench-load-") as tmp:
+        scratch = Path(tmp)
+        uploads = {clients: upload_rate(clients, scratch) for clients in UPLOAD_CLIENTS}
+        tree = scratch / "tree"
+        StaticIndex(tree).sync(files)
+        projects = sorted(p.name for p in (tree / "simple").iterdir() if p.is_dir())
+        paths = ["simple/", *(f"simple/{p}/" for p in projects)]
+        ports = [free_port(), free_port()]
+        gets = {}
+        with server(
+            [
+                str(BIN / "prewheel"),
+                "serve",
+                str(tree),
+                "--port",
+                str(ports[0]),
+                "--log-level",
+                "warning",
+            ],
+            f"http://127.0.0.1:{ports[0]}/simple/",
+            scratch / "serve.log",
+        ) as url:
+            gets["prewheel serve"] = get_load(url.removesuffix("simple/"), paths)
+        with server(
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(ports[1]),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(tree),
+            ],
+            f"http://127.0.0.1:{ports[1]}/simple/",
+            scratch / "http.log",
+        ) as url:
+            gets["python -m http.server"] = get_load(url.removesuffix("simple/"), paths)
+    lines = [
+        "## Index under load: uploads and reads of `prewheel serve` (`bench/index.py --load`)",
+        "",
+        (
+            f"Uploads: {UPLOADS_PER_LEVEL} distinct small wheels (about 1 KB) per level, split "
+            "over the clients, each client uploading its share one after another over one "
+            "connection with token authentication; a fresh tree per level. Every upload is "
+            "validated, spooled, renamed into place and its pages rewritten under the tree lock, "
+            "so uploads are serialized by design."
+        ),
+        "",
+        "| concurrent clients | uploads/s | refused |",
+        "|---:|---:|---:|",
+        *(f"| {c} | {rate:.1f} | {bad} |" for c, (rate, bad) in uploads.items()),
+        "",
+        (
+            f"Reads: the tree of the {len(files)} wheels above; {GET_CLIENTS} clients with "
+            f"kept-alive connections make {GETS_PER_CLIENT} GETs each over `/simple/` and "
+            f"the {len(projects)} project pages (HTML), against each server in turn."
+        ),
+        "",
+        "| server | GET requests/s | p50 | p99 |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {rate:.0f} | {p50:.1f} ms | {p99:.1f} ms |"
+            for name, (rate, p50, p99) in gets.items()
+        ),
+        "",
+        (
+            f"One run; load average (1 min) {load_before:.1f} before and "
+            f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores shared with other work. "
+            "The load generator runs on the same cores as the server."
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--load", action="store_true", help="the load section only")
     parser.add_argument("--no-write", action="store_true", help="print, do not write docs")
     args = parser.parse_args()
+    if args.load:
+        markdown = load_section(sorted(download_once(pins_file()).glob("*.whl")))
+        print(markdown)
+        if not args.no_write:
+            print(write_section("index-load", markdown))
+        return
 
     pins = pins_file()
     pin_count = sum(

@@ -25,6 +25,8 @@ class ExitCode(enum.IntEnum):
     INTEGRITY = 10
     PUBLISH_CONFLICT = 11
     VERIFY_FAILED = 12
+    INDEX_BUSY = 13
+    TREE_DAMAGED = 14
     INTERRUPTED = 130
 
 
@@ -105,3 +107,15 @@ class VerifyFailedError(PrewheelError):
     """``prewheel verify``: installing or importing in a target image failed."""
 
     exit_code = ExitCode.VERIFY_FAILED
+
+
+class IndexBusyError(PrewheelError):
+    """Another writer held the index (its lock, or a server answering 503) for too long."""
+
+    exit_code = ExitCode.INDEX_BUSY
+
+
+class TreeDamagedError(PrewheelError):
+    """``prewheel index --check``: the static tree disagrees with its catalog."""
+
+    exit_code = ExitCode.TREE_DAMAGED

@@ -103,6 +103,7 @@ SLOWEST_MODULES = (
     "test_portable_emulation.py",  # 170 s
     "test_build_docker.py",  # 110 s
     "test_plan_oracle.py",  # 75 s
+    "test_index_kill.py",  # 25 s (the SIGKILL loop)
     "test_consume_verify.py",  # 15 s
 )
 

@@ -123,15 +123,22 @@ def test_sync_refuses_changed_bytes_under_a_listed_name(tmp_path: Path) -> None:
     assert (tmp_path / "index" / "files" / first.name).read_bytes() == original
 
 
-def test_a_bad_wheel_stops_sync_but_keeps_earlier_ones_listed(tmp_path: Path) -> None:
+def test_a_bad_wheel_stops_the_whole_batch_and_every_bad_one_is_named(tmp_path: Path) -> None:
+    """Fault 6: good wheels sorting before a bad one were listed, only the first bad named."""
     good = make_wheel(tmp_path / "wh", "aaa-good", "1.0")
-    bad = make_wheel(tmp_path / "wh", "zzz-bad", "1.0", metadata_name="other")
+    bad = make_wheel(tmp_path / "wh", "mmm-bad", "1.0", metadata_name="other")
+    also_good = make_wheel(tmp_path / "wh", "nnn-good", "1.0")
+    worse = make_wheel(tmp_path / "wh", "zzz-bad", "1.0", metadata_name="another")
     index = StaticIndex(tmp_path / "index")
-    with pytest.raises(IntegrityError, match="METADATA says other"):
-        index.sync([good, bad])
-    assert set(index.catalog()) == {good.name}
-    assert (tmp_path / "index" / "simple" / "aaa-good" / "index.html").is_file()
-    assert not (tmp_path / "index" / "files" / bad.name).exists()
+    with pytest.raises(IntegrityError, match="2 of 4 wheels") as raised:
+        index.sync([good, bad, also_good, worse])
+    assert "METADATA says other" in str(raised.value)
+    assert "METADATA says another" in str(raised.value)
+    assert index.catalog() == {}
+    assert not (tmp_path / "index" / "files").exists() or not any(
+        (tmp_path / "index" / "files").iterdir()
+    )
+    assert not (tmp_path / "index" / "simple" / "aaa-good").exists()
 
 
 def test_concurrent_writers_keep_every_file(tmp_path: Path) -> None:

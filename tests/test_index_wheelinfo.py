@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -170,3 +172,126 @@ def test_wheel_built_by_pip_passes(tmp_path: Path) -> None:
     )
     (wheel,) = (tmp_path / "out").glob("*.whl")
     assert inspect_wheel(wheel).name == "realpkg"
+
+
+# --- issue 12 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [247, 250, 255])
+def test_fault4_names_too_long_for_their_metadata_file_are_refused(
+    tmp_path: Path, length: int
+) -> None:
+    """<name>.metadata must fit the 255-byte file-name limit: 246 characters at most."""
+    stem = "foo-1.0-py3-none-any.whl"
+    filename = "foo-1.0+" + "a" * (length - len(stem) - 1) + "-py3-none-any.whl"
+    assert len(filename) == length
+    with pytest.raises(
+        IntegrityError, match=f"{length} characters long; an index stores at most 246"
+    ):
+        check_filename(filename)
+    fits = "foo-1.0+" + "a" * (246 - len(stem) - 1) + "-py3-none-any.whl"
+    assert check_filename(fits)[0] == "foo"
+
+
+def test_fault3_non_ascii_names_are_refused() -> None:
+    kelvin = "\u212aeras-1.0-py3-none-any.whl"  # KELVIN SIGN, lower-cases to "k"
+    with pytest.raises(IntegrityError, match="non-ASCII"):
+        check_filename(kelvin)
+
+
+def test_fault3_one_key_for_every_spelling_of_a_wheel() -> None:
+    from builder.index.wheelinfo import wheel_key
+
+    spellings = [
+        "keras-1.0-py3-none-any.whl",
+        "KERAS-1.0-py3-none-any.whl",
+        "keras-1.0.0-py3-none-any.whl",
+        "keras-01.0-py3-none-any.whl",
+        "Keras-1.0-py3-none-any.whl",
+    ]
+    assert len({wheel_key(name) for name in spellings}) == 1
+    assert wheel_key("keras-1.0-1-py3-none-any.whl") != wheel_key(spellings[0])  # a rebuild
+    assert wheel_key("keras-1.0-py2.py3-none-any.whl") != wheel_key(spellings[0])
+
+
+def _pip_refuses(wheel: Path, target: Path) -> bool:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return result.returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (  # the first copy altered, the last the one RECORD describes
+            {
+                "tamper": lambda members: members.update({"foo/__init__.py": b"import evil\n"}),
+                "second_copies": {"foo/__init__.py": b"VERSION = '1.0'\nTAG = 'py3-none-any'\n"},
+            },
+            "several members named",
+        ),
+        (
+            {"second_copies": {"METADATA": b"Metadata-Version: 2.1\nName: bar\nVersion: 9\n"}},
+            "several members named",
+        ),
+        ({"omit": ["WHEEL"]}, "no foo-1.0.dist-info/WHEEL"),
+    ],
+    ids=["duplicate-member", "duplicate-metadata", "no-wheel-file"],
+)
+def test_fault5_wheels_installers_refuse_are_refused(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    path = make_wheel(tmp_path, "foo", "1.0", **options)  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError, match=message):
+        inspect_wheel(path)
+
+
+def test_fault5_pip_refuses_a_wheel_without_wheel_file(tmp_path: Path) -> None:
+    """The missing WHEEL check follows pip: pip will not install such a wheel either."""
+    path = make_wheel(tmp_path / "w", "foo", "1.0", omit=["WHEEL"])
+    assert _pip_refuses(path, tmp_path / "t")
+    assert not _pip_refuses(make_wheel(tmp_path / "ok", "foo", "1.0"), tmp_path / "t2")
+
+
+def test_fault5_wheel_version_2_is_refused(tmp_path: Path) -> None:
+    path = make_wheel(
+        tmp_path, "foo", "1.0", extra_members={"foo-1.0.dist-info/WHEEL": b"Wheel-Version: 2.0\n"}
+    )
+    with pytest.raises(IntegrityError, match=r"Wheel-Version '2\.0'"):
+        inspect_wheel(path)
+
+
+def test_fault12_one_zero_padded_library_passes_the_archive_ratio(tmp_path: Path) -> None:
+    """A wheel that is mostly one zero-padded shared library expands ~190:1 as a whole (real
+    wheels measured: at most 7:1 whole, 224:1 for one member; see docs/index.md)."""
+    padded = (b"\0" * 4095 + b"\x7f") * 2048  # 8 MiB
+    path = make_wheel(tmp_path, "foo", "1.0", extra_members={"foo.libs/libpadded.so": padded})
+    with zipfile.ZipFile(path) as archive:
+        total = sum(m.file_size for m in archive.infolist())
+    assert total / path.stat().st_size > 150
+    assert inspect_wheel(path).name == "foo"
+
+
+def test_fault12_many_member_bomb_is_still_refused_by_the_archive_ratio(tmp_path: Path) -> None:
+    """Each member below the per-member limit, together 100 MiB from ~100 KiB."""
+    zeros = b"\0" * (1 << 20)
+    members = {f"foo/z{i}.bin": zeros for i in range(100)}
+    path = make_wheel(tmp_path, "foo", "1.0", extra_members=members)
+    with pytest.raises(IntegrityError, match=r"would expand .* zip bomb"):
+        inspect_wheel(path, limits=Limits(max_ratio=2000))

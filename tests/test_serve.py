@@ -182,6 +182,7 @@ def test_conflicting_reupload_is_409_and_original_untouched(server: Server, tmp_
     response = server.upload(other)
     assert response.status_code == 409
     assert "already listed" in response.text
+    assert str(server.root) not in response.text  # issue 12: no server path in the body
     stored = server.root / "files" / original.name
     assert stored.read_bytes() == original.read_bytes()
     assert server.listed("conflicted") == {
@@ -210,6 +211,18 @@ def _tampered(directory: Path) -> Path:
     return make_wheel(directory, "tampered", "1.0", tamper=tamper)
 
 
+def _evil_first_copy(directory: Path, name: str) -> Path:
+    """Two members of one name: the first altered, the last the one RECORD describes."""
+    original = b"VERSION = '1.0'\nTAG = 'py3-none-any'\n"
+
+    def tamper(members: dict[str, bytes]) -> None:
+        members[f"{name}/__init__.py"] = b"import evil\n"
+
+    return make_wheel(
+        directory, name, "1.0", tamper=tamper, second_copies={f"{name}/__init__.py": original}
+    )
+
+
 FAULTS = {
     "traversal": (lambda d: make_wheel(d, "trav", "1.0"), "../trav-1.0-py3-none-any.whl", "trav"),
     "nul": (lambda d: make_wheel(d, "nul", "1.0"), "nul-1.0-py3-none-any.whl\0.txt", "nul"),
@@ -226,6 +239,14 @@ FAULTS = {
         None,
         "memtrav",
     ),
+    # issue 12, faults 4 and 5
+    "name-too-long": (  # 250 characters: its .metadata would be 259
+        lambda d: make_wheel(d, "longname", "1.0"),
+        "longname-1.0-1" + "a" * 219 + "-py3-none-any.whl",
+        "longname",
+    ),
+    "duplicate-member": (lambda d: _evil_first_copy(d, "dupmem"), None, "dupmem"),
+    "no-wheel-file": (lambda d: make_wheel(d, "nowheel", "1.0", omit=["WHEEL"]), None, "nowheel"),
 }
 
 

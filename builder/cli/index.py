@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExitCode, UsageError
+from ..errors import ExitCode, TreeDamagedError, UsageError
 from .common import add_subcommand, error_console, load_plan, output_console
 
 DEFAULT_HOST = "127.0.0.1"
@@ -31,14 +31,33 @@ def _register_index(subparsers: Any) -> None:
         help="write a static simple-repository tree (PEP 503/691/658/700) from a wheelhouse",
         description=(
             "Write or update a static index tree: simple/<project>/index.html and index.json, "
-            "files/<wheel> and files/<wheel>.metadata. Incremental, atomic and locked; serve "
-            "the tree with any static web server or with 'prewheel serve'."
+            "files/<wheel> and files/<wheel>.metadata. Incremental, atomic, locked, all or "
+            "nothing, and every run repairs what a killed writer left; serve the tree with any "
+            "static web server or with 'prewheel serve'. --check / --repair only examine "
+            "(exit 14 if damaged) or repair the tree."
         ),
     )
-    parser.add_argument("wheelhouse", type=Path, help="wheelhouse directory (its wheels/ is read)")
+    parser.add_argument(
+        "wheelhouse",
+        type=Path,
+        nargs="?",
+        help="wheelhouse directory (its wheels/ is read); not with --check/--repair",
+    )
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="DIR", help="index tree to write"
     )
+    examine = parser.add_mutually_exclusive_group()
+    examine.add_argument(
+        "--check",
+        action="store_true",
+        help="report missing or stale pages, leftovers of killed writers, unlisted files and "
+        "listed wheels that are missing or altered (hashing every wheel); change nothing; "
+        "exit 14 if anything is wrong",
+    )
+    examine.add_argument(
+        "--repair", action="store_true", help="the same survey, then fix what it found"
+    )
+    add_lock_timeout_option(parser, 300.0)
     parser.add_argument(
         "--mode",
         choices=["overlay", "complete"],
@@ -49,6 +68,17 @@ def _register_index(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--plan", type=Path, metavar="FILE", help="plan.json from 'prewheel plan' (complete mode)"
+    )
+
+
+def add_lock_timeout_option(parser: argparse.ArgumentParser, default: float) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=default,
+        metavar="SECONDS",
+        help=f"how long to wait for another writer of the tree (default {default:g}); "
+        "then give up (exit 13, or 503 for an upload)",
     )
 
 
@@ -79,6 +109,28 @@ def _register_serve(subparsers: Any) -> None:
         metavar="BYTES",
         help="largest accepted upload (default 2 GiB)",
     )
+    add_lock_timeout_option(parser, 30.0)
+    parser.add_argument(
+        "--max-failed-logins",
+        type=int,
+        default=10,
+        metavar="N",
+        help="failed logins per client address per minute before 429 (default 10)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection whose request headers take longer (default 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="answer 408 when an upload sends nothing for this long (default 30)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
 
 
@@ -107,6 +159,7 @@ def _register_publish(subparsers: Any) -> None:
     parser.add_argument(
         "--config-file", default="~/.pypirc", metavar="FILE", help="twine's .pypirc"
     )
+    add_lock_timeout_option(parser, 300.0)
 
 
 def _wheels(wheelhouse: Path) -> list[Path]:
@@ -124,6 +177,14 @@ def _wheels(wheelhouse: Path) -> list[Path]:
 def _run_index(args: argparse.Namespace) -> int:
     from ..index.static import StaticIndex  # noqa: PLC0415
 
+    index = StaticIndex(args.output, lock_timeout=args.lock_timeout)
+    if args.check or args.repair:
+        return _examine(index, args)
+    if args.wheelhouse is None:
+        raise UsageError(
+            "name the wheelhouse to index (prewheel index WHEELHOUSE -o DIR), or pass --check "
+            "or --repair to examine the tree alone."
+        )
     if args.mode == "complete" and args.plan is None:
         raise UsageError(
             "--mode complete needs the plan that says which upstream files the targets install: "
@@ -135,8 +196,8 @@ def _run_index(args: argparse.Namespace) -> int:
         if args.mode == "complete"
         else None
     )
-    index = StaticIndex(args.output)
     report = index.sync(wheels)
+    _print_repaired(report.repaired)
     output_console().print(
         f"index {args.output}: {len(report.added)} added, {len(report.unchanged)} already listed"
     )
@@ -155,8 +216,36 @@ def _run_index(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _examine(index: Any, args: argparse.Namespace) -> int:
+    """``--check`` (report, exit 14 if damaged) or ``--repair`` (fix, report what was fixed)."""
+    if args.wheelhouse is not None or args.mode != "overlay":
+        raise UsageError("--check and --repair examine the tree alone: drop the wheelhouse.")
+    if not (args.output / ".prewheel" / "catalog.json").is_file() and not args.repair:
+        raise UsageError(f"{args.output} is not an index tree (it has no .prewheel/catalog.json).")
+    if args.repair:
+        found = index.repair(deep=True)
+        _print_repaired(found.findings())
+        output_console().print(f"index {args.output}: {len(found.findings())} problems repaired")
+        return int(ExitCode.OK)
+    findings = index.check(deep=True).findings()
+    if findings:
+        raise TreeDamagedError(
+            f"{args.output} disagrees with its catalog in {len(findings)} places: "
+            + "; ".join(findings)
+            + ". Run 'prewheel index --repair -o DIR' (or any 'prewheel index' run, or a "
+            "'prewheel serve' start) to put it right."
+        )
+    output_console().print(f"index {args.output}: sound")
+    return int(ExitCode.OK)
+
+
+def _print_repaired(findings: Any) -> None:
+    for finding in findings:
+        error_console().print(f"repaired: {finding}")
+
+
 def _authenticator(args: argparse.Namespace) -> Any:
-    from ..index.server import HtpasswdAuth, TokenAuth  # noqa: PLC0415
+    from ..index.auth import HtpasswdAuth, TokenAuth  # noqa: PLC0415
 
     if args.htpasswd is not None:
         return HtpasswdAuth(args.htpasswd)
@@ -173,17 +262,25 @@ def _authenticator(args: argparse.Namespace) -> Any:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from ..index.server import create_app, run  # noqa: PLC0415
+    from ..index.server import ServerOptions, create_app, run  # noqa: PLC0415
 
     authenticator = _authenticator(args)
+    options = ServerOptions(
+        max_upload=args.max_upload,
+        lock_timeout=args.lock_timeout,
+        login_attempts=args.max_failed_logins,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+    )
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
     mode = "read-only" if authenticator is None else "uploads with credentials"
     error_console().print(f"serving {args.root} on http://{args.host}:{args.port}/simple/ ({mode})")
     run(
-        functools.partial(create_app, args.root, authenticator, args.max_upload),
+        functools.partial(create_app, args.root, authenticator, options),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        header_timeout=args.header_timeout,
     )
     return int(ExitCode.OK)
 
@@ -200,7 +297,8 @@ def _run_publish(args: argparse.Namespace) -> int:
 
     wheels = _wheels(args.wheelhouse)
     if args.static is not None:
-        report = StaticIndex(args.static).sync(wheels)
+        report = StaticIndex(args.static, lock_timeout=args.lock_timeout).sync(wheels)
+        _print_repaired(report.repaired)
         output_console().print(
             f"{args.static}: {len(report.added)} added, {len(report.unchanged)} already listed"
         )

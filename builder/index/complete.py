@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import secrets
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -22,15 +22,17 @@ from typing import Protocol
 import httpx
 
 from ..errors import IndexUnreachableError, IntegrityError, PublishConflictError
+from ..fetch import deadline, deadline_passed, error_for, with_deadlines
 from ..hostenv import ssl_context
 from ..plan import Plan, Status
 from ..upstream.models import DistFile
 from .static import Origin, StaticIndex
-from .wheelinfo import inspect_wheel
+from .wheelinfo import inspect_wheel, wheel_key
 
 _MIRRORED = (Status.WHEEL, Status.PURE)
 _CHUNK = 1 << 20
 _RETRIES = 3
+DOWNLOAD_DEADLINE = 1800.0  # seconds for one file, retries included
 
 
 def upstream_files(plan: Plan) -> list[DistFile]:
@@ -54,13 +56,17 @@ class Downloader(Protocol):
 
 
 class HttpDownloader:
-    """Streams files with httpx, trusting the host's CA bundle, retrying transport errors."""
+    """Streams files with httpx, trusting the host's CA bundle, retrying transport errors;
+    each download, retries included, must end within ``deadline`` seconds."""
 
-    def __init__(self, timeout: float = 60.0) -> None:
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            verify=ssl_context(),
-            follow_redirects=True,
+    def __init__(self, timeout: float = 60.0, deadline: float = DOWNLOAD_DEADLINE) -> None:
+        self.deadline = deadline
+        self._client = with_deadlines(
+            httpx.Client(
+                timeout=httpx.Timeout(timeout, connect=10.0),
+                verify=ssl_context(),
+                follow_redirects=True,
+            )
         )
 
     def close(self) -> None:
@@ -68,12 +74,18 @@ class HttpDownloader:
 
     def download(self, file: DistFile, destination: Path) -> str:
         last: Exception | None = None
-        for _ in range(_RETRIES):
-            try:
-                return self._download_once(file.url, destination)
-            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                last = exc
-                destination.unlink(missing_ok=True)
+        with deadline(time.monotonic() + self.deadline):
+            for _ in range(_RETRIES):
+                try:
+                    return self._download_once(file.url, destination)
+                except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                    destination.unlink(missing_ok=True)
+                    if deadline_passed():
+                        raise error_for(file.url, exc, what="the upstream index") from None
+                    last = exc
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                    destination.unlink(missing_ok=True)
+                    raise error_for(file.url, exc, what="the upstream index") from None
         raise IndexUnreachableError(f"cannot download {file.url}: {last}")
 
     def _download_once(self, url: str, destination: Path) -> str:
@@ -101,9 +113,7 @@ def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader
     """
     fetched: list[str] = []
     present: list[str] = []
-    scratch = index.state / "incoming"
-    scratch.mkdir(parents=True, exist_ok=True)
-    catalog = index.catalog()
+    listed = {wheel_key(name): record for name, record in index.catalog().items()}
     for file in files:
         expected = file.sha256
         if expected is None:
@@ -111,17 +121,18 @@ def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader
                 f"{file.url} has no sha256 on its index page, so it cannot be verified; "
                 "complete mode only mirrors hashed files."
             )
-        known = catalog.get(file.filename)
+        known = listed.get(wheel_key(file.filename))
         if known is not None:
             if known.sha256 != expected:
                 raise PublishConflictError(
-                    f"{file.filename} is already listed in {index.root} with sha256 "
-                    f"{known.sha256}, but upstream now lists {expected}; investigate before "
-                    "serving it (a re-uploaded upstream file is a supply-chain red flag)."
+                    f"upstream lists {file.filename} with sha256 {expected}, but the index "
+                    f"already lists the same wheel as {known.filename} with sha256 "
+                    f"{known.sha256}; investigate before serving it (a re-uploaded upstream "
+                    "file is a supply-chain red flag)."
                 )
             present.append(file.filename)
             continue
-        temporary = scratch / f".mirror-{secrets.token_hex(8)}"
+        temporary = index.spool_path("mirror")
         try:
             actual = downloader.download(file, temporary)
             if actual != expected:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -23,18 +24,22 @@ from packaging.utils import NormalizedName, parse_wheel_filename
 from pypi_simple import ACCEPT_JSON_PREFERRED, ProjectPage
 
 from ..errors import (
+    IndexBusyError,
     IndexMalformedError,
     IndexUnreachableError,
     PublishConflictError,
     UsageError,
 )
+from ..fetch import deadline, deadline_passed, error_for, with_deadlines
 from ..files import file_sha256
+from ..upstream.client import retry_after
 
 if TYPE_CHECKING:
     from twine.settings import Settings
 
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _RETRIES = 3
+_DEADLINE = 120.0  # seconds for one page or file, retries included
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,26 +133,37 @@ class SimpleIndexReader:
         verify: str | bool = True,
     ) -> None:
         self.simple_url = simple_url if simple_url.endswith("/") else simple_url + "/"
-        self._client = httpx.Client(
-            timeout=_TIMEOUT, auth=auth, verify=verify, follow_redirects=True
+        self._client = with_deadlines(
+            httpx.Client(timeout=_TIMEOUT, auth=auth, verify=verify, follow_redirects=True)
         )
 
     def close(self) -> None:
         self._client.close()
 
     def _get(self, url: str, accept: str) -> httpx.Response:
+        ends = time.monotonic() + _DEADLINE
         last: Exception | None = None
-        for _ in range(_RETRIES):
-            try:
-                response = self._client.get(url, headers={"Accept": accept})
-            except httpx.TransportError as exc:
-                last = exc
-                continue
-            if response.status_code < 500:
-                return response
-            last = httpx.HTTPStatusError(
-                f"{response.status_code}", request=response.request, response=response
-            )
+        pause = 0.0
+        with deadline(ends):
+            for _ in range(_RETRIES):
+                if time.monotonic() + pause >= ends:
+                    break
+                time.sleep(pause)
+                try:
+                    response = self._client.get(url, headers={"Accept": accept})
+                except httpx.TransportError as exc:
+                    if deadline_passed():
+                        raise error_for(url, exc, what="the destination index") from None
+                    last, pause = exc, 1.0
+                    continue
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                    raise error_for(url, exc, what="the destination index") from None
+                if response.status_code < 500 and response.status_code != 429:
+                    return response
+                last = httpx.HTTPStatusError(
+                    f"{response.status_code}", request=response.request, response=response
+                )
+                pause = max(1.0, retry_after(response))
         raise IndexUnreachableError(
             f"cannot read {url} ({last}); check the index URL (--simple-url) and that the "
             "server is up."
@@ -263,6 +279,11 @@ class TwineUploader:
                 raise UsageError(
                     f"the index refused the credentials ({status}); set TWINE_USERNAME and "
                     "TWINE_PASSWORD, a keyring entry, or a .pypirc section."
+                ) from exc
+            if status in (429, 503):
+                raise IndexBusyError(
+                    f"the index is busy and asked to retry later ({status}): {exc}. Files "
+                    "uploaded before stay listed; run the same publish again to upload the rest."
                 ) from exc
             raise IndexUnreachableError(f"upload failed: {exc}") from exc
         except requests.RequestException as exc:

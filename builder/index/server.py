@@ -4,23 +4,29 @@ A Starlette app run by uvicorn. Reads come straight from the tree that
 :class:`~builder.index.static.StaticIndex` writes (so a page is always whole); ``/simple/``
 pages are negotiated between PEP 691 JSON and HTML by ``Accept`` (or ``?format=``).
 Uploads speak the legacy API twine uses (multipart POST, ``:action=file_upload``,
-``content``, ``name``, ``version``, ``sha256_digest``) behind HTTP basic auth, and every upload
+``content``, ``name``, ``version``, ``sha256_digest``) behind HTTP basic auth
+(:mod:`builder.index.auth`: failed logins limited per client, 429 beyond), and every upload
 is validated by :func:`~builder.index.wheelinfo.inspect_wheel` before it is listed. Without
 credentials configured the server is read-only.
+
+At start-up the tree is repaired (:meth:`StaticIndex.repair`). A writer lock held by another
+process for longer than the lock timeout answers 503 with ``Retry-After``. uvicorn is run
+with a deadline for request headers and for each piece of a request body, so a client that
+stops sending cannot hold a connection open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
 import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any
+from urllib.parse import unquote
 
 from packaging.utils import canonicalize_name, canonicalize_version
 from starlette.applications import Starlette
@@ -30,8 +36,10 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import IntegrityError, PublishConflictError, UsageError
+from ..errors import IndexBusyError, IntegrityError, PublishConflictError
+from .auth import AttemptLimiter, Authenticator
 from .static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, AddResult, StaticIndex
 from .wheelinfo import check_filename, inspect_wheel
 
@@ -40,48 +48,23 @@ logger = logging.getLogger("prewheel.serve")
 DEFAULT_MAX_UPLOAD = 2 << 30
 _CHUNK = 1 << 20
 _CANDIDATES = ("text/html", HTML_CONTENT_TYPE, JSON_CONTENT_TYPE)  # tie-break order
-_FORMAT_ALIASES = {"json": JSON_CONTENT_TYPE, "html": HTML_CONTENT_TYPE}
-
-
-class Authenticator(Protocol):
-    def check(self, username: str, password: str) -> bool: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenAuth:
-    """Any user name, with the shared token as password (twine: ``-u __token__ -p TOKEN``)."""
-
-    token: str
-
-    def check(self, username: str, password: str) -> bool:
-        return hmac.compare_digest(password.encode(), self.token.encode())
-
-
-class HtpasswdAuth:
-    """An Apache htpasswd file (bcrypt, sha256-crypt, apr1...), reloaded when it changes."""
-
-    def __init__(self, path: Path) -> None:
-        try:
-            from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]  # noqa: PLC0415
-        except ImportError as exc:
-            raise UsageError(
-                "--htpasswd needs the passlib package (pip install passlib); or use "
-                "--token-file instead."
-            ) from exc
-        try:
-            self._file = HtpasswdFile(str(path))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read htpasswd file {path}: {exc}") from exc
-
-    def check(self, username: str, password: str) -> bool:
-        self._file.load_if_changed()
-        return bool(self._file.check_password(username, password))
+_LATEST = {  # PEP 691: "latest" names the newest version the server supports
+    "application/vnd.pypi.simple.latest+json": JSON_CONTENT_TYPE,
+    "application/vnd.pypi.simple.latest+html": HTML_CONTENT_TYPE,
+}
+_FORMAT_ALIASES = {"json": JSON_CONTENT_TYPE, "html": HTML_CONTENT_TYPE, **_LATEST}
+DEFAULT_LOCK_TIMEOUT = 30.0
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_LOGIN_ATTEMPTS = 10  # failed logins per client address ...
+LOGIN_WINDOW = 60  # ... in this many seconds
+BUSY_RETRY_AFTER = 10
 
 
 def negotiate(accept: str | None, format_parameter: str | None = None) -> str | None:
     """The content type to send for a simple page, or None if nothing acceptable (406)."""
     if format_parameter:
-        wanted = _FORMAT_ALIASES.get(format_parameter, format_parameter)
+        wanted = _FORMAT_ALIASES.get(format_parameter.strip().lower(), format_parameter)
         return wanted if wanted in _CANDIDATES else None
     if not accept or not accept.strip():
         return "text/html"
@@ -104,7 +87,18 @@ def _parse_media_range(part: str) -> tuple[str, float]:
                 quality = float(value)
             except ValueError:
                 quality = 0.0
-    return media.lower(), quality
+    media = media.lower()
+    return _LATEST.get(media, media), quality
+
+
+def format_parameter(query: str) -> str | None:
+    """``format`` of a raw query string, percent-decoded but with ``+`` kept: PEP 691's media
+    types contain a literal ``+``, which form decoding would turn into a space."""
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if unquote(key) == "format":
+            return unquote(value)
+    return None
 
 
 def _quality(candidate: str, ranges: list[tuple[str, float]]) -> float:
@@ -147,6 +141,10 @@ class UploadForm:
     md5_digest: str | None
 
 
+class BodyTimeoutError(Exception):
+    """The client sent no part of the request body for longer than the body timeout."""
+
+
 class IndexApp:
     """The request handlers, bound to one tree and one authenticator."""
 
@@ -155,11 +153,12 @@ class IndexApp:
         index: StaticIndex,
         authenticator: Authenticator | None,
         max_upload: int = DEFAULT_MAX_UPLOAD,
+        limiter: AttemptLimiter | None = None,
     ) -> None:
         self.index = index
         self.authenticator = authenticator
         self.max_upload = max_upload
-        self.incoming = index.state / "incoming"
+        self.limiter = limiter or AttemptLimiter(DEFAULT_LOGIN_ATTEMPTS, LOGIN_WINDOW)
 
     def routes(self) -> list[Route]:
         return [
@@ -190,7 +189,7 @@ class IndexApp:
         return self._page(request, self.index.simple / normalized)
 
     def _page(self, request: Request, directory: Path) -> Response:
-        content_type = negotiate(request.headers.get("accept"), request.query_params.get("format"))
+        content_type = negotiate(request.headers.get("accept"), format_parameter(request.url.query))
         if content_type is None:
             return PlainTextResponse(
                 f"not acceptable; this index serves {', '.join(_CANDIDATES)}\n", status_code=406
@@ -210,7 +209,13 @@ class IndexApp:
         return FileResponse(path, media_type="application/octet-stream")
 
     async def _admit(self, request: Request) -> tuple[Response | None, str]:
-        """(a refusal, or None to go on; the authenticated user name)."""
+        """(a refusal, or None to go on; the identity to log)."""
+        refusal, identity = await self._authenticate(request)
+        if refusal is None:
+            refusal = self._size_refusal(request)
+        return refusal, identity
+
+    async def _authenticate(self, request: Request) -> tuple[Response | None, str]:
         if self.authenticator is None:
             return PlainTextResponse(
                 "uploads are disabled: start prewheel serve with --htpasswd or a token\n",
@@ -219,18 +224,31 @@ class IndexApp:
         credentials = _credentials(request)
         if credentials is None:
             return _unauthorized("credentials required (HTTP basic auth)"), ""
-        username, password = credentials
-        if not await run_in_threadpool(self.authenticator.check, username, password):
-            logger.warning("upload refused: wrong credentials for user %r", username)
-            return _unauthorized("wrong user name or password"), username
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.retry_after(client)
+        if wait is not None:
+            logger.warning("upload refused: too many failed logins from %s", client)
+            return PlainTextResponse(
+                f"too many failed logins from your address; retry in {wait} s\n",
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            ), ""
+        identity = await run_in_threadpool(self.authenticator.check, *credentials)
+        if identity is None:
+            self.limiter.failed(client)
+            logger.warning("upload refused: wrong credentials from %s", client)
+            return _unauthorized("wrong user name or password"), ""
+        return None, identity
+
+    def _size_refusal(self, request: Request) -> Response | None:
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
-            return PlainTextResponse("a Content-Length is required\n", status_code=411), username
+            return PlainTextResponse("a Content-Length is required\n", status_code=411)
         if int(length) > self.max_upload:
             return PlainTextResponse(
                 f"upload larger than {self.max_upload} bytes\n", status_code=413
-            ), username
-        return None, username
+            )
+        return None
 
     async def upload(self, request: Request) -> Response:
         refusal, username = await self._admit(request)
@@ -239,6 +257,13 @@ class IndexApp:
         try:
             async with request.form(max_files=2, max_fields=200) as form:
                 return await self._handle_form(username, form)
+        except BodyTimeoutError:
+            logger.warning("upload by %r aborted: the client stopped sending", username)
+            return PlainTextResponse(
+                "the upload stalled (no data within the body timeout); send it again\n",
+                status_code=408,
+                headers={"Connection": "close"},
+            )
         except (ClientDisconnect, MultiPartException) as exc:
             logger.warning("upload by %r aborted: %s", username, type(exc).__name__)
             return PlainTextResponse(f"incomplete upload: {exc}\n", status_code=400)
@@ -261,6 +286,13 @@ class IndexApp:
         except PublishConflictError as exc:
             logger.warning("upload of %r by %r refused: conflict", fields.filename, username)
             return PlainTextResponse(str(exc) + "\n", status_code=409)
+        except IndexBusyError as exc:
+            logger.warning("upload of %r by %r: index busy", fields.filename, username)
+            return PlainTextResponse(
+                str(exc) + "\n",
+                status_code=503,
+                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+            )
         except IntegrityError as exc:
             logger.warning("upload of %r by %r refused: %s", fields.filename, username, exc)
             return PlainTextResponse(str(exc) + "\n", status_code=400)
@@ -277,8 +309,7 @@ class IndexApp:
             raise IntegrityError(
                 f"the form says version {fields.version!r} but the file is {fields.filename}."
             )
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        temporary = self.incoming / f".upload-{secrets.token_hex(8)}"
+        temporary = self.index.spool_path("upload")
         try:
             sha256, md5 = _spool(content, temporary, self.max_upload)
             _check_digest("sha256", fields.sha256_digest, sha256)
@@ -318,25 +349,117 @@ def _check_digest(algorithm: str, declared: str | None, actual: str) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    max_upload: int = DEFAULT_MAX_UPLOAD
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    login_attempts: int = DEFAULT_LOGIN_ATTEMPTS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+
+
 def create_app(
     root: Path,
     authenticator: Authenticator | None = None,
-    max_upload: int = DEFAULT_MAX_UPLOAD,
-) -> Starlette:
-    """The ASGI app serving (and accepting uploads into) the tree at ``root``."""
-    index = StaticIndex(root)
-    index.initialise()
-    handlers = IndexApp(index, authenticator, max_upload)
-    return Starlette(routes=handlers.routes())
+    options: ServerOptions = ServerOptions(),
+) -> ASGIApp:
+    """The ASGI app serving (and accepting uploads into) the tree at ``root``, which is
+    created or repaired first."""
+    index = StaticIndex(root, lock_timeout=options.lock_timeout)
+    for finding in index.initialise().findings():
+        logger.warning("repaired at start-up: %s", finding)
+    limiter = AttemptLimiter(options.login_attempts, LOGIN_WINDOW)
+    handlers = IndexApp(index, authenticator, options.max_upload, limiter)
+    return BodyTimeout(Starlette(routes=handlers.routes()), options.body_timeout)
+
+
+class BodyTimeout:
+    """ASGI middleware: while a request body is incomplete, each ``receive`` must deliver
+    within ``seconds`` or :class:`BodyTimeoutError` is raised in the app."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        complete = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.seconds)
+            except TimeoutError:
+                raise BodyTimeoutError from None
+            complete = not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
+def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request headers do not arrive in
+    full within ``seconds`` (uvicorn itself only times out idle kept-alive connections)."""
+    import h11  # noqa: PLC0415
+    from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._await_headers()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:
+                self._headers_arrived()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._await_headers()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._headers_arrived()
+            super().connection_lost(exc)
+
+        def _await_headers(self) -> None:
+            self._headers_arrived()
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
+
+        def _headers_arrived(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def run(
-    app_factory: Callable[[], Starlette],
+    app_factory: Callable[[], ASGIApp],
     host: str,
     port: int,
     log_level: str = "info",
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn  # noqa: PLC0415
 
-    uvicorn.run(app_factory(), host=host, port=port, log_level=log_level, proxy_headers=False)
+    uvicorn.run(
+        app_factory(),
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=False,
+        http=header_timeout_protocol(header_timeout),
+    )

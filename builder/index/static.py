@@ -10,11 +10,17 @@ Layout under the tree's root (every URL is one file, so any static web server ca
     files/<filename>.metadata       their METADATA (PEP 658/714)
     .prewheel/catalog.json          what is listed (the source of truth for the pages)
     .prewheel/lock                  held by every writer
+    .prewheel/dirty                 present while a writer changes the tree
+    .prewheel/incoming/             uploads and downloads being received (named by writer pid)
 
 The page renderers are pure functions of :class:`FileRecord` lists. :class:`StaticIndex` is the
-writer: it holds a file lock for every change, copies files and writes pages by temp file +
-``os.replace`` (a reader sees the old page or the new one, never half of one), puts files in
-place before any page lists them, and rewrites only the pages whose bytes changed.
+writer: it holds a file lock for every change and writes every file by temp file +
+``os.replace`` (a reader sees the old file or the new one, never half of one). The order of a
+change is: mark the tree dirty; put ``<wheel>.metadata``, then ``<wheel>`` in ``files/``; save
+the catalog; render the project pages, then the root pages; clear the mark. So a page only
+links files that are in place, and a kill at any point leaves either unlisted files (removed by
+the next writer) or a catalog the pages do not match yet (rendered by the next writer): see
+:mod:`builder.index.repair`, which every writer runs when it finds the mark.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import enum
 import html
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,9 +44,10 @@ import filelock
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from ..errors import IntegrityError, PublishConflictError
+from ..errors import IndexBusyError, IntegrityError, PublishConflictError
 from ..files import file_sha256
-from .wheelinfo import WheelInfo, inspect_wheel
+from .repair import TEMP_PREFIX, Survey, dead_spools, survey_files, survey_pages, temp_files
+from .wheelinfo import WheelInfo, WheelKey, inspect_wheel, wheel_key
 
 API_VERSION = "1.1"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -109,6 +117,14 @@ def _sorted_files(files: Iterable[FileRecord]) -> list[FileRecord]:
     return sorted(files, key=lambda f: (Version(f.version), f.filename))
 
 
+def _distinct_versions(ordered: Iterable[FileRecord]) -> list[str]:
+    """Each version once (``1.0`` and ``1.0.0`` are one), spelled as its first file spells it."""
+    spelled: dict[Version, str] = {}
+    for record in ordered:
+        spelled.setdefault(Version(record.version), record.version)
+    return [spelled[version] for version in sorted(spelled)]
+
+
 def render_project_html(project: NormalizedName, files: Iterable[FileRecord]) -> bytes:
     """PEP 503 page with sha256 fragments, escaped requires-python and PEP 714 metadata."""
     lines = [
@@ -136,7 +152,7 @@ def render_project_html(project: NormalizedName, files: Iterable[FileRecord]) ->
 def render_project_json(project: NormalizedName, files: Iterable[FileRecord]) -> bytes:
     """PEP 691 page with PEP 700 ``versions``, ``size`` and ``upload-time``."""
     ordered = _sorted_files(files)
-    versions = sorted({f.version for f in ordered}, key=Version)
+    versions = _distinct_versions(ordered)
     document = {
         "meta": {"api-version": API_VERSION},
         "name": project,
@@ -184,6 +200,27 @@ def render_root_json(projects: Iterable[NormalizedName]) -> bytes:
     return (json.dumps(document, indent=1) + "\n").encode()
 
 
+def render_pages(catalog: Mapping[str, FileRecord]) -> dict[Path, bytes]:
+    """Every page of the tree, by path relative to the root, as a fresh render of ``catalog``."""
+    pages: dict[Path, bytes] = {}
+    by_project = records_by_project(catalog)
+    for project, files in by_project.items():
+        pages[Path("simple", project, "index.html")] = render_project_html(project, files)
+        pages[Path("simple", project, "index.json")] = render_project_json(project, files)
+    pages[Path("simple", "index.html")] = render_root_html(by_project)
+    pages[Path("simple", "index.json")] = render_root_json(by_project)
+    return pages
+
+
+def records_by_project(
+    catalog: Mapping[str, FileRecord],
+) -> dict[NormalizedName, list[FileRecord]]:
+    by_project: dict[NormalizedName, list[FileRecord]] = {}
+    for record in catalog.values():
+        by_project.setdefault(record.project, []).append(record)
+    return by_project
+
+
 def atomic_write(path: Path, data: bytes) -> bool:
     """Replace ``path`` with ``data`` via a temp file and rename; False if already equal."""
     with contextlib.suppress(OSError):
@@ -198,7 +235,7 @@ def atomic_write(path: Path, data: bytes) -> bool:
 def _atomic_stream(path: Path) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
-        dir=path.parent, prefix=".tmp-", delete=False
+        dir=path.parent, prefix=TEMP_PREFIX, delete=False
     )
     try:
         with handle:
@@ -221,33 +258,51 @@ class AddResult(enum.StrEnum):
 class SyncReport:
     added: tuple[str, ...]
     unchanged: tuple[str, ...]
+    repaired: tuple[str, ...] = ()  # what the run found wrong in the tree and put right
 
 
 class StaticIndex:
     """The writer (and reader) of one static tree. Every change holds ``.prewheel/lock``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, lock_timeout: float = LOCK_TIMEOUT) -> None:
         self.root = root
         self.simple = root / "simple"
         self.files = root / "files"
         self.state = root / ".prewheel"
+        self.incoming = self.state / "incoming"
+        self.lock_timeout = lock_timeout
 
     @property
     def catalog_path(self) -> Path:
         return self.state / "catalog.json"
 
+    @property
+    def dirty_path(self) -> Path:
+        return self.state / "dirty"
+
+    def spool_path(self, kind: str) -> Path:
+        """A new file name in ``incoming/`` for an upload or a download by this process; a
+        repair removes it once this process is gone."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        return self.incoming / f".{kind}-{os.getpid()}-{secrets.token_hex(8)}"
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
+        """Hold the writer lock (released by the system if this process dies)."""
         self.state.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(self.state / "lock", timeout=LOCK_TIMEOUT)
+        lock = filelock.FileLock(self.state / "lock", timeout=self.lock_timeout)
         try:
-            with lock:
-                yield
-        except filelock.Timeout as exc:
-            raise PublishConflictError(
-                f"another prewheel process has held the lock on {self.root} for more than "
-                f"{LOCK_TIMEOUT:g} s; wait for it to finish or remove a stale {lock.lock_file}."
-            ) from exc
+            lock.acquire()
+        except filelock.Timeout:
+            raise IndexBusyError(
+                f"another prewheel process kept this index busy (.prewheel/lock) for more than "
+                f"{self.lock_timeout:g} s; nothing was changed. Retry when it has finished (the "
+                "lock of a killed process is released by the system: there is nothing to remove)."
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def catalog(self) -> dict[str, FileRecord]:
         try:
@@ -268,10 +323,100 @@ class StaticIndex:
         }
         atomic_write(self.catalog_path, (json.dumps(document, indent=1) + "\n").encode())
 
-    def initialise(self) -> None:
-        """Create an empty, valid tree (root pages) if none exists."""
+    # --- crash consistency --------------------------------------------------------------
+
+    def survey(self, *, deep: bool = False) -> Survey:
+        """What disagrees with the catalog (call under :meth:`locked`); ``deep`` also hashes
+        every listed wheel."""
+        catalog = self.catalog()
+        found = Survey(self.root, interrupted=self.dirty_path.exists())
+        found.leftovers += dead_spools(self.incoming)
+        found.leftovers += temp_files(self._directories())
+        survey_files(self.files, catalog, found, deep=deep)
+        kept = {name: r for name, r in catalog.items() if name not in found.broken}
+        survey_pages(self.simple, render_pages(kept), found)
+        return found
+
+    def check(self, *, deep: bool = True) -> Survey:
+        """The survey, under the lock, changing nothing."""
         with self.locked():
-            self._render(self.catalog(), projects=set())
+            return self.survey(deep=deep)
+
+    def repair(self, *, deep: bool = False) -> Survey:
+        """Put the tree in line with its catalog (under the lock); return what was wrong.
+        A tree that does not exist yet is created (and that is not reported)."""
+        with self.locked():
+            self._create_if_missing()
+            return self._repair_locked(deep=deep)
+
+    def _create_if_missing(self) -> None:
+        """An empty catalog and root pages for a new tree; refuse files without a catalog (a
+        repair would delete them all as unlisted)."""
+        if self.catalog_path.exists():
+            return
+        if self.files.is_dir() and any(self.files.iterdir()):
+            raise IntegrityError(
+                f"{self.root} holds files/ but no .prewheel/catalog.json, the list of what it "
+                "serves; restore the catalog from a backup, or index the wheelhouse into an "
+                "empty directory. Nothing was changed."
+            )
+        self.files.mkdir(parents=True, exist_ok=True)
+        self._save_catalog({})
+        self._render({}, projects=set())
+
+    def _repair_locked(self, *, deep: bool) -> Survey:
+        found = self.survey(deep=deep)
+        if not found:
+            return found
+        for path in [*found.leftovers, *found.unlisted, *found.orphan_pages]:
+            path.unlink(missing_ok=True)
+        catalog = self.catalog()
+        if found.broken:
+            for name in found.broken:
+                catalog.pop(name, None)
+            self._save_catalog(catalog)
+            for name in found.broken:  # no longer listed: nothing may serve them
+                (self.files / name).unlink(missing_ok=True)
+                (self.files / f"{name}.metadata").unlink(missing_ok=True)
+        for name, metadata in found.metadata.items():
+            atomic_write(self.files / f"{name}.metadata", metadata)
+        for relative, data in render_pages(catalog).items():
+            atomic_write(self.root / relative, data)
+        for page in found.orphan_pages:
+            with contextlib.suppress(OSError):
+                page.parent.rmdir()
+        self.dirty_path.unlink(missing_ok=True)
+        return found
+
+    def _directories(self) -> list[Path]:
+        """Where the atomic writer puts temp files."""
+        projects = [p for p in self.simple.iterdir() if p.is_dir()] if self.simple.is_dir() else []
+        return [self.state, self.files, self.simple, *projects]
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[dict[str, FileRecord]]:
+        """Lock; repair what a killed writer left (or just its spool files); yield the catalog."""
+        with self.locked():
+            self._create_if_missing()
+            if self.dirty_path.exists():
+                self._repair_locked(deep=False)
+            else:
+                for path in dead_spools(self.incoming):
+                    path.unlink(missing_ok=True)
+            yield self.catalog()
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Mark the tree dirty for the duration of a change (the lock is held)."""
+        self.dirty_path.touch()
+        yield
+        self.dirty_path.unlink(missing_ok=True)
+
+    # --- writing ------------------------------------------------------------------------
+
+    def initialise(self) -> Survey:
+        """Create an empty, valid tree if none exists and repair an existing one."""
+        return self.repair()
 
     def add(
         self,
@@ -284,87 +429,107 @@ class StaticIndex:
     ) -> AddResult:
         """List the validated wheel ``source`` (described by ``info``).
 
-        Same filename with the same hash: nothing changes. Same filename, different hash:
-        :class:`~builder.errors.PublishConflictError`, and the listed file stays untouched.
-        ``move`` renames ``source`` into place (it must be on the same file system).
+        The same wheel (:func:`~builder.index.wheelinfo.wheel_key`) with the same hash: nothing
+        changes (its pages are rewritten if they are missing or stale). The same wheel with a
+        different hash: :class:`~builder.errors.PublishConflictError`, and the listed file
+        stays untouched. ``move`` renames ``source`` into place (same file system).
         """
-        with self.locked():
-            catalog = self.catalog()
-            result = self._add_locked(
-                catalog, source, info, upload_time=upload_time, origin=origin, move=move
-            )
-            if result is AddResult.ADDED:
+        with self._writing() as catalog:
+            known = _listed_by_key(catalog).get(info.key)
+            if known is not None:
+                _check_same(known, info.filename, info.sha256)
+                with self._changing():  # re-render: a missing or stale page comes back
+                    self._render(catalog, projects={info.name})
+                return AddResult.UNCHANGED
+            moment = upload_time or datetime.datetime.now(datetime.UTC)
+            with self._changing():
+                self._place(source, info, move=move)
+                catalog[info.filename] = FileRecord.from_wheel(info, moment, origin)
                 self._save_catalog(catalog)
                 self._render(catalog, projects={info.name})
-            return result
+            return AddResult.ADDED
 
     def sync(self, sources: Iterable[Path], origin: Origin = Origin.BUILT) -> SyncReport:
-        """Add every wheel in ``sources`` (validated), incrementally: known files are skipped
-        by hash, and only pages of projects that gained files are rewritten."""
-        added: list[str] = []
-        unchanged: list[str] = []
-        with self.locked():
-            catalog = self.catalog()
-            touched: set[NormalizedName] = set()
-            try:
-                for source in sources:
-                    known = catalog.get(source.name)
-                    if known is not None:
-                        self._check_same(known, file_sha256(source))
-                        unchanged.append(source.name)
-                        continue
-                    info = inspect_wheel(source)
-                    self._add_locked(
-                        catalog, source, info, upload_time=None, origin=origin, move=False
-                    )
-                    touched.add(info.name)
-                    added.append(source.name)
-            finally:  # list what was added before a bad wheel stopped the run
-                if added:
-                    self._save_catalog(catalog)
-                self._render(catalog, projects=touched)
-        return SyncReport(tuple(added), tuple(unchanged))
+        """List every wheel in ``sources``, all or nothing, then repair the whole tree.
 
-    def _check_same(self, known: FileRecord, sha256: str) -> None:
-        if known.sha256 != sha256:
-            raise PublishConflictError(
-                f"{known.filename} is already listed in {self.root} with sha256 {known.sha256}, "
-                f"and the new file has {sha256}. An index never changes a published file: "
-                "give the rebuilt wheel a new build number (e.g. ...-1-cp311-...) or remove the "
-                "old file from the index deliberately."
+        Every wheel is validated first (a file already listed under its name only by hash);
+        if any is invalid or conflicts with a listed wheel, :class:`IntegrityError` or
+        :class:`PublishConflictError` names every such file and nothing is listed. Only pages
+        whose bytes change are rewritten.
+        """
+        sources = list(sources)
+        infos, unchanged = self._validate_batch(sources, self.catalog())
+        with self._writing() as catalog:
+            listed = _listed_by_key(catalog)
+            _refuse_conflicts(
+                [(i.filename, i.sha256, listed[i.key]) for i in infos if i.key in listed]
             )
+            unchanged += [i.filename for i in infos if i.key in listed]
+            new = [i for i in infos if i.key not in listed]
+            if new:
+                self._add_batch(catalog, {s.name: s for s in sources}, new)
+            repaired = self._repair_locked(deep=False)
+        return SyncReport(
+            tuple(i.filename for i in new), tuple(sorted(unchanged)), tuple(repaired.findings())
+        )
 
-    def _add_locked(
+    def _validate_batch(
+        self, sources: list[Path], catalog: Mapping[str, FileRecord]
+    ) -> tuple[list[WheelInfo], list[str]]:
+        """(wheels to add or compare by key, names already listed with the same bytes);
+        raises naming every invalid wheel and every conflict within the batch."""
+        infos: list[WheelInfo] = []
+        unchanged: list[str] = []
+        problems: list[str] = []
+        conflicts: list[tuple[str, str, FileRecord]] = []
+        for source in sources:
+            known = catalog.get(source.name)
+            try:
+                if known is not None:
+                    digest = file_sha256(source)
+                    if digest == known.sha256:
+                        unchanged.append(source.name)
+                    else:
+                        conflicts.append((source.name, digest, known))
+                    continue
+                infos.append(inspect_wheel(source))
+            except IntegrityError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise IntegrityError(
+                f"{len(problems)} of {len(sources)} wheels cannot be listed, so none was: "
+                + " | ".join(problems)
+            )
+        _refuse_conflicts(conflicts + _batch_conflicts(infos))
+        return _unique_by_key(infos), unchanged
+
+    def _add_batch(
         self,
         catalog: dict[str, FileRecord],
-        source: Path,
-        info: WheelInfo,
-        *,
-        upload_time: datetime.datetime | None,
-        origin: Origin,
-        move: bool,
-    ) -> AddResult:
-        known = catalog.get(info.filename)
-        if known is not None:
-            self._check_same(known, info.sha256)
-            return AddResult.UNCHANGED
+        sources: Mapping[str, Path],
+        new: list[WheelInfo],
+    ) -> None:
+        moment = datetime.datetime.now(datetime.UTC)
+        with self._changing():
+            for info in new:
+                self._place(sources[info.filename], info, move=False)
+                catalog[info.filename] = FileRecord.from_wheel(info, moment)
+            self._save_catalog(catalog)
+            self._render(catalog, projects={info.name for info in new})
+
+    def _place(self, source: Path, info: WheelInfo, *, move: bool) -> None:
+        """Put ``<wheel>.metadata``, then the wheel, into ``files/``."""
         target = self.files / info.filename
         atomic_write(self.files / f"{info.filename}.metadata", info.metadata)
         if move:
-            self.files.mkdir(parents=True, exist_ok=True)
             source.chmod(0o644)
             source.replace(target)
         else:
             with _atomic_stream(target) as stream, source.open("rb") as original:
                 shutil.copyfileobj(original, stream)
-        moment = upload_time or datetime.datetime.now(datetime.UTC)
-        catalog[info.filename] = FileRecord.from_wheel(info, moment, origin)
-        return AddResult.ADDED
 
     def _render(self, catalog: Mapping[str, FileRecord], projects: set[NormalizedName]) -> None:
-        by_project: dict[NormalizedName, list[FileRecord]] = {}
-        for record in catalog.values():
-            by_project.setdefault(record.project, []).append(record)
+        by_project = records_by_project(catalog)
         for project in sorted(projects):
             files = by_project.get(project, [])
             atomic_write(self.simple / project / "index.html", render_project_html(project, files))
@@ -374,6 +539,45 @@ class StaticIndex:
 
     def rebuild_pages(self) -> None:
         """Rewrite every page from the catalog (after an upgrade of the renderer)."""
-        with self.locked():
-            catalog = self.catalog()
-            self._render(catalog, projects={r.project for r in catalog.values()})
+        self.repair()
+
+
+def _listed_by_key(catalog: Mapping[str, FileRecord]) -> dict[WheelKey, FileRecord]:
+    return {wheel_key(record.filename): record for record in catalog.values()}
+
+
+def _unique_by_key(infos: list[WheelInfo]) -> list[WheelInfo]:
+    """One wheel per key (the batch holds no conflicts, so the others are the same bytes)."""
+    return list({info.key: info for info in reversed(infos)}.values())[::-1]
+
+
+def _batch_conflicts(infos: list[WheelInfo]) -> list[tuple[str, str, FileRecord]]:
+    first: dict[WheelKey, WheelInfo] = {}
+    conflicts = []
+    for info in infos:
+        seen = first.setdefault(info.key, info)
+        if seen.sha256 != info.sha256:
+            record = FileRecord.from_wheel(seen, datetime.datetime.now(datetime.UTC))
+            conflicts.append((info.filename, info.sha256, record))
+    return conflicts
+
+
+def _check_same(known: FileRecord, filename: str, sha256: str) -> None:
+    _refuse_conflicts([(filename, sha256, known)] if known.sha256 != sha256 else [])
+
+
+def _refuse_conflicts(conflicts: list[tuple[str, str, FileRecord]]) -> None:
+    """Raise naming every (new file, its sha256, the listed wheel it clashes with)."""
+    clashes = [
+        f"{name} (sha256 {digest}): the same wheel is already listed as {known.filename} "
+        f"(sha256 {known.sha256})"
+        for name, digest, known in conflicts
+        if digest != known.sha256
+    ]
+    if clashes:
+        raise PublishConflictError(
+            "; ".join(clashes) + ". One project, version, build tag and set of tags is one "
+            "file, and an index never changes a published file: give a rebuilt wheel a new "
+            "build number (e.g. ...-1-cp311-...) or remove the old file from the index "
+            "deliberately. Nothing was listed."
+        )

@@ -1,17 +1,24 @@
 """Open a wheel and decide whether it may be listed on an index.
 
 Pure apart from reading the file: :func:`inspect_wheel` checks the filename (via
-:func:`packaging.utils.parse_wheel_filename`), that the file is a real zip whose members have
-safe names and a sane compression ratio, that its ``RECORD`` matches every member, and that
-the ``METADATA`` name and version agree with the filename. It returns the facts an index page
-needs (hash, size, ``Requires-Python``) plus the ``METADATA`` bytes served for PEP 658.
+:func:`packaging.utils.parse_wheel_filename`; ASCII, short enough for ``<file>.metadata`` to fit
+the file system), that the file is a real zip whose members have safe, unique names and a sane
+compression ratio, that it has one ``*.dist-info`` with ``METADATA`` and a version-1 ``WHEEL``,
+that its ``RECORD`` matches every member, and that the ``METADATA`` name and version agree with
+the filename. It returns the facts an index page needs (hash, size, ``Requires-Python``) plus
+the ``METADATA`` bytes served for PEP 658.
+
+:func:`wheel_key` is what makes two files "the same wheel" for an index: the normalized
+project, the version (``1.0`` = ``1.0.0`` = ``01.0``), the build tag and the set of tags.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import csv
 import dataclasses
+import email.parser
 import hashlib
 import io
 import zipfile
@@ -19,7 +26,9 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from packaging.metadata import InvalidMetadata, Metadata
+from packaging.tags import Tag
 from packaging.utils import (
+    BuildTag,
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
@@ -33,6 +42,10 @@ from ..files import file_sha256
 
 _CHUNK = 1 << 20
 _SIGNATURE_FILES = ("RECORD.jws", "RECORD.p7s")
+# The longest name whose "<name>.metadata" (PEP 658) still fits a file-system name (255 bytes).
+MAX_FILENAME = 255 - len(".metadata")
+
+WheelKey = tuple[NormalizedName, Version, BuildTag, frozenset[Tag]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +53,9 @@ class Limits:
     """Bounds that keep a hostile upload from exhausting memory or disk."""
 
     max_ratio: float = 1000.0  # uncompressed / compressed, per member (deflate tops at ~1032)
+    ratio_floor: int = 1 << 20  # members expanding to less are never a bomb
     max_archive_ratio: float = 100.0  # all members uncompressed / archive size
-    ratio_floor: int = 1 << 20  # members (and archives) expanding to less are never a bomb
+    archive_ratio_floor: int = 64 << 20  # archives expanding to less are never a bomb
     max_total: int = 4 << 30  # total uncompressed bytes
     max_members: int = 100_000
 
@@ -62,9 +76,21 @@ class WheelInfo:
     def metadata_sha256(self) -> str:
         return hashlib.sha256(self.metadata).hexdigest()
 
+    @property
+    def key(self) -> WheelKey:
+        return wheel_key(self.filename)
+
+
+def wheel_key(filename: str) -> WheelKey:
+    """(project, version, build tag, tags) of a valid wheel filename, all normalized: two files
+    with the same key are the same wheel to pip and uv, so an index lists at most one."""
+    name, version, build, tags = parse_wheel_filename(filename)
+    return name, version, build, tags
+
 
 def check_filename(filename: str) -> tuple[NormalizedName, Version]:
-    """A wheel filename that is safe to store: one path component, no NUL, parses."""
+    """A wheel filename that is safe to store: one ASCII path component, no NUL, short enough
+    for its ``.metadata`` companion, parses."""
     if not filename or "\0" in filename or "/" in filename or "\\" in filename:
         raise IntegrityError(
             f"{filename!r} is not a plain file name (path separators or NUL are not allowed); "
@@ -72,6 +98,17 @@ def check_filename(filename: str) -> tuple[NormalizedName, Version]:
         )
     if filename.startswith("."):
         raise IntegrityError(f"{filename!r} starts with a dot; a wheel file name never does.")
+    if not filename.isascii():
+        raise IntegrityError(
+            f"{filename!r} holds non-ASCII characters; wheel file names are ASCII (PEP 427), so "
+            "rename the file to its project's real name."
+        )
+    if len(filename) > MAX_FILENAME:
+        raise IntegrityError(
+            f"{filename[:40]}... is {len(filename)} characters long; an index stores at most "
+            f"{MAX_FILENAME} (its .metadata file must fit the 255-byte file-name limit). "
+            "Shorten the build or local version tag."
+        )
     try:
         name, version, _, _ = parse_wheel_filename(filename)
     except InvalidWheelFilename as exc:
@@ -97,6 +134,7 @@ def inspect_wheel(path: Path, filename: str | None = None, limits: Limits = Limi
             _check_members(filename, members, path.stat().st_size, limits)
             dist_info = _dist_info_dir(filename, members)
             metadata = archive.read(f"{dist_info}/METADATA")
+            _check_wheel_file(filename, archive, dist_info)
             _check_record(filename, archive, dist_info)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
         raise IntegrityError(f"{filename} is a damaged zip archive: {exc}.") from exc
@@ -119,6 +157,7 @@ def _check_members(
         raise IntegrityError(
             f"{filename} has {len(members)} members; refusing more than {limits.max_members}."
         )
+    _check_unique_names(filename, members)
     total = 0
     for member in members:
         _check_member_name(filename, member.orig_filename)  # zipfile cuts names at NUL
@@ -134,10 +173,23 @@ def _check_members(
         raise IntegrityError(
             f"{filename} would expand to {total} bytes; refusing more than {limits.max_total}."
         )
-    if total >= limits.ratio_floor and total > limits.max_archive_ratio * max(archive_size, 1):
+    big_archive = total >= limits.archive_ratio_floor
+    if big_archive and total > limits.max_archive_ratio * max(archive_size, 1):
         raise IntegrityError(
             f"{filename} would expand to {total} bytes from {archive_size} (ratio over "
             f"{limits.max_archive_ratio:g}); refusing a possible zip bomb."
+        )
+
+
+def _check_unique_names(filename: str, members: list[zipfile.ZipInfo]) -> None:
+    """Each member once: with two copies, the RECORD check sees one and an installer another."""
+    counts = collections.Counter(m.orig_filename for m in members)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
+    if duplicates:
+        raise IntegrityError(
+            f"{filename} holds several members named {duplicates[:5]}; pip refuses such a "
+            "wheel (which copy is installed depends on the tool). Rebuild it with a standard "
+            "tool."
         )
 
 
@@ -171,6 +223,25 @@ def _dist_info_dir(filename: str, members: list[zipfile.ZipInfo]) -> str:
             f"{len(candidates)}."
         )
     return candidates.pop()
+
+
+def _check_wheel_file(filename: str, archive: zipfile.ZipFile, dist_info: str) -> None:
+    """``<dist-info>/WHEEL`` exists and declares Wheel-Version 1.x, as pip requires."""
+    try:
+        text = archive.read(f"{dist_info}/WHEEL").decode("utf-8")
+    except KeyError:
+        raise IntegrityError(
+            f"{filename} has no {dist_info}/WHEEL file, so pip refuses to install it; rebuild "
+            "it with a standard tool (pip wheel, python -m build)."
+        ) from None
+    except UnicodeDecodeError:
+        raise IntegrityError(f"{filename}: {dist_info}/WHEEL is not UTF-8.") from None
+    version = email.parser.Parser().parsestr(text).get("Wheel-Version", "")
+    if version.strip().split(".")[0] != "1":
+        raise IntegrityError(
+            f"{filename}: {dist_info}/WHEEL declares Wheel-Version {version.strip() or 'none'!r}; "
+            "installers accept only 1.x. Rebuild it with a standard tool."
+        )
 
 
 def _read_member_digest(archive: zipfile.ZipFile, member: str) -> tuple[str, str, int]:

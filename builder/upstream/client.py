@@ -6,12 +6,15 @@
   honours the proxy variables.
 * :func:`fetch_projects` - many projects from many indexes, concurrently, through an on-disk
   HTTP cache (:class:`~builder.upstream.cache.HttpCache`), with retries and backoff on
-  connection errors and 5xx/429 answers. A 404 means "not on this index" (``None``); anything
-  else that fails is an error, never "no wheel".
+  connection errors and 5xx/429 answers (honouring ``Retry-After``), all within an overall
+  deadline per page (:mod:`builder.fetch`). A 404 means "not on this index" (``None``);
+  anything else that fails is an error (every httpx error mapped to a documented exit code),
+  never "no wheel".
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +29,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..errors import IndexMalformedError, IndexUnreachableError
+from ..fetch import deadline, deadline_passed, error_for, with_deadlines
 from ..hostenv import pip_setting, ssl_context, user_cache
 from .cache import CachedResponse, HttpCache
 from .models import DistFile, ProjectPage, dist_file_from_dict, dist_file_to_dict
@@ -41,6 +45,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_ATTEMPTS = 4
 DEFAULT_BACKOFF = 0.5
 DEFAULT_CONCURRENCY = 16
+DEFAULT_DEADLINE = 120.0  # seconds for one page, all attempts and backoff included
+MAX_RETRY_AFTER = 60.0
 # Freshness of a page whose answer has no Cache-Control (TLS-inspecting proxies often strip
 # it): PyPI itself serves simple pages with max-age=600.
 DEFAULT_TTL = 600.0
@@ -66,8 +72,9 @@ def make_http_client(
 ) -> httpx.Client:
     """An HTTP client for index requests: host CA bundle, proxies from the environment
     (``HTTPS_PROXY``/``NO_PROXY``, as pip honours them), redirects followed. Retries and
-    backoff live in :func:`fetch_projects`, which treats connection errors and 5xx alike."""
-    return httpx.Client(
+    backoff live in :func:`fetch_projects`, which treats connection errors and 5xx alike;
+    the client honours :func:`builder.fetch.deadline`."""
+    client = httpx.Client(
         verify=ssl_context(),
         trust_env=True,
         timeout=httpx.Timeout(timeout),
@@ -75,6 +82,7 @@ def make_http_client(
         headers={"User-Agent": "prewheel"},
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
     )
+    return with_deadlines(client)
 
 
 def project_url(index_url: str, name: str) -> str:
@@ -94,6 +102,7 @@ def fetch_projects(
     refresh: bool = False,
     default_ttl: float = DEFAULT_TTL,
     pins: Mapping[str, Iterable[Version]] | None = None,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> ProjectPages:
     """``{index_url: {name: ProjectPage or None (404: not on that index)}}`` for every pair.
 
@@ -102,8 +111,10 @@ def fetch_projects(
     ETag / Last-Modified once their Cache-Control max-age (or ``default_ttl`` when the answer
     has no Cache-Control) has passed; ``refresh`` revalidates every entry. With ``pins``
     (name -> versions) each page lists only the files of those versions, and that slice is
-    cached too, so a warm run reads a few kilobytes instead of re-parsing whole pages. Raises
-    :class:`IndexUnreachableError` or :class:`IndexMalformedError`.
+    cached too, so a warm run reads a few kilobytes instead of re-parsing whole pages. Each
+    page, retries included, must arrive within ``deadline`` seconds. Raises
+    :class:`IndexUnreachableError` or :class:`IndexMalformedError` (or :class:`UsageError` for
+    a URL httpx cannot fetch).
     """
     wanted = list(dict.fromkeys(canonicalize_name(name) for name in names))
     indexes = list(dict.fromkeys(normalize_index_url(url) for url in index_urls))
@@ -136,6 +147,7 @@ def fetch_projects(
         refresh=refresh,
         default_ttl=default_ttl,
         pins=wanted_versions,
+        deadline=deadline,
     )
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(misses)))) as pool:
@@ -211,7 +223,9 @@ class _Fetcher:
         default_ttl: float = DEFAULT_TTL,
         pins: Mapping[NormalizedName, list[Version]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
+        self.deadline = deadline
         self.pins = pins or {}
         self.refresh = refresh
         self.default_ttl = default_ttl
@@ -255,23 +269,51 @@ class _Fetcher:
         return fresh
 
     def _request(self, url: str, headers: Mapping[str, str]) -> httpx.Response:
+        ends = time.monotonic() + self.deadline
+        with deadline(ends):
+            return self._attempts(url, headers, ends)
+
+    def _attempts(self, url: str, headers: Mapping[str, str], ends: float) -> httpx.Response:
         problem = ""
+        pause = 0.0
         for attempt in range(self.attempts):
             if attempt:
-                self.sleep(self.backoff * 2 ** (attempt - 1))
+                if time.monotonic() + pause >= ends:
+                    break
+                self.sleep(pause)
+            pause = self.backoff * 2**attempt
             try:
                 response = self.client.get(url, headers=dict(headers))
             except httpx.TransportError as exc:
+                if deadline_passed():
+                    raise error_for(url, exc) from None
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise error_for(url, exc) from None
             if response.status_code not in RETRY_STATUSES:
                 return response
             problem = f"HTTP {response.status_code}"
+            pause = max(pause, retry_after(response))
         raise IndexUnreachableError(
             f"Index request {url} failed {self.attempts} times ({problem}). The index is "
             "unreachable or failing; check your network, proxy and CA bundle (PREWHEEL_CA_BUNDLE), "
             "or retry later. prewheel never reports an unreachable index as 'no wheel'."
         )
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds a 429/503 answer asks to wait (delta or HTTP date), at most a minute; 0 if none."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return 0.0
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(max(0.0, moment.timestamp() - time.time()), MAX_RETRY_AFTER)
 
 
 def parse_project_page(

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -42,11 +43,15 @@ def make_wheel(
     unrecorded_members: dict[str, bytes] | None = None,
     tamper: Callable[[dict[str, bytes]], None] | None = None,
     filename: str | None = None,
+    omit: Sequence[str] = (),
+    second_copies: dict[str, bytes] | None = None,
 ) -> Path:
     """Write ``{name}-{version}-{tag}.whl`` into ``directory`` and return its path.
 
     ``tamper`` may change member bytes after RECORD was computed (a RECORD mismatch);
-    ``unrecorded_members`` are added without a RECORD line.
+    ``unrecorded_members`` are added without a RECORD line; ``omit`` names dist-info files
+    (``WHEEL``) left out entirely; ``second_copies`` are appended as a second member of the same
+    name (``{"METADATA": ...}`` for dist-info files, else a full member path).
     """
     dist = name.replace("-", "_").lower()
     module = canonicalize_name(name).replace("-", "_")
@@ -68,6 +73,8 @@ def make_wheel(
         ).encode(),
         **(extra_members or {}),
     }
+    for left_out in omit:
+        del members[f"{dist_info}/{left_out}"]
     record_lines = [f"{path},{_digest(data)},{len(data)}" for path, data in members.items()]
     record_lines.append(f"{dist_info}/RECORD,,")
     members[f"{dist_info}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
@@ -79,6 +86,10 @@ def make_wheel(
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for member, data in members.items():
             archive.writestr(member, data)
+        with warnings.catch_warnings():  # zipfile warns about the duplicate name we want
+            warnings.simplefilter("ignore", UserWarning)
+            for member, data in (second_copies or {}).items():
+                archive.writestr(member if "/" in member else f"{dist_info}/{member}", data)
     return path
 
 

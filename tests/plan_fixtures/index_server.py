@@ -63,7 +63,8 @@ def serve_index() -> Iterator[IndexServer]:
             state.requests.append({"path": self.path, **dict(self.headers.items())})
             route = state.routes.get(self.path, Route(404, b"not found"))
             if state.hits[self.path] <= route.fail_first:
-                route = Route(503, b"try later")
+                wait = {k: v for k, v in route.headers.items() if k == "Retry-After"}
+                route = Route(503, b"try later", wait)
             etag = route.headers.get("ETag")
             if etag and self.headers.get("If-None-Match") == etag:
                 self.send_response(304)
