@@ -59,6 +59,9 @@ class FakeBuilder:
     def acceleration(self, image: str, platform: str) -> Acceleration:
         return NATIVE
 
+    def compiler_key(self, image: str, platform: str) -> str | None:
+        return None
+
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
         self.containers_started += 1

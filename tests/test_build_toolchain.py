@@ -22,6 +22,7 @@ from builder.build import SdistFetcher, make_jobs, run_builds
 from builder.build.builders import (
     BuildFailed,
     BuildResult,
+    NativeBuildFailed,
     compile_jobs_for,
     parallel_environment,
 )
@@ -125,6 +126,14 @@ def test_an_unknown_placeholder_in_the_toolchain_base_is_a_usage_error() -> None
         plan_toolchain(facts, Arch.AARCH64, "debian:{release}")
 
 
+def test_the_recipe_identity_needs_no_image_and_follows_the_mode() -> None:
+    recipe = ToolchainRecipe("debian:trixie", "aarch64-linux-gnu", "14")
+    assert recipe.identity(Accelerate.AUTO) == recipe.identity(Accelerate.AUTO)
+    assert recipe.identity(Accelerate.AUTO) != recipe.identity(Accelerate.RELAXED)
+    other = ToolchainRecipe("debian:trixie", "arm-linux-gnueabihf", "14")
+    assert other.identity(Accelerate.AUTO) != recipe.identity(Accelerate.AUTO)
+
+
 def test_the_recipe_key_follows_the_base_image_and_the_gcc_version() -> None:
     recipe = ToolchainRecipe("debian:bookworm", "arm-linux-gnueabihf", "12")
     assert recipe.key("sha256:a") == recipe.key("sha256:a")
@@ -178,9 +187,13 @@ TOOLCHAIN = Toolchain(
 )
 
 
+RECIPE = "recipe-identity-of-the-toolchain"
+
+
 class AcceleratedSession:
     """Builds like a container session with a native toolchain: ``native_fails`` names the
-    projects whose native build fails (the emulated rebuild then succeeds)."""
+    projects whose native build fails (the emulated rebuild then succeeds), ``fails`` those
+    whose build fails before compiling natively."""
 
     def __init__(self, builder: AcceleratedBuilder) -> None:
         self.builder = builder
@@ -190,9 +203,12 @@ class AcceleratedSession:
         self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
     ) -> BuildResult:
         self.builder.calls.append((job.name, native))
+        if job.name in self.builder.fails:
+            log.write(b"error: no such system package\n")
+            raise BuildFailed("apt-get install failed")
         if native and job.name in self.builder.native_fails:
             log.write(b"error: the cross compiler was refused\n")
-            raise BuildFailed("pip wheel failed")
+            raise NativeBuildFailed("pip wheel failed")
         out_dir.mkdir(parents=True, exist_ok=True)
         wheel = out_dir / f"{job.name}-{job.version}-py3-none-any.whl"
         with zipfile.ZipFile(wheel, "w") as archive:
@@ -203,9 +219,18 @@ class AcceleratedSession:
 class AcceleratedBuilder:
     name = "fake-accelerated"
 
-    def __init__(self, toolchain: Toolchain | None, native_fails: set[str]) -> None:
+    def __init__(
+        self,
+        toolchain: Toolchain | None,
+        native_fails: set[str],
+        *,
+        fails: frozenset[str] = frozenset(),
+        recipe: str | None = RECIPE,
+    ) -> None:
         self.toolchain = toolchain
         self.native_fails = native_fails
+        self.fails = fails
+        self.recipe = recipe
         self.containers_started = 0
         self.calls: list[tuple[str, bool]] = []
 
@@ -219,6 +244,9 @@ class AcceleratedBuilder:
         if self.toolchain is None:
             return Acceleration(reason="the image is Alpine Linux")
         return Acceleration(self.toolchain)
+
+    def compiler_key(self, image: str, platform: str) -> str | None:
+        return self.recipe
 
     @contextlib.contextmanager
     def session(
@@ -250,8 +278,8 @@ def test_an_accelerated_build_is_recorded_and_keyed_by_its_toolchain(tmp_path: P
     (outcome,) = report.outcomes
     assert outcome.status is Status.BUILT and outcome.native and not outcome.fallback
     (entry,) = house.entries()
-    assert entry.inputs["toolchain"] == TOOLCHAIN.content
-    assert entry.cache_key == cache_key(jobs[0].inputs("sha256:image", toolchain=TOOLCHAIN.content))
+    assert entry.inputs["toolchain"] == RECIPE
+    assert entry.cache_key == cache_key(jobs[0].inputs("sha256:image", toolchain=RECIPE))
     assert entry.compilers["native"] is True
     assert entry.compilers["toolchain"]["image_id"] == "sha256:toolchain"
     assert entry.compilers["toolchain"]["gcc_version"] == "12.2.0"
@@ -286,6 +314,22 @@ def test_a_failed_accelerated_build_is_rebuilt_emulated(tmp_path: Path) -> None:
     assert builder.calls == []
 
 
+def test_a_cached_wheel_is_found_when_the_toolchain_cannot_be_had(tmp_path: Path) -> None:
+    _build(tmp_path, AcceleratedBuilder(TOOLCHAIN, set()), "fast")
+    offline = AcceleratedBuilder(None, set())  # e.g. the base image cannot be pulled today
+    _house, again, _events, _jobs = _build(tmp_path, offline, "fast")
+    assert [o.status for o in again.outcomes] == [Status.CACHED]
+    assert offline.calls == [] and offline.containers_started == 0
+
+
+def test_a_build_that_failed_before_compiling_natively_is_not_built_twice(tmp_path: Path) -> None:
+    builder = AcceleratedBuilder(TOOLCHAIN, set(), fails=frozenset({"nolib"}))
+    _house, report, _events, _jobs = _build(tmp_path, builder, "nolib")
+    assert builder.calls == [("nolib", True)]
+    (outcome,) = report.failed
+    assert outcome.error == "apt-get install failed" and not outcome.fallback
+
+
 def test_both_builds_failing_names_both_errors(tmp_path: Path) -> None:
     class AlwaysFails(AcceleratedBuilder):
         pass
@@ -315,7 +359,8 @@ def test_both_builds_failing_names_both_errors(tmp_path: Path) -> None:
 
 
 def test_a_platform_without_a_toolchain_is_keyed_as_before(tmp_path: Path) -> None:
-    house, _report, events, jobs = _build(tmp_path, AcceleratedBuilder(None, set()), "plain")
+    builder = AcceleratedBuilder(None, set(), recipe=None)
+    house, _report, events, jobs = _build(tmp_path, builder, "plain")
     (entry,) = house.entries()
     assert "toolchain" not in entry.inputs
     assert entry.cache_key == cache_key(jobs[0].inputs("sha256:image"))

@@ -396,6 +396,9 @@ class RecordingBuilder:
 
         return NATIVE
 
+    def compiler_key(self, image: str, platform: str) -> str | None:
+        return None
+
     def session(self, image: str, platform: str, setup_log: IO[bytes]):  # type: ignore[no-untyped-def]
         import contextlib
         import zipfile

@@ -39,6 +39,7 @@ from .toolchain import (
     Accelerate,
     Acceleration,
     Toolchain,
+    ToolchainRecipe,
     ToolchainStore,
 )
 
@@ -62,6 +63,11 @@ _QEMU_NAME = {
 
 class BuildFailed(PrewheelError):
     """A build command failed inside the builder; the log holds the details."""
+
+
+class NativeBuildFailed(BuildFailed):
+    """A build that compiled with a native toolchain failed (or its wheel failed the checks):
+    worth redoing with the image's own compilers."""
 
 
 class ImageUnavailableError(HostEnvironmentError):
@@ -99,7 +105,12 @@ class Builder(Protocol):
     def image_digest(self, image: str, platform: str) -> str: ...
 
     def acceleration(self, image: str, platform: str) -> Acceleration:
-        """The native toolchain builds of ``image`` for ``platform`` use, or why none."""
+        """The native toolchain builds of ``image`` for ``platform`` use, or why none; may
+        assemble it (called only for steps with work)."""
+        ...
+
+    def compiler_key(self, image: str, platform: str) -> str | None:
+        """What the cache key records of the compilers (cheap: no toolchain assembly)."""
         ...
 
     def session(
@@ -188,7 +199,7 @@ class DockerBuilder:
             binfmt_dir=Path(config.get("binfmt-dir", str(BINFMT_DIR))),
             accelerate=Accelerate.parse(config.get("accelerate", Accelerate.AUTO.value)),
             toolchain_base=str(config.get("toolchain-base", DEFAULT_BASE)),
-            compile_jobs=compile_jobs_for(int(config.get("jobs", 1))),
+            parallel_builds=int(config.get("jobs", 1)),
         )
 
     def __init__(
@@ -202,6 +213,7 @@ class DockerBuilder:
         accelerate: Accelerate = Accelerate.AUTO,
         toolchain_base: str = DEFAULT_BASE,
         compile_jobs: int | None = None,
+        parallel_builds: int = 1,
         notice: Callable[[str], object] = lambda _text: None,
     ) -> None:
         self.docker_hosts = dict(docker_hosts or {})
@@ -211,7 +223,9 @@ class DockerBuilder:
         self.host_machine = (host_machine or host_platform.machine()).lower()
         self.accelerate = accelerate
         self.toolchain_base = toolchain_base
-        self.compile_jobs = compile_jobs if compile_jobs is not None else compile_jobs_for(1)
+        # None: the daemon's cores shared by the parallel builds
+        self.compile_jobs = compile_jobs
+        self.parallel_builds = parallel_builds
         self.notice = notice
         self.containers_started = 0
         self._clients: dict[str | None, docker.DockerClient] = {}
@@ -272,9 +286,29 @@ class DockerBuilder:
                 )
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 found = Acceleration(reason=f"the Docker daemon reported {exc}")
+            except UsageError:
+                raise
+            except PrewheelError as error:
+                found = Acceleration(reason=error.message)
         with self._lock:
             self._accelerations[key] = found
         return found
+
+    def compiler_key(self, image: str, platform: str) -> str | None:
+        """The cache key's account of the compilers: the toolchain recipe's identity (with the
+        mode) where one applies, read from the image alone; None for the image's own."""
+        if self.accelerate is Accelerate.OFF:
+            return None
+        try:
+            _facts, recipe = self._store(platform).plan(
+                image,
+                Arch.from_docker_platform(platform),
+                image_platform=platform,
+                base_template=self.toolchain_base,
+            )
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise ImageUnavailableError(f"Cannot read image {image} ({exc}).") from None
+        return recipe.identity(self.accelerate) if isinstance(recipe, ToolchainRecipe) else None
 
     def _store(self, platform: str) -> ToolchainStore:
         client = self.client(platform)
@@ -321,7 +355,10 @@ class DockerBuilder:
         if bundle is not None:
             for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
                 environment[variable] = str(_WORK / "ca.pem")
-        environment.update(parallel_environment(self.compile_jobs))
+        compile_jobs = self.compile_jobs or compile_jobs_for(
+            self.parallel_builds, self._store(platform).cpus
+        )
+        environment.update(parallel_environment(compile_jobs))
         acceleration = self.acceleration(image, platform)
         toolchain = acceleration.toolchain
         _log_acceleration(setup_log, acceleration)
@@ -344,7 +381,7 @@ class DockerBuilder:
                 container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
             container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
             session = _ContainerSession(container, self.timeout, toolchain, spec)
-            session.setup(setup_log, self.compile_jobs)
+            session.setup(setup_log, compile_jobs)
             yield session
 
 
@@ -412,7 +449,7 @@ class _ContainerSession:
     ) -> BuildResult:
         in_container = _WORK / "sdist" / sdist.name
         out = _WORK / "build" / "out"
-        report = _WORK / "build" / "compilers.json"
+        report = _WORK / "build" / f"compilers-{job.label}-{'native' if native else 'image'}.json"
         toolchain = self.toolchain if native else None
         with _docker_errors(f"Building {sdist.name}"):
             self.container.copy_in(sdist, in_container, mode=0o444)
@@ -424,12 +461,24 @@ class _ContainerSession:
                 report=str(report),
                 native_toolchain=self.toolchain_spec if native else None,
             )
-            self._run("build", spec, log, build_environment(job))
+            try:
+                self._run("build", spec, log, build_environment(job))
+            except BuildFailed as error:
+                if toolchain is not None and self._compilers(report).get("native"):
+                    raise NativeBuildFailed(error.message) from error
+                raise
             wheels = tuple(self.container.copy_out(out, out_dir))
-            compilers = json.loads(self.container.read_file(report))
+            compilers = self._compilers(report)
         if toolchain is not None and not compilers.get("native"):
             return BuildResult(wheels, None, str(compilers.get("reason", "")))
         return BuildResult(wheels, toolchain)
+
+    def _compilers(self, report: PurePosixPath) -> dict[str, Any]:
+        """What the build script says it compiled with ({} if it stopped before choosing)."""
+        try:
+            return dict(json.loads(self.container.read_file(report)))
+        except (docker.errors.NotFound, HostEnvironmentError, ValueError):
+            return {}
 
 
 class LocalBuilder:
@@ -470,6 +519,9 @@ class LocalBuilder:
 
     def acceleration(self, image: str, platform: str) -> Acceleration:
         return NATIVE  # the host builds only for itself
+
+    def compiler_key(self, image: str, platform: str) -> str | None:
+        return None
 
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:

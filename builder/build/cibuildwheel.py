@@ -439,6 +439,9 @@ class CibuildwheelBuilder:
     def acceleration(self, image: str, platform: str) -> Acceleration:
         return Acceleration(reason="cibuildwheel builds compile in its own images")
 
+    def compiler_key(self, image: str, platform: str) -> str | None:
+        return None
+
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:
         yield _CibuildwheelSession(self)

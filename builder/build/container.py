@@ -247,10 +247,16 @@ class Container:
 
 
 def read_image_files(
-    client: docker.DockerClient, image: str, platform: str, paths: Sequence[PurePosixPath]
+    client: docker.DockerClient,
+    image: str,
+    platform: str,
+    paths: Sequence[PurePosixPath],
+    *,
+    mounts: Sequence[Mount] = (),
 ) -> dict[PurePosixPath, bytes | None]:
-    """Regular files of an image, read from a container that is created but never started (no
-    emulation runs); a path that is missing or not a regular file maps to None."""
+    """Regular files of an image (or of ``mounts``), read from a container that is created but
+    never started (no emulation runs); a path that is missing or not a regular file maps to
+    None."""
     created: Any = None
     files: dict[PurePosixPath, bytes | None] = {}
     try:
@@ -259,6 +265,7 @@ def read_image_files(
             command=["true"],
             platform=platform,
             labels={LABEL: "1", OWNER_LABEL: owner_label()},
+            mounts=list(mounts),
         )
         for path in paths:
             try:

@@ -19,7 +19,13 @@ from typing import IO, Any
 
 from ..errors import PrewheelError
 from ..wheelhouse import Wheelhouse
-from .builders import Builder, BuildResult, BuildSession, ImageUnavailableError
+from .builders import (
+    Builder,
+    BuildResult,
+    BuildSession,
+    ImageUnavailableError,
+    NativeBuildFailed,
+)
 from .checks import check_wheel
 from .jobs import BuildJob, BuildStep, cache_key, group_steps
 from .sdist import SdistFetcher
@@ -122,7 +128,6 @@ class _Pending:
     key: str
     inputs: dict[str, Any]
     sdist: Path
-    acceleration: Acceleration
 
 
 def run_builds(
@@ -179,11 +184,14 @@ def _prepare_step(
         digest = builder.image_digest(step.image, step.platform)
     except ImageUnavailableError as error:
         return [], [_failure(job, error.message) for job in step.jobs]
-    acceleration = builder.acceleration(step.image, step.platform)
+    try:
+        compilers = builder.compiler_key(step.image, step.platform)
+    except ImageUnavailableError as error:
+        return [], [_failure(job, error.message) for job in step.jobs]
     pending, done = [], []
     for job in step.jobs:
         try:
-            inputs = job.inputs(digest, toolchain=acceleration.cache_key_field)
+            inputs = job.inputs(digest, toolchain=compilers)
         except PrewheelError as error:
             done.append(_failure(job, error.message))
             continue
@@ -193,7 +201,7 @@ def _prepare_step(
             log = wheelhouse.path / entry.log if entry.log else None
             done.append(BuildOutcome(job, Status.CACHED, wheel=entry.filename, log=log))
         else:
-            pending.append(_Pending(job, key, inputs, Path(), acceleration))
+            pending.append(_Pending(job, key, inputs, Path()))
     return pending, done
 
 
@@ -223,7 +231,8 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
     if stop.is_set():
         return [BuildOutcome(p.job, Status.SKIPPED) for p in pending]
     step = dataclasses.replace(step, jobs=tuple(p.job for p in pending))  # what runs here
-    notify(ProgressEvent(EventKind.STEP_STARTED, step, note=_describe(pending[0].acceleration)))
+    acceleration = builder.acceleration(step.image, step.platform)
+    notify(ProgressEvent(EventKind.STEP_STARTED, step, note=_describe(acceleration)))
     outcomes: list[BuildOutcome] = []
     with wheelhouse.scratch_dir() as scratch_name:
         scratch = Path(scratch_name)
@@ -237,7 +246,9 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
                             outcomes.append(BuildOutcome(item.job, Status.SKIPPED))
                             continue
                         notify(ProgressEvent(EventKind.JOB_STARTED, step, item.job))
-                        outcome = _build_one(item, session, wheelhouse, scratch, setup_log)
+                        outcome = _build_one(
+                            item, session, wheelhouse, scratch, setup_log, acceleration
+                        )
                         outcomes.append(outcome)
                         notify(ProgressEvent(EventKind.JOB_FINISHED, step, item.job, outcome))
                         if outcome.status is Status.FAILED and not keep_going:
@@ -258,10 +269,16 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
     return outcomes
 
 
-def _build_one(
-    item: _Pending, session: BuildSession, wheelhouse: Wheelhouse, scratch: Path, setup_log: Path
+def _build_one(  # noqa: PLR0917 - internal helper, called once
+    item: _Pending,
+    session: BuildSession,
+    wheelhouse: Wheelhouse,
+    scratch: Path,
+    setup_log: Path,
+    acceleration: Acceleration,
 ) -> BuildOutcome:
-    """Build and check one wheel; an accelerated build that fails is redone fully emulated."""
+    """Build and check one wheel; a build that compiled natively and failed is redone fully
+    emulated (one that never got to compile natively is not: it would fail the same way)."""
     job = item.job
     started = time.monotonic()
     job_log = scratch / f"{job.label}.log"
@@ -272,9 +289,7 @@ def _build_one(
         try:
             try:
                 result = _build_and_check(session, item, out_dir, stream, native=True)
-            except PrewheelError as error:
-                if session.toolchain is None:
-                    raise
+            except NativeBuildFailed as error:
                 fallback = error.message
                 stream.write(
                     f"\n[prewheel] the build with native compilers failed ({fallback}); "
@@ -302,7 +317,7 @@ def _build_one(
         inputs=item.inputs,
         builder=f"{job.image} ({job.platform})",
         log=log,
-        compilers=_compilers_record(item.acceleration, result, fallback),
+        compilers=_compilers_record(acceleration, result, fallback),
     )
     return BuildOutcome(
         job,
@@ -321,12 +336,17 @@ def _build_and_check(
     job = item.job
     shutil.rmtree(out_dir, ignore_errors=True)
     result = session.build(job, item.sdist, out_dir, stream, native=native)
-    if len(result.wheels) != 1:
-        raise PrewheelError(
-            f"The build produced {len(result.wheels)} wheels "
-            f"({[w.name for w in result.wheels]}), expected exactly one."
-        )
-    check_wheel(result.wheels[0], name=job.name, version=job.version, target=job.target)
+    try:
+        if len(result.wheels) != 1:
+            raise PrewheelError(
+                f"The build produced {len(result.wheels)} wheels "
+                f"({[w.name for w in result.wheels]}), expected exactly one."
+            )
+        check_wheel(result.wheels[0], name=job.name, version=job.version, target=job.target)
+    except PrewheelError as error:
+        if result.toolchain is not None:
+            raise NativeBuildFailed(error.message) from error
+        raise
     return result
 
 

@@ -60,8 +60,9 @@ _RECIPE_VERSION = 1
 _SCRIPT = "assemble_toolchain.sh"
 _WORK = PurePosixPath("/prewheel")
 _ASSEMBLY_TIMEOUT = 1800.0
-# A failed assembly (e.g. the release packages no cross compiler of that version) is not
-# retried on every run; it is tried again after this long, or at once with a new recipe.
+# An assembly that failed because the release packages no such cross compiler is not retried
+# on every run; it is tried again after this long, or at once with a new recipe. Other
+# failures (network, mirror) are retried by the next run.
 _FAILURE_TTL = 24 * 3600.0
 # Distributions whose archives ship cross compilers built from the same gcc source as the
 # native ones, under Debian's names (gcc-12-arm-linux-gnueabihf).
@@ -70,6 +71,7 @@ _BASE_PLACEHOLDERS = ("id", "codename", "version_id")
 _OS_RELEASE_PATHS = (PurePosixPath("/etc/os-release"), PurePosixPath("/usr/lib/os-release"))
 _DPKG_STATUS = PurePosixPath("/var/lib/dpkg/status")
 _GCC_PACKAGE = re.compile(r"gcc-(\d+)")
+_NOT_IN_ARCHIVE = 4  # assemble_toolchain.sh: the release has no such cross compiler
 
 
 class Accelerate(enum.StrEnum):
@@ -157,15 +159,27 @@ class ToolchainRecipe:
 
     def key(self, base_image_id: str) -> str:
         """sha256 over everything that determines what the assembly produces."""
+        return _sha256_json({"identity": self.identity(), "base_image_id": base_image_id})
+
+    def identity(self, mode: Accelerate | None = None) -> str:
+        """What wheels compiled with this recipe's toolchain are keyed by: known from the build
+        image's files alone (no pull, no assembly), so a cached wheel is found whether or not
+        the toolchain can be had in this run. The exact packages are in the manifest."""
         script = resources.files(__package__).joinpath("resources", _SCRIPT).read_bytes()
-        inputs = {
-            "recipe": _RECIPE_VERSION,
-            "base_image_id": base_image_id,
-            "triplet": self.triplet,
-            "gcc_major": self.gcc_major,
-            "script": hashlib.sha256(script).hexdigest(),
-        }
-        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+        return _sha256_json(
+            {
+                "recipe": _RECIPE_VERSION,
+                "base_image": self.base_image,
+                "triplet": self.triplet,
+                "gcc_major": self.gcc_major,
+                "script": hashlib.sha256(script).hexdigest(),
+                **({"mode": mode.value} if mode is not None else {}),
+            }
+        )
+
+
+def _sha256_json(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,8 +188,8 @@ class Toolchain:
 
     image: str  # local tag, prewheel-toolchain:<key prefix>
     image_id: str
-    content: str  # sha256 of its toolchain.json: the exact package versions (the cache key's)
-    volume: str
+    content: str  # sha256 of its toolchain.json: the exact package versions
+    volume: str  # named after the image id: a re-assembled image gets a fresh volume
     triplet: str
     gcc_major: str
     gcc_version: str  # upstream, 12.2.0
@@ -235,11 +249,6 @@ class Acceleration:
     reason: str = ""  # why not accelerated; "" when accelerated or the platform is native
     caveat: str = ""  # accelerated with --accelerate relaxed although the revisions differ
     exact: bool = True  # the in-container check insists on the exact gcc package version
-
-    @property
-    def cache_key_field(self) -> str | None:
-        """What the cache key holds: the toolchain's content id, or None (image's compilers)."""
-        return self.toolchain.content if self.toolchain else None
 
 
 NATIVE = Acceleration()
@@ -310,10 +319,23 @@ class ToolchainStore:
         self.log = log
         info = client.info()
         self.host = Arch.from_machine(str(info.get("Architecture", "")))
+        self.cpus = int(info.get("NCPU") or 0) or None  # the daemon's, for compile job counts
 
     @property
     def platform(self) -> str:
         return self.host.docker_platform if self.host else ""
+
+    def plan(
+        self, image: str, target: Arch, *, image_platform: str, base_template: str
+    ) -> tuple[ImageFacts, ToolchainRecipe | str | None]:
+        """The image's facts and its toolchain recipe, or why none, or None when the daemon
+        runs ``target`` natively. Cheap: reads the image's files, runs nothing."""
+        if self.host is None:
+            return ImageFacts(), "the Docker daemon's architecture is not one prewheel knows"
+        if target.runs_natively_on(self.host):
+            return ImageFacts(), None
+        facts = self._facts(image, image_platform)
+        return facts, plan_toolchain(facts, target, base_template)
 
     def acceleration(
         self,
@@ -325,12 +347,11 @@ class ToolchainStore:
         mode: Accelerate = Accelerate.AUTO,
     ) -> Acceleration:
         """The toolchain to build ``image`` for ``target`` with, assembling it if needed."""
-        if self.host is None:
-            return Acceleration(reason="the Docker daemon's architecture is not one prewheel knows")
-        if target.runs_natively_on(self.host):
+        facts, recipe = self.plan(
+            image, target, image_platform=image_platform, base_template=base_template
+        )
+        if recipe is None:
             return NATIVE
-        facts = self._facts(image, image_platform)
-        recipe = plan_toolchain(facts, target, base_template)
         if isinstance(recipe, str):
             return Acceleration(reason=recipe)
         try:
@@ -340,9 +361,10 @@ class ToolchainStore:
         return choose(toolchain, facts.gcc_version or toolchain.release_gcc_version, mode)
 
     def _facts(self, image: str, platform: str) -> ImageFacts:
-        """The image's facts, kept per image id, so a rerun creates no container at all."""
-        image_id = str(self.client.images.get(image).id)
-        cached = self.cache_dir / f"facts-{image_id.removeprefix('sha256:')}.json"
+        """The image's facts, kept per (image id, platform), so a rerun creates no container.
+        (With a multi-platform image store the id names the index of every platform.)"""
+        image_id = str(self.client.images.get(image).id).removeprefix("sha256:")
+        cached = self.cache_dir / f"facts-{image_id}-{platform.replace('/', '-')}.json"
         try:
             return ImageFacts.from_json(json.loads(cached.read_text(encoding="utf-8")))
         except (FileNotFoundError, ValueError, TypeError, KeyError):
@@ -435,7 +457,10 @@ class ToolchainStore:
                     + (" (timed out)" if result.timed_out else f" (exit {result.exit_code})")
                     + f": {_last_line(log_path)}; full log: {log_path}"
                 )
-                (self.cache_dir / f"{key}.failed").write_text(reason, encoding="utf-8")
+                if result.exit_code == _NOT_IN_ARCHIVE:  # not worth retrying on every run
+                    atomic_write_bytes(
+                        self.cache_dir / f"{key}.failed", reason.encode(), prefix=".tmp-failed-"
+                    )
                 raise ToolchainUnavailable(reason)
             manifest = container.read_file(MOUNT_POINT / "toolchain.json")
             content = hashlib.sha256(manifest).hexdigest()
@@ -450,22 +475,29 @@ class ToolchainStore:
 
     # -- the volume build containers mount --------------------------------------------------
     def _ensure_volume(self, toolchain: Toolchain) -> None:
-        """Create the toolchain's volume: Docker copies the image's tree into an empty volume
-        when a container first mounts it there (the daemon finishes that copy even if prewheel
-        is killed meanwhile)."""
-        try:
-            self.client.volumes.get(toolchain.volume)
-            return
-        except docker.errors.NotFound:
-            pass
-        self.client.volumes.create(toolchain.volume, labels={CONTENT_LABEL: toolchain.content})
-        with Container(
-            self.client,
-            image=toolchain.image,
-            platform=self.platform,
-            mounts=[Mount(str(MOUNT_POINT), toolchain.volume, type="volume")],
-        ):
-            pass
+        """Make sure the toolchain's volume holds its tree. Docker copies the image's tree into
+        an empty volume when a container of the image is created with it mounted there; the
+        copy is checked through that (never started) container, and a volume a killed run
+        left empty or unfinished is made again."""
+        for attempt in range(2):
+            try:
+                self.client.volumes.get(toolchain.volume)
+            except docker.errors.NotFound:
+                self.client.volumes.create(
+                    toolchain.volume, labels={CONTENT_LABEL: toolchain.content}
+                )
+            files = read_image_files(
+                self.client,
+                toolchain.image,
+                self.platform,
+                [MOUNT_POINT / "toolchain.json"],
+                mounts=[Mount(str(MOUNT_POINT), toolchain.volume, type="volume")],
+            )
+            if files[MOUNT_POINT / "toolchain.json"] is not None:
+                return
+            if attempt == 0:
+                self.client.volumes.get(toolchain.volume).remove(force=True)
+        raise ToolchainUnavailable(f"the volume {toolchain.volume} stays empty")
 
 
 class ToolchainUnavailable(Exception):
@@ -479,7 +511,7 @@ def _toolchain_of(image: Any) -> Toolchain:
         image=image.tags[0] if image.tags else str(image.id),
         image_id=str(image.id),
         content=content,
-        volume=f"prewheel-toolchain-{content[:16]}",
+        volume=f"prewheel-toolchain-{str(image.id).removeprefix('sha256:')[:16]}",
         triplet=labels.get("org.prewheel.toolchain.triplet", ""),
         gcc_major=labels.get("org.prewheel.toolchain.gcc-major", ""),
         gcc_version=labels.get("org.prewheel.toolchain.gcc-version", ""),

@@ -39,6 +39,12 @@ export DEBIAN_FRONTEND=noninteractive
 log "apt-get install gcc$suffix-$PACKAGE_TRIPLET g++$suffix-$PACKAGE_TRIPLET gfortran$suffix-$PACKAGE_TRIPLET"
 # shellcheck disable=SC2086  # apt_options is empty or one option with its value
 apt-get $apt_options update -qq
+for package in "gcc$suffix-$PACKAGE_TRIPLET" "g++$suffix-$PACKAGE_TRIPLET" "gfortran$suffix-$PACKAGE_TRIPLET"; do
+  if ! apt-cache show "$package" >/dev/null 2>&1; then
+    log "this release has no package $package"
+    exit 4  # prewheel does not retry this for a while (not in the archive)
+  fi
+done
 # shellcheck disable=SC2086
 apt-get $apt_options install -y -qq --no-install-recommends \
   "gcc$suffix-$PACKAGE_TRIPLET" "g++$suffix-$PACKAGE_TRIPLET" "gfortran$suffix-$PACKAGE_TRIPLET" \
