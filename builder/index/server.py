@@ -309,15 +309,12 @@ class IndexApp:
             raise IntegrityError(
                 f"the form says version {fields.version!r} but the file is {fields.filename}."
             )
-        temporary = self.index.spool_path("upload")
-        try:
+        with self.index.spool("upload") as temporary:
             sha256, md5 = _spool(content, temporary, self.max_upload)
             _check_digest("sha256", fields.sha256_digest, sha256)
             _check_digest("md5", fields.md5_digest, md5)
             info = inspect_wheel(temporary, filename=fields.filename)
             return self.index.add(temporary, info, move=True)
-        finally:
-            temporary.unlink(missing_ok=True)
 
 
 def _text_or_none(value: object) -> str | None:
