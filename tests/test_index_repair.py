@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -229,6 +230,49 @@ def test_fault2_a_listed_wheel_that_vanished_is_unlisted_by_repair(tmp_path: Pat
     assert lost.name not in assert_tree_sound(root)
     assert main(["index", str(wheelhouse), "-o", str(root)]) == 0  # lists it again
     assert lost.name in assert_tree_sound(root)
+
+
+_KILLED_AFTER_CATALOG = """
+import os, signal, sys
+from builder.cli import main
+from builder.index.static import StaticIndex
+
+save = StaticIndex._save_catalog
+
+def save_then_die(self, catalog):
+    save(self, catalog)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed before the pages are rendered again
+
+StaticIndex._save_catalog = save_then_die
+sys.exit(main(["index", "--repair", "-o", sys.argv[1]]))
+"""
+
+
+def test_a_repair_killed_after_saving_the_catalog_is_finished_by_the_next_upload(
+    tmp_path: Path,
+) -> None:
+    """An explicit repair did not mark the tree dirty: killed after it had saved the catalog
+    without a vanished wheel, it left pages linking that wheel, and uploads (which repair only
+    a tree marked dirty) never fixed them."""
+    root = tmp_path / "index"
+    gone = make_wheel(tmp_path / "wh", "half", "1.0")
+    kept = make_wheel(tmp_path / "wh", "half", "2.0")
+    StaticIndex(root).sync([gone, kept])
+    with _serve(root, tmp_path / "serve.log") as base:
+        (root / "files" / gone.name).unlink()
+        killed = subprocess.run(
+            [sys.executable, "-c", _KILLED_AFTER_CATALOG, str(root)], timeout=120, check=False
+        )
+        assert killed.returncode == -signal.SIGKILL
+        assert gone.name not in (root / ".prewheel" / "catalog.json").read_text()
+        page = root / "simple" / "half" / "index.html"
+        assert gone.name in page.read_text()  # the kill left a link to the removed wheel
+        assert (root / ".prewheel" / "dirty").exists()
+        fresh = make_wheel(tmp_path / "up", "fresh", "1.0")
+        assert _upload(base, fresh).text.startswith("added")
+        assert gone.name not in httpx.get(base + "simple/half/").text
+    catalog = assert_tree_sound(root)
+    assert sorted(catalog) == sorted([fresh.name, kept.name])
 
 
 def test_a_tree_without_its_catalog_is_not_wiped(tmp_path: Path) -> None:

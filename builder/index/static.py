@@ -375,32 +375,38 @@ class StaticIndex:
         self._render({}, projects=set())
 
     def _repair_locked(self, *, deep: bool) -> Survey:
+        """Fix what :meth:`survey` finds, with the tree marked dirty throughout (a repair killed
+        half-way is finished by the next writer, as any change is). A wheel found missing or
+        altered is un-listed in the writer's order reversed: catalog, pages, then the pages of
+        projects left without files and the wheel's own files, so no page links a removed
+        file at any point."""
         found = self.survey(deep=deep)
         if not found:
             return found
-        for path in found.leftovers:
-            if path.parent == self.incoming:
-                remove_dead_spool(path)  # checked again, under its lock
-            else:
+        with self._changing():
+            for path in found.leftovers:
+                if path.parent == self.incoming:
+                    remove_dead_spool(path)  # checked again, under its lock
+                else:
+                    path.unlink(missing_ok=True)
+            for path in found.unlisted:
                 path.unlink(missing_ok=True)
-        for path in [*found.unlisted, *found.orphan_pages]:
-            path.unlink(missing_ok=True)
-        catalog = self.catalog()
-        if found.broken:
+            catalog = self.catalog()
             for name in found.broken:
                 catalog.pop(name, None)
-            self._save_catalog(catalog)
-            for name in found.broken:  # no longer listed: nothing may serve them
+            if found.broken:
+                self._save_catalog(catalog)
+            for name, metadata in found.metadata.items():
+                atomic_write(self.files / f"{name}.metadata", metadata)
+            for relative, data in render_pages(catalog).items():
+                atomic_write(self.root / relative, data)
+            for page in found.orphan_pages:  # no longer linked from the root pages
+                page.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    page.parent.rmdir()
+            for name in found.broken:  # no longer listed or linked: nothing may serve them
                 (self.files / name).unlink(missing_ok=True)
                 (self.files / f"{name}.metadata").unlink(missing_ok=True)
-        for name, metadata in found.metadata.items():
-            atomic_write(self.files / f"{name}.metadata", metadata)
-        for relative, data in render_pages(catalog).items():
-            atomic_write(self.root / relative, data)
-        for page in found.orphan_pages:
-            with contextlib.suppress(OSError):
-                page.parent.rmdir()
-        self.dirty_path.unlink(missing_ok=True)
         return found
 
     def _directories(self) -> list[Path]:
@@ -421,7 +427,8 @@ class StaticIndex:
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
-        """Mark the tree dirty for the duration of a change (the lock is held)."""
+        """Mark the tree dirty for the duration of a change or a repair (the lock is held); a
+        change that raises leaves the mark, so the next writer repairs."""
         self.dirty_path.touch()
         yield
         self.dirty_path.unlink(missing_ok=True)
