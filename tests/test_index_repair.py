@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -109,8 +111,6 @@ def test_fault2_check_reports_and_repair_removes_what_killed_writers_left(
     root = tmp_path / "index"
     StaticIndex(root).sync([make_wheel(tmp_path / "wh", "kept", "1.0")])
     litter = _litter(root)
-    live_spool = root / ".prewheel" / "incoming" / f".upload-{__import__('os').getpid()}-0a0a"
-    live_spool.write_bytes(b"a live writer's upload")
 
     check = _prewheel("index", "--check", "-o", str(root))
     assert check.returncode == ExitCode.TREE_DAMAGED, check.stderr
@@ -123,10 +123,88 @@ def test_fault2_check_reports_and_repair_removes_what_killed_writers_left(
     repair = _prewheel("index", "--repair", "-o", str(root))
     assert repair.returncode == 0, repair.stderr
     assert not any(path.exists() for path in litter)
-    assert live_spool.exists()  # its writer (this process) is alive
-    live_spool.unlink()
     assert_tree_sound(root)
     assert _prewheel("index", "--check", "-o", str(root)).returncode == 0
+
+
+_HOLDER = """
+import fcntl, os, sys
+from pathlib import Path
+from builder.index.static import StaticIndex
+
+incoming, mode = Path(sys.argv[1]), sys.argv[2]
+if mode == "foreign":  # a writer in another PID namespace: its PID in the name means nothing here
+    path = incoming / f".upload-{sys.argv[3]}-f0f0f0f0f0f0f0f0"
+    incoming.mkdir(parents=True, exist_ok=True)
+    stream = path.open("wb")
+    fcntl.flock(stream, fcntl.LOCK_EX)
+    spool = None
+else:  # prewheel's own writer
+    spool = StaticIndex(incoming.parent.parent).spool("mirror")
+    path = spool.__enter__()
+    stream = path.open("wb")
+stream.write(b"half an upload")
+stream.flush()
+print(path, flush=True)
+sys.stdin.read()  # write on until told to stop
+stream.write(b" and the rest")
+stream.close()
+print(path.read_bytes().decode(), flush=True)
+"""
+
+
+def _holder(incoming: Path, *argv: str) -> tuple[subprocess.Popen[str], Path]:
+    """A real second process that keeps writing a spool file (locked) until its stdin closes."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(incoming), *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    assert line, "the holder did not start"
+    return process, Path(line)
+
+
+def test_fault2_repair_keeps_locked_spools_whatever_their_pid_and_removes_unlocked_ones(
+    tmp_path: Path,
+) -> None:
+    """Spools used to be judged by the PID in their name: a live upload of a writer in another
+    PID namespace (its PID unknown here) was deleted, and a leftover named after a PID that
+    happens to exist here (a container's PID 1) was kept forever. Now the lock decides."""
+    root = tmp_path / "index"
+    StaticIndex(root).sync([make_wheel(tmp_path / "wh", "kept", "1.0")])
+    incoming = root / ".prewheel" / "incoming"
+    foreign, foreign_spool = _holder(incoming, "foreign", str(_dead_pid()))
+    own, own_spool = _holder(incoming, "own")
+    leftovers = [incoming / ".upload-1-0123456789abcdef", incoming / f".mirror-{os.getpid()}-ab"]
+    for path in leftovers:
+        path.write_bytes(b"left by a writer that died")
+    try:
+        check = _prewheel("index", "--check", "-o", str(root))
+        assert check.returncode == ExitCode.TREE_DAMAGED, check.stderr
+        for path in leftovers:
+            assert path.name in check.stderr
+        assert foreign_spool.name not in check.stderr and own_spool.name not in check.stderr
+        repair = _prewheel("index", "--repair", "-o", str(root))
+        assert repair.returncode == 0, repair.stderr
+        assert not any(path.exists() for path in leftovers)
+        assert foreign_spool.exists() and own_spool.exists()
+        assert _upload_through_index(tmp_path, root)  # every writer repairs the same way
+        assert foreign_spool.exists() and own_spool.exists()
+    finally:
+        outputs = [process.communicate("", timeout=30)[0] for process in (foreign, own)]
+    assert [output.splitlines()[-1] for output in outputs] == ["half an upload and the rest"] * 2
+    foreign_spool.unlink()  # a foreign writer cleans up after itself
+    assert not own_spool.exists()  # prewheel's writer removed its own spool
+    assert_tree_sound(root)
+
+
+def _upload_through_index(tmp_path: Path, root: Path) -> bool:
+    wheelhouse = tmp_path / "more"
+    make_wheel(wheelhouse / "wheels", "more", "1.0")
+    return _prewheel("index", str(wheelhouse), "-o", str(root)).returncode == 0
 
 
 def test_fault2_serve_start_repairs_and_unlisted_files_are_not_served(tmp_path: Path) -> None:
@@ -152,6 +230,49 @@ def test_fault2_a_listed_wheel_that_vanished_is_unlisted_by_repair(tmp_path: Pat
     assert lost.name not in assert_tree_sound(root)
     assert main(["index", str(wheelhouse), "-o", str(root)]) == 0  # lists it again
     assert lost.name in assert_tree_sound(root)
+
+
+_KILLED_AFTER_CATALOG = """
+import os, signal, sys
+from builder.cli import main
+from builder.index.static import StaticIndex
+
+save = StaticIndex._save_catalog
+
+def save_then_die(self, catalog):
+    save(self, catalog)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed before the pages are rendered again
+
+StaticIndex._save_catalog = save_then_die
+sys.exit(main(["index", "--repair", "-o", sys.argv[1]]))
+"""
+
+
+def test_a_repair_killed_after_saving_the_catalog_is_finished_by_the_next_upload(
+    tmp_path: Path,
+) -> None:
+    """An explicit repair did not mark the tree dirty: killed after it had saved the catalog
+    without a vanished wheel, it left pages linking that wheel, and uploads (which repair only
+    a tree marked dirty) never fixed them."""
+    root = tmp_path / "index"
+    gone = make_wheel(tmp_path / "wh", "half", "1.0")
+    kept = make_wheel(tmp_path / "wh", "half", "2.0")
+    StaticIndex(root).sync([gone, kept])
+    with _serve(root, tmp_path / "serve.log") as base:
+        (root / "files" / gone.name).unlink()
+        killed = subprocess.run(
+            [sys.executable, "-c", _KILLED_AFTER_CATALOG, str(root)], timeout=120, check=False
+        )
+        assert killed.returncode == -signal.SIGKILL
+        assert gone.name not in (root / ".prewheel" / "catalog.json").read_text()
+        page = root / "simple" / "half" / "index.html"
+        assert gone.name in page.read_text()  # the kill left a link to the removed wheel
+        assert (root / ".prewheel" / "dirty").exists()
+        fresh = make_wheel(tmp_path / "up", "fresh", "1.0")
+        assert _upload(base, fresh).text.startswith("added")
+        assert gone.name not in httpx.get(base + "simple/half/").text
+    catalog = assert_tree_sound(root)
+    assert sorted(catalog) == sorted([fresh.name, kept.name])
 
 
 def test_a_tree_without_its_catalog_is_not_wiped(tmp_path: Path) -> None:

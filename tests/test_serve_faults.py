@@ -4,6 +4,8 @@ that stop sending (faults 7, 8, 10 and the server timeouts of 12), with real ser
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import socket
 import statistics
 import threading
@@ -13,7 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from index_fixtures import make_wheel, serving_prewheel, write_htpasswd
+from index_fixtures import (
+    VENV_BIN,
+    free_port,
+    make_wheel,
+    running,
+    serving_prewheel,
+    write_htpasswd,
+)
 
 from builder.index.static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
 
@@ -186,3 +195,68 @@ def test_fault12_a_stalled_upload_body_gets_408(impatient_server: str) -> None:
         received, seconds = _wait_closed(sock, 10)
     assert received.startswith(b"HTTP/1.1 408"), received[:200]
     assert seconds < 5
+
+
+def _deleted_files_open(pid: int) -> int:
+    """How many files the process holds open that have no name any more (anonymous temp files,
+    where the multipart parser keeps a body over 1 MiB)."""
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            count += os.readlink(fd).endswith(" (deleted)")
+    return count
+
+
+def test_fault12_a_trickled_upload_gets_408_at_the_upload_timeout(tmp_path: Path) -> None:
+    """The body timeout was per receive: a client sending a few bytes just inside it every time
+    held the connection and the body received so far for ever. --upload-timeout bounds the
+    whole body; the trickle is answered 408 and what was received is let go."""
+    root = tmp_path / "index"
+    port = free_port()
+    argv = [str(VENV_BIN / "prewheel"), "serve", str(root), "--port", str(port)]
+    argv += ["--body-timeout", "1", "--upload-timeout", "3"]
+    base = f"http://127.0.0.1:{port}/"
+    credentials = base64.b64encode(f"__token__:{TOKEN}".encode()).decode()
+    head = (
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+        f"boundary=xyz\r\nContent-Length: {10 << 20}\r\nAuthorization: Basic {credentials}\r\n"
+        '\r\n--xyz\r\nContent-Disposition: form-data; name="content"; '
+        'filename="slow-1.0-py3-none-any.whl"\r\n\r\n'
+    )
+    env = {"PREWHEEL_SERVE_TOKEN": TOKEN}
+    with running(argv, base + "simple/", log=tmp_path / "log", env=env) as server:
+        before = _deleted_files_open(server.pid)
+        received = b""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(head.encode() + b"\0" * (3 << 19))  # 1.5 MiB: the body goes to a file
+            spooled = 0
+            while time.monotonic() - started < 15:
+                sock.settimeout(0.4)  # a few bytes every 0.4 s, well inside the 1 s body timeout
+                try:
+                    if chunk := sock.recv(65536):
+                        received += chunk
+                        break
+                except TimeoutError:
+                    pass
+                spooled = max(spooled, _deleted_files_open(server.pid) - before)
+                try:
+                    sock.sendall(b"\0" * 16)
+                except OSError:
+                    break
+            seconds = time.monotonic() - started
+            with contextlib.suppress(OSError):
+                received += _wait_closed(sock, 5)[0]
+        print(f"trickled upload answered after {seconds:.1f} s ({spooled} temp file held)")
+        assert received.startswith(b"HTTP/1.1 408"), received[:200]
+        assert b"upload timeout" in received
+        assert 2.5 < seconds < 6, seconds
+        assert spooled >= 1, "the body never reached a temp file: the test proves less"
+        deadline = time.monotonic() + 5
+        while _deleted_files_open(server.pid) > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _deleted_files_open(server.pid) == before  # the partial body was let go
+        assert not any((root / ".prewheel" / "incoming").glob("*"))
+        assert httpx.get(base + "simple/").status_code == 200
+    assert "took longer than the upload timeout" in (tmp_path / "log").read_text()

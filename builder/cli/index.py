@@ -131,6 +131,14 @@ def _register_serve(subparsers: Any) -> None:
         metavar="SECONDS",
         help="answer 408 when an upload sends nothing for this long (default 30)",
     )
+    parser.add_argument(
+        "--upload-timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="answer 408 when a whole upload takes longer than this, however it trickles "
+        "(default 3600: 2 GiB at 0.6 MB/s)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
 
 
@@ -271,6 +279,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         login_attempts=args.max_failed_logins,
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
+        upload_timeout=args.upload_timeout,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
     mode = "read-only" if authenticator is None else "uploads with credentials"

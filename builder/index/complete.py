@@ -51,7 +51,9 @@ def upstream_files(plan: Plan) -> list[DistFile]:
 
 class Downloader(Protocol):
     def download(self, file: DistFile, destination: Path) -> str:
-        """Write the file to ``destination``; return its sha256 hex digest."""
+        """Write the file to ``destination``, an existing spool file locked by the caller
+        (open it for writing, which truncates it; never delete or replace it); return its
+        sha256 hex digest."""
         ...
 
 
@@ -79,12 +81,10 @@ class HttpDownloader:
                 try:
                     return self._download_once(file.url, destination)
                 except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                    destination.unlink(missing_ok=True)
                     if deadline_passed():
                         raise error_for(file.url, exc, what="the upstream index") from None
                     last = exc
                 except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                    destination.unlink(missing_ok=True)
                     raise error_for(file.url, exc, what="the upstream index") from None
         raise IndexUnreachableError(f"cannot download {file.url}: {last}")
 
@@ -132,8 +132,7 @@ def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader
                 )
             present.append(file.filename)
             continue
-        temporary = index.spool_path("mirror")
-        try:
+        with index.spool("mirror") as temporary:
             actual = downloader.download(file, temporary)
             if actual != expected:
                 raise IntegrityError(
@@ -142,7 +141,5 @@ def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader
                 )
             info = inspect_wheel(temporary, filename=file.filename)
             index.add(temporary, info, origin=Origin.UPSTREAM, move=True)
-        finally:
-            temporary.unlink(missing_ok=True)
         fetched.append(file.filename)
     return MirrorReport(tuple(fetched), tuple(present))

@@ -9,7 +9,12 @@ writer lock) is :meth:`builder.index.static.StaticIndex.repair`.
 What a kill can leave, given the writer's order (metadata, wheel, catalog, pages):
 
 * temp files (``.tmp-*``) of the atomic writer, anywhere in the tree;
-* spool files (``.prewheel/incoming/.upload-<pid>-*``, ``.mirror-<pid>-*``) of a dead process;
+* spool files (``.prewheel/incoming/.upload-*``, ``.mirror-*``) that no process holds: a
+  writer holds an exclusive ``flock`` on its spool file for as long as it writes it (see
+  :func:`spool`), and the kernel releases the lock when the writer dies. That works across PID
+  namespaces (``serve`` in a container, ``index --repair`` on the host) and, with working
+  locks, across the hosts of a network file system, where a PID says nothing; the PID in the
+  name is only information;
 * files in ``files/`` that the catalog does not list (placed, but the catalog was not saved);
 * pages that are missing or older than the catalog (saved, but not rendered yet).
 
@@ -20,19 +25,22 @@ un-lists such a wheel (the next ``prewheel index`` of the wheelhouse lists it ag
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
-import re
-from collections.abc import Iterable, Mapping
+import os
+import secrets
+import stat
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import IntegrityError
-from ..files import file_sha256, pid_alive
+from ..files import file_sha256
 from .wheelinfo import inspect_wheel
 
 TEMP_PREFIX = ".tmp-"  # temp files of the atomic writer, only ever written under the lock
-_SPOOL = re.compile(r"^\.(?:upload|mirror)-(?P<pid>\d+)-[0-9a-f]+$")
 _PAGE_NAMES = ("index.html", "index.json")
 
 
@@ -82,16 +90,97 @@ class Survey:
         return path.relative_to(self.root).as_posix()
 
 
+@contextlib.contextmanager
+def spool(incoming: Path, kind: str) -> Iterator[Path]:
+    """A new empty file ``incoming/.<kind>-<pid>-<random>`` for an upload or a download,
+    exclusively ``flock``-ed by this process until the block ends, then removed (unless the
+    writer moved it into place meanwhile). Write it in place (open it for writing; never
+    replace or re-create it): the lock is on the file, not on its name."""
+    incoming.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = incoming / f".{kind}-{os.getpid()}-{secrets.token_hex(8)}"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # a repair holds it only to unlink it
+            if _names(descriptor, path):
+                break
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.close(descriptor)  # a repair removed the new file before it was locked: again
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(descriptor)  # releases the lock, after the name is gone
+
+
 def dead_spools(incoming: Path) -> list[Path]:
-    """Spool files in ``incoming`` whose writing process is gone (or that no process owns)."""
+    """Files in ``incoming`` whose lock nobody holds: leftovers of writers that died (or of an
+    older prewheel, which did not lock). A spool locked by a live writer, in any PID namespace
+    or on any host sharing the tree, is not listed. Only looks."""
     if not incoming.is_dir():
         return []
     dead = []
     for path in sorted(incoming.iterdir()):
-        match = _SPOOL.match(path.name)
-        if match is None or not pid_alive(int(match["pid"])):
-            dead.append(path)
+        with _lock_if_free(path) as free:
+            if free:
+                dead.append(path)
     return dead
+
+
+def remove_dead_spool(path: Path) -> bool:
+    """Remove the spool file ``path`` if its lock is free, holding that lock meanwhile (a writer
+    locking a new file at that moment then sees it gone and makes another); True if removed."""
+    with _lock_if_free(path) as free:
+        if free:
+            path.unlink(missing_ok=True)
+        return free
+
+
+def remove_dead_spools(incoming: Path) -> list[Path]:
+    """Remove every spool file in ``incoming`` that no live writer holds; return them."""
+    return [path for path in dead_spools(incoming) if remove_dead_spool(path)]
+
+
+@contextlib.contextmanager
+def _lock_if_free(path: Path) -> Iterator[bool]:
+    """Try to lock ``path`` without waiting. True (locked until the block ends) if nobody held
+    it and ``path`` still names the locked file, or if ``path`` is a symbolic link (nothing of
+    ours); False if a writer holds it, it is gone, or it cannot be opened to test its lock."""
+    if path.is_symlink():
+        yield True
+        return
+    descriptor = None
+    for mode in (os.O_RDWR, os.O_RDONLY):  # NFS locks exclusively only what is open to write
+        with contextlib.suppress(OSError):
+            descriptor = os.open(path, mode | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            break
+    if descriptor is None:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            free = _names(descriptor, path)
+        except BlockingIOError:
+            free = False
+        yield free
+    finally:
+        os.close(descriptor)
+
+
+def _names(descriptor: int, path: Path) -> bool:
+    """Whether ``path`` still names the regular file open as ``descriptor``."""
+    try:
+        here = path.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    there = os.fstat(descriptor)
+    return stat.S_ISREG(there.st_mode) and (here.st_dev, here.st_ino) == (
+        there.st_dev,
+        there.st_ino,
+    )
 
 
 def temp_files(directories: Iterable[Path]) -> list[Path]:

@@ -11,8 +11,9 @@ credentials configured the server is read-only.
 
 At start-up the tree is repaired (:meth:`StaticIndex.repair`). A writer lock held by another
 process for longer than the lock timeout answers 503 with ``Retry-After``. uvicorn is run
-with a deadline for request headers and for each piece of a request body, so a client that
-stops sending cannot hold a connection open.
+with a deadline for request headers, for each piece of a request body and for the whole body,
+so a client that stops sending, or trickles, cannot hold a connection (and the body received
+so far) for longer than those.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ _LATEST = {  # PEP 691: "latest" names the newest version the server supports
 _FORMAT_ALIASES = {"json": JSON_CONTENT_TYPE, "html": HTML_CONTENT_TYPE, **_LATEST}
 DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_HEADER_TIMEOUT = 10.0
-DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds without any part of the body
+DEFAULT_UPLOAD_TIMEOUT = 3600.0  # seconds for the whole body (2 GiB at 0.6 MB/s)
 DEFAULT_LOGIN_ATTEMPTS = 10  # failed logins per client address ...
 LOGIN_WINDOW = 60  # ... in this many seconds
 BUSY_RETRY_AFTER = 10
@@ -142,7 +144,7 @@ class UploadForm:
 
 
 class BodyTimeoutError(Exception):
-    """The client sent no part of the request body for longer than the body timeout."""
+    """The request body did not arrive in time; the message says which limit it missed."""
 
 
 class IndexApp:
@@ -257,10 +259,10 @@ class IndexApp:
         try:
             async with request.form(max_files=2, max_fields=200) as form:
                 return await self._handle_form(username, form)
-        except BodyTimeoutError:
-            logger.warning("upload by %r aborted: the client stopped sending", username)
+        except BodyTimeoutError as exc:
+            logger.warning("upload by %r aborted: %s", username, exc)
             return PlainTextResponse(
-                "the upload stalled (no data within the body timeout); send it again\n",
+                f"{exc}; nothing was kept, send it again\n",
                 status_code=408,
                 headers={"Connection": "close"},
             )
@@ -309,15 +311,12 @@ class IndexApp:
             raise IntegrityError(
                 f"the form says version {fields.version!r} but the file is {fields.filename}."
             )
-        temporary = self.index.spool_path("upload")
-        try:
+        with self.index.spool("upload") as temporary:
             sha256, md5 = _spool(content, temporary, self.max_upload)
             _check_digest("sha256", fields.sha256_digest, sha256)
             _check_digest("md5", fields.md5_digest, md5)
             info = inspect_wheel(temporary, filename=fields.filename)
             return self.index.add(temporary, info, move=True)
-        finally:
-            temporary.unlink(missing_ok=True)
 
 
 def _text_or_none(value: object) -> str | None:
@@ -356,6 +355,7 @@ class ServerOptions:
     login_attempts: int = DEFAULT_LOGIN_ATTEMPTS
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
 
 
 def create_app(
@@ -370,31 +370,45 @@ def create_app(
         logger.warning("repaired at start-up: %s", finding)
     limiter = AttemptLimiter(options.login_attempts, LOGIN_WINDOW)
     handlers = IndexApp(index, authenticator, options.max_upload, limiter)
-    return BodyTimeout(Starlette(routes=handlers.routes()), options.body_timeout)
+    app = Starlette(routes=handlers.routes())
+    return BodyTimeout(app, options.body_timeout, options.upload_timeout)
 
 
 class BodyTimeout:
     """ASGI middleware: while a request body is incomplete, each ``receive`` must deliver
-    within ``seconds`` or :class:`BodyTimeoutError` is raised in the app."""
+    within ``idle`` seconds, and the whole body must have arrived within ``total`` seconds of
+    the request's start, or :class:`BodyTimeoutError` is raised in the app. The first limit
+    catches a client that stops sending, the second one that trickles (a few bytes just
+    inside every idle timeout would otherwise hold the connection and its body for ever)."""
 
-    def __init__(self, app: ASGIApp, seconds: float) -> None:
+    def __init__(self, app: ASGIApp, idle: float, total: float) -> None:
         self.app = app
-        self.seconds = seconds
+        self.idle = idle
+        self.total = total
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         complete = False
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + self.total
 
         async def timed_receive() -> Message:
             nonlocal complete
             if complete:
                 return await receive()
+            left = deadline - clock()
             try:
-                message = await asyncio.wait_for(receive(), self.seconds)
+                if left <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), min(self.idle, left))
             except TimeoutError:
-                raise BodyTimeoutError from None
+                raise BodyTimeoutError(
+                    f"the upload took longer than the upload timeout ({self.total:g} s)"
+                    if left <= self.idle
+                    else f"the upload stalled (nothing for {self.idle:g} s, the body timeout)"
+                ) from None
             complete = not message.get("more_body", False)
             return message
 

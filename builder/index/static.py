@@ -11,7 +11,8 @@ Layout under the tree's root (every URL is one file, so any static web server ca
     .prewheel/catalog.json          what is listed (the source of truth for the pages)
     .prewheel/lock                  held by every writer
     .prewheel/dirty                 present while a writer changes the tree
-    .prewheel/incoming/             uploads and downloads being received (named by writer pid)
+    .prewheel/incoming/             uploads and downloads being received (each flock-ed by its
+                                    writer while it lives)
 
 The page renderers are pure functions of :class:`FileRecord` lists. :class:`StaticIndex` is the
 writer: it holds a file lock for every change and writes every file by temp file +
@@ -32,7 +33,6 @@ import enum
 import html
 import json
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -46,7 +46,17 @@ from packaging.version import Version
 
 from ..errors import IndexBusyError, IntegrityError, PublishConflictError
 from ..files import file_sha256
-from .repair import TEMP_PREFIX, Survey, dead_spools, survey_files, survey_pages, temp_files
+from .repair import (
+    TEMP_PREFIX,
+    Survey,
+    dead_spools,
+    remove_dead_spool,
+    remove_dead_spools,
+    spool,
+    survey_files,
+    survey_pages,
+    temp_files,
+)
 from .wheelinfo import WheelInfo, WheelKey, inspect_wheel, wheel_key
 
 API_VERSION = "1.1"
@@ -280,11 +290,11 @@ class StaticIndex:
     def dirty_path(self) -> Path:
         return self.state / "dirty"
 
-    def spool_path(self, kind: str) -> Path:
-        """A new file name in ``incoming/`` for an upload or a download by this process; a
-        repair removes it once this process is gone."""
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        return self.incoming / f".{kind}-{os.getpid()}-{secrets.token_hex(8)}"
+    def spool(self, kind: str) -> contextlib.AbstractContextManager[Path]:
+        """A new file in ``incoming/`` for an upload or a download, locked by this process
+        until the block ends (:func:`~builder.index.repair.spool`); a repair removes it only
+        once that lock is free, i.e. its writer has gone."""
+        return spool(self.incoming, kind)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -365,27 +375,38 @@ class StaticIndex:
         self._render({}, projects=set())
 
     def _repair_locked(self, *, deep: bool) -> Survey:
+        """Fix what :meth:`survey` finds, with the tree marked dirty throughout (a repair killed
+        half-way is finished by the next writer, as any change is). A wheel found missing or
+        altered is un-listed in the writer's order reversed: catalog, pages, then the pages of
+        projects left without files and the wheel's own files, so no page links a removed
+        file at any point."""
         found = self.survey(deep=deep)
         if not found:
             return found
-        for path in [*found.leftovers, *found.unlisted, *found.orphan_pages]:
-            path.unlink(missing_ok=True)
-        catalog = self.catalog()
-        if found.broken:
+        with self._changing():
+            for path in found.leftovers:
+                if path.parent == self.incoming:
+                    remove_dead_spool(path)  # checked again, under its lock
+                else:
+                    path.unlink(missing_ok=True)
+            for path in found.unlisted:
+                path.unlink(missing_ok=True)
+            catalog = self.catalog()
             for name in found.broken:
                 catalog.pop(name, None)
-            self._save_catalog(catalog)
-            for name in found.broken:  # no longer listed: nothing may serve them
+            if found.broken:
+                self._save_catalog(catalog)
+            for name, metadata in found.metadata.items():
+                atomic_write(self.files / f"{name}.metadata", metadata)
+            for relative, data in render_pages(catalog).items():
+                atomic_write(self.root / relative, data)
+            for page in found.orphan_pages:  # no longer linked from the root pages
+                page.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    page.parent.rmdir()
+            for name in found.broken:  # no longer listed or linked: nothing may serve them
                 (self.files / name).unlink(missing_ok=True)
                 (self.files / f"{name}.metadata").unlink(missing_ok=True)
-        for name, metadata in found.metadata.items():
-            atomic_write(self.files / f"{name}.metadata", metadata)
-        for relative, data in render_pages(catalog).items():
-            atomic_write(self.root / relative, data)
-        for page in found.orphan_pages:
-            with contextlib.suppress(OSError):
-                page.parent.rmdir()
-        self.dirty_path.unlink(missing_ok=True)
         return found
 
     def _directories(self) -> list[Path]:
@@ -401,13 +422,13 @@ class StaticIndex:
             if self.dirty_path.exists():
                 self._repair_locked(deep=False)
             else:
-                for path in dead_spools(self.incoming):
-                    path.unlink(missing_ok=True)
+                remove_dead_spools(self.incoming)
             yield self.catalog()
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
-        """Mark the tree dirty for the duration of a change (the lock is held)."""
+        """Mark the tree dirty for the duration of a change or a repair (the lock is held); a
+        change that raises leaves the mark, so the next writer repairs."""
         self.dirty_path.touch()
         yield
         self.dirty_path.unlink(missing_ok=True)
