@@ -182,6 +182,8 @@ TOOLCHAIN = Toolchain(
     gcc_version="12.2.0",
     gcc_source_version="12.2.0-14",
     release_gcc_version="12.2.0-14+deb12u1",
+    interpreter="/lib64/ld-linux-x86-64.so.2",
+    libdir="/lib/x86_64-linux-gnu",
     host="x86_64",
     packages=("gcc-12-aarch64-linux-gnu=12.2.0-14cross1",),
 )
@@ -209,6 +211,8 @@ class AcceleratedSession:
         if native and job.name in self.builder.native_fails:
             log.write(b"error: the cross compiler was refused\n")
             raise NativeBuildFailed("pip wheel failed")
+        if native and job.name == "swallowed":  # an optional extension that failed quietly
+            log.write(b"gcc: internal compiler error: Segmentation fault\nbuilt pure\n")
         out_dir.mkdir(parents=True, exist_ok=True)
         wheel = out_dir / f"{job.name}-{job.version}-py3-none-any.whl"
         with zipfile.ZipFile(wheel, "w") as archive:
@@ -322,6 +326,15 @@ def test_a_cached_wheel_is_found_when_the_toolchain_cannot_be_had(tmp_path: Path
     assert offline.calls == [] and offline.containers_started == 0
 
 
+def test_a_native_compiler_crash_the_package_swallowed_is_rebuilt_emulated(tmp_path: Path) -> None:
+    builder = AcceleratedBuilder(TOOLCHAIN, set())
+    _house, report, _events, _jobs = _build(tmp_path, builder, "swallowed")
+    assert builder.calls == [("swallowed", True), ("swallowed", False)]
+    (outcome,) = report.outcomes
+    assert outcome.status is Status.BUILT and not outcome.native
+    assert "internal compiler error" in outcome.fallback
+
+
 def test_a_build_that_failed_before_compiling_natively_is_not_built_twice(tmp_path: Path) -> None:
     builder = AcceleratedBuilder(TOOLCHAIN, set(), fails=frozenset({"nolib"}))
     _house, report, _events, _jobs = _build(tmp_path, builder, "nolib")
@@ -401,7 +414,10 @@ def image_bin(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     for name in ("aarch64-linux-gnu-gcc-12", "aarch64-linux-gnu-as", "aarch64-linux-gnu-ld"):
         _executable(root / "usr" / "bin" / name, "#!/bin/sh\necho native\n")
     (root / "toolchain.json").write_text("{}")
+    _executable(root / "lib" / "ld-linux-x86-64.so.2", "")
     spec = {
+        "interpreter": str(tmp_path / "image-root" / "lib64" / "ld-linux-x86-64.so.2"),
+        "libdir": str(tmp_path / "image-root" / "lib" / "x86_64-linux-gnu"),
         "root": str(root),
         "triplet": "aarch64-linux-gnu",
         "gcc_major": "12",
@@ -430,12 +446,26 @@ def test_native_compilers_replace_the_images_and_are_restored_exactly(image_bin)
     assert (bin_dir / "as").read_text() == "#!/bin/sh\necho native\n"
     assert not (bin_dir / "aarch64-linux-gnu-ld").exists()  # the image had none: none added
     assert (bin_dir / "aarch64-linux-gnu-g++-12").read_text() == "#!/bin/sh\necho 12.2.0\n"
+    # The host binaries find their loader and libraries where they look for them.
+    loader, libdir = Path(spec["interpreter"]), Path(spec["libdir"])
+    assert loader.readlink() == Path(spec["root"]) / "lib" / "ld-linux-x86-64.so.2"
+    assert libdir.readlink() == Path(spec["root"]) / "lib"
     # Idempotent: a second call changes nothing and reports the same tools.
     assert script.select_compilers(spec, bin_dir, saved, same_gcc) == result
     emulated = script.select_compilers(None, bin_dir, saved)
     assert emulated["native"] is False
     after = {p.name: (p.is_symlink(), p.read_text()) for p in bin_dir.iterdir()}
     assert after == before
+    assert not loader.is_symlink() and not libdir.is_symlink()
+
+
+def test_an_image_with_its_own_host_library_directory_stays_emulated(image_bin) -> None:  # type: ignore[no-untyped-def]
+    bin_dir, saved, spec = image_bin
+    Path(spec["libdir"]).mkdir(parents=True)  # e.g. an amd64 image (never accelerated anyway)
+    result = _script().select_compilers(spec, bin_dir, saved, same_gcc)
+    assert result["native"] is False
+    assert "the image has its own" in result["reason"] and "x86_64-linux-gnu" in result["reason"]
+    assert not (bin_dir / "aarch64-linux-gnu-gcc-12").is_symlink()
 
 
 def test_a_compiler_installed_later_is_switched_on_the_next_build(image_bin) -> None:  # type: ignore[no-untyped-def]

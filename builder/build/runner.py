@@ -335,8 +335,14 @@ def _build_and_check(
 ) -> BuildResult:
     job = item.job
     shutil.rmtree(out_dir, ignore_errors=True)
+    stream.flush()
+    started_at = stream.tell()
     result = session.build(job, item.sdist, out_dir, stream, native=native)
     try:
+        if result.toolchain is not None and _compiler_crashed(stream, started_at):
+            # e.g. an optional extension whose failure the package swallows: its wheel would
+            # lack the native code that an emulated build includes
+            raise PrewheelError("a native compiler crashed (internal compiler error) in the build")
         if len(result.wheels) != 1:
             raise PrewheelError(
                 f"The build produced {len(result.wheels)} wheels "
@@ -348,6 +354,14 @@ def _build_and_check(
             raise NativeBuildFailed(error.message) from error
         raise
     return result
+
+
+def _compiler_crashed(stream: IO[bytes], since: int) -> bool:
+    """Whether the build's output since ``since`` reports a compiler crash."""
+    stream.flush()
+    with Path(stream.name).open("rb") as log:
+        log.seek(since)
+        return b"internal compiler error" in log.read()
 
 
 def _compilers_record(

@@ -195,6 +195,8 @@ class Toolchain:
     gcc_version: str  # upstream, 12.2.0
     gcc_source_version: str  # the distribution's gcc source it was built from, 12.2.0-14
     release_gcc_version: str  # the release's native gcc-N (what build-essential installs)
+    interpreter: str  # the loader path its binaries name, /lib64/ld-linux-x86-64.so.2
+    libdir: str  # the host library directory they search, /lib/x86_64-linux-gnu
     host: str  # the machine it runs on, x86_64
     packages: tuple[str, ...]
 
@@ -212,6 +214,8 @@ class Toolchain:
             "gcc_version": self.gcc_version,
             "gcc_source_version": self.gcc_source_version,
             "exact": exact,
+            "interpreter": self.interpreter,
+            "libdir": self.libdir,
             "host": self.host,
         }
 
@@ -517,6 +521,8 @@ def _toolchain_of(image: Any) -> Toolchain:
         gcc_version=labels.get("org.prewheel.toolchain.gcc-version", ""),
         gcc_source_version=labels.get("org.prewheel.toolchain.gcc-source-version", ""),
         release_gcc_version=labels.get("org.prewheel.toolchain.release-gcc-version", ""),
+        interpreter=labels.get("org.prewheel.toolchain.interpreter", ""),
+        libdir=labels.get("org.prewheel.toolchain.libdir", ""),
         host=labels.get("org.prewheel.toolchain.host", ""),
         packages=tuple(json.loads(labels.get("org.prewheel.toolchain.packages", "[]"))),
     )
@@ -530,6 +536,8 @@ def _manifest_labels(manifest: bytes) -> dict[str, str]:
         "org.prewheel.toolchain.gcc-version": str(data["gcc_version"]),
         "org.prewheel.toolchain.gcc-source-version": str(data["gcc_source_version"]),
         "org.prewheel.toolchain.release-gcc-version": str(data["release_gcc_version"]),
+        "org.prewheel.toolchain.interpreter": str(data["interpreter"]),
+        "org.prewheel.toolchain.libdir": str(data["libdir"]),
         "org.prewheel.toolchain.host": str(data["host"]),
         "org.prewheel.toolchain.packages": json.dumps(data["packages"]),
     }

@@ -5,7 +5,7 @@
 #   sh assemble_toolchain.sh TRIPLET MAJOR|default [CA_BUNDLE]
 #
 # 1. Installs the release's own cross compilers for TRIPLET (gcc, g++, gfortran of gcc MAJOR, or
-#    the release's default version) and patchelf, with apt.
+#    the release's default version), with apt.
 # 2. Copies the compiler (drivers, cc1*, f951, lto, libgcc, crt*.o, the C++ and Fortran headers
 #    and modules) and the cross binutils under $ROOT/usr, keeping Debian's relative layout so
 #    the drivers find their parts. The target C library, headers and shared libraries are NOT
@@ -13,9 +13,11 @@
 # 3. Points the compiler's links to target shared libraries (libstdc++.so -> ...) at the target
 #    image's multiarch directory, where the target's own packages install them.
 # 4. Copies the host libraries the native binaries need (as `ldd` resolves them) and the dynamic
-#    loader into $ROOT/lib, and sets every native ELF's interpreter and RPATH there, so the
-#    tree runs from $ROOT in any container, whatever that container's own /lib holds.
-# 5. Writes $ROOT/toolchain.json: triplet, gcc version, the exact package versions, the tools.
+#    loader into $ROOT/lib, unmodified (rewriting large ELF files with patchelf corrupted
+#    trixie's cc1). The build container links the loader's path and the host's multiarch
+#    library directory, which a foreign-architecture image does not have, to them.
+# 5. Writes $ROOT/toolchain.json: triplet, gcc version, the exact package versions, the tools,
+#    the loader path (interpreter) and library directory the binaries expect.
 set -eu
 
 ROOT=/opt/prewheel-toolchain
@@ -48,7 +50,7 @@ done
 # shellcheck disable=SC2086
 apt-get $apt_options install -y -qq --no-install-recommends \
   "gcc$suffix-$PACKAGE_TRIPLET" "g++$suffix-$PACKAGE_TRIPLET" "gfortran$suffix-$PACKAGE_TRIPLET" \
-  patchelf >/dev/null
+  >/dev/null
 
 driver=$(ls /usr/bin/"$TRIPLET"-gcc-[0-9]* 2>/dev/null | grep -E -- "-gcc-[0-9]+$" | sort -V | tail -n 1)
 if [ -z "$driver" ]; then
@@ -88,11 +90,9 @@ find "$ROOT/usr/lib/gcc-cross" -type l | while read -r link; do
   esac
 done
 
-# Native ELF files: their libraries and loader go to $ROOT/lib; interpreter and RPATH point there.
-native_elves=$(find "$ROOT" -type f -perm -u+x -exec sh -c 'head -c 4 "$1" | grep -q "ELF" && echo "$1"' _ {} \;)
-plugins=$(find "$ROOT" -type f -name '*.so' -exec sh -c 'head -c 4 "$1" | grep -q "ELF" && echo "$1"' _ {} \;)
-loader=""
-for elf in $native_elves $plugins; do
+# Native ELF files: their libraries and the loader go to $ROOT/lib, as they are.
+native_elves=$(find "$ROOT" -type f -exec sh -c 'head -c 4 "$1" | grep -q "ELF" && echo "$1"' _ {} \;)
+for elf in $native_elves; do
   ldd "$elf" 2>/dev/null | while read -r line; do
     case "$line" in
       *"=> /"*) path=${line#*=> }; path=${path%% (*}; cp -Ln "$path" "$ROOT/lib/" ;;
@@ -100,25 +100,16 @@ for elf in $native_elves $plugins; do
     esac
   done
 done
-for candidate in "$ROOT"/lib/ld-linux*.so.* "$ROOT"/lib/ld64.so.*; do
-  if [ -f "$candidate" ]; then loader=$candidate; fi
-done
-if [ -z "$loader" ]; then
-  log "no dynamic loader found among the toolchain's libraries"
+interpreter=$("$TRIPLET-readelf" -l "$driver" | sed -n 's/.*program interpreter: \(.*\)]$/\1/p')
+libc=$(ldd "$driver" | sed -n 's/.*libc\.so\.6 => \([^ ]*\) .*/\1/p')
+libdir=$(dirname "$libc")
+if [ -z "$interpreter" ] || [ ! -f "$ROOT/lib/$(basename "$interpreter")" ] || [ -z "$libc" ]; then
+  log "cannot tell the loader ($interpreter) or the library directory ($libc) of $driver"
   exit 3
 fi
-for elf in $native_elves; do
-  if patchelf --print-interpreter "$elf" >/dev/null 2>&1; then
-    patchelf --set-interpreter "$loader" --force-rpath --set-rpath "$ROOT/lib" "$elf"
-  fi
-done
-for library in $plugins "$ROOT"/lib/*.so*; do
-  if [ "$library" != "$loader" ]; then
-    patchelf --force-rpath --set-rpath "$ROOT/lib" "$library" 2>/dev/null || true
-  fi
-done
+# The tree must run with only $ROOT/lib as its library directory and its own loader.
+env -i "$ROOT/lib/$(basename "$interpreter")" --library-path "$ROOT/lib" "$ROOT/usr/bin/$TRIPLET-gcc-$major" -dumpfullversion >/dev/null
 
-"$ROOT/usr/bin/$TRIPLET-gcc-$major" -dumpfullversion >/dev/null
 # Debian builds its cross compilers from the native gcc source: version <native version>crossN.
 cross_version=$(dpkg-query -W -f '${Version}' "gcc-$major-$PACKAGE_TRIPLET")
 source_version=$(printf '%s' "$cross_version" | sed -E 's/cross[0-9]+$//')
@@ -131,6 +122,6 @@ packages=$(dpkg-query -W -f '${Package}=${Version}\n' \
   | awk 'BEGIN{ORS=""} {printf "%s\"%s\"", (NR>1?", ":""), $0}')
 tools=$(cd "$ROOT/usr/bin" && ls | awk 'BEGIN{ORS=""} {printf "%s\"%s\"", (NR>1?", ":""), $0}')
 cat >"$ROOT/toolchain.json" <<EOF
-{"triplet": "$TRIPLET", "gcc_major": "$major", "gcc_version": "$version", "gcc_source_version": "$source_version", "release_gcc_version": "$release_version", "host": "$(uname -m)", "packages": [$packages], "tools": [$tools]}
+{"triplet": "$TRIPLET", "gcc_major": "$major", "gcc_version": "$version", "gcc_source_version": "$source_version", "release_gcc_version": "$release_version", "interpreter": "$interpreter", "libdir": "$libdir", "host": "$(uname -m)", "packages": [$packages], "tools": [$tools]}
 EOF
 log "assembled $(du -sh "$ROOT" | cut -f1) in $ROOT: gcc $version ($source_version) for $TRIPLET"

@@ -19,7 +19,8 @@ copies the plain wheel there when no policy fits.
 
 Native compilers: the image's compilers and binutils are its /usr/bin/<triplet>-* files (gcc,
 cc, c++, cpp, gfortran, as, ld... are links to them). Each one that the toolchain also has is
-moved to EMULATED_TOOLS and replaced by a link to the native one, so every way of calling the
+moved to EMULATED_TOOLS/tools and replaced by a link to the native one (and the host loader
+path and library directory the native binaries need are linked to the toolchain's own), so every way of calling the
 compiler (cc, $CC, sysconfig's CC, /usr/bin/gcc, meson, CMake, autoconf) runs it natively;
 moving them back restores the image exactly. Both are idempotent, and run before every build,
 so compilers that system-packages or before-build install are covered too.
@@ -155,6 +156,9 @@ def use_native_compilers(
             f"native gcc {toolchain['gcc_version']} ({toolchain['gcc_source_version']}) for "
             f"{triplet}, running on {toolchain['host']}"
         )
+    problem = link_host_runtime(toolchain, saved_dir)
+    if problem:
+        return not_native(problem, bin_dir, saved_dir)
     saved_dir.mkdir(parents=True, exist_ok=True)
     native_tools = []
     replaced = []
@@ -163,7 +167,8 @@ def use_native_compilers(
         if tool.is_symlink() and tool.readlink() == native:
             native_tools.append(native.name)
         elif tool.is_file() and not tool.is_symlink():
-            tool.replace(saved_dir / native.name)
+            (saved_dir / "tools").mkdir(parents=True, exist_ok=True)
+            tool.replace(saved_dir / "tools" / native.name)
             tool.symlink_to(native)
             native_tools.append(native.name)
             replaced.append(native.name)
@@ -189,6 +194,33 @@ def installed_version(package: str) -> str:
     return version.strip() if result.returncode == 0 and status.startswith("ii") else ""
 
 
+def link_host_runtime(toolchain: dict[str, Any], saved_dir: Path) -> str:
+    """Make the toolchain's loader and libraries visible where its binaries look for them (the
+    host's loader path and multiarch library directory, which a foreign image lacks); the links
+    made are listed in saved_dir/links so the image can be restored exactly. Returns why not, or
+    "" when done."""
+    root = Path(toolchain["root"])
+    wanted = {
+        Path(toolchain["interpreter"]): root / "lib" / Path(toolchain["interpreter"]).name,
+        Path(toolchain["libdir"]): root / "lib",
+    }
+    made = []
+    for path, target in wanted.items():
+        place = Path(os.path.realpath(path.parent)) / path.name  # /lib64 -> usr/lib64 and so on
+        if place.is_symlink() and place.readlink() == target:
+            continue
+        if place.exists() or place.is_symlink():
+            return f"the image has its own {path}, where the toolchain's host binaries need theirs"
+        place.parent.mkdir(parents=True, exist_ok=True)
+        place.symlink_to(target)
+        made.append(str(place))
+    if made:
+        saved_dir.mkdir(parents=True, exist_ok=True)
+        with (saved_dir / "links").open("a", encoding="utf-8") as listing:
+            listing.writelines(f"{place}\n" for place in made)
+    return ""
+
+
 def not_native(reason: str, bin_dir: Path, saved_dir: Path) -> dict[str, Any]:
     log(f"not using native compilers: {reason}; compiling with the image's own (emulated)")
     restore_image_compilers(bin_dir, saved_dir)
@@ -197,8 +229,14 @@ def not_native(reason: str, bin_dir: Path, saved_dir: Path) -> dict[str, Any]:
 
 def restore_image_compilers(bin_dir: Path, saved_dir: Path) -> list[str]:
     restored = []
-    if saved_dir.is_dir():
-        for saved in sorted(saved_dir.iterdir()):
+    links = saved_dir / "links"
+    if links.is_file():
+        for place in links.read_text(encoding="utf-8").split():
+            Path(place).unlink(missing_ok=True)
+        links.unlink()
+    tools = saved_dir / "tools"
+    if tools.is_dir():
+        for saved in sorted(tools.iterdir()):
             saved.replace(bin_dir / saved.name)
             restored.append(saved.name)
     return restored
