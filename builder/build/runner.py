@@ -32,6 +32,7 @@ from .sdist import SdistFetcher
 from .toolchain import Acceleration
 
 TAIL_LINES = 15
+_PIP_FAILURE = "did not run successfully"
 
 
 class Status(enum.StrEnum):
@@ -423,7 +424,14 @@ def _failure(
 
 
 def _tail(log: Path | None, lines: int = TAIL_LINES) -> tuple[str, ...]:
+    """The end of a failed build's log. pip (verbose, as the builds run it) follows the
+    backend's error with a boxed summary ("Building wheel for X did not run successfully ...
+    See above for output."), so the lines before that summary are the ones that say why."""
     if log is None or not log.is_file():
         return ()
     text = log.read_text(encoding="utf-8", errors="replace").splitlines()
-    return tuple(text[-lines:])
+    summaries = [i for i, line in enumerate(text) if _PIP_FAILURE in line]
+    if not summaries:
+        return tuple(text[-lines:])
+    last = summaries[-1]
+    return (*text[max(0, last - lines + 3) : last + 1], *text[-2:])
