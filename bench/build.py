@@ -308,8 +308,9 @@ def main() -> None:
         "## Build (`bench/build.py`)",
         "",
         (
-            "Builds run in the Debian bookworm test images (`prewheel-test/bookworm-build:<arch>`, "
-            "Python 3.11) on a 2-core x86_64 host; foreign architectures run under QEMU user-mode "
+            "Builds run in the local Debian test images on a 2-core x86_64 host (the reuse part "
+            "in bookworm, `prewheel-test/bookworm-build:<arch>`, Python 3.11; the acceleration "
+            "parts in trixie, see below); foreign architectures run under QEMU user-mode "
             "emulation."
         ),
         "",
