@@ -27,7 +27,6 @@ from ..upstream.models import DistFile
 
 DEFAULT_GLIBC_IMAGE = "python:{python}-slim-bookworm"
 DEFAULT_MUSL_IMAGE = "python:{python}-alpine"
-_PLACEHOLDERS = ("python", "arch", "debian_arch", "platform", "libc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,13 +120,26 @@ def resolve_image(template: str | None, target: Target) -> str:
         "platform": target.docker_platform,
         "libc": target.libc.value,
     }
+    return fill_placeholders(
+        template,
+        values,
+        what="image",
+        example="--image 'registry.example/python:{python}-slim-{debian_arch}'",
+    )
+
+
+def fill_placeholders(
+    template: str, values: Mapping[str, str], *, what: str, example: str, source: str = ""
+) -> str:
+    """``template`` with its ``{name}`` placeholders filled from ``values``; a usage error naming
+    the known placeholders (and where their values come from) otherwise."""
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError):
+        known = ", ".join("{" + name + "}" for name in values)
         raise UsageError(
-            f"Cannot fill in image {template!r}: only the placeholders "
-            f"{', '.join('{' + p + '}' for p in _PLACEHOLDERS)} are known, e.g. "
-            "--image 'registry.example/python:{python}-slim-{debian_arch}'."
+            f"Cannot fill in {what} {template!r}: only the placeholders {known} are known"
+            f"{source}, e.g. {example}."
         ) from None
 
 

@@ -50,6 +50,7 @@ from ..files import atomic_write_bytes
 from ..hostenv import ca_bundle, proxy_environment, user_cache
 from ..targets import Arch
 from .container import Container, read_image_files
+from .jobs import fill_placeholders
 
 MOUNT_POINT = PurePosixPath("/opt/prewheel-toolchain")
 IMAGE_REPOSITORY = "prewheel-toolchain"
@@ -67,7 +68,6 @@ _FAILURE_TTL = 24 * 3600.0
 # Distributions whose archives ship cross compilers built from the same gcc source as the
 # native ones, under Debian's names (gcc-12-arm-linux-gnueabihf).
 _CROSS_DISTRIBUTIONS = ("debian", "ubuntu")
-_BASE_PLACEHOLDERS = ("id", "codename", "version_id")
 _OS_RELEASE_PATHS = (PurePosixPath("/etc/os-release"), PurePosixPath("/usr/lib/os-release"))
 _DPKG_STATUS = PurePosixPath("/var/lib/dpkg/status")
 _GCC_PACKAGE = re.compile(r"gcc-(\d+)")
@@ -292,14 +292,13 @@ def plan_toolchain(
 
 def fill_base_template(template: str, facts: ImageFacts) -> str:
     values = {"id": facts.os_id, "codename": facts.codename, "version_id": facts.version_id}
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError):
-        raise UsageError(
-            f"Cannot fill in toolchain base image {template!r}: only the placeholders "
-            f"{', '.join('{' + p + '}' for p in _BASE_PLACEHOLDERS)} are known (from the build "
-            "image's /etc/os-release), e.g. --toolchain-base 'registry.example/{id}:{codename}'."
-        ) from None
+    return fill_placeholders(
+        template,
+        values,
+        what="toolchain base image",
+        example="--toolchain-base 'registry.example/{id}:{codename}'",
+        source=" (from the build image's /etc/os-release)",
+    )
 
 
 def read_image_facts(client: docker.DockerClient, image: str, platform: str) -> ImageFacts:
