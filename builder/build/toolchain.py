@@ -5,7 +5,9 @@ instruction. The kernel runs a host-architecture ELF natively even inside a cont
 for another platform, so prewheel swaps only the compiler: the image's own Python, pip, build
 backend, headers and libraries stay as they are (emulated where they execute), and the
 compiler drivers, ``cc1``, the assembler and the linker become the host-architecture cross
-compiler of the *same distribution release and gcc version*, which emits the same code.
+compiler of the *same distribution release, built from the same gcc source version*, which
+emits the same code (:func:`choose`: ``--accelerate auto`` insists on the exact version,
+``relaxed`` accepts another distribution revision of it).
 
 Three steps, each with one home:
 
@@ -20,8 +22,9 @@ Three steps, each with one home:
 * ``resources/build_in_container.py`` points the image's compiler names at the tree (and back
   again for an emulated rebuild).
 
-A toolchain's identity (:attr:`Toolchain.content`) is the sha256 of the exact package versions
-it holds, so rebuilding the same toolchain keeps every wheel's cache key.
+Wheels are keyed by the recipe's identity (:meth:`ToolchainRecipe.identity`), which is known
+from the build image alone, so a cached wheel is found without pulling or assembling anything;
+:attr:`Toolchain.content` (the sha256 of its exact package versions) goes into the manifest.
 """
 
 from __future__ import annotations
