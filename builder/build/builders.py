@@ -386,16 +386,9 @@ class DockerBuilder:
 
 
 def _log_acceleration(log: IO[bytes], acceleration: Acceleration) -> None:
-    if acceleration.toolchain is not None:
-        line = f"compiling with the native toolchain {acceleration.toolchain.label}"
-        if acceleration.caveat:
-            line += f" (--accelerate relaxed: {acceleration.caveat})"
-    elif acceleration.reason:
-        line = f"compiling with the image's own compilers under emulation: {acceleration.reason}"
-    else:
-        return  # the platform runs natively: nothing to say
-    log.write(f"[prewheel] {line}\n".encode())
-    log.flush()
+    if line := acceleration.describe():
+        log.write(f"[prewheel] {line}\n".encode())
+        log.flush()
 
 
 class _ContainerSession:

@@ -233,7 +233,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
         return [BuildOutcome(p.job, Status.SKIPPED) for p in pending]
     step = dataclasses.replace(step, jobs=tuple(p.job for p in pending))  # what runs here
     acceleration = builder.acceleration(step.image, step.platform)
-    notify(ProgressEvent(EventKind.STEP_STARTED, step, note=_describe(acceleration)))
+    notify(ProgressEvent(EventKind.STEP_STARTED, step, note=acceleration.describe()))
     outcomes: list[BuildOutcome] = []
     with wheelhouse.scratch_dir() as scratch_name:
         scratch = Path(scratch_name)
@@ -378,15 +378,6 @@ def _compilers_record(
         "fallback": fallback,
         "reason": "" if result.toolchain else reason,
     }
-
-
-def _describe(acceleration: Acceleration) -> str:
-    if acceleration.toolchain is not None:
-        caveat = f" (--accelerate relaxed: {acceleration.caveat})" if acceleration.caveat else ""
-        return f"native compilers: {acceleration.toolchain.label}{caveat}"
-    if acceleration.reason:
-        return f"emulated compilers: {acceleration.reason}"
-    return ""
 
 
 def _header(stream: IO[bytes], job: BuildJob, item: _Pending) -> None:

@@ -257,6 +257,13 @@ class Acceleration:
     caveat: str = ""  # accelerated with --accelerate relaxed although the revisions differ
     exact: bool = True  # the in-container check insists on the exact gcc package version
 
+    def describe(self) -> str:
+        """One line for logs and progress: the toolchain, or why emulated ("" if native)."""
+        if self.toolchain is not None:
+            caveat = f" (--accelerate relaxed: {self.caveat})" if self.caveat else ""
+            return f"native compilers: {self.toolchain.label}{caveat}"
+        return f"emulated compilers: {self.reason}" if self.reason else ""
+
 
 NATIVE = Acceleration()
 
