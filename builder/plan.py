@@ -31,7 +31,7 @@ from .requirements import (
     SourceLine,
     read_requirements,
 )
-from .targets import Target, parse_identifier
+from .targets import FloatAbi, Target, parse_identifier
 from .upstream.models import DistFile, ProjectPage
 
 if TYPE_CHECKING:
@@ -399,7 +399,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The documented JSON form (``prewheel plan --json``), format version ``PLAN_FORMAT``.
 
     Top level: ``format``, ``targets`` (identifiers, column order), ``target_details``
-    (identifier -> python, libc, libc_version, platform), ``requirements`` (objects with
+    (identifier -> python, libc, libc_version, platform, float_abi), ``requirements`` (objects with
     ``name``, ``version``, ``extras``, ``marker``, ``hashes``, ``source`` and ``cells``:
     identifier -> ``status``, ``filename``, ``url``, ``sha256``, ``hashes``, ``index_url``,
     ``requires_python``, ``yanked``, ``reason``), ``counts`` and ``summary``.
@@ -413,6 +413,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
                 "libc": target.libc.value,
                 "libc_version": f"{target.libc_version[0]}.{target.libc_version[1]}",
                 "platform": target.docker_platform,
+                "float_abi": target.float_abi.value if target.float_abi else None,
             }
             for target in plan.targets
         },
@@ -455,10 +456,11 @@ def plan_from_json(data: Any) -> Plan:
     try:
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"unsupported plan format {data.get('format')!r}")
-        targets = tuple(
-            _target_from_json(i, data.get("target_details", {})) for i in data["targets"]
-        )
-        rows = tuple(_row_from_json(row, targets) for row in data["requirements"])
+        identifiers = [str(identifier) for identifier in data["targets"]]
+        details = data.get("target_details", {})
+        targets = tuple(_target_from_json(i, details) for i in identifiers)
+        columns = dict(zip(identifiers, targets, strict=True))
+        rows = tuple(_row_from_json(row, columns) for row in data["requirements"])
     except (AttributeError, KeyError, TypeError, ValueError, InvalidMarker, InvalidVersion) as exc:
         raise UsageError(
             f"Not a prewheel plan ({type(exc).__name__}: {exc}). Write one with "
@@ -468,15 +470,19 @@ def plan_from_json(data: Any) -> Plan:
 
 
 def _target_from_json(identifier: str, details: Mapping[str, Any]) -> Target:
+    """A plan's target; older plans named armv6l targets without their glibc version and kept
+    it (and now the float ABI) in ``target_details``."""
     target = parse_identifier(identifier)
-    detail = details.get(identifier)
-    if detail and "libc_version" in detail:
+    detail = details.get(identifier) or {}
+    if "libc_version" in detail:
         major, minor = str(detail["libc_version"]).split(".")
         target = dataclasses.replace(target, libc_version=(int(major), int(minor)))
+    if detail.get("float_abi"):
+        target = dataclasses.replace(target, float_abi=FloatAbi.parse(str(detail["float_abi"])))
     return target
 
 
-def _row_from_json(row: Mapping[str, Any], targets: Sequence[Target]) -> PlanRow:
+def _row_from_json(row: Mapping[str, Any], columns: Mapping[str, Target]) -> PlanRow:
     source = None
     if row.get("source"):
         path, _, line = str(row["source"]).rpartition(":")
@@ -489,7 +495,7 @@ def _row_from_json(row: Mapping[str, Any], targets: Sequence[Target]) -> PlanRow
         hashes=frozenset(row.get("hashes", ())),
         source=source,
     )
-    cells = {t.identifier: _cell_from_json(row["cells"][t.identifier]) for t in targets}
+    cells = {t.identifier: _cell_from_json(row["cells"][key]) for key, t in columns.items()}
     return PlanRow(requirement, cells)
 
 

@@ -74,7 +74,8 @@ def render_targets(targets: Sequence[Target]) -> Table:
             target.identifier,
             target.docker_platform,
             target.python_version,
-            f"{target.libc.value} {target.libc_version[0]}.{target.libc_version[1]}",
+            f"{target.libc.value} {target.libc_version[0]}.{target.libc_version[1]}"
+            + (f", {target.float_abi.value}-float" if target.float_abi else ""),
             str(target.tags()[0]),
         )
     return table

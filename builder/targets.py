@@ -1,8 +1,10 @@
 """Targets: the (CPython version x libc x architecture) a wheel must run on.
 
 A :class:`Target` is an immutable value object, like :class:`packaging.Tag`. Its
-:attr:`~Target.identifier` is stable (``cp311-manylinux_2_36_armv7l``,
-``cp312-musllinux_1_2_aarch64``, ``cp311-linux_armv6l``) and its :meth:`~Target.tags` are the
+:attr:`~Target.identifier` is stable and unique (``cp311-manylinux_2_36_armv7l``,
+``cp312-musllinux_1_2_aarch64``, ``cp311-glibc_2_36_armv6l``; a 32-bit ARM float ABI that is not
+the default for its architecture and C library is appended, as in
+``cp311-glibc_2_36_armv6l-hardfloat``) and its :meth:`~Target.tags` are the
 exact, ordered list of wheel tags pip running on that target accepts, produced with
 :mod:`packaging.tags` from platform lists enumerated the way :mod:`packaging` does on a real
 machine of that kind (it can only probe the host, so the enumeration is done here).
@@ -70,6 +72,35 @@ class Arch(enum.Enum):
         """(``e_machine``, ELF class) a native extension for this arch must carry."""
         return _ELF_MACHINE[self]
 
+    @property
+    def byte_order(self) -> str:
+        """``"little"`` or ``"big"``: the byte order of this arch's code (ELF ``EI_DATA``)."""
+        return "big" if self is Arch.S390X else "little"
+
+    @property
+    def is_32bit_arm(self) -> bool:
+        return self in (Arch.ARMV6L, Arch.ARMV7L)
+
+    @property
+    def arm_cpu_archs(self) -> frozenset[int]:
+        """The ARM ``Tag_CPU_arch`` values a CPU of this arch runs (empty for other archs).
+
+        armv6l is the ARM1176 of the Raspberry Pi 1 and Zero (ARMv6KZ: runs v4 to v6KZ and
+        v6K code, not Thumb-2 ``v6T2`` or anything v7); armv7l runs everything up to v7-A.
+        """
+        return _ARM_CPU_ARCHS.get(self, frozenset())
+
+    def default_float_abi(self, libc: Libc) -> FloatAbi | None:
+        """The float ABI a Linux distribution of this arch and C library uses by default:
+        hard for armv7l (Debian armhf, Alpine armv7), soft for glibc armv6l (Debian armel, what
+        Docker's linux/arm/v6 python images are), hard for musl armv6l (Alpine armhf). None
+        outside 32-bit ARM."""
+        if not self.is_32bit_arm:
+            return None
+        if self is Arch.ARMV6L and libc is Libc.GLIBC:
+            return FloatAbi.SOFT
+        return FloatAbi.HARD
+
     @classmethod
     def from_docker_platform(cls, platform: str) -> Arch:
         normalized = platform.strip().lower()
@@ -133,6 +164,23 @@ _NATIVE_ON: dict[Arch, frozenset[Arch]] = {
     Arch.X86_64: frozenset({Arch.X86_64, Arch.I686}),
     Arch.AARCH64: frozenset({Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L}),
 }
+# ARM EABI Tag_CPU_arch values (ARM IHI 0045): 0 pre-v4, 1 v4, 2 v4T, 3 v5T, 4 v5TE, 5 v5TEJ,
+# 6 v6, 7 v6KZ, 8 v6T2, 9 v6K, 10 v7; 11-13 are M profiles, 14+ v8 and later.
+_ARM_CPU_ARCH_NAMES = {
+    0: "pre-v4", 1: "v4", 2: "v4T", 3: "v5T", 4: "v5TE", 5: "v5TEJ", 6: "v6", 7: "v6KZ",
+    8: "v6T2", 9: "v6K", 10: "v7", 11: "v6-M", 12: "v6S-M", 13: "v7E-M", 14: "v8-A",
+}  # fmt: skip
+_ARM_CPU_ARCHS = {
+    Arch.ARMV6L: frozenset({0, 1, 2, 3, 4, 5, 6, 7, 9}),
+    Arch.ARMV7L: frozenset(range(11)),
+}
+
+
+def arm_cpu_arch_name(value: int) -> str:
+    """``Tag_CPU_arch`` as ARM names it: 10 -> ``v7``."""
+    return _ARM_CPU_ARCH_NAMES.get(value, f"Tag_CPU_arch {value}")
+
+
 # ELF e_machine values and class (1 = 32-bit, 2 = 64-bit).
 _ELF_MACHINE = {
     Arch.X86_64: (62, 2),
@@ -151,6 +199,29 @@ class Libc(enum.Enum):
     MUSL = "musl"
 
 
+class FloatAbi(enum.Enum):
+    """How 32-bit ARM code passes floating-point values: in VFP registers (``hard``, Debian
+    armhf, Raspberry Pi OS, Alpine armhf) or in integer registers (``soft``, Debian armel).
+    Code of one cannot be loaded into a process of the other."""
+
+    HARD = "hard"
+    SOFT = "soft"
+
+    @classmethod
+    def parse(cls, text: str) -> FloatAbi:
+        normalized = text.strip().lower().removesuffix("float").removesuffix("-").strip()
+        normalized = {"hf": "hard", "armhf": "hard", "sf": "soft", "armel": "soft"}.get(
+            normalized, normalized
+        )
+        try:
+            return cls(normalized)
+        except ValueError:
+            raise UsageError(
+                f"Cannot read {text!r} as a float ABI; use hard (Raspberry Pi OS, Debian armhf, "
+                "Alpine armhf) or soft (Debian armel, Docker's linux/arm/v6 python images)."
+            ) from None
+
+
 # The newest minor of each glibc major that packaging knows (packaging._manylinux._LAST_GLIBC_MINOR).
 _LAST_GLIBC_MINOR = {2: 50}
 _LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
@@ -162,14 +233,16 @@ DEFAULT_PYTHON = (3, 11)
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
 
 
-@dataclasses.dataclass(frozen=True, order=True)
+@dataclasses.dataclass(frozen=True)
 class Target:
-    """One platform pip runs on: CPython version, C library (family and version), architecture."""
+    """One platform pip runs on: CPython version, C library (family and version), architecture,
+    and on 32-bit ARM the float ABI (None means the default of the arch and C library)."""
 
     python: tuple[int, int]
     libc: Libc
     libc_version: tuple[int, int]
     arch: Arch
+    float_abi: FloatAbi | None = None
 
     def __post_init__(self) -> None:
         if self.python not in SUPPORTED_PYTHONS:
@@ -177,6 +250,24 @@ class Target:
                 f"Unsupported Python {format_python(self.python)}; choose from "
                 f"{', '.join(format_python(p) for p in SUPPORTED_PYTHONS)}."
             )
+        default = self.arch.default_float_abi(self.libc)
+        if self.float_abi is None:
+            object.__setattr__(self, "float_abi", default)
+        elif default is None:
+            raise UsageError(
+                f"A float ABI applies to 32-bit ARM only, not {self.arch.value}; drop "
+                "--float-abi for this platform."
+            )
+
+    def sort_key(self) -> tuple[str, tuple[int, int], str, tuple[int, int], str]:
+        """Targets in a stable order (the fields are enums, which do not compare)."""
+        return (
+            self.arch.value,
+            self.python,
+            self.libc.value,
+            self.libc_version,
+            self.float_abi.value if self.float_abi else "",
+        )
 
     # -- identity -------------------------------------------------------------------------
     @cached_property
@@ -190,6 +281,20 @@ class Target:
 
     @cached_property
     def identifier(self) -> str:
+        """Unique per target: the platform tag where it names the C library version, else
+        ``glibc_<major>_<minor>_<arch>``; a float ABI other than the default is appended."""
+        platform = self.platform_tag
+        if platform == f"linux_{self.arch.value}":
+            platform = f"glibc_{self.libc_version[0]}_{self.libc_version[1]}_{self.arch.value}"
+        if self.float_abi is not None and self.float_abi is not self.arch.default_float_abi(
+            self.libc
+        ):
+            platform += f"-{self.float_abi.value}float"
+        return f"{self.interpreter}-{platform}"
+
+    @property
+    def legacy_identifier(self) -> str:
+        """The identifier before identifiers were unique (``cp311-linux_armv6l``)."""
         return f"{self.interpreter}-{self.platform_tag}"
 
     @property
@@ -325,14 +430,22 @@ def parse_libc(text: str) -> tuple[Libc, tuple[int, int]]:
 
 
 def parse_identifier(identifier: str) -> Target:
-    """Inverse of :attr:`Target.identifier`; also takes cibuildwheel's unversioned forms."""
+    """Inverse of :attr:`Target.identifier`; also takes cibuildwheel's unversioned forms and
+    the older ``cp311-linux_armv6l`` (glibc 2.36, the default float ABI)."""
     interpreter, sep, platform = identifier.strip().partition("-")
     if not sep:
         raise _bad_identifier(identifier)
     python = parse_python(interpreter)
+    platform, _, float_suffix = platform.partition("-")
+    float_abi = None
+    if float_suffix:
+        if not float_suffix.endswith("float"):
+            raise _bad_identifier(identifier)
+        float_abi = FloatAbi.parse(float_suffix)
     for prefix, libc, default in (
         ("manylinux_", Libc.GLIBC, DEFAULT_GLIBC),
         ("musllinux_", Libc.MUSL, DEFAULT_MUSL),
+        ("glibc_", Libc.GLIBC, DEFAULT_GLIBC),
         ("linux_", Libc.GLIBC, DEFAULT_GLIBC),
     ):
         if not platform.startswith(prefix):
@@ -346,15 +459,49 @@ def parse_identifier(identifier: str) -> Target:
             arch = Arch(rest)
         except ValueError:
             raise _bad_identifier(identifier) from None
-        return Target(python, libc, version, arch)
+        return Target(python, libc, version, arch, float_abi)
     raise _bad_identifier(identifier)
+
+
+def is_legacy_identifier(identifier: str) -> bool:
+    """Whether ``identifier`` is the older form that names no C library version
+    (``cp311-linux_armv6l``): it stands for every glibc version and float ABI of its arch."""
+    _interpreter, _, platform = identifier.strip().partition("-")
+    return platform.startswith("linux_")
+
+
+def pick_targets(identifiers: Iterable[str], candidates: Sequence[Target]) -> list[Target]:
+    """The targets among ``candidates`` that ``identifiers`` name.
+
+    An identifier matches its target exactly; an older ``cp311-linux_armv6l`` matches every
+    candidate with that legacy identifier and is an error listing them if there are several.
+    """
+    picked: list[Target] = []
+    for text in identifiers:
+        wanted = parse_identifier(text)
+        if is_legacy_identifier(text):
+            matches = [t for t in candidates if t.legacy_identifier == wanted.legacy_identifier]
+        else:
+            matches = [t for t in candidates if t == wanted]
+        if len(matches) > 1:
+            raise UsageError(
+                f"Target {text!r} is ambiguous here: it names "
+                f"{', '.join(t.identifier for t in matches)}. Give one of those identifiers."
+            )
+        if not matches:
+            raise UsageError(
+                f"Target {text!r} is not one of {', '.join(t.identifier for t in candidates)}."
+            )
+        picked.append(matches[0])
+    return _unique(picked)
 
 
 def _bad_identifier(identifier: str) -> UsageError:
     return UsageError(
         f"Cannot read target identifier {identifier!r}. Identifiers look like "
-        "cp311-manylinux_2_36_armv7l, cp312-musllinux_1_2_aarch64 or cp311-linux_armv6l "
-        "(`prewheel targets` lists the ones a set of options selects)."
+        "cp311-manylinux_2_36_armv7l, cp312-musllinux_1_2_aarch64 or cp311-glibc_2_36_armv6l, "
+        "with -hardfloat or -softfloat appended for a 32-bit ARM float ABI other than the "
+        "default (`prewheel targets` lists the ones a set of options selects)."
     )
 
 
@@ -399,10 +546,15 @@ def select_targets(
     libc: str | None = None,
     image: str | None = None,
     identifiers: Sequence[str] = (),
+    float_abi: str | None = None,
 ) -> list[Target]:
-    """Build the target list from Docker-style options; identifiers, if given, win outright."""
+    """Build the target list from Docker-style options; identifiers, if given, win outright.
+
+    ``float_abi`` (hard or soft) applies to the 32-bit ARM platforms; the others ignore it.
+    """
     if identifiers:
         return _unique(parse_identifier(identifier) for identifier in identifiers)
+    abi = FloatAbi.parse(float_abi) if float_abi else None
     python_versions = [parse_python(p) for p in pythons]
     libc_family, libc_version = parse_libc(libc) if libc else (Libc.GLIBC, DEFAULT_GLIBC)
     if image and not (pythons and libc):
@@ -417,7 +569,7 @@ def select_targets(
     if not archs:
         raise UsageError("No platform selected; pass --platform linux/amd64,linux/arm64,...")
     return _unique(
-        Target(python, libc_family, libc_version, arch)
+        Target(python, libc_family, libc_version, arch, abi if arch.is_32bit_arm else None)
         for python in python_versions
         for arch in archs
     )

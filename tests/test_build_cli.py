@@ -14,6 +14,7 @@ from build_fixtures.sdists import make_sdist
 
 from builder.errors import ExitCode
 from builder.plan import Cell, Plan, PlanRow, Status, plan_to_json
+from builder.targets import parse_identifier
 from builder.wheelhouse import Wheelhouse
 
 
@@ -65,3 +66,21 @@ def test_builds_the_gaps_of_a_saved_plan(tmp_path: Path) -> None:
     assert [b["status"] for b in json.loads(result.stdout)["builds"]] == ["built"]
     [wheel] = Wheelhouse(tmp_path / "wheelhouse").wheels()
     assert wheel.name.startswith("planext-1.0-cp311-cp311-manylinux")
+
+
+def test_an_older_identifier_naming_two_plan_targets_is_ambiguous(tmp_path: Path) -> None:
+    """--target with --plan picks plan targets; cp311-linux_armv6l fits both glibc versions."""
+    rows = []
+    targets = []
+    for libc in ("2_31", "2_36"):
+        todo = gap(make_sdist(tmp_path, "armext"), "linux/arm/v6")
+        target = parse_identifier(f"cp311-glibc_{libc}_armv6l")
+        targets.append(target)
+        rows.append({target.identifier: Cell(Status.BUILD, todo.sdist)})
+    row = PlanRow(todo.requirement, {k: v for cells in rows for k, v in cells.items()})
+    (tmp_path / "plan.json").write_text(json.dumps(plan_to_json(Plan(tuple(targets), (row,)))))
+    result = prewheel("--plan", "plan.json", "--target", "cp311-linux_armv6l", cwd=tmp_path)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "ambiguous" in message
+    assert "cp311-glibc_2_31_armv6l, cp311-glibc_2_36_armv6l" in message

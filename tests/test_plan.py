@@ -19,7 +19,7 @@ OURS = "https://ours.invalid/simple/"
 AMD64 = parse_identifier("cp311-manylinux_2_36_x86_64")
 ARM64 = parse_identifier("cp311-manylinux_2_36_aarch64")
 ARMV7 = parse_identifier("cp311-manylinux_2_36_armv7l")
-ARMV6 = parse_identifier("cp311-linux_armv6l")
+ARMV6 = parse_identifier("cp311-glibc_2_36_armv6l")
 TARGETS = [AMD64, ARM64, ARMV7, ARMV6]
 
 
@@ -193,6 +193,20 @@ def test_json_round_trip_keeps_gaps_and_is_documented_shape() -> None:
     assert again.targets == tuple(targets)
     assert again.gaps() == plan.gaps()
     assert plan_to_json(again) == data
+
+
+def test_plan_written_before_unique_identifiers_still_loads() -> None:
+    """Older plans named a glibc 2.31 armv6l target cp311-linux_armv6l, with its glibc version
+    only in target_details; loading one keeps that version and its cells."""
+    armv6 = select_targets(platforms=["linux/arm/v6"], libc="glibc2.31")[0]
+    requirements = [parse_pinned("fast==1.0", None, [])]
+    plan = make_plan(requirements, [armv6], {"fast": page("fast", dist("fast-1.0.tar.gz"))})
+    text = json.dumps(plan_to_json(plan)).replace(armv6.identifier, "cp311-linux_armv6l")
+    data = json.loads(text)
+    del data["target_details"]["cp311-linux_armv6l"]["float_abi"]
+    again = plan_from_json(data)
+    assert again.targets == (armv6,)
+    assert again.gaps() == plan.gaps()
 
 
 @pytest.mark.parametrize(

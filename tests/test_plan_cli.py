@@ -67,7 +67,7 @@ def test_json_html_and_check(
         "cp311-manylinux_2_36_x86_64",
         "cp311-manylinux_2_36_aarch64",
         "cp311-manylinux_2_36_armv7l",
-        "cp311-linux_armv6l",
+        "cp311-glibc_2_36_armv6l",
     ]
     fast = data["requirements"][0]
     assert (fast["name"], fast["version"]) == ("fast", "1.0")
@@ -177,7 +177,10 @@ def test_targets_command(capsys: pytest.CaptureFixture[str]) -> None:
         == ExitCode.OK
     )
     data = json.loads(capsys.readouterr().out)
-    assert [t["identifier"] for t in data] == ["cp312-manylinux_2_36_aarch64", "cp312-linux_armv6l"]
+    assert [t["identifier"] for t in data] == [
+        "cp312-manylinux_2_36_aarch64",
+        "cp312-glibc_2_36_armv6l",
+    ]
     assert data[1]["tags"][0] == "cp312-cp312-linux_armv6l"
     assert main(["targets", "--target", "cp311-musllinux_1_2_aarch64"]) == ExitCode.OK
     assert "cp311-musllinux_1_2_aarch64" in capsys.readouterr().out
@@ -196,8 +199,8 @@ def test_example_in_plans_out_of_the_box(
     assert {"asyncpg", "pyyaml", "msgpack", "requests"} <= rows.keys()
     asyncpg = rows["asyncpg"]["cells"]
     assert asyncpg["cp311-manylinux_2_36_x86_64"]["status"] == "wheel"
-    assert asyncpg["cp311-linux_armv6l"]["status"] == "build"
-    assert rows["requests"]["cells"]["cp311-linux_armv6l"]["status"] == "pure"
+    assert asyncpg["cp311-glibc_2_36_armv6l"]["status"] == "build"
+    assert rows["requests"]["cells"]["cp311-glibc_2_36_armv6l"]["status"] == "pure"
     # pip-compile's output stays in the configured cache, one stable file per input, so a
     # rerun keeps its pins (pip-compile prefers an existing output's versions).
     [compiled] = (tmp_path / "cache" / "compiled").glob("*/example.txt")

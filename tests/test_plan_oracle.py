@@ -41,7 +41,7 @@ TARGETS = [
     "cp311-manylinux_2_36_x86_64",
     "cp311-manylinux_2_36_aarch64",
     "cp311-manylinux_2_36_armv7l",
-    "cp311-linux_armv6l",
+    "cp311-glibc_2_36_armv6l",
     "cp312-musllinux_1_2_aarch64",
     "cp39-manylinux_2_17_x86_64",  # an old glibc (manylinux2014) and an old Python
 ]

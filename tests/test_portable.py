@@ -63,7 +63,7 @@ def test_cibuildwheel_identifier_drops_the_libc_version(identifier: str, expecte
 
 def test_armv6_has_no_cibuildwheel_identifier() -> None:
     with pytest.raises(UsageError, match="--builder docker"):
-        cibw.cibuildwheel_identifier(parse_identifier("cp311-linux_armv6l"))
+        cibw.cibuildwheel_identifier(parse_identifier("cp311-glibc_2_36_armv6l"))
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_policy_libc_version() -> None:
 def test_split_portable_falls_back_to_docker_for_armv6_and_says_so() -> None:
     jobs = [
         job("cp311-manylinux_2_36_aarch64", image="python:3.11-slim-bookworm"),
-        job("cp311-linux_armv6l", image="python:3.11-slim-bookworm"),
+        job("cp311-glibc_2_36_armv6l", image="python:3.11-slim-bookworm"),
         job("cp311-manylinux_2_36_armv7l", image="python:3.11-slim-bookworm"),
     ]
     split = cibw.split_portable(jobs, override="local/ml-{arch}")
@@ -128,7 +128,7 @@ def test_split_portable_falls_back_to_docker_for_armv6_and_says_so() -> None:
         "cp311-manylinux_2_36_armv7l",
     ]
     assert [j.image for j in split.portable] == ["local/ml-aarch64", "local/ml-armv7l"]
-    assert [j.target.identifier for j in split.fallback] == ["cp311-linux_armv6l"]
+    assert [j.target.identifier for j in split.fallback] == ["cp311-glibc_2_36_armv6l"]
     assert split.fallback[0].image == "python:3.11-slim-bookworm"
     assert len(split.notices) == 1
     assert "linux/arm/v6" in split.notices[0] and "linux_armv6l" in split.notices[0]
@@ -442,7 +442,7 @@ def test_run_portable_builds_splits_between_cibuildwheel_and_docker(tmp_path: Pa
     dist = local_dist(sdist)
     jobs = [
         dataclasses.replace(job(identifier, image="python:3.11-slim-bookworm"), sdist=dist)
-        for identifier in ("cp311-manylinux_2_36_aarch64", "cp311-linux_armv6l")
+        for identifier in ("cp311-manylinux_2_36_aarch64", "cp311-glibc_2_36_armv6l")
     ]
     portable = RecordingBuilder("cibuildwheel", "manylinux_2_17_{arch}")
     fallback = RecordingBuilder("docker", "linux_{arch}")
@@ -462,7 +462,7 @@ def test_run_portable_builds_splits_between_cibuildwheel_and_docker(tmp_path: Pa
         ("cp311-manylinux_2_36_aarch64", "local/ml-aarch64")
     ]
     assert [(j.target.identifier, j.image) for j in fallback.jobs] == [
-        ("cp311-linux_armv6l", "python:3.11-slim-bookworm")
+        ("cp311-glibc_2_36_armv6l", "python:3.11-slim-bookworm")
     ]
     assert len(notices) == 1 and "linux/arm/v6" in notices[0]
     assert sorted(e.filename for e in house.entries()) == [

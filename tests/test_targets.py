@@ -9,7 +9,16 @@ import pytest
 from packaging import tags
 
 from builder.errors import UsageError
-from builder.targets import Arch, Libc, Target, parse_identifier, parse_image, select_targets
+from builder.targets import (
+    Arch,
+    FloatAbi,
+    Libc,
+    Target,
+    parse_identifier,
+    parse_image,
+    pick_targets,
+    select_targets,
+)
 
 
 def host_target() -> Target:
@@ -29,7 +38,7 @@ def test_default_targets() -> None:
         "cp311-manylinux_2_36_x86_64",
         "cp311-manylinux_2_36_aarch64",
         "cp311-manylinux_2_36_armv7l",
-        "cp311-linux_armv6l",
+        "cp311-glibc_2_36_armv6l",
     ]
 
 
@@ -38,7 +47,7 @@ def test_default_targets() -> None:
     [
         "cp311-manylinux_2_36_armv7l",
         "cp312-musllinux_1_2_aarch64",
-        "cp311-linux_armv6l",
+        "cp311-glibc_2_36_armv6l",
         "cp39-manylinux_2_17_x86_64",
         "cp314-manylinux_2_41_riscv64",
         "cp310-musllinux_1_1_s390x",
@@ -77,7 +86,7 @@ def test_tags_order_and_manylinux_expansion() -> None:
 
 
 def test_armv6_has_no_manylinux_and_musl_has_no_manylinux() -> None:
-    armv6 = parse_identifier("cp311-linux_armv6l")
+    armv6 = parse_identifier("cp311-glibc_2_36_armv6l")
     assert armv6.platforms() == ["linux_armv6l"]
     musl = parse_identifier("cp312-musllinux_1_2_aarch64")
     assert musl.platforms() == [
@@ -148,3 +157,80 @@ def test_custom_image_without_python_is_an_error() -> None:
 
     with pytest.raises(UsageError, match="--python"):
         select_targets(platforms=["linux/arm64"], image="registry.local/app-base:7")
+
+
+# --- unique identifiers and the 32-bit ARM float ABI ------------------------------------------
+
+
+def test_armv6_identifiers_name_the_glibc_version_so_they_are_unique() -> None:
+    old = select_targets(platforms=["linux/arm/v6"], libc="glibc2.31")[0]
+    new = select_targets(platforms=["linux/arm/v6"], libc="glibc2.36")[0]
+    assert (old.identifier, new.identifier) == (
+        "cp311-glibc_2_31_armv6l",
+        "cp311-glibc_2_36_armv6l",
+    )
+    assert old.platform_tag == new.platform_tag == "linux_armv6l"  # the tag cannot tell them apart
+    assert parse_identifier(old.identifier) == old
+
+
+def test_float_abi_defaults_follow_the_distributions() -> None:
+    by_platform = {
+        (t.docker_platform, t.libc): t.float_abi
+        for libc in ("glibc", "musl")
+        for t in select_targets(
+            platforms=["linux/arm/v6", "linux/arm/v7", "linux/arm64"], libc=libc
+        )
+    }
+    assert by_platform == {
+        ("linux/arm/v6", Libc.GLIBC): FloatAbi.SOFT,  # Debian armel
+        ("linux/arm/v7", Libc.GLIBC): FloatAbi.HARD,  # Debian armhf
+        ("linux/arm64", Libc.GLIBC): None,
+        ("linux/arm/v6", Libc.MUSL): FloatAbi.HARD,  # Alpine armhf
+        ("linux/arm/v7", Libc.MUSL): FloatAbi.HARD,
+        ("linux/arm64", Libc.MUSL): None,
+    }
+
+
+def test_a_non_default_float_abi_is_part_of_the_identifier_and_round_trips() -> None:
+    targets = select_targets(platforms=["linux/arm/v6", "linux/amd64"], float_abi="hard")
+    armv6, amd64 = targets
+    assert armv6.identifier == "cp311-glibc_2_36_armv6l-hardfloat"  # Raspberry Pi OS
+    assert amd64.float_abi is None  # the option applies to 32-bit ARM only
+    assert parse_identifier(armv6.identifier) == armv6
+    assert armv6 != parse_identifier("cp311-glibc_2_36_armv6l")
+    with pytest.raises(UsageError, match="32-bit ARM only"):
+        Target((3, 11), Libc.GLIBC, (2, 36), Arch.X86_64, FloatAbi.HARD)
+
+
+def test_legacy_identifier_still_reads_and_is_ambiguous_only_among_several() -> None:
+    assert parse_identifier("cp311-linux_armv6l") == parse_identifier("cp311-glibc_2_36_armv6l")
+    old, new = (
+        parse_identifier("cp311-glibc_2_31_armv6l"),
+        parse_identifier("cp311-glibc_2_36_armv6l"),
+    )
+    arm64 = parse_identifier("cp311-manylinux_2_36_aarch64")
+    assert pick_targets(["cp311-linux_armv6l"], [new, arm64]) == [new]
+    assert pick_targets(["cp311-glibc_2_31_armv6l"], [old, new]) == [old]
+    with pytest.raises(UsageError) as error:
+        pick_targets(["cp311-linux_armv6l"], [old, new, arm64])
+    assert "ambiguous" in error.value.message
+    assert "cp311-glibc_2_31_armv6l" in error.value.message
+    assert "cp311-glibc_2_36_armv6l" in error.value.message
+
+
+def test_targets_of_different_architectures_sort_by_key() -> None:
+    targets = select_targets(platforms=["linux/arm64", "linux/amd64", "linux/arm/v6"])
+    assert [t.arch.value for t in sorted(targets, key=Target.sort_key)] == [
+        "aarch64",
+        "armv6l",
+        "x86_64",
+    ]
+
+
+def test_arm_cpu_arch_ceilings() -> None:
+    assert 7 in Arch.ARMV6L.arm_cpu_archs  # v6KZ: the Pi Zero's ARM1176
+    assert 8 not in Arch.ARMV6L.arm_cpu_archs  # v6T2 (Thumb-2) is not ARMv6KZ
+    assert 10 not in Arch.ARMV6L.arm_cpu_archs and 10 in Arch.ARMV7L.arm_cpu_archs
+    assert 14 not in Arch.ARMV7L.arm_cpu_archs  # v8
+    assert Arch.X86_64.arm_cpu_archs == frozenset()
+    assert (Arch.S390X.byte_order, Arch.AARCH64.byte_order) == ("big", "little")

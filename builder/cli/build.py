@@ -28,7 +28,7 @@ from ..errors import BuildsFailedError, UsageError
 from ..files import file_sha256
 from ..plan import Gap
 from ..requirements import PinnedRequirement
-from ..targets import DEFAULT_PLATFORMS, Target, select_targets
+from ..targets import DEFAULT_PLATFORMS, Target, pick_targets, select_targets
 from ..upstream.models import DistFile
 from ..wheelhouse import Wheelhouse
 from .common import (
@@ -76,7 +76,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "inputs", nargs="*", metavar="REQUIREMENTS|SDIST", help="requirements files or sdists"
     )
-    parser.add_argument("--plan", type=Path, metavar="FILE", help="build the gaps of a plan.json")
+    parser.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="build the gaps of a plan.json (with --target, of those plan targets only)",
+    )
     parser.add_argument(
         "--wheelhouse", metavar="DIR", help=f"output and cache (default: ./{DEFAULT_WHEELHOUSE})"
     )
@@ -227,6 +232,7 @@ def _targets(config: Config) -> list[Target]:
         libc=config.get("libc"),
         image=readable_image,
         identifiers=config.get_list("target"),
+        float_abi=config.get("float-abi"),
     )
 
 
@@ -237,7 +243,7 @@ def _gaps(
     requirements = [Path(i) for i in inputs if not i.endswith((".tar.gz", ".zip"))]
     gaps = [gap for path in sdists for gap in _sdist_gaps(path, targets)]
     if plan_file is not None:
-        gaps += _plan_gaps_from_json(plan_file)
+        gaps += _plan_gaps_from_json(plan_file, config.get_list("target"))
     if requirements:
         gaps += _plan_gaps(requirements, targets, config)
     if not (sdists or requirements or plan_file):
@@ -273,8 +279,13 @@ def _plan_gaps(requirements: list[Path], targets: list[Target], config: Config) 
     return list(result.gaps())
 
 
-def _plan_gaps_from_json(path: Path) -> list[Gap]:
-    return list(load_plan(path, unreadable="Cannot read plan {path}: {exc}.").gaps())
+def _plan_gaps_from_json(path: Path, identifiers: Sequence[str]) -> list[Gap]:
+    """The plan's gaps; with --target, those of the named plan targets only."""
+    plan = load_plan(path, unreadable="Cannot read plan {path}: {exc}.")
+    if not identifiers:
+        return list(plan.gaps())
+    chosen = set(pick_targets(identifiers, plan.targets))
+    return [gap for gap in plan.gaps() if gap.target in chosen]
 
 
 def _builder(config: Config, jobs: list[BuildJob]) -> Builder:

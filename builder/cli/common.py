@@ -70,6 +70,12 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         "(default: glibc2.36, Debian bookworm)",
     )
     group.add_argument(
+        "--float-abi",
+        choices=["hard", "soft"],
+        help="32-bit ARM float ABI of the images (default: soft for glibc linux/arm/v6, as "
+        "Debian armel; hard otherwise, as Debian armhf, Raspberry Pi OS and Alpine)",
+    )
+    group.add_argument(
         "--image",
         metavar="IMAGE",
         help="base image, e.g. python:3.11-slim-bookworm; fixes Python and libc",
@@ -77,7 +83,8 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--target",
         metavar="IDS",
-        help="target identifiers, comma-separated (cp311-manylinux_2_36_armv7l); overrides the above",
+        help="target identifiers, comma-separated (cp311-manylinux_2_36_armv7l, "
+        "cp311-glibc_2_36_armv6l); overrides the above",
     )
 
 
@@ -119,6 +126,7 @@ TARGET_KEYS = {
     "platform": "platform",
     "python": "python",
     "libc": "libc",
+    "float-abi": "float_abi",
     "image": "image",
     "target": "target",
 }
@@ -133,6 +141,7 @@ def targets_from_config(config: Config) -> list[Any]:
         libc=config.get("libc"),
         image=config.get("image"),
         identifiers=config.get_list("target"),
+        float_abi=config.get("float-abi"),
     )
 
 

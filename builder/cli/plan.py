@@ -156,6 +156,7 @@ def run_targets(args: argparse.Namespace) -> int:
                 "python": t.python_version,
                 "libc": t.libc.value,
                 "libc_version": f"{t.libc_version[0]}.{t.libc_version[1]}",
+                "float_abi": t.float_abi.value if t.float_abi else None,
                 "tags": [str(tag) for tag in t.tags()],
             }
             for t in targets
