@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from packaging.version import Version
 
 from builder.errors import RequirementsError
@@ -126,3 +131,51 @@ def test_pylock(tmp_path: Path) -> None:
     assert requirement.hashes == {
         "sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"
     }
+
+
+def _declared_floor(project: str) -> str:
+    """The lowest version of ``project`` prewheel's pyproject.toml allows."""
+    data = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    for line in data["project"]["dependencies"]:
+        requirement = Requirement(line)
+        if requirement.name == project:
+            [floor] = [s.version for s in requirement.specifier if s.operator == ">="]
+            return floor
+    raise AssertionError(f"{project} is not a dependency")
+
+
+@pytest.mark.network
+def test_pylock_reads_with_the_lowest_packaging_allowed(tmp_path: Path) -> None:
+    """The declared floor of packaging has every API prewheel uses (packaging.pylock)."""
+    floor = _declared_floor("packaging")
+    old = tmp_path / "old-packaging"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(old),
+         f"packaging=={floor}"],
+        check=True, timeout=300,
+    )  # fmt: skip
+    lock = write(
+        tmp_path / "pylock.toml",
+        """\
+        lock-version = "1.0"
+        created-by = "test"
+        [[packages]]
+        name = "six"
+        version = "1.16.0"
+        [[packages.wheels]]
+        url = "https://x.invalid/six-1.16.0-py2.py3-none-any.whl"
+        hashes = {sha256 = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"}
+        """,
+    )
+    script = (
+        "import packaging, sys; from pathlib import Path; "
+        "from builder.requirements import read_requirements; "
+        "print(packaging.__version__, *read_requirements([Path(sys.argv[1])]).requirements)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(lock)],
+        env={**os.environ, "PYTHONPATH": str(old)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [floor, "six==1.16.0"]

@@ -93,8 +93,8 @@ def _load_htpasswd(path: Path) -> Any:
         from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]  # noqa: PLC0415
     except ImportError as exc:
         raise UsageError(
-            "--htpasswd needs the passlib package (pip install passlib); or use "
-            "--token-file instead."
+            "--htpasswd needs the libpass package (pip install libpass, the maintained fork "
+            "of passlib); or use --token-file instead."
         ) from exc
     try:
         return HtpasswdFile(str(path))
