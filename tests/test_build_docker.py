@@ -183,3 +183,41 @@ def test_system_packages_from_the_packages_table_are_installed_before_the_build(
     assert "yaml.h" in "\n".join(outcomes["plain"].tail)
     assert outcomes["with-libyaml"].status is Status.BUILT, outcomes["with-libyaml"].error
     assert len(Wheelhouse(tmp_path / "with-libyaml").wheels()) == 1
+
+
+def _docker_context(config: Path, name: str, host: str) -> dict[str, str]:
+    """A Docker CLI configuration whose current context is ``name`` at ``host``, made with the
+    docker CLI as a user would; the environment selects it without DOCKER_HOST."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DOCKER_HOST", "DOCKER_CONTEXT"}}
+    env["DOCKER_CONFIG"] = str(config)
+    for argv in (
+        ["docker", "context", "create", name, "--docker", f"host={host}"],
+        ["docker", "context", "use", name],
+    ):
+        subprocess.run(argv, env=env, check=True, capture_output=True, timeout=60)
+    return env
+
+
+def test_the_docker_cli_context_selects_the_daemon(tmp_path: Path) -> None:
+    """Without DOCKER_HOST, prewheel talks to the daemon of the current Docker context (Docker
+    Desktop, colima and remote builders are set up that way), as the docker CLI does."""
+    sdist = make_sdist(tmp_path, "ctxext")
+    nowhere = _docker_context(tmp_path / "nowhere", "nowhere", f"unix://{tmp_path}/none.sock")
+    refused = subprocess.run(
+        [sys.executable, "-m", "builder", "build", sdist, *AMD64, "--image", TEST_IMAGE],
+        cwd=tmp_path, env={**nowhere, "CI": "1"}, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == ExitCode.ENVIRONMENT, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert f"unix://{tmp_path}/none.sock (Docker context nowhere)" in message
+    alias = tmp_path / "alias.sock"
+    alias.symlink_to("/var/run/docker.sock")
+    aliased = _docker_context(tmp_path / "aliased", "aliased", f"unix://{alias}")
+    built = subprocess.run(
+        [sys.executable, "-m", "builder", "build", sdist, *AMD64, "--image", TEST_IMAGE, "--json"],
+        cwd=tmp_path, env={**aliased, "CI": "1"}, capture_output=True, text=True, timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert [b["status"] for b in json.loads(built.stdout)["builds"]] == ["built"]

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import docker
+import docker.context
 import docker.errors
 from docker.types import Mount
 from docker.utils.socket import frames_iter
@@ -44,8 +45,9 @@ class CallResult:
 
 
 def connect(base_url: str | None = None, *, timeout: float = 120.0) -> docker.DockerClient:
-    """A client for ``base_url`` (or DOCKER_HOST / the default socket), checked with a ping."""
-    where = base_url or os.environ.get("DOCKER_HOST") or "the default socket"
+    """A client for ``base_url`` (else DOCKER_HOST, else the Docker CLI's current context, as
+    ``docker`` itself chooses), checked with a ping."""
+    where = base_url or os.environ.get("DOCKER_HOST") or _current_context()
     try:
         client = (
             docker.DockerClient(base_url=base_url, timeout=int(timeout))
@@ -60,6 +62,17 @@ def connect(base_url: str | None = None, *, timeout: float = 120.0) -> docker.Do
             "host-native targets without Docker using --builder local."
         ) from None
     return client
+
+
+def _current_context() -> str:
+    """The Docker CLI context docker-py falls back to (DOCKER_CONTEXT, then the config's)."""
+    try:
+        context = docker.context.ContextAPI.get_current_context()
+    except (docker.errors.DockerException, OSError, ValueError):
+        return "the default socket"
+    if context is None:
+        return "the default socket"
+    return f"{context.Host} (Docker context {context.Name})"
 
 
 def owner_label() -> str:
