@@ -1,4 +1,11 @@
-"""An overall deadline for HTTP requests, and one mapping of httpx's errors to prewheel's.
+"""prewheel's one HTTP policy: the client, retries, overall deadlines and error mapping.
+
+:func:`make_client` is the only place an :class:`httpx.Client` is configured: the host's CA
+bundle, proxies from the environment (``HTTPS_PROXY``/``NO_PROXY``, as pip honours them),
+redirects followed, per-operation timeouts and the overall deadlines below. :func:`get` and
+:func:`download` are the only retry loops: connection errors, 5xx and 429 are retried with
+exponential backoff, waiting at least what ``Retry-After`` asks (at most a minute), all within
+one overall deadline.
 
 httpx's timeouts apply to each network operation: a server that trickles one byte every few
 seconds never trips a 30 s read timeout, and a download or page fetch never ends.
@@ -15,15 +22,24 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
+import email.utils
+import hashlib
 import ssl
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, Any
 
 import httpcore
 import httpx
 
 from .errors import IndexMalformedError, IndexUnreachableError, PrewheelError, UsageError
+from .hostenv import ssl_context
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+USER_AGENT = "prewheel"
+_CHUNK = 1 << 16
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "prewheel_http_deadline", default=None
@@ -140,6 +156,8 @@ def error_for(url: str, exc: Exception, *, what: str = "the index") -> PrewheelE
             f"{url} redirects in a loop or too often ({exc}); check the URL of {what} and any "
             "proxy in between."
         )
+    if isinstance(exc, httpx.HTTPStatusError):
+        return _status_error(url, exc.response.status_code, what)
     if deadline_passed() or isinstance(exc, httpx.TimeoutException):
         return IndexUnreachableError(
             f"{url} did not answer in time ({name}: {exc}); {what} is too slow or stalled. "
@@ -149,3 +167,151 @@ def error_for(url: str, exc: Exception, *, what: str = "the index") -> PrewheelE
         f"cannot fetch {url} ({name}: {exc}); check your network, proxy and CA bundle "
         "(PREWHEEL_CA_BUNDLE), or retry later."
     )
+
+
+def _status_error(url: str, status: int, what: str) -> PrewheelError:
+    if status in (401, 403):
+        return UsageError(
+            f"{url} refused access (HTTP {status}); give {what} credentials (in the index URL, "
+            "netrc, or the tool's own settings) or check them."
+        )
+    return IndexUnreachableError(
+        f"{url} answered HTTP {status}; {what} lists a file it does not serve, or a proxy in "
+        "between refuses it. Check the index, then retry."
+    )
+
+
+def make_client(
+    *,
+    timeout: float = 30.0,
+    connect_timeout: float = 10.0,
+    auth: tuple[str, str] | None = None,
+    verify: ssl.SSLContext | str | bool | None = None,
+    concurrency: int = 16,
+) -> httpx.Client:
+    """An HTTP client with prewheel's policy (see the module docstring); ``verify`` None means
+    the host's CA bundle (``PREWHEEL_CA_BUNDLE``, pip's ``cert``, ``SSL_CERT_FILE``...)."""
+    client = httpx.Client(
+        verify=ssl_context() if verify is None else verify,
+        trust_env=True,
+        auth=auth,
+        timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+        follow_redirects=True,
+        headers={"User-Agent": USER_AGENT},
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+    )
+    return with_deadlines(client)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long one request may be tried: ``attempts`` tries, ``backoff`` *
+    2**n seconds apart (or what Retry-After asks, if longer), all within ``deadline`` s."""
+
+    attempts: int = 4
+    backoff: float = 0.5
+    deadline: float = 120.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds a 429/503 answer asks to wait (delta or HTTP date), at most a minute; 0 if none."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return 0.0
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(max(0.0, moment.timestamp() - time.time()), MAX_RETRY_AFTER)
+
+
+class _Retry(Exception):
+    """One failed try worth repeating, with the pause the server asked for."""
+
+    def __init__(self, problem: str, pause: float = 0.0) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.pause = pause
+
+
+def _with_retries(
+    doing: str, url: str, policy: RetryPolicy, what: str, hint: str, attempt: Callable[[], Any]
+) -> Any:
+    """Run ``attempt`` until it returns, under ``policy``; map failures to prewheel's errors."""
+    ends = time.monotonic() + policy.deadline
+    problem = ""
+    tries = 0
+    with deadline(ends):
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except _Retry as failed:
+                problem = failed.problem
+                pause = max(policy.backoff * 2 ** (tries - 1), failed.pause)
+            except httpx.TransportError as exc:
+                if deadline_passed():
+                    raise error_for(url, exc, what=what) from None
+                problem, pause = f"{type(exc).__name__}: {exc}", policy.backoff * 2 ** (tries - 1)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise error_for(url, exc, what=what) from None
+            if tries >= max(1, policy.attempts) or time.monotonic() + pause >= ends:
+                break
+            policy.sleep(pause)
+    raise IndexUnreachableError(
+        f"Cannot {doing} {url}: failed {tries} times ({problem}); {what} is unreachable or "
+        "failing. Check your network, proxy and CA bundle (PREWHEEL_CA_BUNDLE), or retry "
+        "later." + hint
+    )
+
+
+def get(
+    client: httpx.Client,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    policy: RetryPolicy = RetryPolicy(),
+    what: str = "the index",
+    hint: str = "",
+) -> httpx.Response:
+    """GET ``url`` under ``policy``; any answer but 5xx and 429 is returned (404 included).
+    ``hint`` is appended to the error when every try failed."""
+
+    def attempt() -> httpx.Response:
+        response = client.get(url, headers=dict(headers or {}))
+        if response.status_code in RETRY_STATUSES:
+            raise _Retry(f"HTTP {response.status_code}", retry_after(response))
+        return response
+
+    return _with_retries("fetch", url, policy, what, hint, attempt)  # type: ignore[no-any-return]
+
+
+def download(
+    client: httpx.Client,
+    url: str,
+    open_destination: Callable[[], IO[bytes]],
+    *,
+    policy: RetryPolicy = RetryPolicy(attempts=3, deadline=1800.0),
+    what: str = "the index",
+) -> str:
+    """Stream ``url`` into a fresh ``open_destination()`` per try; its sha256 hex digest.
+
+    A 4xx answer fails at once (mapped by :func:`error_for`); the caller owns the
+    destination's name and cleanup."""
+
+    def attempt() -> str:
+        digest = hashlib.sha256()
+        with client.stream("GET", url) as response:
+            if response.status_code in RETRY_STATUSES:
+                raise _Retry(f"HTTP {response.status_code}", retry_after(response))
+            response.raise_for_status()
+            with open_destination() as stream:
+                for chunk in response.iter_bytes(_CHUNK):
+                    digest.update(chunk)
+                    stream.write(chunk)
+        return digest.hexdigest()
+
+    return _with_retries("download", url, policy, what, "", attempt)  # type: ignore[no-any-return]

@@ -17,12 +17,14 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from ..errors import IndexUnreachableError, IntegrityError
+from .. import fetch
+from ..errors import IntegrityError
 from ..files import file_sha256
-from ..hostenv import ssl_context, user_cache
+from ..hostenv import user_cache
 from ..upstream.models import DistFile
 
 _CHUNK = 1 << 16
+_POLICY = fetch.RetryPolicy(attempts=3, deadline=1800.0)  # per sdist, retries included
 
 
 def default_cache_dir() -> Path:
@@ -30,8 +32,9 @@ def default_cache_dir() -> Path:
 
 
 def make_client(timeout: float = 60.0) -> httpx.Client:
-    transport = httpx.HTTPTransport(retries=3, verify=ssl_context())
-    return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=True)
+    """The client sdist downloads use: prewheel's HTTP policy (:func:`builder.fetch.make_client`:
+    proxies and CA bundle from the host)."""
+    return fetch.make_client(timeout=timeout)
 
 
 class SdistFetcher:
@@ -47,13 +50,8 @@ class SdistFetcher:
         if final.is_file() and file_sha256(final) == expected:
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        with _temp_file(final.parent) as (handle, temp):
-            digest = hashlib.sha256()
-            for chunk in self._chunks(dist.url):
-                digest.update(chunk)
-                handle.write(chunk)
-            handle.close()
-            actual = digest.hexdigest()
+        with _temp_file(final.parent) as temp:
+            actual = self._download(dist.url, temp)
             if actual != expected:
                 raise IntegrityError(
                     f"{dist.filename} from {dist.url} has sha256 {actual}, but the index "
@@ -63,35 +61,39 @@ class SdistFetcher:
             temp.replace(final)
         return final
 
-    def _chunks(self, url: str) -> Iterator[bytes]:
+    def _download(self, url: str, destination: Path) -> str:
+        """Write ``url`` to ``destination``; its sha256 hex digest."""
         parts = urlsplit(url)
         if parts.scheme == "file":
-            with Path(unquote(parts.path)).open("rb") as source:
-                while chunk := source.read(_CHUNK):
-                    yield chunk
-            return
+            return _copy(Path(unquote(parts.path)), destination)
         client = self._client or make_client()
         try:
-            with client.stream("GET", url) as response:
-                response.raise_for_status()
-                yield from response.iter_bytes(_CHUNK)
-        except httpx.HTTPError as exc:
-            raise IndexUnreachableError(
-                f"Cannot download {url}: {exc}. Check the network and the index, then retry."
-            ) from exc
+            return fetch.download(
+                client, url, lambda: destination.open("wb"), policy=_POLICY, what="the index"
+            )
         finally:
             if self._client is None:
                 client.close()
 
 
+def _copy(source: Path, destination: Path) -> str:
+    digest = hashlib.sha256()
+    with source.open("rb") as reader, destination.open("wb") as writer:
+        while chunk := reader.read(_CHUNK):
+            digest.update(chunk)
+            writer.write(chunk)
+    return digest.hexdigest()
+
+
 @contextmanager
-def _temp_file(directory: Path) -> Iterator[tuple[tempfile._TemporaryFileWrapper[bytes], Path]]:
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed and renamed by the caller
+def _temp_file(directory: Path) -> Iterator[Path]:
+    """A fresh temporary file name in ``directory``, removed unless renamed away."""
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - only its name is used
         dir=directory, prefix=f".tmp-{os.getpid()}-", delete=False
     )
+    handle.close()
     temp = Path(handle.name)
     try:
-        yield handle, temp
+        yield temp
     finally:
-        handle.close()
         temp.unlink(missing_ok=True)

@@ -13,24 +13,18 @@ install, offline.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-
-from ..errors import IndexUnreachableError, IntegrityError, PublishConflictError
-from ..fetch import deadline, deadline_passed, error_for, with_deadlines
-from ..hostenv import ssl_context
+from ..errors import IntegrityError, PublishConflictError
+from ..fetch import RetryPolicy, download, make_client
 from ..plan import Plan, Status
 from ..upstream.models import DistFile
 from .static import Origin, StaticIndex
 from .wheelinfo import inspect_wheel, wheel_key
 
 _MIRRORED = (Status.WHEEL, Status.PURE)
-_CHUNK = 1 << 20
 _RETRIES = 3
 DOWNLOAD_DEADLINE = 1800.0  # seconds for one file, retries included
 
@@ -58,45 +52,25 @@ class Downloader(Protocol):
 
 
 class HttpDownloader:
-    """Streams files with httpx, trusting the host's CA bundle, retrying transport errors;
-    each download, retries included, must end within ``deadline`` seconds."""
+    """Streams files with prewheel's HTTP policy (:mod:`builder.fetch`): proxies and CA bundle
+    from the host, transport errors, 5xx and 429 retried; each download, retries included, must
+    end within ``deadline`` seconds."""
 
     def __init__(self, timeout: float = 60.0, deadline: float = DOWNLOAD_DEADLINE) -> None:
-        self.deadline = deadline
-        self._client = with_deadlines(
-            httpx.Client(
-                timeout=httpx.Timeout(timeout, connect=10.0),
-                verify=ssl_context(),
-                follow_redirects=True,
-            )
-        )
+        self.policy = RetryPolicy(attempts=_RETRIES, deadline=deadline)
+        self._client = make_client(timeout=timeout)
 
     def close(self) -> None:
         self._client.close()
 
     def download(self, file: DistFile, destination: Path) -> str:
-        last: Exception | None = None
-        with deadline(time.monotonic() + self.deadline):
-            for _ in range(_RETRIES):
-                try:
-                    return self._download_once(file.url, destination)
-                except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                    if deadline_passed():
-                        raise error_for(file.url, exc, what="the upstream index") from None
-                    last = exc
-                except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                    raise error_for(file.url, exc, what="the upstream index") from None
-        raise IndexUnreachableError(f"cannot download {file.url}: {last}")
-
-    def _download_once(self, url: str, destination: Path) -> str:
-        digest = hashlib.sha256()
-        with self._client.stream("GET", url) as response:
-            response.raise_for_status()
-            with destination.open("wb") as stream:
-                for chunk in response.iter_bytes(_CHUNK):
-                    digest.update(chunk)
-                    stream.write(chunk)
-        return digest.hexdigest()
+        return download(
+            self._client,
+            file.url,
+            lambda: destination.open("wb"),
+            policy=self.policy,
+            what="the upstream index",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

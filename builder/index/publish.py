@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -30,16 +29,13 @@ from ..errors import (
     PublishConflictError,
     UsageError,
 )
-from ..fetch import deadline, deadline_passed, error_for, with_deadlines
+from ..fetch import RetryPolicy, get, make_client
 from ..files import file_sha256
-from ..upstream.client import retry_after
 
 if TYPE_CHECKING:
     from twine.settings import Settings
 
-_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-_RETRIES = 3
-_DEADLINE = 120.0  # seconds for one page or file, retries included
+_POLICY = RetryPolicy(attempts=3, backoff=1.0, deadline=120.0)  # per page or file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,49 +120,28 @@ def simple_url_for(repository_url: str) -> str:
 
 
 class SimpleIndexReader:
-    """Reads PEP 691/503 project pages with httpx (retries on connection errors and 5xx)."""
+    """Reads PEP 691/503 project pages with prewheel's HTTP policy (:mod:`builder.fetch`)."""
 
     def __init__(
         self,
         simple_url: str,
         auth: tuple[str, str] | None = None,
-        verify: str | bool = True,
+        verify: str | bool | None = None,
     ) -> None:
         self.simple_url = simple_url if simple_url.endswith("/") else simple_url + "/"
-        self._client = with_deadlines(
-            httpx.Client(timeout=_TIMEOUT, auth=auth, verify=verify, follow_redirects=True)
-        )
+        self._client = make_client(auth=auth, verify=verify)
 
     def close(self) -> None:
         self._client.close()
 
     def _get(self, url: str, accept: str) -> httpx.Response:
-        ends = time.monotonic() + _DEADLINE
-        last: Exception | None = None
-        pause = 0.0
-        with deadline(ends):
-            for _ in range(_RETRIES):
-                if time.monotonic() + pause >= ends:
-                    break
-                time.sleep(pause)
-                try:
-                    response = self._client.get(url, headers={"Accept": accept})
-                except httpx.TransportError as exc:
-                    if deadline_passed():
-                        raise error_for(url, exc, what="the destination index") from None
-                    last, pause = exc, 1.0
-                    continue
-                except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                    raise error_for(url, exc, what="the destination index") from None
-                if response.status_code < 500 and response.status_code != 429:
-                    return response
-                last = httpx.HTTPStatusError(
-                    f"{response.status_code}", request=response.request, response=response
-                )
-                pause = max(1.0, retry_after(response))
-        raise IndexUnreachableError(
-            f"cannot read {url} ({last}); check the index URL (--simple-url) and that the "
-            "server is up."
+        return get(
+            self._client,
+            url,
+            headers={"Accept": accept},
+            policy=_POLICY,
+            what="the destination index",
+            hint=" Check the index URL (--simple-url) and that the server is up.",
         )
 
     def project_files(self, project: NormalizedName) -> Mapping[str, RemoteFile]:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,8 +28,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..errors import IndexMalformedError, IndexUnreachableError
-from ..fetch import deadline, deadline_passed, error_for, with_deadlines
-from ..hostenv import pip_setting, ssl_context, user_cache
+from ..fetch import RetryPolicy, get, make_client
+from ..hostenv import pip_setting, user_cache
 from .cache import CachedResponse, HttpCache
 from .models import DistFile, ProjectPage, dist_file_from_dict, dist_file_to_dict
 
@@ -40,13 +39,11 @@ ACCEPT = (
 )
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_ATTEMPTS = 4
 DEFAULT_BACKOFF = 0.5
 DEFAULT_CONCURRENCY = 16
 DEFAULT_DEADLINE = 120.0  # seconds for one page, all attempts and backoff included
-MAX_RETRY_AFTER = 60.0
 # Freshness of a page whose answer has no Cache-Control (TLS-inspecting proxies often strip
 # it): PyPI itself serves simple pages with max-age=600.
 DEFAULT_TTL = 600.0
@@ -70,19 +67,9 @@ def default_cache_dir() -> Path:
 def make_http_client(
     *, timeout: float = DEFAULT_TIMEOUT, concurrency: int = DEFAULT_CONCURRENCY
 ) -> httpx.Client:
-    """An HTTP client for index requests: host CA bundle, proxies from the environment
-    (``HTTPS_PROXY``/``NO_PROXY``, as pip honours them), redirects followed. Retries and
-    backoff live in :func:`fetch_projects`, which treats connection errors and 5xx alike;
-    the client honours :func:`builder.fetch.deadline`."""
-    client = httpx.Client(
-        verify=ssl_context(),
-        trust_env=True,
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=True,
-        headers={"User-Agent": "prewheel"},
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-    )
-    return with_deadlines(client)
+    """The client for index pages: :func:`builder.fetch.make_client` sized for ``concurrency``
+    parallel requests. Retries and backoff live in :func:`fetch_projects`."""
+    return make_client(timeout=timeout, concurrency=concurrency)
 
 
 def project_url(index_url: str, name: str) -> str:
@@ -269,51 +256,14 @@ class _Fetcher:
         return fresh
 
     def _request(self, url: str, headers: Mapping[str, str]) -> httpx.Response:
-        ends = time.monotonic() + self.deadline
-        with deadline(ends):
-            return self._attempts(url, headers, ends)
-
-    def _attempts(self, url: str, headers: Mapping[str, str], ends: float) -> httpx.Response:
-        problem = ""
-        pause = 0.0
-        for attempt in range(self.attempts):
-            if attempt:
-                if time.monotonic() + pause >= ends:
-                    break
-                self.sleep(pause)
-            pause = self.backoff * 2**attempt
-            try:
-                response = self.client.get(url, headers=dict(headers))
-            except httpx.TransportError as exc:
-                if deadline_passed():
-                    raise error_for(url, exc) from None
-                problem = f"{type(exc).__name__}: {exc}"
-                continue
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise error_for(url, exc) from None
-            if response.status_code not in RETRY_STATUSES:
-                return response
-            problem = f"HTTP {response.status_code}"
-            pause = max(pause, retry_after(response))
-        raise IndexUnreachableError(
-            f"Index request {url} failed {self.attempts} times ({problem}). The index is "
-            "unreachable or failing; check your network, proxy and CA bundle (PREWHEEL_CA_BUNDLE), "
-            "or retry later. prewheel never reports an unreachable index as 'no wheel'."
+        policy = RetryPolicy(self.attempts, self.backoff, self.deadline, self.sleep)
+        return get(
+            self.client,
+            url,
+            headers=headers,
+            policy=policy,
+            hint=" prewheel never reports an unreachable index as 'no wheel'.",
         )
-
-
-def retry_after(response: httpx.Response) -> float:
-    """Seconds a 429/503 answer asks to wait (delta or HTTP date), at most a minute; 0 if none."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return 0.0
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return min(max(0.0, moment.timestamp() - time.time()), MAX_RETRY_AFTER)
 
 
 def parse_project_page(
