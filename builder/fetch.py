@@ -238,7 +238,7 @@ class _Retry(Exception):
 
 
 def _with_retries(
-    doing: str, url: str, policy: RetryPolicy, what: str, hint: str, attempt: Callable[[], Any]
+    attempt: Callable[[], Any], *, doing: str, url: str, policy: RetryPolicy, what: str, hint: str
 ) -> Any:
     """Run ``attempt`` until it returns, under ``policy``; map failures to prewheel's errors."""
     ends = time.monotonic() + policy.deadline
@@ -286,7 +286,7 @@ def get(
             raise _Retry(f"HTTP {response.status_code}", retry_after(response))
         return response
 
-    return _with_retries("fetch", url, policy, what, hint, attempt)  # type: ignore[no-any-return]
+    return _with_retries(attempt, doing="fetch", url=url, policy=policy, what=what, hint=hint)  # type: ignore[no-any-return]
 
 
 def download(
@@ -314,4 +314,4 @@ def download(
                     stream.write(chunk)
         return digest.hexdigest()
 
-    return _with_retries("download", url, policy, what, "", attempt)  # type: ignore[no-any-return]
+    return _with_retries(attempt, doing="download", url=url, policy=policy, what=what, hint="")  # type: ignore[no-any-return]

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,9 +21,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from . import cmd
 from .errors import RequirementsError
 from .hostenv import user_cache
 
+COMPILE_TIMEOUT = 1800.0  # seconds for one pip-compile run
 COMPILE_HINT = (
     "Pin every requirement to one exact version, e.g. by compiling your .in file with pip-tools "
     "(`pip-compile requirements.in`) or by passing the .in file to prewheel, which compiles it."
@@ -498,13 +498,19 @@ class PipToolsCompiler(Compiler):
             *self.extra_args,
             str(path),
         ]
-        env = {**os.environ, "CUSTOM_COMPILE_COMMAND": f"prewheel (pip-compile {path.name})"}
-        result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()[-15:]
+        env = {"CUSTOM_COMPILE_COMMAND": f"prewheel (pip-compile {path.name})"}
+        result = cmd.run(command, timeout=COMPILE_TIMEOUT, environment=env)
+        if result.timed_out:
+            raise RequirementsError(
+                f"pip-compile did not finish resolving {path} in {COMPILE_TIMEOUT:.0f} s; the "
+                "index is too slow or the resolution backtracks without end. Pin the packages "
+                "it backtracks on in the .in file, or pass a pinned requirements file.\n"
+                + result.tail()
+            )
+        if result.exit_code != 0:
             raise RequirementsError(
                 f"pip-compile could not resolve {path}:\n"
-                + "\n".join(detail)
+                + result.tail()
                 + "\nFix the conflicting or misspelled requirement in the .in file, or pass an "
                 "already pinned requirements file instead."
             )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import socket
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +27,11 @@ from index_fixtures import (
 )
 from packaging.utils import NormalizedName
 
-from builder.errors import PublishConflictError
+from builder.errors import IndexUnreachableError, PublishConflictError
 from builder.index.publish import (
     LocalWheel,
     RemoteFile,
+    TwineUploader,
     plan_publish,
     publish,
     simple_url_for,
@@ -308,3 +311,34 @@ def test_publish_reads_a_private_index_with_the_pypirc_credentials(
     second = _publish(tmp_path, tmp_path / "wh", "--repository", "private", env=no_env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "0 uploaded, 1 already there" in second.stdout
+
+
+def test_twine_command_line_failures_map_to_prewheel_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads run `twine upload` itself; a conflict it meets (another publisher won the race
+    after the pre-check) and a stalled index each end as their documented error."""
+    token = tmp_path / "token"
+    token.write_text("serve-token-abc\n")
+    first = make_wheel(tmp_path / "a", "raced", "1.0")
+    second = make_wheel(tmp_path / "b", "raced", "1.0", extra_members={"raced/x.py": b""})
+    monkeypatch.setenv("TWINE_USERNAME", "__token__")
+    monkeypatch.setenv("TWINE_PASSWORD", "serve-token-abc")
+    log = tmp_path / "serve.log"
+    with serving_prewheel(tmp_path / "tree", "--token-file", str(token), log=log) as url:
+        uploader = TwineUploader(repository_url=url, config_file=str(tmp_path / "none"))
+        uploader.upload([first])
+        with pytest.raises(PublishConflictError, match="409"):
+            uploader.upload([second])
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        stalled = TwineUploader(
+            repository_url=f"http://127.0.0.1:{silent.getsockname()[1]}/",
+            config_file=str(tmp_path / "none"),
+            timeout=5,
+        )
+        started = time.monotonic()
+        with pytest.raises(IndexUnreachableError, match="did not finish in 5 s"):
+            stalled.upload([first])
+    assert time.monotonic() - started < 60

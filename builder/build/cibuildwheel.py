@@ -19,10 +19,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import dataclasses
-import os
 import shlex
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +33,7 @@ from typing import IO, Any, Protocol
 import docker
 import docker.errors
 
+from .. import cmd
 from ..errors import HostEnvironmentError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
 from ..targets import Arch, Libc, Target
@@ -343,7 +341,8 @@ class ProcessRunner(Protocol):
 
 
 class SubprocessRunner:
-    """Runs a command in its own process group, killed as a whole on timeout."""
+    """Runs a command in its own process group, killed as a whole on timeout
+    (:func:`builder.cmd.run`)."""
 
     def run(
         self,
@@ -354,26 +353,7 @@ class SubprocessRunner:
         log: IO[bytes],
         timeout: float,
     ) -> int | None:
-        with subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env={**os.environ, **environment},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        ) as process:
-            try:
-                return process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                return None
-            except BaseException:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                raise
+        return cmd.run(argv, timeout=timeout, environment=environment, cwd=cwd, log=log).exit_code
 
 
 class CibuildwheelBuilder:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -22,10 +24,12 @@ import httpx
 from packaging.utils import NormalizedName, parse_wheel_filename
 from pypi_simple import ACCEPT_JSON_PREFERRED, ProjectPage
 
+from .. import cmd
 from ..errors import (
     IndexBusyError,
     IndexMalformedError,
     IndexUnreachableError,
+    PrewheelError,
     PublishConflictError,
     UsageError,
 )
@@ -36,6 +40,9 @@ if TYPE_CHECKING:
     from twine.settings import Settings
 
 _POLICY = RetryPolicy(attempts=3, backoff=1.0, deadline=120.0)  # per page or file
+UPLOAD_TIMEOUT = 3600.0  # seconds for one twine upload of a whole batch
+# How twine's command line reports an HTTP failure: "HTTPError: 409 Conflict from <url>".
+_TWINE_HTTP_ERROR = re.compile(r"HTTPError: (\d{3}) ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +199,7 @@ class TwineUploader:
     repository_name: str = "pypi"
     config_file: str = "~/.pypirc"
     cacert: str | None = None
+    timeout: float = UPLOAD_TIMEOUT
 
     def settings(self) -> Settings:
         """twine's settings, resolved exactly as the ``twine upload`` command line does
@@ -202,6 +210,13 @@ class TwineUploader:
 
         parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
         Settings.register_argparse_arguments(parser)
+        try:
+            return Settings.from_argparse(parser.parse_args(self._options()))
+        except Exception as exc:  # twine raises its own and configparser errors
+            raise UsageError(f"twine cannot use this repository configuration: {exc}") from exc
+
+    def _options(self) -> list[str]:
+        """The ``twine upload`` options this uploader stands for."""
         argv = ["--non-interactive", "--disable-progress-bar", "--config-file", self.config_file]
         if self.repository_url:
             argv += ["--repository-url", self.repository_url]
@@ -209,10 +224,7 @@ class TwineUploader:
             argv += ["--repository", self.repository_name]
         if self.cacert:
             argv += ["--cert", self.cacert]
-        try:
-            return Settings.from_argparse(parser.parse_args(argv))
-        except Exception as exc:  # twine raises its own and configparser errors
-            raise UsageError(f"twine cannot use this repository configuration: {exc}") from exc
+        return argv
 
     def resolved_url(self) -> str:
         settings = self.settings()
@@ -237,34 +249,40 @@ class TwineUploader:
         return None
 
     def upload(self, paths: Sequence[Path]) -> None:
-        import requests  # noqa: PLC0415
-        from twine.commands.upload import upload  # noqa: PLC0415
-        from twine.exceptions import TwineException  # noqa: PLC0415
+        """``twine upload`` on its command line (twine's Python API is not public), with the
+        same options and environment; its failure is mapped to prewheel's errors."""
+        self.settings()  # a configuration twine cannot use fails here, before any upload
+        argv = [sys.executable, "-m", "twine", "upload", *self._options()]
+        result = cmd.run([*argv, *map(os.fspath, paths)], timeout=self.timeout)
+        if result.timed_out:
+            raise IndexUnreachableError(
+                f"twine upload did not finish in {self.timeout:.0f} s; the index is too slow "
+                "or stalled. Files uploaded before stay listed: run the same publish again to "
+                "upload the rest.\n" + result.tail()
+            )
+        if result.exit_code != 0:
+            raise upload_error(result.output)
 
-        settings = self.settings()
-        try:
-            upload(settings, [os.fspath(p) for p in paths])
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
-            if status == 409:
-                raise PublishConflictError(
-                    f"the index refused an upload as a conflict (409): {exc}"
-                ) from exc
-            if status in (401, 403):
-                raise UsageError(
-                    f"the index refused the credentials ({status}); set TWINE_USERNAME and "
-                    "TWINE_PASSWORD, a keyring entry, or a .pypirc section."
-                ) from exc
-            if status in (429, 503):
-                raise IndexBusyError(
-                    f"the index is busy and asked to retry later ({status}): {exc}. Files "
-                    "uploaded before stay listed; run the same publish again to upload the rest."
-                ) from exc
-            raise IndexUnreachableError(f"upload failed: {exc}") from exc
-        except requests.RequestException as exc:
-            raise IndexUnreachableError(f"cannot reach the index to upload: {exc}") from exc
-        except TwineException as exc:
-            raise UsageError(f"twine refused the upload: {exc}") from exc
+
+def upload_error(output: str) -> PrewheelError:
+    """The error for a failed ``twine upload``, from the status its log names."""
+    tail = "\n".join(output.strip().splitlines()[-10:])
+    status = next((int(m) for m in _TWINE_HTTP_ERROR.findall(output)), None)
+    if status == 409:
+        return PublishConflictError(f"the index refused an upload as a conflict (409):\n{tail}")
+    if status in (401, 403):
+        return UsageError(
+            f"the index refused the credentials ({status}); set TWINE_USERNAME and "
+            f"TWINE_PASSWORD, a keyring entry, or a .pypirc section.\n{tail}"
+        )
+    if status in (429, 503):
+        return IndexBusyError(
+            f"the index is busy and asked to retry later ({status}). Files uploaded before stay "
+            f"listed; run the same publish again to upload the rest.\n{tail}"
+        )
+    if status is not None or "ConnectionError" in output or "Max retries exceeded" in output:
+        return IndexUnreachableError(f"the upload failed:\n{tail}")
+    return UsageError(f"twine refused the upload:\n{tail}")
 
 
 def _keyring_password(service: str, username: str) -> str | None:

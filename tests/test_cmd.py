@@ -1,0 +1,52 @@
+"""builder.cmd: host commands, killed as a whole process group at their timeout."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from builder import cmd
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rpartition(")")[2].split()[0] == "Z")
+
+
+def test_a_timeout_kills_the_command_and_its_children(tmp_path: Path) -> None:
+    """A tool that starts a child (pip starting a build backend) does not outlive its timeout."""
+    pid_file = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid)); print('started', flush=True); "
+        "time.sleep(300)"
+    )
+    started = time.monotonic()
+    result = cmd.run([sys.executable, "-c", script], timeout=3)
+    assert result.timed_out and result.exit_code is None
+    assert time.monotonic() - started < 30
+    assert "started" in result.output
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)  # killed at once; reaped by init
+    assert not _alive(grandchild)
+
+
+def test_output_and_exit_code_are_captured_or_streamed(tmp_path: Path) -> None:
+    script = "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"
+    captured = cmd.run([sys.executable, "-c", script], timeout=60, environment={"X": "1"})
+    assert (captured.exit_code, sorted(captured.output.split())) == (3, ["err", "out"])
+    log = tmp_path / "log"
+    with log.open("wb") as stream:
+        streamed = cmd.run([sys.executable, "-c", script], timeout=60, log=stream)
+    assert (streamed.exit_code, streamed.output) == (3, "")
+    assert sorted(log.read_text().split()) == ["err", "out"]
