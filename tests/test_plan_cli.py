@@ -205,3 +205,20 @@ def test_example_in_plans_out_of_the_box(
     # rerun keeps its pins (pip-compile prefers an existing output's versions).
     [compiled] = (tmp_path / "cache" / "compiled").glob("*/example.txt")
     assert "asyncpg==" in compiled.read_text()
+
+
+def test_a_piped_table_is_never_truncated(
+    index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CI logs are not terminals: the table keeps every cell whole, however wide it gets."""
+    long_name = "a-rather-long-project-name-as-private-packages-often-have"
+    index.project_json(long_name, [file_entry(f"{long_name}-1.0.tar.gz")])
+    text = f"fast==1.0\npure==2.0\n{long_name}==1.0\n"
+    assert plan(index, str(requirements(tmp_path, text))) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "…" not in out
+    assert f"{long_name}==1.0" in out
+    for label in ("amd64", "arm64", "arm/v7", "arm/v6"):
+        assert label in out
+    # the long one everywhere, fast on the 32-bit ARMs, and the legend
+    assert out.count("✘ build") == 4 + 2 + 1

@@ -28,6 +28,22 @@ def output_console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
+def print_whole(console: Console, renderable: Any) -> None:
+    """Print a table as wide as it needs on anything but a terminal (a CI log, a pipe, a
+    file), where rich would otherwise cut its cells to 80 columns."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    unlimited = console.options.update_width(1 << 16)
+    needed = console.measure(renderable, options=unlimited).maximum
+    saved = console.width
+    console.width = max(saved, needed)  # print() never renders wider than the console
+    try:
+        console.print(renderable)
+    finally:
+        console.width = saved
+
+
 def is_interactive() -> bool:
     """Live progress only on a terminal and outside CI; plain lines otherwise."""
     return error_console().is_terminal and os.environ.get("CI", "").lower() not in {"1", "true"}

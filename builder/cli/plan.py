@@ -19,6 +19,7 @@ from .common import (
     config_from_args,
     error_console,
     output_console,
+    print_whole,
     targets_from_config,
 )
 
@@ -107,7 +108,7 @@ def run_plan(args: argparse.Namespace) -> int:
         output_console().out(render_json(plan), end="", highlight=False)
     else:
         console = output_console()
-        console.print(render_table(plan))
+        print_whole(console, render_table(plan))
         console.print(render_legend())
     if args.check:
         check(plan)
@@ -163,6 +164,6 @@ def run_targets(args: argparse.Namespace) -> int:
         ]
         output_console().out(json.dumps(data, indent=2), highlight=False)
     else:
-        output_console().print(render_targets(targets))
+        print_whole(output_console(), render_targets(targets))
     error_console().print(f"{len(targets)} target(s)")
     return int(ExitCode.OK)
