@@ -6,12 +6,17 @@ value of each option so the precedence lives in one place. Keys are the long opt
 case with ``-`` as ``_`` (``PREWHEEL_EXTRA_INDEX_URL``). List values in the environment are
 comma- or whitespace-separated.
 
-Per-package build settings live in ``[tool.prewheel.packages.<name>]``.
+Per-package build settings live in ``[tool.prewheel.packages.<name>]``; per-target changes to
+them in ``[[tool.prewheel.overrides]]`` tables, as cibuildwheel's overrides: ``select`` (target
+identifier patterns, fnmatch-style, e.g. ``"*armv6l*"``) and ``packages.<name>`` tables of the
+same keys. Every matching override applies in file order: its keys replace the package's,
+except ``environment``, whose variables are merged (the override's win).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -70,19 +75,62 @@ class Config:
             return [str(item) for raw in value for item in str(raw).replace(",", " ").split()]
         raise UsageError(f"Option {key} must be a list of strings, got {value!r}.")
 
-    def package(self, name: str) -> PackageSettings:
-        packages = self.file.get("packages", {})
-        if not isinstance(packages, dict):
-            raise UsageError(f"{self.file_path}: [tool.prewheel.packages] must be a table.")
-        wanted = canonicalize_name(name)
-        for key, table in packages.items():
-            if canonicalize_name(key) == wanted:
-                return _package_settings(key, table, self.file_path)
-        return PackageSettings()
+    def package(self, name: str, target_identifier: str | None = None) -> PackageSettings:
+        """``name``'s build settings, with the overrides that select ``target_identifier``."""
+        where = f"{self.file_path}: [tool.prewheel.packages]"
+        table = _table_for(name, self.file.get("packages", {}), where)
+        for number, override in enumerate(self._overrides(), start=1):
+            if target_identifier is None or not _selects(override, target_identifier):
+                continue
+            where = f"{self.file_path}: [[tool.prewheel.overrides]] #{number} packages"
+            table = _merged(table, _table_for(name, override.get("packages", {}), where))
+        return _package_settings(name, table, self.file_path)
+
+    def _overrides(self) -> list[dict[str, Any]]:
+        overrides = self.file.get("overrides", [])
+        where = f"{self.file_path}: [[tool.prewheel.overrides]]"
+        if not isinstance(overrides, list) or not all(isinstance(o, dict) for o in overrides):
+            raise UsageError(f"{where} must be an array of tables, each with select = ...")
+        for number, override in enumerate(overrides, start=1):
+            unknown = set(override) - {"select", "packages"}
+            if unknown or not override.get("select"):
+                raise UsageError(
+                    f"{where} #{number}: an override has select (target identifier patterns, "
+                    f'e.g. select = "*armv6l*") and packages.<name> tables; found keys '
+                    f"{sorted(override)}."
+                )
+        return overrides
 
     def packages(self) -> dict[NormalizedName, PackageSettings]:
+        """Every configured package's settings, without per-target overrides."""
         packages = self.file.get("packages", {})
         return {canonicalize_name(key): self.package(key) for key in packages}
+
+
+def _table_for(name: str, packages: Any, where: str) -> dict[str, Any]:
+    """The settings table of ``name`` in a ``packages`` table ({} if it has none)."""
+    if not isinstance(packages, dict):
+        raise UsageError(f"{where} must be a table.")
+    wanted = canonicalize_name(name)
+    for key, table in packages.items():
+        if canonicalize_name(key) == wanted:
+            if not isinstance(table, dict):
+                raise UsageError(f"{where}.{key} must be a table.")
+            return table
+    return {}
+
+
+def _selects(override: Mapping[str, Any], identifier: str) -> bool:
+    patterns = override["select"]
+    patterns = [patterns] if isinstance(patterns, str) else [str(p) for p in patterns]
+    return any(fnmatch.fnmatchcase(identifier, pattern) for pattern in patterns)
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {**base, **override}
+    if isinstance(base.get("environment"), dict) and isinstance(override.get("environment"), dict):
+        merged["environment"] = {**base["environment"], **override["environment"]}
+    return merged
 
 
 def _coerce(raw: str, default: Any, env_name: str) -> Any:

@@ -171,7 +171,9 @@ def test_system_packages_from_the_packages_table_are_installed_before_the_build(
         builder = DockerBuilder(timeout=600)
         try:
             report = run_builds(
-                make_jobs([gap(sdist)], image=TEST_IMAGE, settings=lambda _name, s=settings: s),
+                make_jobs(
+                    [gap(sdist)], image=TEST_IMAGE, settings=lambda _name, _target, s=settings: s
+                ),
                 wheelhouse=Wheelhouse(tmp_path / label),
                 builder=builder,
                 fetcher=SdistFetcher(tmp_path / "cache"),

@@ -42,7 +42,7 @@ def test_make_jobs_deduplicates_and_applies_settings() -> None:
     jobs = make_jobs(
         [_gap(), _gap(), _gap("linux/amd64")],
         image="img:{debian_arch}",
-        settings=lambda name: settings if name == "pkg" else PackageSettings(),
+        settings=lambda name, _target: settings if name == "pkg" else PackageSettings(),
     )
     assert sorted(j.image for j in jobs) == ["img:amd64", "img:arm64"]
     assert all(j.settings == settings for j in jobs)

@@ -71,3 +71,51 @@ def test_nearest_pyproject_must_be_valid_too(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.prewheel\nplatform = 1")
     with pytest.raises(UsageError, match=r"nearest pyproject\.toml"):
         load_config({}, env={}, search_from=tmp_path)
+
+
+OVERRIDES = """
+[tool.prewheel.packages.numpy]
+environment = { CFLAGS = "-O2", NPY_BLAS_ORDER = "openblas" }
+system-packages = ["libopenblas-dev"]
+
+[[tool.prewheel.overrides]]
+select = "*armv6l*"
+packages.numpy.environment = { CFLAGS = "-O1" }
+packages.numpy.system-packages = ["libblas-dev"]
+
+[[tool.prewheel.overrides]]
+select = ["cp312-*", "*-musllinux_*"]
+packages.NumPy.pip-args = ["--config-settings", "setup-args=-Dallow-noblas=true"]
+"""
+
+
+def test_overrides_change_a_package_on_the_targets_they_select(tmp_path: Path) -> None:
+    """cibuildwheel's overrides: select target identifiers; keys replace, environment merges."""
+    (tmp_path / "pyproject.toml").write_text(OVERRIDES)
+    config = load_config({}, search_from=tmp_path)
+    armv6 = config.package("numpy", "cp311-glibc_2_36_armv6l")
+    assert dict(armv6.environment) == {"CFLAGS": "-O1", "NPY_BLAS_ORDER": "openblas"}
+    assert armv6.system_packages == ("libblas-dev",)
+    assert armv6.pip_args == ()
+    amd64 = config.package("numpy", "cp311-manylinux_2_36_x86_64")
+    assert dict(amd64.environment) == {"CFLAGS": "-O2", "NPY_BLAS_ORDER": "openblas"}
+    assert amd64.system_packages == ("libopenblas-dev",)
+    both = config.package("numpy", "cp312-glibc_2_36_armv6l")  # both overrides, in order
+    assert both.system_packages == ("libblas-dev",)
+    assert both.pip_args == ("--config-settings", "setup-args=-Dallow-noblas=true")
+    assert config.package("other", "cp312-glibc_2_36_armv6l") == config.package("other")
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        'packages.numpy.environment = { CFLAGS = "-O1" }',  # no select
+        'select = "*"\nplatform = "linux/amd64"',  # not a per-package key
+        'select = "*"\npackages.numpy.no-such-key = 1',
+    ],
+)
+def test_a_malformed_override_is_a_usage_error(tmp_path: Path, override: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(f"[[tool.prewheel.overrides]]\n{override}\n")
+    config = load_config({}, search_from=tmp_path)
+    with pytest.raises(UsageError, match="overrides|unknown keys"):
+        config.package("numpy", "cp311-manylinux_2_36_x86_64")

@@ -147,9 +147,10 @@ def make_jobs(
     gaps: Iterable[Gap],
     *,
     image: str | None = None,
-    settings: Callable[[str], PackageSettings] = lambda _name: PackageSettings(),
+    settings: Callable[[str, str], PackageSettings] = lambda _name, _target: PackageSettings(),
 ) -> list[BuildJob]:
-    """One job per gap, deduplicated, in a stable order (target, then name)."""
+    """One job per gap, deduplicated, in a stable order (target, then name); ``settings`` maps
+    (project name, target identifier) to its build settings."""
     jobs = {
         (gap.requirement.name, gap.requirement.version, gap.target): BuildJob(
             name=gap.requirement.name,
@@ -157,7 +158,7 @@ def make_jobs(
             target=gap.target,
             sdist=gap.sdist,
             image=resolve_image(image, gap.target),
-            settings=settings(gap.requirement.name),
+            settings=settings(gap.requirement.name, gap.target.identifier),
         )
         for gap in gaps
     }
