@@ -28,7 +28,9 @@ import hashlib
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote, urlsplit
 
 import httpcore
 import httpx
@@ -169,6 +171,29 @@ def error_for(url: str, exc: Exception, *, what: str = "the index") -> PrewheelE
     )
 
 
+def local_response(url: str) -> httpx.Response:
+    """A ``file://`` URL as pip reads it: a directory answers with its ``index.html`` (a PEP
+    503 page, as in the tree ``prewheel index`` writes), a file with its bytes, anything else
+    404; so an index on disk (``--index-url file:///srv/wheels/simple/``) works offline.
+    (httpx has no file scheme: it takes a host-less URL for a relative one.)"""
+    request = httpx.Request("GET", url)
+    path = Path(unquote(urlsplit(url).path))
+    if path.is_dir():
+        path = path / "index.html"
+    if not path.is_file():
+        return httpx.Response(404, request=request)
+    content_type = {
+        ".html": "text/html",
+        ".json": "application/vnd.pypi.simple.v1+json",
+    }.get(path.suffix, "application/octet-stream")
+    headers = {"Content-Type": content_type, "Cache-Control": "no-store"}  # read it afresh
+    return httpx.Response(200, headers=headers, content=path.read_bytes(), request=request)
+
+
+def is_local(url: str) -> bool:
+    return urlsplit(url).scheme == "file"
+
+
 def _status_error(url: str, status: int, what: str) -> PrewheelError:
     if status in (401, 403):
         return UsageError(
@@ -280,6 +305,9 @@ def get(
     """GET ``url`` under ``policy``; any answer but 5xx and 429 is returned (404 included).
     ``hint`` is appended to the error when every try failed."""
 
+    if is_local(url):
+        return local_response(url)
+
     def attempt() -> httpx.Response:
         response = client.get(url, headers=dict(headers or {}))
         if response.status_code in RETRY_STATUSES:
@@ -300,7 +328,14 @@ def download(
     """Stream ``url`` into a fresh ``open_destination()`` per try; its sha256 hex digest.
 
     A 4xx answer fails at once (mapped by :func:`error_for`); the caller owns the
-    destination's name and cleanup."""
+    destination's name and cleanup. ``file://`` URLs are copied."""
+    if is_local(url):
+        local = local_response(url)
+        if local.status_code != 200:
+            raise _status_error(url, local.status_code, what)
+        with open_destination() as stream:
+            stream.write(local.content)
+        return hashlib.sha256(local.content).hexdigest()
 
     def attempt() -> str:
         digest = hashlib.sha256()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
+from index_fixtures import make_wheel
 from plan_fixtures.index_server import IndexServer, Route, file_entry, serve_index
 
 from builder.cli import main
 from builder.errors import ExitCode
+from builder.index.static import StaticIndex
 
 
 @pytest.fixture
@@ -222,3 +225,32 @@ def test_a_piped_table_is_never_truncated(
         assert label in out
     # the long one everywhere, fast on the 32-bit ARMs, and the legend
     assert out.count("✘ build") == 4 + 2 + 1
+
+
+def test_a_file_url_index_is_read_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pip accepts --index-url file:///…/simple/ (a tree `prewheel index` wrote, on disk or a
+    mounted share); so does the plan, offline, and a project it lacks is simply absent."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PREWHEEL_CACHE_DIR", str(tmp_path / "cache"))
+    wheel = make_wheel(tmp_path / "wheels", "ondisk", "1.0")
+    StaticIndex(tmp_path / "tree").sync([wheel])
+    index_url = (tmp_path / "tree" / "simple").as_uri() + "/"
+    text = "ondisk==1.0\n"
+    assert (
+        main(["plan", "--index-url", index_url, "--json", str(requirements(tmp_path, text))]) == 0
+    )
+    [row] = json.loads(capsys.readouterr().out)["requirements"]
+    cells = row["cells"].values()
+    assert {cell["status"] for cell in cells} == {"pure"}
+    assert all(cell["url"].startswith("file://") for cell in cells)
+    downloaded = {Path(unquote(urlsplit(cell["url"]).path)).read_bytes() for cell in cells}
+    assert downloaded == {wheel.read_bytes()}
+    missing = main(["plan", "--index-url", index_url, str(requirements(tmp_path, "absent==1.0\n"))])
+    assert missing == ExitCode.NOT_ON_INDEX
+    wheel_two = make_wheel(tmp_path / "wheels", "ondisk", "2.0")
+    StaticIndex(tmp_path / "tree").sync([wheel_two])  # seen at once: a local page is not cached
+    assert (
+        main(["plan", "--index-url", index_url, str(requirements(tmp_path, "ondisk==2.0\n"))]) == 0
+    )
