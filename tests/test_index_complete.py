@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from builder.errors import IntegrityError
-from builder.index.complete import HttpDownloader, mirror, upstream_files
+from builder.index.complete import HttpDownloader, UpstreamFile, mirror, upstream_files
 from builder.index.static import Origin, StaticIndex
 from builder.plan import Cell, Plan, PlanRow, Status
 from builder.requirements import PinnedRequirement
@@ -150,4 +150,4 @@ def test_hash_mismatch_is_refused_and_not_listed(
 def test_unhashed_upstream_file_is_refused(tmp_path: Path) -> None:
     unhashed = DistFile(filename="x-1.0-py3-none-any.whl", url="http://127.0.0.1:9/x.whl")
     with pytest.raises(IntegrityError, match="no sha256"):
-        mirror(StaticIndex(tmp_path / "c"), [unhashed], HttpDownloader())
+        mirror(StaticIndex(tmp_path / "c"), [UpstreamFile(unhashed)], HttpDownloader())
