@@ -194,8 +194,6 @@ def _image_advice(problem: CodeProblem, target: Target) -> str:
     if problem is CodeProblem.CPU:
         return f"Use an image whose code is for {target.arch.docker_platform}."
     return (
-        f"Use a {target.float_abi.value if target.float_abi else ''}-float image "
-        f"({_float_abi_systems(target)}), or, if the images you run are "
-        f"{_other(target.float_abi)}-float like this one, select --float-abi "
-        f"{_other(target.float_abi)}."
+        f"Use such an image, or, if the images you run are {_other(target.float_abi)}-float "
+        f"like this one, select --float-abi {_other(target.float_abi)}."
     )
