@@ -27,6 +27,7 @@ class ExitCode(enum.IntEnum):
     VERIFY_FAILED = 12
     INDEX_BUSY = 13
     TREE_DAMAGED = 14
+    IMAGE_MISMATCH = 15
     INTERRUPTED = 130
 
 
@@ -119,3 +120,10 @@ class TreeDamagedError(PrewheelError):
     """``prewheel index --check``: the static tree disagrees with its catalog."""
 
     exit_code = ExitCode.TREE_DAMAGED
+
+
+class ImageMismatchError(PrewheelError):
+    """A build image's own code cannot run on the target (an ARMv7 image for linux/arm/v6, a
+    hard-float image for a soft-float target): refused before anything is built in it."""
+
+    exit_code = ExitCode.IMAGE_MISMATCH

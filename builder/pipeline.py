@@ -154,6 +154,7 @@ def build_gaps(
     """
     from .build import DockerBuilder, SdistFetcher, make_jobs, run_builds  # noqa: PLC0415
     from .build import Status as BuildStatus  # noqa: PLC0415
+    from .build.runner import image_refusal  # noqa: PLC0415
 
     if config is not None:
         jobs = make_jobs(plan.gaps(), image=image, settings=config.package)
@@ -178,6 +179,8 @@ def build_gaps(
             f"build: {outcome.job.label} was rebuilt emulated after the build with native "
             f"compilers failed ({outcome.fallback})"
         )
+    if report.refused_images:
+        raise image_refusal(report)
     if report.failed:
         raise BuildsFailedError(
             f"{len(report.failed)} of {len(report.outcomes)} builds failed: "

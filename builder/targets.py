@@ -90,6 +90,11 @@ class Arch(enum.Enum):
         """
         return _ARM_CPU_ARCHS.get(self, frozenset())
 
+    @property
+    def arm_cpu_needs(self) -> str:
+        """The ARM code this arch's CPU runs, in words ("" outside 32-bit ARM)."""
+        return _ARM_CPU_NEEDS.get(self, "")
+
     def default_float_abi(self, libc: Libc) -> FloatAbi | None:
         """The float ABI a Linux distribution of this arch and C library uses by default:
         hard for armv7l (Debian armhf, Alpine armv7), soft for glibc armv6l (Debian armel, what
@@ -173,6 +178,13 @@ _ARM_CPU_ARCH_NAMES = {
 _ARM_CPU_ARCHS = {
     Arch.ARMV6L: frozenset({0, 1, 2, 3, 4, 5, 6, 7, 9}),
     Arch.ARMV7L: frozenset(range(11)),
+}
+
+
+_ARM_CPU_NEEDS = {
+    Arch.ARMV6L: "ARMv6 code or older (the ARM1176 of the Raspberry Pi 1 and Zero: up to "
+    "ARMv6KZ, no ARMv6T2 or ARMv7)",
+    Arch.ARMV7L: "ARMv7 code or older",
 }
 
 

@@ -1,4 +1,5 @@
-"""Wheel checks on real ELF files compiled by the test (host compiler) and wheels made from them."""
+"""Wheel and image checks on real ELF files: shared objects compiled by Debian's cross compilers
+(tests/elf_fixtures) and one compiled here by the host's compiler, in wheels made from them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ import pytest
 from build_fixtures.helpers import target
 from packaging.version import Version
 
-from builder.build.checks import ElfHeader, check_wheel, elf_members, read_elf_header
-from builder.errors import IntegrityError
+from builder.build.checks import check_image_code, check_wheel, check_wheel_code
+from builder.build.toolchain import ImageFacts
+from builder.elf import elf_file_facts
+from builder.errors import ImageMismatchError, IntegrityError
+from builder.targets import Target, select_targets
+
+FIXTURES = Path(__file__).resolve().parent / "elf_fixtures"
+ARMV6_SOFT = target("linux/arm/v6")  # glibc armv6l: Debian armel, soft-float by default
+ARMV6_HARD = select_targets(platforms=["linux/arm/v6"], float_abi="hard")[0]
+ARMV7 = target("linux/arm/v7")
 
 
 @pytest.fixture(scope="module")
@@ -33,49 +42,175 @@ def make_wheel(directory: Path, filename: str, so: Path | None) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("pkg/__init__.py", "")
         if so is not None:
-            archive.write(so, "pkg/_native.cpython-311-x86_64-linux-gnu.so")
+            archive.write(so, "pkg/_native.cpython-311-linux-gnu.so")
     return path
 
 
-def test_reads_machine_and_class_of_a_real_shared_object(host_so: Path) -> None:
-    header = read_elf_header(host_so.read_bytes())
-    assert header == ElfHeader(*target("linux/amd64").arch.elf_machine)
+def fixture_wheel(tmp_path: Path, fixture: str, platform_tag: str) -> Path:
+    return make_wheel(tmp_path, f"pkg-1.0-cp311-cp311-{platform_tag}.whl", FIXTURES / fixture)
 
 
-def test_non_elf_data_has_no_header() -> None:
-    assert read_elf_header(b"#!/bin/sh\necho not elf\n" * 2) is None
-    assert read_elf_header(b"\x7fELF") is None
-
-
-def test_finds_only_the_elf_members_of_a_wheel(tmp_path: Path, host_so: Path) -> None:
-    wheel = make_wheel(tmp_path, "pkg-1.0-cp311-cp311-linux_x86_64.whl", host_so)
-    assert list(elf_members(wheel)) == ["pkg/_native.cpython-311-x86_64-linux-gnu.so"]
+def check(wheel: Path, for_target: Target) -> None:
+    check_wheel(wheel, name="pkg", version=Version("1.0"), target=for_target)
 
 
 def test_a_matching_wheel_passes(tmp_path: Path, host_so: Path) -> None:
     wheel = make_wheel(tmp_path, "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", host_so)
-    check_wheel(wheel, name="pkg", version=Version("1.0"), target=target("linux/amd64"))
+    check(wheel, target("linux/amd64"))
 
 
 def test_x86_code_in_a_wheel_tagged_aarch64_is_refused(tmp_path: Path, host_so: Path) -> None:
     wheel = make_wheel(tmp_path, "pkg-1.0-cp311-cp311-linux_aarch64.whl", host_so)
-    with pytest.raises(IntegrityError, match="ELF machine 62"):
-        check_wheel(wheel, name="pkg", version=Version("1.0"), target=target("linux/arm64"))
+    with pytest.raises(IntegrityError, match=r"X86-64 code \(ELF machine 62, 64-bit") as error:
+        check(wheel, target("linux/arm64"))
+    assert "needs ELF machine 183 (64-bit, little-endian) for aarch64" in str(error.value)
+    assert "pkg/_native.cpython-311-linux-gnu.so" in str(error.value)
+
+
+def test_armv6_soft_float_code_passes_for_armv6l(tmp_path: Path) -> None:
+    check(fixture_wheel(tmp_path, "armv6-softfloat.so", "linux_armv6l"), ARMV6_SOFT)
+
+
+def test_armv6_code_passes_for_armv7l_of_its_float_abi(tmp_path: Path) -> None:
+    check(fixture_wheel(tmp_path, "armv6-hardfloat.so", "linux_armv7l"), ARMV7)
+
+
+def test_armv6_hard_float_code_passes_for_a_hard_float_armv6l_target(tmp_path: Path) -> None:
+    assert ARMV6_HARD.identifier == "cp311-glibc_2_36_armv6l-hardfloat"
+    check(fixture_wheel(tmp_path, "armv6-hardfloat.so", "linux_armv6l"), ARMV6_HARD)
+
+
+def test_armv7_code_is_refused_for_armv6l(tmp_path: Path) -> None:
+    wheel = fixture_wheel(tmp_path, "armv7-softfloat.so", "linux_armv6l")
+    with pytest.raises(IntegrityError) as error:
+        check(wheel, ARMV6_SOFT)
+    message = str(error.value)
+    assert message.startswith(
+        "pkg-1.0-cp311-cp311-linux_armv6l.whl: pkg/_native.cpython-311-linux-gnu.so is ARMv7 "
+        "code, soft-float, but cp311-glibc_2_36_armv6l (linux/arm/v6) needs ARMv6 code or older"
+    )
+    assert "Illegal instruction" in message and "-march" in message
+    assert "\n" not in message
+
+
+def test_hard_float_code_is_refused_for_the_soft_float_armv6l_target(tmp_path: Path) -> None:
+    wheel = fixture_wheel(tmp_path, "armv6-hardfloat.so", "linux_armv6l")
+    with pytest.raises(IntegrityError) as error:
+        check(wheel, ARMV6_SOFT)
+    message = str(error.value)
+    assert "is ARMv6 code, hard-float, but cp311-glibc_2_36_armv6l" in message
+    assert "needs soft-float code (Debian armel" in message
+    assert "--float-abi hard" in message
+
+
+def test_soft_float_code_is_refused_for_a_hard_float_target(tmp_path: Path) -> None:
+    wheel = fixture_wheel(tmp_path, "armv6-softfloat.so", "linux_armv7l")
+    with pytest.raises(IntegrityError, match="ARMv6 code, soft-float, but cp311-manylinux") as e:
+        check(wheel, ARMV7)
+    assert "needs hard-float code (Debian armhf" in str(e.value)
+    assert "--float-abi soft" in str(e.value)
+
+
+def test_the_float_abi_of_an_object_without_e_flags_bits_comes_from_its_attributes(
+    tmp_path: Path,
+) -> None:
+    wheel = fixture_wheel(tmp_path, "armv7-hardfloat.o", "linux_armv7l")
+    check(wheel, ARMV7)
+    soft_v7 = select_targets(platforms=["linux/arm/v7"], float_abi="soft")[0]
+    with pytest.raises(IntegrityError, match="ARMv7 code, hard-float"):
+        check_wheel_code(wheel, soft_v7)
+
+
+def test_big_endian_arm_code_is_refused_for_little_endian_armv6l(tmp_path: Path) -> None:
+    wheel = fixture_wheel(tmp_path, "armv6-bigendian.so", "linux_armv6l")
+    with pytest.raises(IntegrityError, match="ARMv6 code, soft-float, big-endian") as error:
+        check(wheel, ARMV6_SOFT)
+    assert "needs ELF machine 40 (32-bit, little-endian) for armv6l" in str(error.value)
+
+
+def test_big_endian_s390x_code_passes_for_s390x_only(tmp_path: Path) -> None:
+    check(fixture_wheel(tmp_path, "s390x.so", "linux_s390x"), target("linux/s390x"))
+    wheel = fixture_wheel(tmp_path, "s390x.so", "linux_ppc64le")
+    with pytest.raises(IntegrityError, match=r"IBM S/390 code \(ELF machine 22, 64-bit, big"):
+        check(wheel, target("linux/ppc64le"))
+
+
+def test_arm_code_is_refused_for_another_machine(tmp_path: Path) -> None:
+    wheel = fixture_wheel(tmp_path, "armv6-softfloat.so", "linux_aarch64")
+    with pytest.raises(IntegrityError, match="ARMv6 code, soft-float, but cp311-manylinux_2_36_aa"):
+        check(wheel, target("linux/arm64"))
+
+
+def test_an_upstream_wheel_is_named_as_such(tmp_path: Path) -> None:
+    spooled = fixture_wheel(tmp_path, "armv7-hardfloat.so", "linux_armv6l").rename(
+        tmp_path / ".mirror-1-abc"
+    )
+    with pytest.raises(IntegrityError) as error:
+        check_wheel_code(spooled, ARMV6_SOFT, upstream=True, name="x-1.0-cp311-linux_armv6l.whl")
+    message = str(error.value)
+    assert message.startswith("x-1.0-cp311-linux_armv6l.whl: pkg/_native")
+    assert "not mirrored" in message and "--no-binary" in message
+    assert ".mirror-1-abc" not in message
 
 
 def test_an_armv7_tag_is_refused_for_an_armv6_target(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, "pkg-1.0-cp311-cp311-linux_armv7l.whl", None)
     with pytest.raises(IntegrityError, match="does not accept"):
-        check_wheel(wheel, name="pkg", version=Version("1.0"), target=target("linux/arm/v6"))
+        check(wheel, ARMV6_SOFT)
 
 
 def test_armv8l_from_a_confused_container_is_refused(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, "pkg-1.0-cp311-cp311-linux_armv8l.whl", None)
     with pytest.raises(IntegrityError, match="armv8l"):
-        check_wheel(wheel, name="pkg", version=Version("1.0"), target=target("linux/arm/v7"))
+        check(wheel, ARMV7)
 
 
 def test_a_wheel_of_another_version_is_refused(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, "pkg-1.1-cp311-cp311-linux_x86_64.whl", None)
     with pytest.raises(IntegrityError, match="another project or version"):
-        check_wheel(wheel, name="pkg", version=Version("1.0"), target=target("linux/amd64"))
+        check(wheel, target("linux/amd64"))
+
+
+# -- the build image's own code ---------------------------------------------------------------
+def image_facts(fixture: str, dpkg_arch: str) -> ImageFacts:
+    code = elf_file_facts((FIXTURES / fixture).read_bytes(), what=fixture)
+    assert code is not None
+    facts = ImageFacts(
+        os_id="debian", pretty_name="Debian GNU/Linux 12 (bookworm)", dpkg_arch=dpkg_arch
+    )
+    return facts.with_interpreter("/usr/bin/python3", code)
+
+
+def test_an_armv7_hard_float_image_is_refused_for_armv6l() -> None:
+    facts = image_facts("armv7-hardfloat.so", "armhf")
+    with pytest.raises(ImageMismatchError) as error:
+        check_image_code("debian-armhf:12", facts, ARMV6_SOFT)
+    message = str(error.value)
+    assert message.startswith(
+        "Image debian-armhf:12 (Debian GNU/Linux 12 (bookworm), dpkg armhf) cannot build for "
+        "cp311-glibc_2_36_armv6l (linux/arm/v6): its /usr/bin/python3 is ARMv7 code, hard-float"
+    )
+    assert "armel" in message and "--float-abi hard" in message
+    assert message.endswith("Nothing was started.")
+    check_image_code("debian-armhf:12", facts, ARMV7)  # what it is for
+
+
+def test_a_hard_float_armv6_image_is_refused_for_soft_float_and_fits_hard_float() -> None:
+    facts = image_facts("armv6-hardfloat.so", "armhf")  # Raspberry Pi OS
+    with pytest.raises(ImageMismatchError, match="select --float-abi hard"):
+        check_image_code("raspios", facts, ARMV6_SOFT)
+    check_image_code("raspios", facts, ARMV6_HARD)
+
+
+def test_an_armel_image_fits_armv6l_and_images_of_other_arches_are_not_judged() -> None:
+    check_image_code("armel", image_facts("armv6-softfloat.so", "armel"), ARMV6_SOFT)
+    check_image_code("anything", image_facts("s390x.so", "s390x"), target("linux/s390x"))
+    check_image_code("no python", ImageFacts(), ARMV6_SOFT)  # nothing known, nothing refused
+
+
+def test_image_facts_keep_the_interpreter_code_through_json() -> None:
+    facts = image_facts("armv7-hardfloat.so", "armhf")
+    again = ImageFacts.from_json(facts.to_json())
+    assert again == facts
+    assert again.interpreter_code is not None
+    assert again.interpreter_code.describe() == "ARMv7 code, hard-float"

@@ -26,11 +26,11 @@ from packaging.utils import canonicalize_name, parse_sdist_filename
 from packaging.version import Version
 
 from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
-from builder.build.checks import elf_members
 from builder.build.container import Container
 from builder.build.jobs import resolve_image
 from builder.build.runner import BuildReport, Status
 from builder.build.toolchain import Accelerate
+from builder.elf import wheel_elf_members
 from builder.errors import ExitCode
 from builder.plan import Gap
 from builder.requirements import PinnedRequirement
@@ -224,7 +224,7 @@ def test_wheels_carry_the_target_elf_machine_and_tags(built) -> None:  # type: i
     for outcome in report.outcomes:
         wheel = house.wheels_dir / outcome.wheel
         expected = outcome.job.target.arch.elf_machine
-        members = elf_members(wheel)
+        members = wheel_elf_members(wheel)
         assert members, f"{wheel.name} has no native code"
         assert {(h.machine, h.elf_class) for h in members.values()} == {expected}
         assert outcome.job.target.arch.value in wheel.name

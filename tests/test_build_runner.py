@@ -17,6 +17,8 @@ from builder.build.builders import BuildFailed, BuildResult
 from builder.build.jobs import BuildJob
 from builder.build.runner import EventKind, ProgressEvent, Status
 from builder.build.toolchain import NATIVE, Acceleration
+from builder.errors import ExitCode, ImageMismatchError
+from builder.targets import Target
 from builder.wheelhouse import Wheelhouse
 
 
@@ -44,9 +46,15 @@ class FakeSession:
 class FakeBuilder:
     name = "fake"
 
-    def __init__(self, failing: set[str] = frozenset(), setup_fails: bool = False) -> None:  # type: ignore[assignment]
+    def __init__(
+        self,
+        failing: set[str] = frozenset(),  # type: ignore[assignment]
+        setup_fails: bool = False,
+        refused_platforms: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
         self.failing = failing
         self.setup_fails = setup_fails
+        self.refused_platforms = refused_platforms
         self.containers_started = 0
         self.built: list[str] = []
 
@@ -61,6 +69,10 @@ class FakeBuilder:
 
     def compiler_key(self, image: str, platform: str) -> str | None:
         return None
+
+    def check_image(self, image: str, target: Target) -> None:
+        if target.docker_platform in self.refused_platforms:
+            raise ImageMismatchError(f"{image} is ARMv7 code, {target.identifier} needs ARMv6")
 
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
@@ -145,3 +157,20 @@ def test_outcomes_follow_job_order_and_serialise(tmp_path: Path) -> None:
     assert [o.job.label for o in report.outcomes] == [j.label for j in jobs]
     data = report.to_json()
     assert data["summary"]["built"] == 3 and len(data["builds"]) == 3
+
+
+def test_a_refused_image_fails_its_targets_jobs_before_any_session_or_cache(
+    tmp_path: Path,
+) -> None:
+    jobs = jobs_for(tmp_path, "p", "q", platforms=("linux/arm/v6", "linux/amd64"))
+    run(tmp_path, jobs, FakeBuilder())  # every wheel cached: the refusal does not hide behind it
+    builder = FakeBuilder(refused_platforms={"linux/arm/v6"})
+    report = run(tmp_path, jobs, builder)
+    refused = report.refused_images
+    assert sorted(o.job.label for o in refused) == [
+        "p-1.0-cp311-glibc_2_36_armv6l",
+        "q-1.0-cp311-glibc_2_36_armv6l",
+    ]
+    assert all(o.cause is ExitCode.IMAGE_MISMATCH and "ARMv7" in o.error for o in refused)
+    assert len(report.having(Status.CACHED)) == 2 and report.failed == refused
+    assert builder.containers_started == 0 and builder.built == []

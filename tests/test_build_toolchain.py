@@ -38,7 +38,7 @@ from builder.build.toolchain import (
     plan_toolchain,
 )
 from builder.errors import UsageError
-from builder.targets import Arch
+from builder.targets import Arch, Target
 from builder.wheelhouse import Wheelhouse
 
 BOOKWORM = b"""PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
@@ -251,6 +251,9 @@ class AcceleratedBuilder:
 
     def compiler_key(self, image: str, platform: str) -> str | None:
         return self.recipe
+
+    def check_image(self, image: str, target: Target) -> None:
+        pass
 
     @contextlib.contextmanager
     def session(

@@ -117,5 +117,5 @@ def test_overrides_change_a_package_on_the_targets_they_select(tmp_path: Path) -
 def test_a_malformed_override_is_a_usage_error(tmp_path: Path, override: str) -> None:
     (tmp_path / "pyproject.toml").write_text(f"[[tool.prewheel.overrides]]\n{override}\n")
     config = load_config({}, search_from=tmp_path)
-    with pytest.raises(UsageError, match="overrides|unknown keys"):
+    with pytest.raises(UsageError, match=r"overrides|unknown keys"):
         config.package("numpy", "cp311-manylinux_2_36_x86_64")

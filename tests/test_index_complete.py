@@ -14,11 +14,12 @@ from index_fixtures import (
     serving_directory,
     uv_install,
 )
+from index_fixtures.tree import assert_tree_sound
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from builder.errors import IntegrityError
-from builder.index.complete import HttpDownloader, mirror, upstream_files
+from builder.index.complete import HttpDownloader, UpstreamFile, mirror, upstream_files
 from builder.index.static import Origin, StaticIndex
 from builder.plan import Cell, Plan, PlanRow, Status
 from builder.requirements import PinnedRequirement
@@ -27,6 +28,8 @@ from builder.upstream.models import DistFile
 
 AMD64 = parse_identifier("cp311-manylinux_2_36_x86_64")
 ARMV7 = parse_identifier("cp311-manylinux_2_36_armv7l")
+ARMV6 = parse_identifier("cp311-glibc_2_36_armv6l")  # soft-float: Debian armel
+ELF_FIXTURES = Path(__file__).resolve().parent / "elf_fixtures"
 
 
 def _dist(url_base: str, path: Path, sha256: str | None = None) -> DistFile:
@@ -150,4 +153,59 @@ def test_hash_mismatch_is_refused_and_not_listed(
 def test_unhashed_upstream_file_is_refused(tmp_path: Path) -> None:
     unhashed = DistFile(filename="x-1.0-py3-none-any.whl", url="http://127.0.0.1:9/x.whl")
     with pytest.raises(IntegrityError, match="no sha256"):
-        mirror(StaticIndex(tmp_path / "c"), [unhashed], HttpDownloader())
+        mirror(StaticIndex(tmp_path / "c"), [UpstreamFile(unhashed)], HttpDownloader())
+
+
+def _arm_wheel(files: Path, name: str, fixture: str) -> Path:
+    """A wheel tagged linux_armv6l holding a real ARM shared object (tests/elf_fixtures)."""
+    module = name.replace("-", "_")
+    return make_wheel(
+        files,
+        name,
+        "1.0",
+        tag="cp311-cp311-linux_armv6l",
+        extra_members={f"{module}/_native.so": (ELF_FIXTURES / fixture).read_bytes()},
+    )
+
+
+def test_an_upstream_wheel_whose_code_the_armv6_target_cannot_run_is_not_mirrored(
+    tmp_path: Path,
+) -> None:
+    files = tmp_path / "upstream" / "files"
+    good = _arm_wheel(files, "good-ext", "armv6-softfloat.so")
+    hard = _arm_wheel(files, "hard-ext", "armv7-hardfloat.so")  # Debian armhf's build
+    lib = make_wheel(files, "up-lib", "2.0")
+    with serving_directory(tmp_path / "upstream", log=tmp_path / "upstream.log") as base:
+        url = base + "files/"
+        rows = tuple(
+            _row(name, version, {ARMV6.identifier: Cell(status, _dist(url, path))})
+            for name, version, status, path in (
+                ("good-ext", "1.0", Status.WHEEL, good),
+                ("hard-ext", "1.0", Status.WHEEL, hard),
+                ("up-lib", "2.0", Status.PURE, lib),
+            )
+        )
+        chosen = upstream_files(Plan(targets=(ARMV6,), rows=rows))
+        assert {f.filename: f.targets for f in chosen} == {
+            good.name: (ARMV6,),
+            hard.name: (ARMV6,),
+            lib.name: (ARMV6,),
+        }
+        root = tmp_path / "complete"
+        downloader = HttpDownloader()
+        try:
+            with pytest.raises(IntegrityError) as error:
+                mirror(StaticIndex(root), chosen, downloader)
+        finally:
+            downloader.close()
+    message = str(error.value)
+    assert message.startswith(
+        "1 upstream wheels were refused and not mirrored (the index lists the 2 others fetched "
+        "now and 0 already present): hard_ext-1.0-cp311-cp311-linux_armv6l.whl: "
+        "hard_ext/_native.so is ARMv7 code, hard-float, but cp311-glibc_2_36_armv6l "
+        "(linux/arm/v6) needs ARMv6 code or older"
+    )
+    assert "not mirrored" in message and "--no-binary" in message
+    catalog = assert_tree_sound(root)  # nothing half-written: no spool, pages match the catalog
+    assert set(catalog) == {good.name, lib.name}
+    assert all(record.origin is Origin.UPSTREAM for record in catalog.values())

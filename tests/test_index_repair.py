@@ -333,7 +333,7 @@ def test_fault3_index_refuses_other_spellings_and_pages_list_each_version_once(
 
 
 def test_fault3_complete_mode_refuses_a_respelled_upstream_file(tmp_path: Path) -> None:
-    from builder.index.complete import HttpDownloader, mirror
+    from builder.index.complete import HttpDownloader, UpstreamFile, mirror
     from builder.upstream.models import DistFile
 
     root = tmp_path / "index"
@@ -346,7 +346,7 @@ def test_fault3_complete_mode_refuses_a_respelled_upstream_file(tmp_path: Path) 
     downloader = HttpDownloader()
     try:
         with pytest.raises(PublishConflictError, match="already lists the same wheel"):
-            mirror(StaticIndex(root), [respelled], downloader)
+            mirror(StaticIndex(root), [UpstreamFile(respelled)], downloader)
     finally:
         downloader.close()
     assert_tree_sound(root)

@@ -399,6 +399,9 @@ class RecordingBuilder:
     def compiler_key(self, image: str, platform: str) -> str | None:
         return None
 
+    def check_image(self, image: str, target: Target) -> None:
+        pass
+
     def session(self, image: str, platform: str, setup_log: IO[bytes]):  # type: ignore[no-untyped-def]
         import contextlib
         import zipfile

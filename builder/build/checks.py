@@ -1,56 +1,124 @@
-"""Checks that a built wheel really is for its target: name, version, tags, ELF machine.
+"""Checks that code really is for its target: a built wheel's name, version, tags and machine
+code (:func:`check_wheel`), an upstream wheel's code (:func:`check_wheel_code`), and a build
+image's own code before anything is built in it (:func:`check_image_code`).
 
-Pure functions over the wheel file: under QEMU an armv6 build may silently produce armv7 code
-or an ``armv8l`` tag, and a build for the wrong platform would be served to every user.
+Pure functions over files and facts: under QEMU an armv6 build may silently produce armv7 code
+or an ``armv8l`` tag, a hard-float compiler makes code a soft-float target cannot load, and a
+build for the wrong platform would be served to every user. The machine-code facts come from
+:mod:`builder.elf`, what each target needs from :mod:`builder.targets`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import zipfile
-from pathlib import Path, PurePosixPath
+import enum
+from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from ..errors import IntegrityError
-from ..targets import Target
+from ..elf import ElfFacts, wheel_elf_members
+from ..errors import ImageMismatchError, IntegrityError
+from ..targets import Arch, FloatAbi, Target
+from .toolchain import ImageFacts
 
-_ELF_MAGIC = b"\x7fELF"
-_ELF_CLASS_NAMES = {1: "32-bit", 2: "64-bit"}
-
-
-@dataclasses.dataclass(frozen=True)
-class ElfHeader:
-    machine: int  # e_machine
-    elf_class: int  # 1 = 32-bit, 2 = 64-bit
+_CLASS_BITS = {1: "32-bit", 2: "64-bit"}
 
 
-def read_elf_header(data: bytes) -> ElfHeader | None:
-    """(e_machine, class) from the start of an ELF file; None if ``data`` is not ELF."""
-    if len(data) < 20 or not data.startswith(_ELF_MAGIC):
+class CodeProblem(enum.Enum):
+    """How code fails to fit a target, from the most to the least fundamental."""
+
+    MACHINE = "machine"  # another e_machine, class or byte order: another architecture
+    CPU = "cpu"  # 32-bit ARM for a newer CPU than the target's (Tag_CPU_arch)
+    FLOAT_ABI = "float-abi"  # 32-bit ARM of the other float ABI
+
+
+def code_problem(facts: ElfFacts, target: Target) -> CodeProblem | None:
+    """What keeps code with ``facts`` from running on ``target``, or None if nothing does.
+
+    Code that does not record its ARM architecture (no ``.ARM.attributes``) or that commits to
+    neither float ABI (``Tag_ABI_VFP_args`` 2 or 3 outside an EABI5 ``e_flags``) is not judged
+    by that fact."""
+    machine, elf_class = target.arch.elf_machine
+    if (facts.machine, facts.elf_class, facts.byte_order) != (
+        machine,
+        elf_class,
+        target.arch.byte_order,
+    ):
+        return CodeProblem.MACHINE
+    if not target.arch.is_32bit_arm:
         return None
-    elf_class, byte_order = data[4], data[5]
-    machine = int.from_bytes(data[18:20], "little" if byte_order == 1 else "big")
-    return ElfHeader(machine=machine, elf_class=elf_class)
+    if facts.arm_cpu_arch is not None and facts.arm_cpu_arch not in target.arch.arm_cpu_archs:
+        return CodeProblem.CPU
+    if facts.float_abi is not None and facts.float_abi is not target.float_abi:
+        return CodeProblem.FLOAT_ABI
+    return None
 
 
-def elf_members(wheel: Path) -> dict[str, ElfHeader]:
-    """Every ELF file inside a wheel, by archive path."""
-    found = {}
-    with zipfile.ZipFile(wheel) as archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            with archive.open(info) as member:
-                header = read_elf_header(member.read(64))
-            if header is not None:
-                found[info.filename] = header
-    return found
+def target_needs(target: Target, problem: CodeProblem) -> str:
+    """What ``target`` needs in the respect ``problem`` names, in words."""
+    arch = target.arch
+    if problem is CodeProblem.MACHINE:
+        machine, elf_class = arch.elf_machine
+        return (
+            f"ELF machine {machine} ({_CLASS_BITS[elf_class]}, {arch.byte_order}-endian) "
+            f"for {arch.value}"
+        )
+    float_abi = f"{target.float_abi.value}-float" if target.float_abi else ""
+    if problem is CodeProblem.CPU:
+        return f"{arch.arm_cpu_needs}, {float_abi}"
+    return f"{float_abi} code ({_float_abi_systems(target)})"
+
+
+def _float_abi_systems(target: Target) -> str:
+    """Systems whose images have the target's float ABI and run on its CPU."""
+    if target.float_abi is FloatAbi.SOFT:
+        return "Debian armel, Docker's linux/arm/v6 python images"
+    if target.arch is Arch.ARMV6L:
+        return "Raspberry Pi OS, Alpine armhf"
+    return "Debian armhf, Raspberry Pi OS, Alpine"
+
+
+def _other(abi: FloatAbi | None) -> str:
+    return "soft" if abi is FloatAbi.HARD else "hard"
+
+
+def _built_advice(problem: CodeProblem, target: Target) -> str:
+    """What to do about a wheel prewheel built that does not fit."""
+    if problem is CodeProblem.MACHINE:
+        return (
+            "The container did not run the target architecture: check --platform, the image's "
+            "platform and the binfmt handlers."
+        )
+    if problem is CodeProblem.CPU:
+        return (
+            "It would die with 'Illegal instruction' there. Build in an image whose compiler "
+            f"makes code for the target's CPU ({_float_abi_systems(target)}; for linux/arm/v6 "
+            "never Debian armhf, whose code is ARMv7), and drop -march/-mcpu options for a "
+            "newer CPU from CFLAGS or the package's settings."
+        )
+    return (
+        "Hard- and soft-float code cannot be loaded into one process. Build in an image of the "
+        f"target's float ABI, or, if the images you run are {_other(target.float_abi)}-float, "
+        f"select that with --float-abi {_other(target.float_abi)}."
+    )
+
+
+def _upstream_advice(problem: CodeProblem, target: Target) -> str:
+    """What to do about an upstream wheel whose tag promises code it does not hold."""
+    what = {
+        CodeProblem.MACHINE: "another architecture's code",
+        CodeProblem.CPU: "code for a newer CPU (it would die with 'Illegal instruction')",
+        CodeProblem.FLOAT_ABI: "code of the other float ABI (it would not load)",
+    }[problem]
+    return (
+        f"Its tag accepts {target.identifier}, but it holds {what}, so it was not mirrored. "
+        "Build the project for this target instead (add --no-binary <project> to the "
+        "requirements file, plan again and build), or report it to the project."
+    )
 
 
 def check_wheel(wheel: Path, *, name: str, version: Version, target: Target) -> None:
-    """Raise :class:`IntegrityError` unless the wheel fits ``target`` in every respect."""
+    """Raise :class:`IntegrityError` unless the built wheel fits ``target`` in every respect."""
     try:
         wheel_name, wheel_version, _build, tags = parse_wheel_filename(wheel.name)
     except InvalidWheelFilename as exc:
@@ -68,13 +136,64 @@ def check_wheel(wheel: Path, *, name: str, version: Version, target: Target) -> 
             "32-bit ARM containers can report another CPU (armv8l on arm64 hosts, armv7l for "
             "arm/v6 without QEMU_CPU=arm1176); build on a matching image or native host."
         )
-    expected = ElfHeader(*target.arch.elf_machine)
-    for member, header in elf_members(wheel).items():
-        if header != expected:
-            raise IntegrityError(
-                f"{wheel.name}: {PurePosixPath(member).name} is ELF machine {header.machine} "
-                f"({_ELF_CLASS_NAMES.get(header.elf_class, '?')}), but {target.arch.value} "
-                f"needs machine {expected.machine} ({_ELF_CLASS_NAMES[expected.elf_class]}). "
-                "The container did not run the target architecture: check --platform, the "
-                "image's platform and the binfmt handlers."
-            )
+    check_wheel_code(wheel, target)
+
+
+def check_wheel_code(
+    wheel: Path, target: Target, *, upstream: bool = False, name: str = ""
+) -> None:
+    """Raise :class:`IntegrityError` naming the first ELF member of ``wheel`` that does not
+    run on ``target``: its machine, class and byte order, and on 32-bit ARM its
+    ``Tag_CPU_arch`` and float ABI. ``upstream``: the wheel was downloaded, not built;
+    ``name``: the wheel's file name, where ``wheel`` is a temporary file."""
+    name = name or wheel.name
+    for member, facts in wheel_elf_members(wheel, name=name).items():
+        problem = code_problem(facts, target)
+        if problem is None:
+            continue
+        advice = (_upstream_advice if upstream else _built_advice)(problem, target)
+        raise IntegrityError(
+            f"{name}: {member} is {facts.describe()}, but {target.identifier} "
+            f"({target.docker_platform}) needs {target_needs(target, problem)}. {advice}"
+        )
+
+
+# -- the build image ---------------------------------------------------------------------------
+def check_image_code(image: str, facts: ImageFacts, target: Target) -> None:
+    """Raise :class:`ImageMismatchError` if the build image's own code (its Python interpreter,
+    read from its files) is for a newer ARM CPU than ``target``'s or of the other float ABI:
+    whatever it compiles would be too. Images whose interpreter was not found pass."""
+    if not target.arch.is_32bit_arm or facts.interpreter_code is None:
+        return
+    problem = code_problem(facts.interpreter_code, target)
+    if problem is None:
+        return
+    raise ImageMismatchError(
+        f"Image {image}{_described(facts)} cannot build for {target.identifier} "
+        f"({target.docker_platform}): its {facts.interpreter} is "
+        f"{facts.interpreter_code.describe()}, and what it compiles is too, but the target needs "
+        f"{target_needs(target, problem)}. {_image_advice(problem, target)} Nothing was started."
+    )
+
+
+def _described(facts: ImageFacts) -> str:
+    details = [d for d in (facts.pretty_name, facts.dpkg_arch and f"dpkg {facts.dpkg_arch}") if d]
+    return f" ({', '.join(details)})" if details else ""
+
+
+def _image_advice(problem: CodeProblem, target: Target) -> str:
+    if problem is CodeProblem.MACHINE:
+        return "Use an image of the target's platform (--image, with {debian_arch} per platform)."
+    if target.arch is Arch.ARMV6L and problem is CodeProblem.CPU:
+        return (
+            "An armhf image (Debian armhf, the official images for linux/arm/v7) makes ARMv7 "
+            "code. For linux/arm/v6 use a soft-float armel image (the official python images "
+            "for linux/arm/v6, Debian armel), or a hard-float ARMv6 image (Raspberry Pi OS, "
+            "Alpine armhf) together with --float-abi hard."
+        )
+    if problem is CodeProblem.CPU:
+        return f"Use an image whose code is for {target.arch.docker_platform}."
+    return (
+        f"Use such an image, or, if the images you run are {_other(target.float_abi)}-float "
+        f"like this one, select --float-abi {_other(target.float_abi)}."
+    )

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import posixpath
 import socket
 import tarfile
 import time
@@ -268,8 +269,10 @@ def read_image_files(
     mounts: Sequence[Mount] = (),
 ) -> dict[PurePosixPath, bytes | None]:
     """Regular files of an image (or of ``mounts``), read from a container that is created but
-    never started (no emulation runs); a path that is missing or not a regular file maps to
-    None."""
+    never started (no emulation runs). Symbolic links are followed, as the image's own programs
+    would (``/usr/bin/python3`` -> ``python3.11``; the daemon resolves links among the parent
+    directories, such as a merged-/usr image's ``/bin`` -> ``usr/bin``); a path that is missing,
+    not a regular file, or a link loop maps to None."""
     created: Any = None
     files: dict[PurePosixPath, bytes | None] = {}
     try:
@@ -281,17 +284,41 @@ def read_image_files(
             mounts=list(mounts),
         )
         for path in paths:
-            try:
-                stream, _ = created.get_archive(str(path))
-            except docker.errors.NotFound:
-                files[path] = None
-                continue
-            files[path] = _regular_file(b"".join(stream))
+            files[path] = _read_following_links(created, path)
     finally:
         if created is not None:
             with contextlib.suppress(docker.errors.DockerException):
                 created.remove(force=True)
     return files
+
+
+_MAX_LINKS = 16  # as many links in a row as prewheel follows (Linux allows 40 in a path)
+
+
+def _read_following_links(created: Any, path: PurePosixPath) -> bytes | None:
+    for _ in range(_MAX_LINKS):
+        try:
+            stream, _ = created.get_archive(str(path))
+        except docker.errors.NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r") as archive:
+            member = archive.next()
+            if member is None:
+                return None
+            if member.issym():
+                path = _link_target(path, member.linkname)
+                continue
+            if not member.isfile():
+                return None
+            extracted = archive.extractfile(member)
+            return extracted.read() if extracted is not None else None
+    return None
+
+
+def _link_target(link: PurePosixPath, target: str) -> PurePosixPath:
+    """Where a symbolic link at ``link`` pointing to ``target`` leads (lexically, as the
+    daemon resolves the parent directories itself)."""
+    return PurePosixPath(posixpath.normpath(link.parent / target))
 
 
 def _regular_file(archive_bytes: bytes) -> bytes | None:

@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import PrewheelError
+from ..errors import ExitCode, ImageMismatchError, PrewheelError
+from ..targets import Target
 from ..wheelhouse import Wheelhouse
 from .builders import (
     Builder,
@@ -53,6 +54,7 @@ class BuildOutcome:
     elapsed: float = 0.0
     native: bool = False  # compiled with a native toolchain (accelerated)
     fallback: str = ""  # why the accelerated build failed before an emulated rebuild succeeded
+    cause: ExitCode | None = None  # FAILED before building: the exit code of what refused it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +91,11 @@ class BuildReport:
         return [o for o in self.outcomes if o.status is Status.BUILT and o.native]
 
     @property
+    def refused_images(self) -> list[BuildOutcome]:
+        """Failed because the step's image cannot build for the target (nothing started)."""
+        return [o for o in self.failed if o.cause is ExitCode.IMAGE_MISMATCH]
+
+    @property
     def fell_back(self) -> list[BuildOutcome]:
         """Built, but only by the emulated rebuild after the accelerated build failed."""
         return [o for o in self.outcomes if o.status is Status.BUILT and o.fallback]
@@ -102,6 +109,19 @@ class BuildReport:
             "elapsed": round(self.elapsed, 3),
             "builds": [o.to_json() for o in self.outcomes],
         }
+
+
+def image_refusal(report: BuildReport) -> ImageMismatchError:
+    """The error for a run in which some steps' images were refused (it takes precedence over
+    failed builds: nothing was attempted for those targets)."""
+    refused = report.refused_images
+    others = len(report.failed) - len(refused)
+    reasons = " ".join(dict.fromkeys(o.error for o in refused))
+    return ImageMismatchError(
+        f"{len(refused)} of {len(report.outcomes)} builds were refused before anything started "
+        f"({', '.join(o.job.label for o in refused)}). {reasons}"
+        + (f" {others} other builds failed as well." if others else "")
+    )
 
 
 class EventKind(enum.StrEnum):
@@ -189,8 +209,13 @@ def _prepare_step(
         compilers = builder.compiler_key(step.image, step.platform)
     except ImageUnavailableError as error:
         return [], [_failure(job, error.message) for job in step.jobs]
+    refusals = _image_refusals(step, builder)
     pending, done = [], []
     for job in step.jobs:
+        refusal = refusals.get(job.target)
+        if refusal is not None:
+            done.append(_failure(job, refusal.message, cause=refusal.exit_code))
+            continue
         try:
             inputs = job.inputs(digest, toolchain=compilers)
         except PrewheelError as error:
@@ -204,6 +229,18 @@ def _prepare_step(
         else:
             pending.append(_Pending(job, key, inputs, Path()))
     return pending, done
+
+
+def _image_refusals(step: BuildStep, builder: Builder) -> dict[Target, PrewheelError]:
+    """Per target of the step, why its image cannot build for it (before any cache lookup:
+    a wrong image is reported even when every wheel is cached)."""
+    refusals = {}
+    for target in dict.fromkeys(job.target for job in step.jobs):
+        try:
+            builder.check_image(step.image, target)
+        except PrewheelError as error:
+            refusals[target] = error
+    return refusals
 
 
 def _fetch_sdists(
@@ -407,10 +444,14 @@ def _identity(job: BuildJob) -> tuple[str, str]:
 
 
 def _failure(
-    job: BuildJob, message: str, log: Path | None = None, elapsed: float = 0.0
+    job: BuildJob,
+    message: str,
+    log: Path | None = None,
+    elapsed: float = 0.0,
+    cause: ExitCode | None = None,
 ) -> BuildOutcome:
     return BuildOutcome(
-        job, Status.FAILED, log=log, error=message, tail=_tail(log), elapsed=elapsed
+        job, Status.FAILED, log=log, error=message, tail=_tail(log), elapsed=elapsed, cause=cause
     )
 
 

@@ -48,10 +48,11 @@ from debian.deb822 import Deb822
 from docker.types import Mount
 from filelock import FileLock
 
-from ..errors import UsageError
+from ..elf import ElfFacts, elf_file_facts
+from ..errors import IntegrityError, UsageError
 from ..files import atomic_write_bytes
 from ..hostenv import ca_bundle, proxy_environment, user_cache
-from ..targets import Arch
+from ..targets import Arch, FloatAbi
 from .container import Container, read_image_files
 from .jobs import fill_placeholders
 
@@ -73,6 +74,10 @@ _FAILURE_TTL = 24 * 3600.0
 _CROSS_DISTRIBUTIONS = ("debian", "ubuntu")
 _OS_RELEASE_PATHS = (PurePosixPath("/etc/os-release"), PurePosixPath("/usr/lib/os-release"))
 _DPKG_STATUS = PurePosixPath("/var/lib/dpkg/status")
+# The interpreter a build runs, first found first (the official python images' own Python is
+# in /usr/local/bin, ahead of any distribution Python on their PATH).
+INTERPRETER_PATHS = (PurePosixPath("/usr/local/bin/python3"), PurePosixPath("/usr/bin/python3"))
+_FACTS_VERSION = 2  # in the cache file's name: bumped when ImageFacts learns more
 _GCC_PACKAGE = re.compile(r"gcc-(\d+)")
 _NOT_IN_ARCHIVE = 4  # assemble_toolchain.sh: the release has no such cross compiler
 
@@ -118,6 +123,36 @@ class ImageFacts:
     dpkg_arch: str = ""  # dpkg's native architecture: armhf, armel, arm64 ("" without dpkg)
     gcc_majors: tuple[int, ...] = ()  # installed gcc-N packages, ascending
     gcc_version: str = ""  # the Debian version of the newest installed gcc-N package
+    interpreter: str = ""  # the Python interpreter read: /usr/local/bin/python3 ("" if none)
+    machine: int = 0  # its ELF e_machine, class and byte order
+    elf_class: int = 0
+    byte_order: str = ""
+    arm_cpu_arch: int | None = None  # 32-bit ARM: its Tag_CPU_arch
+    float_abi: str = ""  # 32-bit ARM: hard or soft ("" if it commits to neither)
+
+    @property
+    def interpreter_code(self) -> ElfFacts | None:
+        """What the image's Python interpreter is (and what the image's compiler makes)."""
+        if not self.interpreter:
+            return None
+        return ElfFacts(
+            machine=self.machine,
+            elf_class=self.elf_class,
+            byte_order=self.byte_order,
+            arm_cpu_arch=self.arm_cpu_arch,
+            float_abi=FloatAbi(self.float_abi) if self.float_abi else None,
+        )
+
+    def with_interpreter(self, path: str, code: ElfFacts) -> ImageFacts:
+        return dataclasses.replace(
+            self,
+            interpreter=path,
+            machine=code.machine,
+            elf_class=code.elf_class,
+            byte_order=code.byte_order,
+            arm_cpu_arch=code.arm_cpu_arch,
+            float_abi=code.float_abi.value if code.float_abi else "",
+        )
 
     @classmethod
     def from_files(cls, os_release: bytes | None, dpkg_status: bytes | None) -> ImageFacts:
@@ -312,9 +347,20 @@ def fill_base_template(template: str, facts: ImageFacts) -> str:
 
 
 def read_image_facts(client: docker.DockerClient, image: str, platform: str) -> ImageFacts:
-    files = read_image_files(client, image, platform, [*_OS_RELEASE_PATHS, _DPKG_STATUS])
+    files = read_image_files(
+        client, image, platform, [*_OS_RELEASE_PATHS, _DPKG_STATUS, *INTERPRETER_PATHS]
+    )
     os_release = next((files[p] for p in _OS_RELEASE_PATHS if files.get(p) is not None), None)
-    return ImageFacts.from_files(os_release, files.get(_DPKG_STATUS))
+    facts = ImageFacts.from_files(os_release, files.get(_DPKG_STATUS))
+    for path in INTERPRETER_PATHS:
+        content = files.get(path)
+        try:
+            code = elf_file_facts(content, what=f"{image}: {path}") if content else None
+        except IntegrityError:
+            continue  # not an interpreter prewheel can read: judged by its builds alone
+        if code is not None:
+            return facts.with_interpreter(str(path), code)
+    return facts
 
 
 class ToolchainStore:
@@ -347,7 +393,7 @@ class ToolchainStore:
             return ImageFacts(), "the Docker daemon's architecture is not one prewheel knows"
         if target.runs_natively_on(self.host):
             return ImageFacts(), None
-        facts = self._facts(image, image_platform)
+        facts = self.facts(image, image_platform)
         return facts, plan_toolchain(facts, target, base_template)
 
     def acceleration(
@@ -373,11 +419,12 @@ class ToolchainStore:
             return Acceleration(reason=str(error))
         return choose(toolchain, facts.gcc_version or toolchain.release_gcc_version, mode)
 
-    def _facts(self, image: str, platform: str) -> ImageFacts:
+    def facts(self, image: str, platform: str) -> ImageFacts:
         """The image's facts, kept per (image id, platform), so a rerun creates no container.
         (With a multi-platform image store the id names the index of every platform.)"""
         image_id = str(self.client.images.get(image).id).removeprefix("sha256:")
-        cached = self.cache_dir / f"facts-{image_id}-{platform.replace('/', '-')}.json"
+        name = f"facts-v{_FACTS_VERSION}-{image_id}-{platform.replace('/', '-')}.json"
+        cached = self.cache_dir / name
         try:
             return ImageFacts.from_json(json.loads(cached.read_text(encoding="utf-8")))
         except (FileNotFoundError, ValueError, TypeError, KeyError):

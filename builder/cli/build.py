@@ -22,7 +22,7 @@ from ..build import (
     run_builds,
 )
 from ..build.builders import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
-from ..build.runner import BuildReport, EventKind, ProgressEvent, Status
+from ..build.runner import BuildReport, EventKind, ProgressEvent, Status, image_refusal
 from ..config import Config
 from ..errors import BuildsFailedError, UsageError
 from ..files import file_sha256
@@ -166,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
     _print_summary(report, wheelhouse)
     if args.json:
         _print_json(report)
+    if report.refused_images:
+        raise image_refusal(report)
     if report.failed:
         raise BuildsFailedError(
             f"{len(report.failed)} of {len(report.outcomes)} builds failed; their logs are "

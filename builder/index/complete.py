@@ -17,9 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from ..build.checks import check_wheel_code
 from ..errors import IntegrityError, PublishConflictError
 from ..fetch import RetryPolicy, download, make_client
 from ..plan import Plan, Status
+from ..targets import Target
 from ..upstream.models import DistFile
 from .static import Origin, StaticIndex
 from .wheelinfo import inspect_wheel, wheel_key
@@ -29,18 +31,40 @@ _RETRIES = 3
 DOWNLOAD_DEADLINE = 1800.0  # seconds for one file, retries included
 
 
-def upstream_files(plan: Plan) -> list[DistFile]:
-    """The upstream wheels the plan's targets install, once each, sorted by filename.
+@dataclasses.dataclass(frozen=True)
+class UpstreamFile:
+    """An upstream wheel and the plan targets that install it."""
+
+    file: DistFile
+    targets: tuple[Target, ...] = ()
+
+    @property
+    def filename(self) -> str:
+        return self.file.filename
+
+
+def upstream_files(plan: Plan) -> list[UpstreamFile]:
+    """The upstream wheels the plan's targets install, once each, sorted by filename, each with
+    the targets that install it (whose code it must hold: see :func:`mirror`).
 
     ``build`` cells are served by the wheels prewheel built, ``ours`` by the overlay index,
     ``excluded``/``unavailable`` need nothing.
     """
     chosen: dict[str, DistFile] = {}
+    targets: dict[str, list[Target]] = {}
     for row in plan.rows:
-        for cell in row.cells.values():
+        for identifier, cell in row.cells.items():
             if cell.status in _MIRRORED and cell.file is not None and cell.file.is_wheel:
                 chosen.setdefault(cell.file.filename, cell.file)
-    return [chosen[name] for name in sorted(chosen)]
+                target = _target(plan, identifier)
+                listed = targets.setdefault(cell.file.filename, [])
+                if target is not None and target not in listed:
+                    listed.append(target)
+    return [UpstreamFile(chosen[name], tuple(targets[name])) for name in sorted(chosen)]
+
+
+def _target(plan: Plan, identifier: str) -> Target | None:
+    return next((t for t in plan.targets if t.identifier == identifier), None)
 
 
 class Downloader(Protocol):
@@ -79,16 +103,24 @@ class MirrorReport:
     present: tuple[str, ...]
 
 
-def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader) -> MirrorReport:
+def mirror(
+    index: StaticIndex, files: Iterable[UpstreamFile], downloader: Downloader
+) -> MirrorReport:
     """Download, verify and list each upstream file the index does not hold yet.
 
     A file without a sha256 on the upstream page, or whose bytes do not match it, raises
-    :class:`~builder.errors.IntegrityError` and is not listed.
+    :class:`~builder.errors.IntegrityError` at once and is not listed. A wheel for a 32-bit
+    ARM target whose code does not run there (ARMv7 code tagged ``linux_armv6l``, the other
+    float ABI: :func:`~builder.build.checks.check_wheel_code`) is not listed either; the other
+    files are still mirrored, then one :class:`~builder.errors.IntegrityError` names every
+    refused file.
     """
     fetched: list[str] = []
     present: list[str] = []
+    refused: list[str] = []
     listed = {wheel_key(name): record for name, record in index.catalog().items()}
-    for file in files:
+    for upstream in files:
+        file = upstream.file
         expected = file.sha256
         if expected is None:
             raise IntegrityError(
@@ -114,6 +146,28 @@ def mirror(index: StaticIndex, files: Iterable[DistFile], downloader: Downloader
                     "the download was altered. Nothing was listed."
                 )
             info = inspect_wheel(temporary, filename=file.filename)
+            problem = _code_problem(temporary, upstream)
+            if problem:
+                refused.append(problem)
+                continue
             index.add(temporary, info, origin=Origin.UPSTREAM, move=True)
         fetched.append(file.filename)
+    if refused:
+        raise IntegrityError(
+            f"{len(refused)} upstream wheels were refused and not mirrored (the index lists "
+            f"the {len(fetched)} others fetched now and {len(present)} already present): "
+            + " ".join(refused)
+        )
     return MirrorReport(tuple(fetched), tuple(present))
+
+
+def _code_problem(wheel: Path, upstream: UpstreamFile) -> str:
+    """Why the downloaded wheel's code does not run on one of its 32-bit ARM targets, or ""."""
+    for target in upstream.targets:
+        if not target.arch.is_32bit_arm:
+            continue
+        try:
+            check_wheel_code(wheel, target, upstream=True, name=upstream.filename)
+        except IntegrityError as error:
+            return error.message
+    return ""

@@ -1,0 +1,178 @@
+"""ARM code truth with real images: what a build image's own code is (read from its files,
+nothing started), an armhf (ARMv7, hard-float) image offered for linux/arm/v6 refused before
+anything starts, and ARMv7 code compiled in the Debian armel image refused for armv6l while the
+same extension with the image's default flags passes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path, PurePosixPath
+
+import docker
+import pytest
+from build_fixtures.helpers import gap
+from build_fixtures.images import image_exists, relabelled_image
+from build_fixtures.sdists import make_sdist
+from conftest import tiers_required
+
+from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
+from builder.build.container import LABEL, read_image_files
+from builder.build.runner import Status
+from builder.build.toolchain import Accelerate, read_image_facts
+from builder.config import PackageSettings
+from builder.elf import wheel_elf_members
+from builder.errors import ExitCode
+from builder.wheelhouse import Wheelhouse
+
+ARMEL_BUILD = "prewheel-test/bookworm-build:armel"
+ARMHF_BUILD = "prewheel-test/bookworm-build:armhf"
+# the armhf build image's files under a linux/arm/v6 label, as a mislabelled image would be
+MISLABELLED = "prewheel-test/bookworm-build:armhf-labelled-arm-v6"
+
+
+def need(image: str) -> None:
+    if image_exists(image):
+        return
+    problem = f"test image {image} is missing (run scripts/test-images.sh armel armhf)"
+    if tiers_required():
+        pytest.fail(problem, pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.mark.docker
+@pytest.mark.emulation
+def test_image_facts_come_from_the_interpreter_through_its_links() -> None:
+    need(ARMHF_BUILD)
+    need(ARMEL_BUILD)
+    client = docker.from_env(timeout=120)
+    try:
+        # merged /usr: /bin -> usr/bin; python3 -> python3.11; /etc/os-release is a link too
+        files = read_image_files(
+            client,
+            ARMHF_BUILD,
+            "linux/arm/v7",
+            [PurePosixPath("/bin/python3"), PurePosixPath("/etc/os-release")],
+        )
+        armhf = read_image_facts(client, ARMHF_BUILD, "linux/arm/v7")
+        armel = read_image_facts(client, ARMEL_BUILD, "linux/arm/v6")
+    finally:
+        client.close()
+    assert (files[PurePosixPath("/bin/python3")] or b"")[:4] == b"\x7fELF"
+    assert b"bookworm" in (files[PurePosixPath("/etc/os-release")] or b"")
+    assert (armhf.interpreter, armhf.dpkg_arch) == ("/usr/bin/python3", "armhf")
+    assert armhf.interpreter_code is not None
+    assert armhf.interpreter_code.describe() == "ARMv7 code, hard-float"
+    assert (armel.interpreter, armel.dpkg_arch) == ("/usr/bin/python3", "armel")
+    assert armel.interpreter_code is not None
+    assert armel.interpreter_code.describe() == "ARMv5TE code, soft-float"
+
+
+@pytest.mark.docker
+@pytest.mark.emulation
+def test_an_armhf_image_offered_for_arm_v6_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    need(ARMHF_BUILD)
+    seconds = relabelled_image(ARMHF_BUILD, MISLABELLED, architecture="arm", variant="v6")
+    print(f"{MISLABELLED}: " + (f"made in {seconds:.1f} s" if seconds else "present"))
+    before = _prewheel_containers()
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "build",
+            str(make_sdist(tmp_path / "sdists")),
+            "--platform",
+            "linux/arm/v6",
+            "--python",
+            "3.11",
+            "--libc",
+            "glibc2.36",
+            "--image",
+            MISLABELLED,
+            "--wheelhouse",
+            str(tmp_path / "wheelhouse"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    print(f"refused in {time.monotonic() - started:.1f} s")
+    assert result.returncode == ExitCode.IMAGE_MISMATCH, result.stderr
+    report = json.loads(result.stdout)
+    assert report["containers_started"] == 0
+    (build,) = report["builds"]
+    assert build["status"] == "failed" and build["log"] == ""
+    assert build["error"].startswith(
+        f"Image {MISLABELLED} (Debian GNU/Linux 12 (bookworm), dpkg armhf) cannot build for "
+        "cp311-glibc_2_36_armv6l (linux/arm/v6): its /usr/bin/python3 is ARMv7 code, "
+        "hard-float"
+    )
+    assert "armel" in build["error"] and "--float-abi hard" in build["error"]
+    stderr = " ".join(result.stderr.split())
+    assert "1 of 1 builds were refused before anything started" in stderr
+    assert _prewheel_containers() == before  # the facts container was created, never run, gone
+
+
+def _prewheel_containers() -> set[str]:
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={LABEL}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return set(listed.stdout.split())
+
+
+@pytest.mark.docker
+@pytest.mark.emulation
+@pytest.mark.network  # pip's isolated build environment fetches setuptools
+@pytest.mark.slow
+def test_armv7_code_built_in_the_armel_image_is_refused_for_armv6l(tmp_path: Path) -> None:
+    need(ARMEL_BUILD)
+    plain = make_sdist(tmp_path / "sdists", "plainext")
+    armv7 = make_sdist(tmp_path / "sdists", "armv7ext")
+    flags = PackageSettings(environment=(("CFLAGS", "-march=armv7-a"),))
+    jobs = make_jobs(
+        [gap(plain, "linux/arm/v6"), gap(armv7, "linux/arm/v6")],
+        image=ARMEL_BUILD,
+        settings=lambda name: flags if name == "armv7ext" else PackageSettings(),
+    )
+    house = Wheelhouse(tmp_path / "wheelhouse")
+    builder = DockerBuilder(timeout=900, accelerate=Accelerate.OFF)  # the image's own gcc
+    started = time.monotonic()
+    try:
+        report = run_builds(
+            jobs, wheelhouse=house, builder=builder, fetcher=SdistFetcher(tmp_path / "cache")
+        )
+    finally:
+        builder.close()
+    print(f"two emulated builds in the armel image: {time.monotonic() - started:.0f} s")
+    outcomes = {o.job.name: o for o in report.outcomes}
+    assert report.containers_started == 1
+    assert outcomes["plainext"].status is Status.BUILT, outcomes["plainext"].error
+    wheel = house.wheels_dir / outcomes["plainext"].wheel
+    assert wheel.name == "plainext-1.0-cp311-cp311-linux_armv6l.whl"
+    assert {f.describe() for f in wheel_elf_members(wheel).values()} == {
+        "ARMv5TE code, soft-float"  # Debian armel's default
+    }
+    refused = outcomes["armv7ext"]
+    assert refused.status is Status.FAILED
+    assert refused.error.startswith(
+        "armv7ext-1.0-cp311-cp311-linux_armv6l.whl: "
+        "armv7ext.cpython-311-arm-linux-gnueabi.so is ARMv7 code, soft-float, but "
+        "cp311-glibc_2_36_armv6l (linux/arm/v6) needs ARMv6 code or older"
+    ), refused.error
+    assert refused.log is not None
+    log = refused.log.read_text()
+    assert "-march=armv7-a" in log  # the compiler really was told so
+    assert not list(house.wheels_dir.glob("armv7ext-*"))
