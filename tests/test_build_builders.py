@@ -94,5 +94,5 @@ def test_container_calls_time_out_and_the_container_is_removed() -> None:
             for path in copied:
                 path.unlink()
             (Path(__file__).parent / ".h2-unused").rmdir()
-    assert container_id not in {c.id for c in client.containers.list(all=True)}
+    assert container_id not in {c["Id"] for c in client.api.containers(all=True, quiet=True)}
     builder.close()

@@ -138,7 +138,7 @@ def test_a_sigkilled_build_leaves_nothing_partial_and_the_rerun_completes(tmp_pa
     try:
         orphans = [
             c
-            for c in client.containers.list(all=True, filters={"label": LABEL})
+            for c in client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
             if c.labels.get(OWNER_LABEL, "").endswith(f":{process.pid}")
         ]
     finally:

@@ -433,7 +433,7 @@ class CibuildwheelBuilder:
     def remove_containers(self, platform: str, run_id: str) -> None:
         client = self.docker.client(platform)
         for container in client.containers.list(
-            all=True, filters={"label": f"{RUN_LABEL}={run_id}"}
+            all=True, filters={"label": f"{RUN_LABEL}={run_id}"}, ignore_removed=True
         ):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)

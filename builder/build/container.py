@@ -84,7 +84,11 @@ def remove_orphans(client: docker.DockerClient) -> int:
     """Remove build containers whose creating process on this host no longer exists."""
     removed = 0
     host = socket.gethostname()
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    # ignore_removed: another prewheel may remove its container between the listing and the
+    # inspection of each one
+    for container in client.containers.list(
+        all=True, filters={"label": LABEL}, ignore_removed=True
+    ):
         owner = str(container.labels.get(OWNER_LABEL, ""))
         owner_host, _, pid = owner.rpartition(":")
         if owner_host != host or not pid.isdigit() or pid_alive(int(pid)):
