@@ -140,3 +140,41 @@ def test_run_command_end_to_end_for_a_set_without_gaps(
     pins = read_requirements([output / "requirements.lock"]).requirements
     assert [str(p.version) for p in pins] == ["3.10"] and len(pins[0].hashes) == 1
     assert "--require-hashes" in (output / "Dockerfile").read_text()
+
+
+def test_lock_and_merge_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json puts the result on stdout as JSON and the human line on stderr."""
+    lock = tmp_path / "requirements.lock"
+    house = str(_wheelhouse_with_pyyaml(tmp_path))
+    plan_file = str(_plan_file(tmp_path))
+    assert (
+        main(["lock", "--plan", plan_file, "--wheelhouse", house, "-o", str(lock), "--json"]) == 0
+    )
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert "wrote" in captured.err
+    assert data["lock"] == str(lock)
+    pyyaml = next(r for r in data["requirements"] if r["name"] == "pyyaml")
+    assert {"filename": BUILT_PYYAML.filename, "sha256": BUILT_PYYAML.sha256} in pyyaml["files"]
+    one = _shard(tmp_path / "one" / "wh", "alpha", "1.0", "cp311-manylinux_2_36_armv7l")
+    assert main(["merge", str(tmp_path / "merged"), str(one), "--json"]) == 0
+    merged = json.loads(capsys.readouterr().out)
+    assert [(m["name"], m["target"]) for m in merged["merged"]] == [
+        ("alpha", "cp311-manylinux_2_36_armv7l")
+    ]
+
+
+def test_index_and_publish_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wheel = make_wheel(tmp_path / "wh" / "wheels", "jsonpkg", "1.0")
+    tree = str(tmp_path / "tree")
+    assert main(["index", str(tmp_path / "wh"), "-o", tree, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["added"] == [wheel.name]
+    assert main(["index", "-o", tree, "--check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"output": tree, "sound": True}
+    assert main(["index", "-o", tree, "--repair", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["repaired"] == []
+    static = str(tmp_path / "static")
+    assert main(["publish", str(tmp_path / "wh"), "--static", static, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["uploaded"] == [wheel.name]
+    assert main(["publish", str(tmp_path / "wh"), "--static", static, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == [wheel.name]

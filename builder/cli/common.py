@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,24 @@ def print_whole(console: Console, renderable: Any) -> None:
         console.print(renderable)
     finally:
         console.width = saved
+
+
+def add_json_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=f"print {what} as JSON on stdout (the human summary goes to stderr)",
+    )
+
+
+def report(args: argparse.Namespace, summary: str, data: Mapping[str, Any]) -> None:
+    """A command's result: ``summary`` for people, and with ``--json`` ``data`` on stdout
+    (the summary then on stderr, so stdout stays pure JSON)."""
+    if getattr(args, "json", False):
+        error_console().print(summary)
+        output_console().out(json.dumps(data, indent=2), highlight=False)
+    else:
+        output_console().print(summary)
 
 
 def is_interactive() -> bool:

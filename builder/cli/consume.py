@@ -11,12 +11,14 @@ from ..errors import ExitCode, UsageError
 from .common import (
     TARGET_KEYS,
     add_config_option,
+    add_json_option,
     add_subcommand,
     add_target_and_config_options,
     config_from_args,
     error_console,
     load_plan,
     output_console,
+    report,
     targets_from_config,
 )
 
@@ -68,6 +70,7 @@ def _register_lock(subparsers: Any) -> None:
         metavar="FILE",
         help=f"lock file to write (default {DEFAULT_LOCK}; '-' prints it)",
     )
+    add_json_option(parser, "each requirement with the files and hashes it allows")
     add_target_and_config_options(parser)
 
 
@@ -90,13 +93,30 @@ def _run_lock(args: argparse.Namespace) -> int:
     text = render_lock(lines, header=header)
     if str(args.output) == "-":
         output_console().print(text, end="", markup=False)
-    else:
-        write_lock(args.output, text)
-        hashes = sum(len(line.hashes) for line in lines)
-        error_console().print(
-            f"wrote {args.output}: {len(lines)} requirements, {hashes} hashes, "
-            f"{len(plan.targets)} targets"
-        )
+        return int(ExitCode.OK)
+    write_lock(args.output, text)
+    hashes = sum(len(line.hashes) for line in lines)
+    summary = (
+        f"wrote {args.output}: {len(lines)} requirements, {hashes} hashes, "
+        f"{len(plan.targets)} targets"
+    )
+    if not args.json:
+        error_console().print(summary)
+        return int(ExitCode.OK)
+    data = {
+        "lock": str(args.output),
+        "targets": [target.identifier for target in plan.targets],
+        "requirements": [
+            {
+                "name": line.requirement.name,
+                "version": str(line.requirement.version),
+                "marker": str(line.requirement.marker) if line.requirement.marker else None,
+                "files": [{"filename": name, "sha256": digest} for name, digest in line.files],
+            }
+            for line in lines
+        ],
+    }
+    report(args, summary, data)
     return int(ExitCode.OK)
 
 
@@ -296,6 +316,7 @@ def _register_merge(subparsers: Any) -> None:
     )
     parser.add_argument("output", type=Path, help="wheelhouse to merge into (created if missing)")
     parser.add_argument("sources", nargs="+", type=Path, help="wheelhouses to merge from")
+    add_json_option(parser, "the merged wheels")
 
 
 def _run_merge(args: argparse.Namespace) -> int:
@@ -308,7 +329,17 @@ def _run_merge(args: argparse.Namespace) -> int:
                 "'prewheel build'."
             )
     merged = Wheelhouse(args.output).merge(args.sources)
-    error_console().print(
-        f"merged {len(merged)} wheels from {len(args.sources)} wheelhouses into {args.output}"
-    )
+    summary = f"merged {len(merged)} wheels from {len(args.sources)} wheelhouses into {args.output}"
+    if not args.json:
+        error_console().print(summary)
+        return int(ExitCode.OK)
+    data = {
+        "output": str(args.output),
+        "sources": [str(source) for source in args.sources],
+        "merged": [
+            {"name": e.name, "version": e.version, "target": e.target, "filename": e.filename}
+            for e in merged
+        ],
+    }
+    report(args, summary, data)
     return int(ExitCode.OK)

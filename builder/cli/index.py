@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExitCode, TreeDamagedError, UsageError
-from .common import add_subcommand, error_console, load_plan, output_console
+from .common import add_json_option, add_subcommand, error_console, load_plan, report
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -69,6 +69,7 @@ def _register_index(subparsers: Any) -> None:
     parser.add_argument(
         "--plan", type=Path, metavar="FILE", help="plan.json from 'prewheel plan' (complete mode)"
     )
+    add_json_option(parser, "what was added, mirrored or repaired")
 
 
 def add_lock_timeout_option(parser: argparse.ArgumentParser, default: float) -> None:
@@ -168,6 +169,7 @@ def _register_publish(subparsers: Any) -> None:
         "--config-file", default="~/.pypirc", metavar="FILE", help="twine's .pypirc"
     )
     add_lock_timeout_option(parser, 300.0)
+    add_json_option(parser, "what was uploaded and skipped")
 
 
 def _wheels(wheelhouse: Path) -> list[Path]:
@@ -204,11 +206,18 @@ def _run_index(args: argparse.Namespace) -> int:
         if args.mode == "complete"
         else None
     )
-    report = index.sync(wheels)
-    _print_repaired(report.repaired)
-    output_console().print(
-        f"index {args.output}: {len(report.added)} added, {len(report.unchanged)} already listed"
+    synced = index.sync(wheels)
+    _print_repaired(synced.repaired)
+    summary = (
+        f"index {args.output}: {len(synced.added)} added, {len(synced.unchanged)} already listed"
     )
+    data: dict[str, Any] = {
+        "output": str(args.output),
+        "mode": args.mode,
+        "added": list(synced.added),
+        "unchanged": list(synced.unchanged),
+        "repaired": list(synced.repaired),
+    }
     if plan is not None:
         from ..index.complete import HttpDownloader, mirror, upstream_files  # noqa: PLC0415
 
@@ -217,10 +226,12 @@ def _run_index(args: argparse.Namespace) -> int:
             mirrored = mirror(index, upstream_files(plan), downloader)
         finally:
             downloader.close()
-        output_console().print(
-            f"complete mode: {len(mirrored.fetched)} upstream files fetched and verified, "
+        summary += (
+            f"\ncomplete mode: {len(mirrored.fetched)} upstream files fetched and verified, "
             f"{len(mirrored.present)} already present"
         )
+        data["mirrored"] = {"fetched": list(mirrored.fetched), "present": list(mirrored.present)}
+    report(args, summary, data)
     return int(ExitCode.OK)
 
 
@@ -233,7 +244,8 @@ def _examine(index: Any, args: argparse.Namespace) -> int:
     if args.repair:
         found = index.repair(deep=True)
         _print_repaired(found.findings())
-        output_console().print(f"index {args.output}: {len(found.findings())} problems repaired")
+        summary = f"index {args.output}: {len(found.findings())} problems repaired"
+        report(args, summary, {"output": str(args.output), "repaired": list(found.findings())})
         return int(ExitCode.OK)
     findings = index.check(deep=True).findings()
     if findings:
@@ -243,7 +255,7 @@ def _examine(index: Any, args: argparse.Namespace) -> int:
             + ". Run 'prewheel index --repair -o DIR' (or any 'prewheel index' run, or a "
             "'prewheel serve' start) to put it right."
         )
-    output_console().print(f"index {args.output}: sound")
+    report(args, f"index {args.output}: sound", {"output": str(args.output), "sound": True})
     return int(ExitCode.OK)
 
 
@@ -306,11 +318,14 @@ def _run_publish(args: argparse.Namespace) -> int:
 
     wheels = _wheels(args.wheelhouse)
     if args.static is not None:
-        report = StaticIndex(args.static, lock_timeout=args.lock_timeout).sync(wheels)
-        _print_repaired(report.repaired)
-        output_console().print(
-            f"{args.static}: {len(report.added)} added, {len(report.unchanged)} already listed"
-        )
+        synced = StaticIndex(args.static, lock_timeout=args.lock_timeout).sync(wheels)
+        _print_repaired(synced.repaired)
+        report(
+            args,
+            f"{args.static}: {len(synced.added)} added, {len(synced.unchanged)} already listed",
+            {"static": str(args.static), "uploaded": list(synced.added),
+             "skipped": list(synced.unchanged)},
+        )  # fmt: skip
         return int(ExitCode.OK)
     bundle = ca_bundle()
     uploader = TwineUploader(
@@ -329,8 +344,11 @@ def _run_publish(args: argparse.Namespace) -> int:
         result = publish(wheels, reader, uploader)
     finally:
         reader.close()
-    output_console().print(
+    report(
+        args,
         f"published to {simple_url}: {len(result.uploaded)} uploaded, "
-        f"{len(result.skipped)} already there"
-    )
+        f"{len(result.skipped)} already there",
+        {"simple_url": simple_url, "uploaded": list(result.uploaded),
+         "skipped": list(result.skipped)},
+    )  # fmt: skip
     return int(ExitCode.OK)
