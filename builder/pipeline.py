@@ -16,10 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BuildsFailedError, HostEnvironmentError
+from .files import file_sha256
 from .plan import Plan
 from .targets import Target
 
 _SERVER_START_TIMEOUT = 30.0
+
+
+def tree_fingerprint(root: Path) -> str:
+    """What a static tree serves, as one digest: its catalog lists every file with its sha256
+    ("" for a tree without one, which is then never taken as unchanged)."""
+    from .index.static import StaticIndex  # noqa: PLC0415
+
+    try:
+        return file_sha256(StaticIndex(root).catalog_path)
+    except OSError:
+        return ""
 
 
 @contextlib.contextmanager
@@ -79,6 +91,7 @@ def run_pipeline(
     verify_timeout: float = 1800.0,
     parallel: int = 1,
     verify: bool = True,
+    reverify: bool = False,
     config: Any = None,
     log: Callable[[str], object] = lambda _line: None,
 ) -> PipelineResult:
@@ -110,7 +123,13 @@ def run_pipeline(
     results: tuple[Any, ...] = ()
     if verify:
         results = verify_served(
-            plan, lock, index_root, image=verify_image, timeout=verify_timeout, log=log
+            plan,
+            lock,
+            index_root,
+            image=verify_image,
+            timeout=verify_timeout,
+            log=log,
+            reverify=reverify,
         )
         timer.lap("verify")
     return PipelineResult(
@@ -237,17 +256,25 @@ def verify_served(
     image: str | None,
     timeout: float,
     log: Callable[[str], object],
+    reverify: bool = False,
 ) -> tuple[Any, ...]:
-    """Serve the index on loopback and verify the lock on every planned target."""
-    from .consume.verify import DEFAULT_IMAGE_TEMPLATE, DockerProbeRunner  # noqa: PLC0415
+    """Serve the index on loopback and verify the lock on every planned target (a target
+    verified before with the same inputs is not run again, unless ``reverify``)."""
+    from .consume.verify import (  # noqa: PLC0415
+        DEFAULT_IMAGE_TEMPLATE,
+        DockerProbeRunner,
+        default_verify_cache,
+    )
     from .consume.verify import verify as verify_targets  # noqa: PLC0415
 
     def report(result: Any) -> None:
         state = "ok" if result.ok else "FAILED"
-        log(
-            f"verify {result.platform}: {state} ({len(result.installed)} installed in "
-            f"{result.install_seconds:.1f} s)"
+        how = (
+            "unchanged since verified; --reverify runs it again"
+            if result.cached
+            else f"{len(result.installed)} installed in {result.install_seconds:.1f} s"
         )
+        log(f"verify {result.platform}: {state} ({how})")
 
     with serving(index_root) as url:
         return tuple(
@@ -259,5 +286,8 @@ def verify_served(
                 runner=DockerProbeRunner(),
                 timeout=timeout,
                 progress=report,
+                cache=default_verify_cache(),
+                index_fingerprint=tree_fingerprint(index_root),
+                reuse=not reverify,
             )
         )

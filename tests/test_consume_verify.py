@@ -12,6 +12,8 @@ from builder.consume.verify import (
     RESULT_MARKER,
     DockerProbeRunner,
     ProbeRun,
+    TargetResult,
+    VerifyCache,
     image_for,
     judge,
     parse_probe_output,
@@ -197,3 +199,73 @@ def test_verify_refuses_a_tampered_wheel_and_images_with_a_compiler(tmp_path: Pa
             runner=DockerProbeRunner(),
             timeout=300,
         )
+
+
+class _CountingRunner:
+    """A ProbeRunner whose probes succeed (or fail), counting the containers it would start."""
+
+    def __init__(self, image_ids: dict[str, str | None], *, ok: bool = True) -> None:
+        self.image_ids = image_ids
+        self.ok = ok
+        self.started = 0
+
+    def image_id(self, image: str, platform: str) -> str | None:
+        return self.image_ids.get(image)
+
+    def run(self, **kwargs: object) -> ProbeRun:
+        self.started += 1
+        return ProbeRun(0, False, probe_output() if self.ok else probe_output(pip_exit=1))
+
+
+def test_an_unchanged_verification_is_reused_and_any_changed_input_runs_again(
+    tmp_path: Path,
+) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
+    cache = VerifyCache(tmp_path / "cache" / "results.json")
+    runner = _CountingRunner({"t:amd64": "sha256:aaa", "t:armhf": "sha256:bbb"})
+
+    def check(**options: object) -> list[TargetResult]:
+        options.setdefault("index_fingerprint", "tree-1")
+        return verify(
+            lock,
+            [AMD64, ARMV7],
+            index_url="http://127.0.0.1:9/simple/",
+            image_template="t:{debian_arch}",
+            runner=runner,
+            cache=cache,
+            **options,  # type: ignore[arg-type]
+        )
+
+    first = check()
+    assert runner.started == 2 and not any(r.cached for r in first)
+    again = check()
+    assert runner.started == 2 and all(r.cached for r in again)  # no container started
+    assert [r.installed for r in again] == [r.installed for r in first]
+    check(reuse=False)  # --reverify
+    assert runner.started == 4
+    runner.image_ids["t:armhf"] = "sha256:rebuilt"  # a new image: that target only
+    check()
+    assert runner.started == 5
+    check(index_fingerprint="tree-2")  # the index changed
+    assert runner.started == 7
+    lock.write_text("tinypkg==1.0 --hash=sha256:01\n")  # the lock changed
+    check()
+    assert runner.started == 9
+
+
+def test_failures_and_images_without_an_id_are_never_reused(tmp_path: Path) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
+    cache = VerifyCache(tmp_path / "results.json")
+    failing = _CountingRunner({"t:amd64": "sha256:aaa"}, ok=False)
+    for _ in range(2):
+        with pytest.raises(VerifyFailedError):
+            verify(lock, [AMD64], index_url="u", image_template="t:{debian_arch}",
+                   runner=failing, cache=cache)  # fmt: skip
+    assert failing.started == 2
+    unknown = _CountingRunner({})  # the image is not local: its ID is unknown
+    for _ in range(2):
+        verify(lock, [AMD64], index_url="u", image_template="t:{debian_arch}", runner=unknown,
+               cache=cache)  # fmt: skip
+    assert unknown.started == 2

@@ -248,6 +248,11 @@ def _register_verify(subparsers: Any) -> None:
     parser.add_argument(
         "--allow-compiler", action="store_true", help="accept images that contain a C compiler"
     )
+    parser.add_argument(
+        "--reverify",
+        action="store_true",
+        help="run every target again, even where an earlier success had the same inputs",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     add_config_option(parser)
 
@@ -257,9 +262,10 @@ def _run_verify(args: argparse.Namespace) -> int:
         DEFAULT_IMAGE_TEMPLATE,
         DockerProbeRunner,
         TargetResult,
+        default_verify_cache,
         verify,
     )
-    from ..pipeline import serving  # noqa: PLC0415
+    from ..pipeline import serving, tree_fingerprint  # noqa: PLC0415
 
     keys = {key: key for key in ("platform", "python", "libc", "target")}
     config = config_from_args(args, keys)
@@ -279,9 +285,14 @@ def _run_verify(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             allow_compiler=args.allow_compiler,
             progress=show,
+            cache=default_verify_cache(),
+            index_fingerprint=index_fingerprint,
+            reuse=not args.reverify,
         )
 
+    index_fingerprint = ""
     if args.serve is not None:
+        index_fingerprint = tree_fingerprint(args.serve)
         with serving(args.serve) as url:
             results = run(url)
     else:
@@ -295,6 +306,11 @@ def _result_line(result: Any) -> str:
     if not result.ok:
         return f"FAIL {result.platform:<13} {result.image}: {result.error.splitlines()[0]}"
     hosts = sorted({p.url.split("/")[2] for p in result.installed if p.url.count("/") >= 2})
+    if result.cached:
+        return (
+            f"ok   {result.platform:<13} unchanged since it was verified ({len(result.installed)} "
+            "installed); --reverify runs it again"
+        )
     return (
         f"ok   {result.platform:<13} {len(result.installed)} installed from "
         f"{', '.join(hosts) or '?'} in {result.install_seconds:.1f} s "

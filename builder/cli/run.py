@@ -71,6 +71,12 @@ def register(subparsers: Any) -> None:
         "(default python:{python}-slim-bookworm)",
     )
     parser.add_argument("--no-verify", action="store_true", help="stop after writing the lock")
+    parser.add_argument(
+        "--reverify",
+        action="store_true",
+        help="verify every target again, even where an earlier success had the same inputs "
+        "(lock, index content, image ID)",
+    )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
     add_compiler_options(parser)
     add_target_and_config_options(parser)
@@ -108,6 +114,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         verify_image=args.verify_image,
         parallel=args.jobs,
         verify=not args.no_verify,
+        reverify=args.reverify,
         config=config,
         log=lambda line: error_console().print(line, markup=False),
     )

@@ -15,6 +15,7 @@ Engine API through :class:`builder.build.container.Container`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import tarfile
@@ -133,11 +134,19 @@ class TargetResult:
     installed: tuple[InstalledPackage, ...] = ()
     imported: tuple[str, ...] = ()
     error: str = ""
+    cached: bool = False  # taken from an earlier run with the same inputs; no container ran
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["installed"] = [dataclasses.asdict(p) for p in self.installed]
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TargetResult:
+        installed = tuple(InstalledPackage(**p) for p in data.get("installed", ()))
+        known = {f.name for f in dataclasses.fields(cls)} - {"installed", "imported"}
+        fields = {k: v for k, v in data.items() if k in known}
+        return cls(**fields, installed=installed, imported=tuple(data.get("imported", ())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +171,11 @@ class ProbeRunner(Protocol):
         ``argv`` (killed after ``timeout`` seconds), return its output; always clean up."""
         ...
 
+    def image_id(self, image: str, platform: str) -> str | None:
+        """The ID of the local ``image`` (what a cached result is keyed by); None if it is not
+        present (then nothing is cached or reused)."""
+        ...
+
 
 class DockerProbeRunner:
     """Runs probes in containers over the Docker Engine API.
@@ -173,6 +187,22 @@ class DockerProbeRunner:
 
     def __init__(self, client: Any = None) -> None:
         self._client = client
+
+    def _docker(self) -> Any:
+        from ..build.container import connect  # noqa: PLC0415
+
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    def image_id(self, image: str, platform: str) -> str | None:
+        import docker.errors  # noqa: PLC0415 - only needed with Docker
+
+        del platform  # a tag names one image locally; its ID covers the platform
+        try:
+            return str(self._docker().images.get(image).id)
+        except docker.errors.ImageNotFound:
+            return None
 
     def run(
         self,
@@ -186,12 +216,10 @@ class DockerProbeRunner:
     ) -> ProbeRun:
         import docker.errors  # noqa: PLC0415 - only needed with Docker
 
-        from ..build.container import LABEL, OWNER_LABEL, connect, owner_label  # noqa: PLC0415
+        from ..build.container import LABEL, OWNER_LABEL, owner_label  # noqa: PLC0415
 
-        if self._client is None:
-            self._client = connect()
         try:
-            container = self._client.containers.create(
+            container = self._docker().containers.create(
                 image,
                 command=list(argv),
                 platform=platform,
@@ -347,6 +375,59 @@ def container_environment(index_url: str, *, with_ca: bool) -> dict[str, str]:
     return environment
 
 
+class VerifyCache:
+    """Successful results by their inputs, so an unchanged rerun starts no container.
+
+    A result is reused only if everything that decides it is the same: the lock's bytes, the
+    index's content (``index_fingerprint``: the static tree's catalog for ``prewheel run``, the
+    index URL for ``prewheel verify``), the target, the image's ID, the container environment,
+    whether a compiler is allowed, the probe and prewheel's version. Failures are never kept.
+    One JSON file, rewritten atomically under a file lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def key(self, **inputs: Any) -> str:
+        from .. import __version__  # noqa: PLC0415
+
+        material = {**inputs, "probe": PROBE_SCRIPT, "prewheel": __version__}
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+    def get(self, key: str) -> TargetResult | None:
+        entry = self._load().get(key)
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return dataclasses.replace(TargetResult.from_json(entry), cached=True)
+        except (TypeError, ValueError):
+            return None  # an entry of another layout: verify again
+
+    def put(self, key: str, result: TargetResult) -> None:
+        from filelock import FileLock  # noqa: PLC0415
+
+        from ..files import atomic_write_bytes  # noqa: PLC0415
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock"):
+            entries = self._load()
+            entries[key] = {**result.to_json(), "cached": False}
+            atomic_write_bytes(self.path, json.dumps(entries, indent=1).encode(), prefix=".tmp-")
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+def default_verify_cache() -> VerifyCache:
+    from ..hostenv import user_cache  # noqa: PLC0415
+
+    return VerifyCache(user_cache("verify") / "results.json")
+
+
 def verify(
     lock: Path,
     targets: Sequence[Target],
@@ -357,8 +438,15 @@ def verify(
     timeout: float = 1800.0,
     allow_compiler: bool = False,
     progress: Callable[[TargetResult], object] | None = None,
+    cache: VerifyCache | None = None,
+    index_fingerprint: str = "",
+    reuse: bool = True,
 ) -> list[TargetResult]:
-    """Verify every target (all are tried); raise VerifyFailedError if any failed."""
+    """Verify every target (all are tried); raise VerifyFailedError if any failed.
+
+    With ``cache``, a target whose inputs (see :class:`VerifyCache`; ``index_fingerprint``
+    stands for the index's content, else its URL) match an earlier success is not run again
+    (unless ``reuse`` is off); new successes are stored."""
     if not lock.is_file():
         from ..errors import UsageError  # noqa: PLC0415
 
@@ -372,8 +460,27 @@ def verify(
         if bundle is not None:
             files[_CA_PATH] = bundle
         environment = container_environment(index_url, with_ca=bundle is not None)
+        lock_sha256 = hashlib.sha256(lock.read_bytes()).hexdigest()
         for target in targets:
             image = image_for(image_template, target)
+            key = None
+            if cache is not None and (image_id := runner.image_id(image, target.docker_platform)):
+                key = cache.key(
+                    lock=lock_sha256,
+                    index=index_fingerprint or index_url,
+                    target=target.identifier,
+                    image=image,
+                    image_id=image_id,
+                    # the index is in the key already (a served tree's URL changes per run);
+                    # the target implies its emulation settings
+                    environment={k: v for k, v in environment.items() if k != "PIP_INDEX_URL"},
+                    allow_compiler=allow_compiler,
+                )
+                if reuse and (known := cache.get(key)) is not None:
+                    results.append(known)
+                    if progress is not None:
+                        progress(known)
+                    continue
             started = time.monotonic()
             run = runner.run(
                 image=image,
@@ -386,6 +493,8 @@ def verify(
             result = judge(
                 target, image, run, time.monotonic() - started, allow_compiler=allow_compiler
             )
+            if cache is not None and key is not None and result.ok:
+                cache.put(key, result)
             results.append(result)
             if progress is not None:
                 progress(result)
