@@ -27,6 +27,7 @@ class ExitCode(enum.IntEnum):
     VERIFY_FAILED = 12
     INDEX_BUSY = 13
     TREE_DAMAGED = 14
+    NO_EMULATION = 15
     INTERRUPTED = 130
 
 
@@ -89,6 +90,13 @@ class HostEnvironmentError(PrewheelError):
     """The host lacks something prewheel needs: Docker daemon, binfmt handler, a tool."""
 
     exit_code = ExitCode.ENVIRONMENT
+
+
+class EmulationUnavailableError(HostEnvironmentError):
+    """A foreign platform's containers cannot run here: its QEMU binfmt handler is missing or
+    disabled (the message names it and what registers it)."""
+
+    exit_code = ExitCode.NO_EMULATION
 
 
 class IntegrityError(PrewheelError):

@@ -229,6 +229,7 @@ def _register_verify(subparsers: Any) -> None:
         "--allow-compiler", action="store_true", help="accept images that contain a C compiler"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
     add_config_option(parser)
 
 
@@ -245,6 +246,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     config = config_from_args(args, keys)
     targets = targets_from_config(config)
     template = args.image or DEFAULT_IMAGE_TEMPLATE
+    binfmt = {"binfmt_dir": args.binfmt_dir} if args.binfmt_dir else {}
 
     def show(result: TargetResult) -> None:
         error_console().print(_result_line(result), markup=False)
@@ -255,7 +257,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             targets,
             index_url=index_url,
             image_template=template,
-            runner=DockerProbeRunner(),
+            runner=DockerProbeRunner(**binfmt),
             timeout=args.timeout,
             allow_compiler=args.allow_compiler,
             progress=show,
