@@ -1,15 +1,18 @@
-"""Real builds for linux/s390x (big-endian, emulated through qemu-s390x) and linux/386 (32-bit
-x86, run natively by an x86_64 CPU) of the test C extension, by ``prewheel build`` in the Debian
-bookworm test images with the default options (``--accelerate auto``: bookworm's cross
-compilers are not built from exactly its native gcc, so s390x compiles under QEMU and the
-output says why). The wheels pass prewheel's checks, their ELF files carry the target's machine,
-class and byte order (read with pyelftools), and they install, import and compute right in the
-compiler-less ``prewheel-test/bookworm:<arch>`` images: on s390x the extension itself reports
-big-endian and reads four bytes as the big-endian integer. A rerun starts no container.
+"""Real builds of the test C extension for the platforms beyond arm: linux/s390x (big-endian,
+emulated through qemu-s390x) and linux/386 (32-bit x86, run natively by an x86_64 CPU) in the
+Debian bookworm test images, and linux/riscv64 in the trixie ones (Debian has riscv64 from trixie
+on), each by ``prewheel build`` with the default options. ``--accelerate auto`` refuses
+bookworm's cross compilers (not built from exactly its native gcc), so s390x compiles under QEMU
+and the output says why; trixie's riscv64 cross compiler is exact, so riscv64 is accelerated.
+The wheels pass prewheel's checks, their ELF files carry the target's machine, class and byte
+order (read with pyelftools), and they install, import and compute right in the compiler-less
+runtime images: on s390x the extension itself reports big-endian and reads four bytes as the
+big-endian integer. A rerun starts no container.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -32,41 +35,67 @@ from builder.targets import Target, select_targets
 from builder.wheelhouse import Wheelhouse
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.network, pytest.mark.slow]
-PLATFORMS = ("linux/s390x", "linux/386")
-BUILD_IMAGE = "prewheel-test/bookworm-build:{debian_arch}"
-RUNTIME_IMAGE = "prewheel-test/bookworm:{debian_arch}"
-# No registry to pull debian:bookworm from: toolchains are looked for in the amd64 test image.
+# No registry to pull debian:<release> from: toolchains are looked for in the amd64 test image.
 TOOLCHAIN_BASE = "prewheel-test/{codename}:amd64"
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """One ``prewheel build`` run: a Debian release's test images and its Python and glibc."""
+
+    name: str
+    platforms: tuple[str, ...]
+    python: str
+    libc: str
+
+    @property
+    def build_image(self) -> str:
+        return f"prewheel-test/{self.name}-build:{{debian_arch}}"
+
+    @property
+    def runtime_image(self) -> str:
+        return f"prewheel-test/{self.name}:{{debian_arch}}"
+
+    def target(self, platform: str) -> Target:
+        return select_targets(platforms=[platform], pythons=[self.python], libc=self.libc)[0]
+
+
+BOOKWORM = Release("bookworm", ("linux/s390x", "linux/386"), "3.11", "glibc2.36")
+TRIXIE = Release("trixie", ("linux/riscv64",), "3.13", "glibc2.41")
+RELEASE = {platform: release for release in (BOOKWORM, TRIXIE) for platform in release.platforms}
+PLATFORMS = tuple(RELEASE)
 # platform -> (e_machine, ELF class, EI_DATA, what the extension says at run time)
 EXPECTED = {
     "linux/s390x": ("EM_S390", 64, "ELFDATA2MSB", "s390x big big True 0x1020304 8"),
     "linux/386": ("EM_386", 32, "ELFDATA2LSB", "i386 little little True 0x4030201 4"),
+    "linux/riscv64": ("EM_RISCV", 64, "ELFDATA2LSB", "riscv64 little little True 0x4030201 8"),
 }
 
-Built = tuple[Wheelhouse, dict[str, Any], str, Path]
+Built = tuple[Wheelhouse, dict[str, dict[str, Any]], str, Path]
 
 
 def target(platform: str) -> Target:
-    return select_targets(platforms=[platform], pythons=["3.11"], libc="glibc2.36")[0]
+    return RELEASE[platform].target(platform)
 
 
 def _images_missing() -> str | None:
     client = docker.from_env()
     try:
-        for platform in PLATFORMS:
-            for template in (BUILD_IMAGE, RUNTIME_IMAGE):
+        for platform, release in RELEASE.items():
+            for template in (release.build_image, release.runtime_image):
                 image = resolve_image(template, target(platform))
                 try:
                     client.images.get(image)
                 except docker.errors.ImageNotFound:
                     arch = target(platform).arch.debian_arch
-                    return f"{image} is missing: run scripts/test-images.sh {arch}"
+                    option = "--trixie " if release is TRIXIE else ""
+                    return f"{image} is missing: run scripts/test-images.sh {option}{arch}"
     finally:
         client.close()
     return None
 
 
-def build(work: Path, sdist: Path) -> subprocess.CompletedProcess[str]:
+def build(work: Path, sdist: Path, release: Release) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -75,13 +104,13 @@ def build(work: Path, sdist: Path) -> subprocess.CompletedProcess[str]:
             "build",
             str(sdist),
             "--platform",
-            ",".join(PLATFORMS),
+            ",".join(release.platforms),
             "--python",
-            "3.11",
+            release.python,
             "--libc",
-            "glibc2.36",
+            release.libc,
             "--image",
-            BUILD_IMAGE,
+            release.build_image,
             "--toolchain-base",
             TOOLCHAIN_BASE,
             "--timeout",
@@ -100,6 +129,7 @@ def build(work: Path, sdist: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """One wheelhouse; the bookworm and the trixie builds, one ``prewheel build`` each."""
     problem = _images_missing()
     if problem and tiers_required():
         pytest.fail(problem, pytrace=False)
@@ -107,25 +137,44 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         pytest.skip(problem)
     work = tmp_path_factory.mktemp("platforms")
     sdist = make_sdist(work / "sdists")
-    result = build(work, sdist)
-    assert result.returncode == 0, result.stderr
-    return Wheelhouse(work / "wheelhouse"), json.loads(result.stdout), result.stderr, sdist
+    reports, stderr = {}, ""
+    for release in (BOOKWORM, TRIXIE):
+        result = build(work, sdist, release)
+        assert result.returncode == 0, result.stderr
+        reports[release.name] = json.loads(result.stdout)
+        stderr += result.stderr
+    return Wheelhouse(work / "wheelhouse"), reports, stderr, sdist
 
 
-def test_both_build_and_the_output_says_why_s390x_compiles_emulated(built: Built) -> None:
-    house, report, stderr, _sdist = built
-    builds = {b["target"]: b for b in report["builds"]}
-    assert {b["status"] for b in builds.values()} == {"built"}, stderr
+def _log(house: Wheelhouse, platform: str) -> str:
+    return house.log_path(f"tinyext-1.0-{target(platform).identifier}").read_text()
+
+
+def test_every_platform_builds_and_the_output_says_how_it_compiled(built: Built) -> None:
+    house, reports, stderr, _sdist = built
+    builds = {b["target"]: b for report in reports.values() for b in report["builds"]}
     assert set(builds) == {target(p).identifier for p in PLATFORMS}
-    assert report["containers_started"] == 2
-    assert not any(b["accelerated"] for b in builds.values())
+    assert {name: r["containers_started"] for name, r in reports.items()} == {
+        "bookworm": 2,
+        "trixie": 1,
+    }
+    assert {b["status"] for b in builds.values()} == {"built"}, stderr
+    accelerated = {p for p in PLATFORMS if builds[target(p).identifier]["accelerated"]}
+    assert accelerated == {"linux/riscv64"}
     reason = "the image compiles with gcc-12 12.2.0-14+deb12u1"
-    assert reason in stderr  # the step's note, once
-    log = house.log_path(f"tinyext-1.0-{target('linux/s390x').identifier}").read_text()
-    assert reason in log  # and the build log, with the versions
-    assert "s390x-linux-gnu-gcc" in log and "(compiled emulated)" in log
-    native = house.log_path(f"tinyext-1.0-{target('linux/386').identifier}").read_text()
-    assert "(compiled natively: the build machine's CPU runs linux/386)" in native
+    assert reason in stderr  # the s390x step's note, once
+    s390x = _log(house, "linux/s390x")
+    assert reason in s390x  # and the build log, with the versions
+    assert "s390x-linux-gnu-gcc" in s390x and "(compiled emulated)" in s390x
+    native = "(compiled natively: the build machine's CPU runs linux/386)"
+    assert native in _log(house, "linux/386")
+    riscv64 = _log(house, "linux/riscv64")
+    assert "native gcc 14.2.0 (14.2.0-19) for riscv64-linux-gnu, running on x86_64" in riscv64
+
+
+def _wheel(house: Wheelhouse, platform: str) -> Path:
+    [entry] = [e for e in house.entries() if e.target == target(platform).identifier]
+    return house.wheel_path(entry)
 
 
 def _elf(wheel: Path) -> ELFFile:
@@ -138,13 +187,11 @@ def _elf(wheel: Path) -> ELFFile:
 def test_the_wheel_passes_the_checks_and_has_the_target_elf_byte_order(
     built: Built, platform: str
 ) -> None:
-    house, _report, _stderr, _sdist = built
     goal = target(platform)
-    [entry] = [e for e in house.entries() if e.target == goal.identifier]
-    wheel = house.wheel_path(entry)
+    wheel = _wheel(built[0], platform)
     check_wheel(wheel, name="tinyext", version=Version("1.0"), target=goal)
     # auditwheel tags the repaired wheel with the oldest policy its symbols allow
-    assert wheel.name.startswith("tinyext-1.0-cp311-cp311-manylinux")
+    assert wheel.name.startswith(f"tinyext-1.0-{goal.interpreter}-{goal.interpreter}-manylinux")
     assert wheel.name.endswith(f"_{goal.arch.value}.whl")
     machine, elf_class, data, _output = EXPECTED[platform]
     elf = _elf(wheel)
@@ -156,10 +203,7 @@ def test_the_wheel_passes_the_checks_and_has_the_target_elf_byte_order(
 def test_the_wheel_installs_imports_and_computes_in_the_compiler_less_image(
     built: Built, platform: str
 ) -> None:
-    house, _report, _stderr, _sdist = built
-    goal = target(platform)
-    [entry] = [e for e in house.entries() if e.target == goal.identifier]
-    wheel = house.wheel_path(entry)
+    wheel = _wheel(built[0], platform)
     script = (
         "python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index --no-deps /wheels/*.whl "
         "&& /tmp/v/bin/python -c 'import struct, sys, tinyext; "
@@ -171,7 +215,7 @@ def test_the_wheel_installs_imports_and_computes_in_the_compiler_less_image(
     output = bytearray()
     client = docker.from_env()
     try:
-        image = resolve_image(RUNTIME_IMAGE, goal)
+        image = resolve_image(RELEASE[platform].runtime_image, target(platform))
         with Container(client, image=image, platform=platform) as container:
             container.copy_in(wheel, PurePosixPath("/wheels") / wheel.name)
             result = container.call(["sh", "-c", script], timeout=600, output=output.extend)
@@ -183,10 +227,12 @@ def test_the_wheel_installs_imports_and_computes_in_the_compiler_less_image(
     assert "no-compiler" in text  # installed from our wheel, not compiled on the spot
 
 
-def test_a_second_run_starts_no_container(built: Built) -> None:
-    house, _report, _stderr, sdist = built
-    again = build(house.path.parent, sdist)
+@pytest.mark.parametrize("release", [BOOKWORM, TRIXIE], ids=lambda release: release.name)
+def test_a_second_run_starts_no_container(built: Built, release: Release) -> None:
+    house, _builds, _stderr, sdist = built
+    again = build(house.path.parent, sdist, release)
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
-    assert report["summary"]["cached"] == 2 and report["summary"]["built"] == 0
+    assert report["summary"]["cached"] == len(release.platforms)
+    assert report["summary"]["built"] == 0
     assert report["containers_started"] == 0

@@ -24,6 +24,8 @@
 #  define MACHINE "s390x"
 #elif defined(__i386__)
 #  define MACHINE "i386"
+#elif defined(__riscv) && __riscv_xlen == 64
+#  define MACHINE "riscv64"
 #else
 #  define MACHINE "other"
 #endif
