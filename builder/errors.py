@@ -28,6 +28,7 @@ class ExitCode(enum.IntEnum):
     INDEX_BUSY = 13
     TREE_DAMAGED = 14
     IMAGE_MISMATCH = 15
+    NO_EMULATION = 16
     INTERRUPTED = 130
 
 
@@ -90,6 +91,13 @@ class HostEnvironmentError(PrewheelError):
     """The host lacks something prewheel needs: Docker daemon, binfmt handler, a tool."""
 
     exit_code = ExitCode.ENVIRONMENT
+
+
+class EmulationUnavailableError(HostEnvironmentError):
+    """A foreign platform's containers cannot run here: its QEMU binfmt handler is missing or
+    disabled (the message names it and what registers it)."""
+
+    exit_code = ExitCode.NO_EMULATION
 
 
 class IntegrityError(PrewheelError):

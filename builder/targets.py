@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from typing import TypeVar
@@ -61,6 +62,18 @@ class Arch(enum.Enum):
     def runs_natively_on(self, host: Arch) -> bool:
         """Whether a CPU of ``host`` runs this arch's code without emulation."""
         return self in _NATIVE_ON[host]
+
+    @property
+    def qemu_handler(self) -> str:
+        """The binfmt_misc handler that runs this arch's code under QEMU on other hosts
+        (``qemu-arm`` for both 32-bit ARM archs), as Debian's qemu-user-static and
+        tonistiigi/binfmt name it."""
+        return _QEMU_HANDLER[self]
+
+    @property
+    def first_debian_release(self) -> str:
+        """The first Debian release (of those prewheel knows) that has this architecture."""
+        return _FIRST_DEBIAN_RELEASE.get(self, DEBIAN_RELEASES[0])
 
     @property
     def has_manylinux(self) -> bool:
@@ -169,6 +182,27 @@ _NATIVE_ON: dict[Arch, frozenset[Arch]] = {
     Arch.X86_64: frozenset({Arch.X86_64, Arch.I686}),
     Arch.AARCH64: frozenset({Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L}),
 }
+_QEMU_HANDLER = {
+    Arch.X86_64: "qemu-x86_64",
+    Arch.AARCH64: "qemu-aarch64",
+    Arch.ARMV7L: "qemu-arm",
+    Arch.ARMV6L: "qemu-arm",
+    Arch.I686: "qemu-i386",
+    Arch.PPC64LE: "qemu-ppc64le",
+    Arch.S390X: "qemu-s390x",
+    Arch.RISCV64: "qemu-riscv64",
+}
+# Debian has riscv64 as a release architecture from trixie (13) on; the others are in every
+# release of _DEBIAN_GLIBC.
+_FIRST_DEBIAN_RELEASE = {Arch.RISCV64: "trixie"}
+
+
+def qemu_handlers_needed(host: Arch) -> list[str]:
+    """The binfmt handlers a ``host`` CPU needs for every platform it does not run natively,
+    sorted, each once (scripts/host-setup.sh registers these)."""
+    return sorted({arch.qemu_handler for arch in Arch if not arch.runs_natively_on(host)})
+
+
 # ARM EABI Tag_CPU_arch values (ARM IHI 0045): 0 pre-v4, 1 v4, 2 v4T, 3 v5T, 4 v5TE, 5 v5TEJ,
 # 6 v6, 7 v6KZ, 8 v6T2, 9 v6K, 10 v7; 11-13 are M profiles, 14+ v8 and later.
 _ARM_CPU_ARCH_NAMES = {
@@ -519,6 +553,7 @@ def _bad_identifier(identifier: str) -> UsageError:
 
 # --- official python image tags -> (python, libc) ----------------------------------------------
 _DEBIAN_GLIBC = {"buster": (2, 28), "bullseye": (2, 31), "bookworm": (2, 36), "trixie": (2, 41)}
+DEBIAN_RELEASES = tuple(_DEBIAN_GLIBC)  # oldest first
 _DEFAULT_DEBIAN = "trixie"  # what an unsuffixed python:3.X / python:3.X-slim tag is based on
 
 
@@ -549,6 +584,26 @@ def parse_image(image: str) -> tuple[tuple[int, int], Libc, tuple[int, int]]:
         if word in _DEBIAN_GLIBC:
             return python, Libc.GLIBC, _DEBIAN_GLIBC[word]
     return python, Libc.GLIBC, _DEBIAN_GLIBC[_DEFAULT_DEBIAN]
+
+
+def debian_release_problem(image: str, arch: Arch) -> str | None:
+    """Why ``image`` cannot be an image for ``arch``: its name names a Debian release
+    (``python:3.11-slim-bookworm``, ``.../bookworm-build:riscv64``) older than the first that
+    has the architecture. None when it does not, or names no release prewheel knows."""
+    releases = list(DEBIAN_RELEASES)
+    words = set(re.split(r"[^a-z0-9]+", image.lower()))
+    named = [release for release in releases if release in words]
+    first = arch.first_debian_release
+    if not named or releases.index(named[0]) >= releases.index(first):
+        return None
+    glibc = "{}.{}".format(*_DEBIAN_GLIBC[first])
+    return (
+        f"Image {image} cannot run {arch.docker_platform}: Debian {named[0]} has no "
+        f"{arch.debian_arch} (Debian provides it from {first} on). Build in a {first} image, e.g. "
+        f"--image 'python:{{python}}-slim-{first}' (glibc {glibc}: plan for it with --libc "
+        f"glibc{glibc}), or give an image of another distribution for {arch.docker_platform} "
+        "with --python and --libc."
+    )
 
 
 def select_targets(

@@ -5,7 +5,8 @@
 # IMAGE` then resolves locally). Root filesystems are cached outside the repository, keyed by
 # their inputs, and every image carries its key as a label, so a rerun does nothing.
 #
-# Images (ARCH = amd64 | arm64 | armhf | armel):
+# Images (ARCH = a Debian architecture of scripts/lib/platforms.sh: amd64 | arm64 | armhf |
+# armel | i386 | ppc64el | s390x; riscv64 only with --trixie, Debian has it from trixie on):
 #   prewheel-test/bookworm-build:ARCH  python3 + venv + pip + build-essential + python3-dev
 #       (one debootstrap per architecture)
 #   prewheel-test/bookworm:ARCH        derived from the build image by purging everything the
@@ -59,19 +60,25 @@ fi
 
 # label_of, image_key, rootfs_image, derived_image
 source "$(dirname "${BASH_SOURCE[0]}")/lib/rootfs.sh"
+# platform_field, platform_archs, release_has
+source "$(dirname "${BASH_SOURCE[0]}")/lib/platforms.sh"
 
 docker_platform() {
-  case "$1" in
-    amd64) echo linux/amd64 ;;
-    arm64) echo linux/arm64 ;;
-    armhf) echo linux/arm/v7 ;;
-    armel) echo linux/arm/v6 ;;
-    *) log "unknown architecture $1 (amd64, arm64, armhf, armel)"; exit 2 ;;
-  esac
+  platform_field "$1" 2 || { log "unknown architecture $1 ($(platform_archs))"; exit 2; }
 }
 
 machine() {
-  case "$1" in amd64) echo x86_64 ;; arm64) echo aarch64 ;; armhf) echo armv7l ;; esac
+  platform_field "$1" 3
+}
+
+# check_suite SUITE ARCH: refuse an architecture the Debian release does not have
+check_suite() {
+  local first
+  first=$(platform_field "$2" 5) || { log "unknown architecture $2 ($(platform_archs))"; exit 2; }
+  if ! release_has "$1" "$2"; then
+    log "Debian $1 has no $2 (Debian provides it from $first on); use --$first $2"
+    exit 2
+  fi
 }
 
 ca_bundle() {
@@ -181,7 +188,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "${#archs[@]}" -gt 0 ] || archs=(amd64 arm64 armhf)
-for arch in "${archs[@]}" "${portable[@]}" "${trixie[@]}"; do docker_platform "$arch" >/dev/null; done
+for arch in "${archs[@]}" "${portable[@]}"; do check_suite bookworm "$arch"; done
+for arch in "${trixie[@]}"; do check_suite trixie "$arch"; done
 for arch in "${portable[@]}"; do
   case "$arch" in
     amd64 | arm64 | armhf) ;;

@@ -104,6 +104,10 @@ class _Recorder:
     def __init__(self, outputs: list[str]) -> None:
         self.outputs = outputs
         self.calls: list[dict[str, object]] = []
+        self.preflights: list[tuple[str, str]] = []
+
+    def preflight(self, image: str, platform: str) -> None:
+        self.preflights.append((image, platform))
 
     def run(self, **kwargs: object) -> ProbeRun:
         self.calls.append(kwargs)

@@ -27,10 +27,11 @@ import docker
 import docker.errors
 import requests
 
+from ..binfmt import BINFMT_DIR, local_daemon, require_emulation
 from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
-from ..targets import Arch, Libc, Target
+from ..targets import Arch, Libc, Target, debian_release_problem
 from .checks import check_image_code
 from .container import Container, connect, remove_orphans
 from .jobs import BuildJob
@@ -47,19 +48,8 @@ from .toolchain import (
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MEMORY = "4g"
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip (wheel) can store
-BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 _SCRIPT = "build_in_container.py"
 _WORK = PurePosixPath("/prewheel")
-_QEMU_NAME = {
-    Arch.AARCH64: "qemu-aarch64",
-    Arch.ARMV7L: "qemu-arm",
-    Arch.ARMV6L: "qemu-arm",
-    Arch.PPC64LE: "qemu-ppc64le",
-    Arch.S390X: "qemu-s390x",
-    Arch.RISCV64: "qemu-riscv64",
-    Arch.I686: "qemu-i386",
-    Arch.X86_64: "qemu-x86_64",
-}
 
 
 class BuildFailed(PrewheelError):
@@ -256,21 +246,15 @@ class DockerBuilder:
 
     def preflight(self, platform: str) -> None:
         self.client(platform)
-        arch = Arch.from_docker_platform(platform)
-        if platform in self.docker_hosts or not _local_daemon():
+        if platform in self.docker_hosts or not local_daemon():
             return  # a remote endpoint: its own CPU or emulation is its business
-        host = Arch.from_machine(self.host_machine)
-        if host is not None and arch.runs_natively_on(host):
-            return
-        handler = _QEMU_NAME[arch]
-        if not (self.binfmt_dir / handler).exists():
-            raise HostEnvironmentError(
-                f"Building for {platform} on this {self.host_machine} host needs QEMU "
-                f"emulation, but no binfmt handler {handler} is registered in {self.binfmt_dir}. "
-                "Register the handlers with `docker run --privileged --rm tonistiigi/binfmt "
-                "--install all` (or install qemu-user-static and binfmt-support), or point "
-                f"--docker-host {platform}=ssh://<native machine> at a native builder."
-            )
+        require_emulation(
+            platform,
+            host_machine=self.host_machine,
+            binfmt_dir=self.binfmt_dir,
+            alternative=f" Or point --docker-host {platform}=ssh://<native machine> at a "
+            "native builder.",
+        )
 
     def acceleration(self, image: str, platform: str) -> Acceleration:
         """Resolved once per (image, platform): the toolchain is assembled here if needed."""
@@ -337,6 +321,9 @@ class DockerBuilder:
             return self._stores[url]
 
     def image_digest(self, image: str, platform: str) -> str:
+        problem = debian_release_problem(image, Arch.from_docker_platform(platform))
+        if problem:
+            raise ImageUnavailableError(problem)
         client = self.client(platform)
         try:
             found = client.images.get(image)
@@ -628,11 +615,6 @@ def _docker_errors(doing: str) -> Iterator[None]:
 
 def _is_arch(machine: str) -> bool:
     return machine in {a.value for a in Arch}
-
-
-def _local_daemon() -> bool:
-    host = os.environ.get("DOCKER_HOST", "")
-    return not host or host.startswith("unix://")
 
 
 def _check_image_platform(image: str, attrs: Mapping[str, Any], platform: str) -> None:

@@ -343,7 +343,7 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
             log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
             return _failure(job, message, log, time.monotonic() - started)
         wheel = result.wheels[0]
-        how = f"natively with {result.toolchain.label}" if result.toolchain else "emulated"
+        how = _how_compiled(acceleration, result, job.platform)
         stream.write(f"\n[prewheel] built {wheel.name} (compiled {how})\n".encode())
     log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
     wheelhouse.add(
@@ -400,6 +400,16 @@ def _compiler_crashed(stream: IO[bytes], since: int) -> bool:
     with Path(stream.name).open("rb") as log:
         log.seek(since)
         return b"internal compiler error" in log.read()
+
+
+def _how_compiled(acceleration: Acceleration, result: BuildResult, platform: str) -> str:
+    """For the log: with a native toolchain, emulated (there is a reason it was not
+    accelerated), or natively because the build machine's CPU runs the platform (amd64, 386)."""
+    if result.toolchain is not None:
+        return f"natively with {result.toolchain.label}"
+    if result.note or acceleration.reason:
+        return "emulated"
+    return f"natively: the build machine's CPU runs {platform}"
 
 
 def _compilers_record(

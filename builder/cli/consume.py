@@ -254,6 +254,7 @@ def _register_verify(subparsers: Any) -> None:
         help="run every target again, even where an earlier success had the same inputs",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
     add_config_option(parser)
 
 
@@ -271,6 +272,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     config = config_from_args(args, keys)
     targets = targets_from_config(config)
     template = args.image or DEFAULT_IMAGE_TEMPLATE
+    binfmt = {"binfmt_dir": args.binfmt_dir} if args.binfmt_dir else {}
 
     def show(result: TargetResult) -> None:
         error_console().print(_result_line(result), markup=False)
@@ -281,7 +283,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             targets,
             index_url=index_url,
             image_template=template,
-            runner=DockerProbeRunner(),
+            runner=DockerProbeRunner(**binfmt),
             timeout=args.timeout,
             allow_compiler=args.allow_compiler,
             progress=show,

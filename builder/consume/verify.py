@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import platform as host_platform
 import tarfile
 import tempfile
 import time
@@ -25,9 +26,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from ..binfmt import BINFMT_DIR, local_daemon, require_emulation
 from ..errors import HostEnvironmentError, VerifyFailedError
 from ..hostenv import ca_bundle, proxy_environment
-from ..targets import Target
+from ..targets import Arch, Target, debian_release_problem
 
 DEFAULT_IMAGE_TEMPLATE = "python:{python}-slim-bookworm"
 RESULT_MARKER = "PREWHEEL-VERIFY-RESULT "
@@ -157,6 +159,11 @@ class ProbeRun:
 
 
 class ProbeRunner(Protocol):
+    def preflight(self, image: str, platform: str) -> None:
+        """Raise a :class:`~builder.errors.HostEnvironmentError` if ``image`` cannot run for
+        ``platform`` here (checked for every target before any container starts)."""
+        ...
+
     def run(
         self,
         *,
@@ -185,8 +192,30 @@ class DockerProbeRunner:
     build containers' owner labels, so an orphan left by a killed process is cleaned up.
     """
 
-    def __init__(self, client: Any = None) -> None:
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        binfmt_dir: Path = BINFMT_DIR,
+        host_machine: str | None = None,
+    ) -> None:
         self._client = client
+        self.binfmt_dir = binfmt_dir
+        self.host_machine = (host_machine or host_platform.machine()).lower()
+
+    def preflight(self, image: str, platform: str) -> None:
+        """An image whose Debian release lacks the platform's architecture, or a foreign
+        platform without its QEMU binfmt handler on a local daemon, is refused."""
+        problem = debian_release_problem(image, Arch.from_docker_platform(platform))
+        if problem:
+            raise HostEnvironmentError(problem)
+        if self._client is None and local_daemon():  # a client given may be any daemon's
+            require_emulation(
+                platform,
+                host_machine=self.host_machine,
+                binfmt_dir=self.binfmt_dir,
+                doing="Verifying",
+            )
 
     def _docker(self) -> Any:
         from ..build.container import connect  # noqa: PLC0415
@@ -451,6 +480,9 @@ def verify(
         from ..errors import UsageError  # noqa: PLC0415
 
         raise UsageError(f"The lock {lock} does not exist; write it with 'prewheel lock' first.")
+    images = {target: image_for(image_template, target) for target in targets}
+    for target, image in images.items():
+        runner.preflight(image, target.docker_platform)
     bundle = ca_bundle()
     results = []
     with tempfile.TemporaryDirectory(prefix="prewheel-verify-") as scratch:
@@ -461,8 +493,7 @@ def verify(
             files[_CA_PATH] = bundle
         environment = container_environment(index_url, with_ca=bundle is not None)
         lock_sha256 = hashlib.sha256(lock.read_bytes()).hexdigest()
-        for target in targets:
-            image = image_for(image_template, target)
+        for target, image in images.items():
             key = None
             if cache is not None and (image_id := runner.image_id(image, target.docker_platform)):
                 key = cache.key(

@@ -1,0 +1,77 @@
+"""Whether this host runs a platform's containers: natively, or through a QEMU binfmt handler.
+
+A container for a foreign platform runs its programs through the QEMU handler the kernel has
+registered in ``binfmt_misc`` for that architecture's ELF files. Without it the container's
+first program fails with ``exec format error``, deep inside a build or a verification; the
+check here names the missing handler, and what registers it, before anything starts. The
+handler of each architecture and which architectures a CPU runs natively are facts of
+:mod:`builder.targets`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import EmulationUnavailableError
+from .targets import Arch
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+
+
+def local_daemon() -> bool:
+    """Whether the default Docker daemon is this machine's (its kernel runs the containers)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return not host or host.startswith("unix://")
+
+
+def handler_state(handler: str, binfmt_dir: Path = BINFMT_DIR) -> str:
+    """``enabled``, ``disabled`` or ``missing``: the handler's entry in ``binfmt_dir``."""
+    try:
+        first_line = (binfmt_dir / handler).read_text(errors="replace").partition("\n")[0]
+    except OSError:
+        return "missing"
+    return "disabled" if first_line.strip() == "disabled" else "enabled"
+
+
+def require_emulation(
+    platform: str,
+    *,
+    host_machine: str,
+    binfmt_dir: Path = BINFMT_DIR,
+    doing: str = "Building",
+    alternative: str = "",
+) -> None:
+    """Raise :class:`EmulationUnavailableError` if containers of ``platform`` cannot run on a
+    ``host_machine`` CPU: the platform is foreign and its handler is missing or disabled."""
+    arch = Arch.from_docker_platform(platform)
+    host = Arch.from_machine(host_machine)
+    if host is not None and arch.runs_natively_on(host):
+        return
+    handler = arch.qemu_handler
+    state = handler_state(handler, binfmt_dir)
+    if state == "enabled":
+        return
+    raise EmulationUnavailableError(
+        f"{doing} for {platform} on this {host_machine} host needs QEMU emulation, but the "
+        f"binfmt handler {handler} is {_describe(state)} in {binfmt_dir}. "
+        f"{fix_command(arch, state, binfmt_dir)}{alternative}"
+    )
+
+
+def fix_command(arch: Arch, state: str, binfmt_dir: Path = BINFMT_DIR) -> str:
+    """What to run (as root) to make ``arch``'s handler work, as one or two sentences."""
+    handler = arch.qemu_handler
+    if state == "disabled":
+        return f"Enable it with `echo 1 > {binfmt_dir / handler}` (as root)."
+    tonistiigi_name = arch.docker_platform.split("/")[1]
+    return (
+        f"Register it (as root) with `update-binfmts --enable {handler}` (Debian/Ubuntu, "
+        f"packages qemu-user-static and binfmt-support) or `docker run --privileged --rm "
+        f"tonistiigi/binfmt --install {tonistiigi_name}`; in a prewheel checkout, "
+        "scripts/host-setup.sh registers every handler prewheel's platforms need."
+    )
+
+
+def _describe(state: str) -> str:
+    return "registered but disabled" if state == "disabled" else "not registered"
