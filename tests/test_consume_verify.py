@@ -216,6 +216,9 @@ class _CountingRunner:
     def image_id(self, image: str, platform: str) -> str | None:
         return self.image_ids.get(image)
 
+    def preflight(self, image: str, platform: str) -> None:
+        pass
+
     def run(self, **kwargs: object) -> ProbeRun:
         self.started += 1
         return ProbeRun(0, False, probe_output() if self.ok else probe_output(pip_exit=1))

@@ -200,6 +200,7 @@ class DockerProbeRunner:
         host_machine: str | None = None,
     ) -> None:
         self._client = client
+        self._own_daemon = client is None  # a client given may be any daemon's
         self.binfmt_dir = binfmt_dir
         self.host_machine = (host_machine or host_platform.machine()).lower()
 
@@ -209,7 +210,7 @@ class DockerProbeRunner:
         problem = debian_release_problem(image, Arch.from_docker_platform(platform))
         if problem:
             raise HostEnvironmentError(problem)
-        if self._client is None and local_daemon():  # a client given may be any daemon's
+        if self._own_daemon and local_daemon():
             require_emulation(
                 platform,
                 host_machine=self.host_machine,
