@@ -10,8 +10,10 @@ handler of each architecture and which architectures a CPU runs natively are fac
 
 from __future__ import annotations
 
-import os
+import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import EmulationUnavailableError
 from .targets import Arch
@@ -19,10 +21,13 @@ from .targets import Arch
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
 
-def local_daemon() -> bool:
-    """Whether the default Docker daemon is this machine's (its kernel runs the containers)."""
-    host = os.environ.get("DOCKER_HOST", "")
-    return not host or host.startswith("unix://")
+def shares_this_kernel(daemon_info: Mapping[str, Any]) -> bool:
+    """Whether the Docker daemon that answered ``info`` runs its containers on this machine's
+    kernel, so that this machine's ``binfmt_misc`` is the one its containers use: it reports
+    this host's name. Docker Desktop, colima, a context's or a remote daemon report their VM or
+    machine; their emulation is theirs to provide (a missing handler then shows as ``exec
+    format error`` in the build log)."""
+    return str(daemon_info.get("Name", "")) == socket.gethostname()
 
 
 def handler_state(handler: str, binfmt_dir: Path = BINFMT_DIR) -> str:

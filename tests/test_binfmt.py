@@ -5,14 +5,16 @@ trixie). Unit tier: binfmt_misc is a temporary directory, no Docker daemon is as
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import docker
 import pytest
 from build_fixtures.sdists import make_sdist
 
-from builder.binfmt import handler_state, require_emulation
+from builder.binfmt import handler_state, require_emulation, shares_this_kernel
 from builder.build import DockerBuilder
 from builder.build.builders import ImageUnavailableError
 from builder.build.jobs import resolve_image
@@ -187,3 +189,20 @@ def test_prewheel_build_of_riscv64_in_the_default_bookworm_image_is_refused(
     assert "Image python:3.11-slim-bookworm cannot run linux/riscv64" in result.stderr
     assert "python:{python}-slim-trixie" in result.stderr
     assert not (tmp_path / "wheelhouse" / "wheels").exists()
+
+
+def test_only_a_daemon_on_this_kernel_is_checked_against_this_hosts_handlers() -> None:
+    """A Docker Desktop, colima or remote daemon (chosen by DOCKER_HOST or a context) reports
+    its own machine's name: this host's binfmt_misc says nothing about it."""
+    assert shares_this_kernel({"Name": socket.gethostname()})
+    assert not shares_this_kernel({"Name": "docker-desktop"})
+    assert not shares_this_kernel({})
+
+
+@pytest.mark.docker
+def test_the_local_daemon_shares_this_kernel() -> None:
+    client = docker.from_env()
+    try:
+        assert shares_this_kernel(client.info())
+    finally:
+        client.close()

@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import requests
 
-from ..binfmt import BINFMT_DIR, local_daemon, require_emulation
+from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
 from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
@@ -245,9 +245,9 @@ class DockerBuilder:
             self._clients.clear()
 
     def preflight(self, platform: str) -> None:
-        self.client(platform)
-        if platform in self.docker_hosts or not local_daemon():
-            return  # a remote endpoint: its own CPU or emulation is its business
+        client = self.client(platform)
+        if not shares_this_kernel(client.info()):
+            return  # another machine's or a VM's daemon: its emulation is its business
         require_emulation(
             platform,
             host_machine=self.host_machine,

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from ..binfmt import BINFMT_DIR, local_daemon, require_emulation
+from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
 from ..errors import HostEnvironmentError, VerifyFailedError
 from ..hostenv import ca_bundle, proxy_environment
 from ..targets import Arch, Target, debian_release_problem
@@ -210,7 +210,7 @@ class DockerProbeRunner:
         problem = debian_release_problem(image, Arch.from_docker_platform(platform))
         if problem:
             raise HostEnvironmentError(problem)
-        if self._own_daemon and local_daemon():
+        if self._own_daemon and shares_this_kernel(self._docker().info()):
             require_emulation(
                 platform,
                 host_machine=self.host_machine,
