@@ -71,6 +71,14 @@ class Arch(enum.Enum):
         return _QEMU_HANDLER[self]
 
     @property
+    def qemu_cpu(self) -> str | None:
+        """The CPU QEMU must emulate for this arch's code to be held to it, or None where
+        QEMU's default is right. QEMU's default 32-bit ARM CPU runs ARMv7 code, so without
+        ``arm1176`` (the Raspberry Pi 1 and Zero) ARMv7 instructions in an armv6l wheel would
+        build, import and pass verification, then die on the device."""
+        return _QEMU_CPU.get(self)
+
+    @property
     def first_debian_release(self) -> str:
         """The first Debian release (of those prewheel knows) that has this architecture."""
         return _FIRST_DEBIAN_RELEASE.get(self, DEBIAN_RELEASES[0])
@@ -192,6 +200,7 @@ _QEMU_HANDLER = {
     Arch.S390X: "qemu-s390x",
     Arch.RISCV64: "qemu-riscv64",
 }
+_QEMU_CPU = {Arch.ARMV6L: "arm1176"}
 # Debian has riscv64 as a release architecture from trixie (13) on; the others are in every
 # release of _DEBIAN_GLIBC.
 _FIRST_DEBIAN_RELEASE = {Arch.RISCV64: "trixie"}
@@ -644,3 +653,11 @@ def select_targets(
 
 def _unique(items: Iterable[_T]) -> list[_T]:
     return list(dict.fromkeys(items))
+
+
+def emulation_environment(arch: Arch) -> dict[str, str]:
+    """What every container of ``arch`` (build, set-up, verify) needs in its environment for
+    QEMU to emulate that arch's CPU: ``QEMU_CPU`` where QEMU's default CPU is wrong (see
+    :attr:`Arch.qemu_cpu`). Ignored on a native host."""
+    cpu = arch.qemu_cpu
+    return {"QEMU_CPU": cpu} if cpu else {}

@@ -145,7 +145,7 @@ def test_armv7_code_built_in_the_armel_image_is_refused_for_armv6l(tmp_path: Pat
     jobs = make_jobs(
         [gap(plain, "linux/arm/v6"), gap(armv7, "linux/arm/v6")],
         image=ARMEL_BUILD,
-        settings=lambda name: flags if name == "armv7ext" else PackageSettings(),
+        settings=lambda name, _target: flags if name == "armv7ext" else PackageSettings(),
     )
     house = Wheelhouse(tmp_path / "wheelhouse")
     builder = DockerBuilder(timeout=900, accelerate=Accelerate.OFF)  # the image's own gcc

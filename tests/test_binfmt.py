@@ -99,6 +99,7 @@ def test_native_platforms_and_registered_handlers_pass(tmp_path: Path) -> None:
         require_emulation("linux/386", host_machine="aarch64", binfmt_dir=directory)
 
 
+@pytest.mark.docker  # the preflight asks the daemon where it runs
 def test_the_verify_preflight_names_the_handler_before_any_container(tmp_path: Path) -> None:
     runner = DockerProbeRunner(binfmt_dir=binfmt(tmp_path), host_machine="x86_64")
     with pytest.raises(EmulationUnavailableError) as error:
@@ -121,7 +122,8 @@ def _cli(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_prewheel_verify_exits_15_naming_the_handler(tmp_path: Path) -> None:
+@pytest.mark.docker
+def test_prewheel_verify_exits_16_naming_the_handler(tmp_path: Path) -> None:
     lock = tmp_path / "requirements.lock"
     lock.write_text("tinyext==1.0 --hash=sha256:00\n")
     result = _cli(

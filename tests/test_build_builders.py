@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 
 import pytest
 
 from builder.build.builders import (
     DockerBuilder,
     ImageUnavailableError,
+    _setup_failure,
+    _Tail,
     arch_environment,
     parse_docker_hosts,
 )
@@ -52,15 +58,66 @@ def test_missing_binfmt_handler_is_reported_for_emulated_platforms(tmp_path: Pat
         builder.close()
 
 
+class _OtherMachineDaemon(http.server.BaseHTTPRequestHandler):
+    """The few Engine API answers a builder needs before its preflight, from a daemon that runs
+    on another machine (it reports that machine's name)."""
+
+    def do_GET(self) -> None:
+        path = self.path.partition("?")[0]
+        if path.endswith("/_ping"):
+            body, kind = b"OK", "text/plain"
+        elif path.endswith("/version"):
+            body, kind = (
+                json.dumps({"ApiVersion": "1.45", "Version": "28.0.0"}).encode(),
+                "application/json",
+            )
+        elif path.endswith("/info"):
+            body, kind = json.dumps({"Name": "arm-box-elsewhere"}).encode(), "application/json"
+        elif path.endswith("/containers/json"):
+            body, kind = b"[]", "application/json"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_daemon_on_another_machine_needs_no_emulation_here(tmp_path: Path) -> None:
+    """The binfmt handlers checked are this kernel's, so only for a daemon that runs on it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherMachineDaemon)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    builder = DockerBuilder(
+        docker_hosts={"linux/arm64": f"tcp://127.0.0.1:{server.server_address[1]}"},
+        binfmt_dir=tmp_path,  # empty: no handler registered here
+        host_machine="x86_64",
+    )
+    try:
+        builder.preflight("linux/arm64")
+    finally:
+        builder.close()
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.docker
-def test_a_platform_with_its_own_endpoint_needs_no_local_emulation(tmp_path: Path) -> None:
+def test_a_platform_endpoint_on_this_kernel_is_checked(tmp_path: Path) -> None:
     builder = DockerBuilder(
         docker_hosts={"linux/arm64": "unix:///var/run/docker.sock"},
         binfmt_dir=tmp_path,
         host_machine="x86_64",
     )
-    builder.preflight("linux/arm64")
-    builder.close()
+    try:
+        with pytest.raises(HostEnvironmentError, match="qemu-aarch64"):
+            builder.preflight("linux/arm64")
+    finally:
+        builder.close()
 
 
 @pytest.mark.docker
@@ -96,3 +153,23 @@ def test_container_calls_time_out_and_the_container_is_removed() -> None:
             (Path(__file__).parent / ".h2-unused").rmdir()
     assert container_id not in {c["Id"] for c in client.api.containers(all=True, quiet=True)}
     builder.close()
+
+
+def test_a_failed_set_up_names_its_step_time_and_last_output() -> None:
+    tail = _Tail(limit=100)
+    tail.add(b"x" * 200 + b"\n[prewheel] $ apt-get install -y patchelf\n")
+    tail.add(b"E: Unable to locate package patchelf\n")
+    failed = _setup_failure(
+        SimpleNamespace(timed_out=False, exit_code=100), elapsed=12.4, timeout=900, tail=tail
+    )
+    assert failed.startswith(
+        "the container set-up failed after 12 s at `apt-get install -y patchelf` (exit code 100)"
+    )
+    assert failed.endswith(
+        "Its last output:\n  [prewheel] $ apt-get install -y patchelf\n"
+        "  E: Unable to locate package patchelf"
+    )  # the line cut short by the limit is left out
+    timed_out = _setup_failure(
+        SimpleNamespace(timed_out=True, exit_code=None), elapsed=900.2, timeout=900, tail=_Tail()
+    )
+    assert timed_out.startswith("the container set-up timed out after 900 s (--setup-timeout 900)")

@@ -223,3 +223,22 @@ def test_the_docker_cli_context_selects_the_daemon(tmp_path: Path) -> None:
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
     assert [b["status"] for b in json.loads(built.stdout)["builds"]] == ["built"]
+
+
+def test_a_set_up_that_times_out_is_reported_as_such(tmp_path: Path) -> None:
+    """A set-up that runs out of time (as pip compiling CMake under emulation did) names the
+    set-up, its step, its time and its last output, in the summary and the job's log."""
+    sdist = make_sdist(tmp_path, "tinyext")
+    result = prewheel(
+        sdist, *AMD64, "--image", TEST_IMAGE, "--setup-timeout", "1", "--json", cwd=tmp_path
+    )
+    assert result.returncode == ExitCode.BUILDS_FAILED, result.stderr
+    [failed] = json.loads(result.stdout)["builds"]
+    assert failed["status"] == "failed"
+    assert "set-up timed out after" in failed["error"], failed
+    assert "--setup-timeout 1" in failed["error"]
+    assert "[prewheel] python 3" in failed["error"]  # the tail of its output
+    assert "set-up timed out" in result.stderr
+    log = Path(tmp_path, failed["log"]).read_text()
+    assert "[prewheel] python 3" in log
+    assert not list(Wheelhouse(tmp_path / "wheelhouse").wheels())

@@ -135,6 +135,19 @@ def test_every_target_is_tried_and_failures_are_collected(tmp_path: Path) -> Non
     assert runner.calls[0]["environment"]["PIP_INDEX_URL"] == "http://127.0.0.1:9/simple/"  # type: ignore[index]
 
 
+def test_arm_v6_is_verified_on_an_arm1176_cpu_and_other_targets_on_qemus_default(
+    tmp_path: Path,
+) -> None:
+    """Under QEMU's default CPU, ARMv7 code in an armv6l wheel would import and pass."""
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
+    [armv6] = select_targets(platforms=["linux/arm/v6"])
+    runner = _Recorder([probe_output(), probe_output(), probe_output()])
+    verify(lock, [armv6, ARMV7, AMD64], index_url="http://127.0.0.1:9/simple/", runner=runner)
+    cpus = [c["environment"].get("QEMU_CPU") for c in runner.calls]  # type: ignore[attr-defined]
+    assert cpus == ["arm1176", None, None]
+
+
 def test_missing_lock_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="prewheel lock"):
         verify(tmp_path / "nope.lock", [AMD64], index_url="http://x/simple/", runner=_Recorder([]))

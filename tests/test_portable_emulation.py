@@ -72,7 +72,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     )
     gaps = [gap(plain, p) for p in PLATFORMS] + [gap(with_library, "linux/arm64")]
     jobs = make_jobs(
-        gaps, settings=lambda name: YAML_SETTINGS if name == "pwyaml" else PackageSettings()
+        gaps,
+        settings=lambda name, _target: YAML_SETTINGS if name == "pwyaml" else PackageSettings(),
     )
     split = split_portable(jobs, override=BUILD_IMAGE)
     assert not split.fallback

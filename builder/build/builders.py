@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -31,7 +32,7 @@ from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
 from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
-from ..targets import Arch, Libc, Target, debian_release_problem
+from ..targets import Arch, Libc, Target, debian_release_problem, emulation_environment
 from .checks import check_image_code
 from .container import Container, connect, remove_orphans
 from .jobs import BuildJob
@@ -47,6 +48,11 @@ from .toolchain import (
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MEMORY = "4g"
+# The container set-up (compiler and headers from the image's distribution, a venv, auditwheel
+# where a policy exists) takes 1-4 min under emulation; far longer means it is compiling
+# something from source or hung (an ARMv7 userland under an ARMv6 CPU).
+DEFAULT_SETUP_TIMEOUT = 900.0
+_TAIL_LINES = 8
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip (wheel) can store
 _SCRIPT = "build_in_container.py"
 _WORK = PurePosixPath("/prewheel")
@@ -153,11 +159,10 @@ def compile_jobs_for(parallel_builds: int, cpus: int | None = None) -> int:
 
 def arch_environment(arch: Arch) -> dict[str, str]:
     """Make 32-bit ARM builds tag and compile for the target CPU, not what QEMU/the kernel report."""
-    if arch is Arch.ARMV6L:
-        return {"QEMU_CPU": "arm1176", "_PYTHON_HOST_PLATFORM": "linux-armv6l"}
-    if arch is Arch.ARMV7L:
-        return {"_PYTHON_HOST_PLATFORM": "linux-armv7l"}
-    return {}
+    environment = emulation_environment(arch)
+    if arch.is_32bit_arm:
+        environment["_PYTHON_HOST_PLATFORM"] = f"linux-{arch.value}"
+    return environment
 
 
 def parse_docker_hosts(values: list[str]) -> dict[str, str]:
@@ -191,6 +196,7 @@ class DockerBuilder:
             notice=notice,
             docker_hosts=parse_docker_hosts(config.get_list("docker-host")),
             timeout=float(config.get("timeout", DEFAULT_TIMEOUT)),
+            setup_timeout=float(config.get("setup-timeout", DEFAULT_SETUP_TIMEOUT)),
             memory=config.get("memory", DEFAULT_MEMORY),
             binfmt_dir=Path(config.get("binfmt-dir", str(BINFMT_DIR))),
             accelerate=Accelerate.parse(config.get("accelerate", Accelerate.AUTO.value)),
@@ -203,6 +209,7 @@ class DockerBuilder:
         *,
         docker_hosts: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        setup_timeout: float = DEFAULT_SETUP_TIMEOUT,
         memory: str | None = DEFAULT_MEMORY,
         binfmt_dir: Path = BINFMT_DIR,
         host_machine: str | None = None,
@@ -214,6 +221,7 @@ class DockerBuilder:
     ) -> None:
         self.docker_hosts = dict(docker_hosts or {})
         self.timeout = timeout
+        self.setup_timeout = setup_timeout
         self.memory = memory
         self.binfmt_dir = binfmt_dir
         self.host_machine = (host_machine or host_platform.machine()).lower()
@@ -385,7 +393,9 @@ class DockerBuilder:
             if bundle is not None:
                 container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
             container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
-            session = _ContainerSession(container, self.timeout, toolchain, spec)
+            session = _ContainerSession(
+                container, self.timeout, toolchain, spec, setup_timeout=self.setup_timeout
+            )
             if not arch.has_manylinux:
                 setup_log.write(
                     f"[prewheel] {platform} has no manylinux policy: no auditwheel (nothing to "
@@ -393,6 +403,51 @@ class DockerBuilder:
                 )
             session.setup(setup_log, compile_jobs, repair=arch.has_manylinux)
             yield session
+
+
+class _Tail:
+    """The last lines of a command's output, kept while it streams."""
+
+    def __init__(self, limit: int = 16384) -> None:
+        self.data = bytearray()
+        self.limit = limit
+        self.cut = False
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        excess = len(self.data) - self.limit
+        if excess > 0:
+            del self.data[:excess]
+            self.cut = True
+
+    def lines(self, count: int = _TAIL_LINES) -> list[str]:
+        text = self.data.decode("utf-8", "replace").replace("\r", "\n").splitlines()
+        if self.cut:
+            text = text[1:]  # its start was cut off
+        return [line.rstrip() for line in text if line.strip()][-count:]
+
+
+def _setup_failure(result: Any, elapsed: float, timeout: float, tail: _Tail) -> str:
+    """Which set-up step failed (its last ``$`` command line), after how long, the tail."""
+    lines = tail.lines(200)
+    marker = "[prewheel] $ "
+    commands = [line.partition(marker)[2] for line in lines if marker in line]
+    step = f" at `{commands[-1]}`" if commands else ""
+    if result.timed_out:
+        what = (
+            f"the container set-up timed out after {elapsed:.0f} s{step} (--setup-timeout "
+            f"{timeout:.0f}): it is compiling something from source under emulation or hung; "
+            "give the image that tool (system-packages, a derived image) or raise --setup-timeout"
+        )
+    else:
+        what = (
+            f"the container set-up failed after {elapsed:.0f} s{step} (exit code "
+            f"{result.exit_code})"
+        )
+    last = lines[-_TAIL_LINES:]
+    return what + (
+        ". Its last output:\n" + "\n".join(f"  {line}" for line in last) if last else "."
+    )
 
 
 def _log_acceleration(log: IO[bytes], acceleration: Acceleration) -> None:
@@ -408,27 +463,47 @@ class _ContainerSession:
         timeout: float,
         toolchain: Toolchain | None,
         toolchain_spec: Mapping[str, Any] | None,
+        *,
+        setup_timeout: float = DEFAULT_SETUP_TIMEOUT,
     ) -> None:
         self.container = container
         self.timeout = timeout
+        self.setup_timeout = setup_timeout
         self.toolchain = toolchain
         self.toolchain_spec = toolchain_spec
 
-    def _run(self, command: str, spec: str, log: IO[bytes], environment: Mapping[str, str]) -> None:
+    def _run(
+        self,
+        command: str,
+        spec: str,
+        log: IO[bytes],
+        environment: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> None:
+        timeout = self.timeout if timeout is None else timeout
         spec_file = _WORK / "spec.json"
         with tempfile.TemporaryDirectory() as temp:
             local = Path(temp) / "spec.json"
             local.write_text(spec, encoding="utf-8")
             self.container.copy_in(local, spec_file)
+        tail = _Tail()
+        started = time.monotonic()
+
+        def output(chunk: bytes) -> None:
+            log.write(chunk)
+            tail.add(chunk)
+
         result = self.container.call(
             ["python3", str(_WORK / _SCRIPT), command, str(spec_file)],
-            timeout=self.timeout,
+            timeout=timeout,
             environment=environment,
-            output=log.write,
+            output=output,
         )
         log.flush()
+        if command == "setup" and (result.timed_out or result.exit_code != 0):
+            raise BuildFailed(_setup_failure(result, time.monotonic() - started, timeout, tail))
         if result.timed_out:
-            raise BuildFailed(f"{command} timed out after {self.timeout:.0f} s (see --timeout).")
+            raise BuildFailed(f"{command} timed out after {timeout:.0f} s (see --timeout).")
         if result.exit_code != 0:
             raise BuildFailed(
                 f"The container {command} step failed (exit code {result.exit_code}); the end "
@@ -447,7 +522,7 @@ class _ContainerSession:
             compile_jobs=compile_jobs,
             native_toolchain=self.toolchain_spec,
         )
-        self._run("setup", spec, log, {})
+        self._run("setup", spec, log, {}, timeout=self.setup_timeout)
 
     def build(
         self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True

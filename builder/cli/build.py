@@ -21,7 +21,7 @@ from ..build import (
     make_jobs,
     run_builds,
 )
-from ..build.builders import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
+from ..build.builders import DEFAULT_MEMORY, DEFAULT_SETUP_TIMEOUT, DEFAULT_TIMEOUT, Builder
 from ..build.runner import BuildReport, EventKind, ProgressEvent, Status, image_refusal
 from ..config import Config
 from ..errors import BuildsFailedError, UsageError
@@ -53,6 +53,7 @@ _KEYS = {
     "docker-host": "docker_host",
     "jobs": "jobs",
     "timeout": "timeout",
+    "setup-timeout": "setup_timeout",
     "memory": "memory",
     "binfmt-dir": "binfmt_dir",
     "portable": "portable",
@@ -104,6 +105,12 @@ def register(subparsers: Any) -> None:
         type=float,
         metavar="SECONDS",
         help=f"per build (default {DEFAULT_TIMEOUT:.0f})",
+    )
+    parser.add_argument(
+        "--setup-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"per container set-up (default {DEFAULT_SETUP_TIMEOUT:.0f})",
     )
     parser.add_argument("--memory", metavar="SIZE", help=f"container memory ({DEFAULT_MEMORY})")
     parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)

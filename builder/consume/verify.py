@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
 from ..errors import HostEnvironmentError, VerifyFailedError
 from ..hostenv import ca_bundle, proxy_environment
-from ..targets import Arch, Target, debian_release_problem
+from ..targets import Arch, Target, debian_release_problem, emulation_environment
 
 DEFAULT_IMAGE_TEMPLATE = "python:{python}-slim-bookworm"
 RESULT_MARKER = "PREWHEEL-VERIFY-RESULT "
@@ -495,6 +495,8 @@ def verify(
         environment = container_environment(index_url, with_ca=bundle is not None)
         lock_sha256 = hashlib.sha256(lock.read_bytes()).hexdigest()
         for target, image in images.items():
+            # QEMU_CPU=arm1176 for linux/arm/v6: ARMv7 code must not pass verification
+            target_environment = {**environment, **emulation_environment(target.arch)}
             key = None
             if cache is not None and (image_id := runner.image_id(image, target.docker_platform)):
                 key = cache.key(
@@ -503,9 +505,10 @@ def verify(
                     target=target.identifier,
                     image=image,
                     image_id=image_id,
-                    # the index is in the key already (a served tree's URL changes per run);
-                    # the target implies its emulation settings
-                    environment={k: v for k, v in environment.items() if k != "PIP_INDEX_URL"},
+                    # the index is in the key already (a served tree's URL changes per run)
+                    environment={
+                        k: v for k, v in target_environment.items() if k != "PIP_INDEX_URL"
+                    },
                     allow_compiler=allow_compiler,
                 )
                 if reuse and (known := cache.get(key)) is not None:
@@ -519,7 +522,7 @@ def verify(
                 platform=target.docker_platform,
                 files=files,
                 argv=["python3", str(_PROBE_PATH), index_url, str(_LOCK_PATH)],
-                environment=environment,
+                environment=target_environment,
                 timeout=timeout,
             )
             result = judge(
