@@ -2,7 +2,11 @@
 
 Layout (other stages rely on it)::
 
-    <wheelhouse>/wheels/<wheel filename>          flat
+    <wheelhouse>/wheels/<wheel filename>          wheels whose tags name their platform fully
+    <wheelhouse>/wheels/<target>/<wheel filename> wheels tagged plain linux_<arch> (no
+                                                  manylinux policy, e.g. linux/arm/v6): the
+                                                  tag does not say which glibc they need, so
+                                                  two targets' wheels may share a name
     <wheelhouse>/manifest.json                    list of entries (see WheelEntry)
     <wheelhouse>/logs/<name>-<version>-<target>.log
     <wheelhouse>/.lock                            filelock guarding every write
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from .errors import IntegrityError, UsageError
 from .files import atomic_write_bytes, file_sha256, pid_alive
@@ -54,6 +58,12 @@ class WheelEntry:
     # How it was compiled: {"native": bool, "toolchain": {...} | None, "fallback": why an
     # accelerated build was redone emulated, "reason": why no native toolchain}; {} before 0.2.
     compilers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Where the wheel is, relative to wheels/ (see stored_name); "" (before 0.3): the file name.
+    stored: str = ""
+
+    @property
+    def stored_as(self) -> str:
+        return self.stored or self.filename
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -64,10 +74,25 @@ class WheelEntry:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WheelEntry:
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = fields - set(data) - {"compilers"}
+        missing = fields - set(data) - {"compilers", "stored"}
         if missing:
             raise IntegrityError(f"A manifest entry lacks {sorted(missing)}: {dict(data)!r}.")
         return cls(**{key: data[key] for key in fields if key in data})
+
+
+def stored_name(filename: str, target: str) -> str:
+    """Where a wheel for ``target`` lives under ``wheels/``: flat when its platform tags say
+    which C library it needs (manylinux, musllinux, ``any``), so one file serves every target
+    it installs on; under the target's identifier when a tag is plain ``linux_<arch>`` (no
+    manylinux policy, as on linux/arm/v6, or not repaired), which two targets of different
+    glibc versions would share although their wheels differ."""
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return filename
+    if any(tag.platform.startswith("linux_") for tag in tags):
+        return f"{target}/{filename}"
+    return filename
 
 
 class Wheelhouse:
@@ -79,13 +104,23 @@ class Wheelhouse:
         self._lock = FileLock(str(path / ".lock"))
 
     # -- reading ----------------------------------------------------------------------------
-    def wheels(self) -> list[Path]:
+    def wheels(self, targets: Iterable[str] | None = None) -> list[Path]:
+        """The wheel files (of the entries for ``targets`` only, if given)."""
+        if targets is not None:
+            wanted = set(targets)
+            return sorted(
+                {self.wheel_path(e) for e in self.entries() if e.target in wanted},
+                key=lambda path: (path.name, str(path)),
+            )
         if not self.wheels_dir.is_dir():
             return []
         return sorted(
-            p
-            for p in self.wheels_dir.iterdir()
-            if p.suffix == ".whl" and not p.name.startswith(".")
+            (
+                p
+                for p in [*self.wheels_dir.glob("*.whl"), *self.wheels_dir.glob("*/*.whl")]
+                if not p.name.startswith(".") and p.is_file()
+            ),
+            key=lambda path: (path.name, str(path)),
         )
 
     def entries(self) -> list[WheelEntry]:
@@ -112,7 +147,7 @@ class Wheelhouse:
         return None
 
     def wheel_path(self, entry: WheelEntry) -> Path:
-        return self.wheels_dir / entry.filename
+        return self.wheels_dir / entry.stored_as
 
     def log_path(self, label: str) -> Path:
         return self.logs_dir / f"{label}.log"
@@ -147,7 +182,8 @@ class Wheelhouse:
         compilers: Mapping[str, Any] | None = None,
     ) -> WheelEntry:
         """Copy ``wheel`` (and its build log) in and record it, replacing older entries of the
-        same file name or cache key. Atomic and safe against concurrent writers."""
+        same stored file or cache key. Atomic and safe against concurrent writers."""
+        stored = stored_name(wheel.name, target)
         entry = WheelEntry(
             filename=wheel.name,
             sha256=file_sha256(wheel),
@@ -161,9 +197,10 @@ class Wheelhouse:
             builder=builder,
             log=str(log.relative_to(self.path)) if log and log.is_relative_to(self.path) else "",
             compilers=dict(compilers or {}),
+            stored="" if stored == wheel.name else stored,
         )
         with self.locked():
-            self._put_file(wheel, self.wheels_dir / wheel.name)
+            self._put_file(wheel, self.wheel_path(entry))
             self._record([entry])
         return entry
 
@@ -189,7 +226,7 @@ class Wheelhouse:
                             f"{wheel} is missing or does not match its manifest entry in "
                             f"{source.path}; rebuild that shard before merging."
                         )
-                    self._put_file(wheel, self.wheels_dir / entry.filename)
+                    self._put_file(wheel, self.wheel_path(entry))
                     if entry.log and (source.path / entry.log).is_file():
                         self._put_file(source.path / entry.log, self.path / entry.log)
                 self._record(entries)
@@ -199,7 +236,10 @@ class Wheelhouse:
     def remove_stale_temp_files(self) -> int:
         """Delete temp files left by killed processes (their pid is in the name)."""
         removed = 0
-        for directory in (self.path, self.wheels_dir, self.logs_dir):
+        directories = [self.path, self.wheels_dir, self.logs_dir]
+        if self.wheels_dir.is_dir():
+            directories += [d for d in self.wheels_dir.iterdir() if d.is_dir()]
+        for directory in directories:
             if not directory.is_dir():
                 continue
             for path in directory.glob(_TEMP_PREFIX + "*"):
@@ -219,20 +259,20 @@ class Wheelhouse:
     def _record(self, new: list[WheelEntry]) -> None:
         """Merge entries into the manifest (caller holds the lock).
 
-        A new entry replaces those of the same file name, the same cache key, or the same
+        A new entry replaces those of the same stored file, the same cache key, or the same
         cell (project, version, target): one wheel per cell, so a rebuild with other inputs
         (a changed per-package setting, a new image) supersedes the old wheel instead of
         leaving both to be published. Superseded files are deleted after the manifest is
         written.
         """
-        replaced_names = {e.filename for e in new}
+        replaced_names = {e.stored_as for e in new}
         replaced_keys = {e.cache_key for e in new}
         replaced_cells = {_cell(e) for e in new}
         kept: list[WheelEntry] = []
         dropped: list[WheelEntry] = []
         for entry in self.entries():
             superseded = (
-                entry.filename in replaced_names
+                entry.stored_as in replaced_names
                 or entry.cache_key in replaced_keys
                 or _cell(entry) in replaced_cells
             )
@@ -240,9 +280,9 @@ class Wheelhouse:
         entries = sorted([*kept, *new], key=lambda e: (e.name, e.version, e.target, e.filename))
         payload = json.dumps([e.to_json() for e in entries], indent=2, sort_keys=True) + "\n"
         _atomic_write_bytes(self.manifest_path, payload.encode())
-        listed = {e.filename for e in entries}
+        listed = {e.stored_as for e in entries}
         for entry in dropped:
-            if entry.filename not in listed:
+            if entry.stored_as not in listed:
                 self.wheel_path(entry).unlink(missing_ok=True)
 
     def _put_file(self, source: Path, destination: Path) -> None:

@@ -142,8 +142,11 @@ def test_arm_v6_is_verified_on_an_arm1176_cpu_and_other_targets_on_qemus_default
     lock = tmp_path / "requirements.lock"
     lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
     [armv6] = select_targets(platforms=["linux/arm/v6"])
-    runner = _Recorder([probe_output(), probe_output(), probe_output()])
-    verify(lock, [armv6, ARMV7, AMD64], index_url="http://127.0.0.1:9/simple/", runner=runner)
+    runner = _Recorder([probe_output(machine="armv6l"), probe_output(), probe_output()])
+    results = verify(
+        lock, [armv6, ARMV7, AMD64], index_url="http://127.0.0.1:9/simple/", runner=runner
+    )
+    assert results[0].machine == "armv6l"  # what the container's CPU reported
     cpus = [c["environment"].get("QEMU_CPU") for c in runner.calls]  # type: ignore[attr-defined]
     assert cpus == ["arm1176", None, None]
 

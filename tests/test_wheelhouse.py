@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
+from index_fixtures import make_wheel as make_valid_wheel
 
-from builder.errors import IntegrityError, UsageError
+from builder.errors import IntegrityError, PublishConflictError, UsageError
+from builder.index.static import StaticIndex
 from builder.wheelhouse import Wheelhouse
 
 
@@ -44,7 +47,8 @@ def test_add_then_lookup_round_trips(tmp_path: Path) -> None:
     assert entry is not None
     assert entry.filename == "pkg-1.0-cp311-cp311-linux_x86_64.whl"
     assert entry.log == "logs/pkg-1.0-cp311-manylinux_2_36_x86_64.log"
-    assert house.wheels() == [house.wheels_dir / entry.filename]
+    assert house.wheels() == [house.wheel_path(entry)]
+    assert house.wheel_path(entry).read_bytes() == (tmp_path / "in" / entry.filename).read_bytes()
     assert house.lookup("other") is None
     manifest = json.loads(house.manifest_path.read_text())
     assert set(manifest[0]) >= {
@@ -103,6 +107,55 @@ def test_a_rebuild_of_the_same_cell_supersedes_the_old_wheel(tmp_path: Path) -> 
         "neighbour-1.0-cp311-cp311-linux_x86_64.whl",
         "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
     ]
+
+
+def _armv6_wheel(directory: Path, payload: str) -> Path:
+    return make_valid_wheel(
+        directory,
+        "armext",
+        "1.0",
+        tag="cp311-cp311-linux_armv6l",
+        extra_members={"armext/__init__.py": payload.encode()},
+    )
+
+
+def test_two_glibc_versions_of_one_arm_v6_wheel_are_both_kept(tmp_path: Path) -> None:
+    """linux_armv6l does not say which glibc a wheel needs: the glibc 2.31 and 2.36 builds
+    share a file name but not their bytes, and neither may replace the other."""
+    house = Wheelhouse(tmp_path / "wh")
+    for glibc in ("2_31", "2_36"):
+        house.add(
+            _armv6_wheel(tmp_path / glibc, payload=glibc),
+            name="armext",
+            version="1.0",
+            target=f"cp311-glibc_{glibc}_armv6l",
+            cache_key=f"key-{glibc}",
+            inputs={},
+            builder="test",
+        )
+    old, new = (house.lookup(f"key-{glibc}") for glibc in ("2_31", "2_36"))
+    assert old is not None and new is not None
+    assert old.filename == new.filename and old.sha256 != new.sha256
+    assert {house.wheel_path(old).parent.name, house.wheel_path(new).parent.name} == {
+        "cp311-glibc_2_31_armv6l",
+        "cp311-glibc_2_36_armv6l",
+    }
+    assert len(house.wheels()) == 2
+    assert house.wheels(targets=["cp311-glibc_2_36_armv6l"]) == [house.wheel_path(new)]
+    with zipfile.ZipFile(house.wheel_path(old)) as archive:
+        assert archive.read("armext/__init__.py") == b"2_31"
+    # one index cannot serve both: pip picks by tag, and the tag is the same
+    with pytest.raises(
+        PublishConflictError, match=re.escape("armext-1.0-cp311-cp311-linux_armv6l.whl")
+    ):
+        StaticIndex(tmp_path / "index").sync(house.wheels())
+    # a manylinux wheel names its glibc floor itself: one flat file for every target
+    manylinux = make_wheel(tmp_path / "m", "flat")
+    manylinux = manylinux.rename(
+        manylinux.with_name("flat-1.0-cp311-cp311-manylinux_2_17_x86_64.whl")
+    )
+    add(house, manylinux, "flat-key")
+    assert (house.wheels_dir / manylinux.name).is_file()
 
 
 def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:

@@ -172,16 +172,16 @@ def _register_publish(subparsers: Any) -> None:
     add_json_option(parser, "what was uploaded and skipped")
 
 
-def _wheels(wheelhouse: Path) -> list[Path]:
-    from ..index.wheelinfo import wheel_paths  # noqa: PLC0415
+def _wheels(wheelhouse: Path, targets: list[str] | None = None) -> list[Path]:
+    """The wheelhouse's wheels (those for ``targets`` only, if given)."""
+    from ..wheelhouse import Wheelhouse  # noqa: PLC0415
 
-    directory = wheelhouse / "wheels"
-    if not directory.is_dir():
+    if not (wheelhouse / "wheels").is_dir():
         raise UsageError(
             f"{wheelhouse} is not a wheelhouse (it has no wheels/ directory); pass the directory "
             "that 'prewheel build' wrote."
         )
-    return list(wheel_paths(directory))
+    return Wheelhouse(wheelhouse).wheels(targets)
 
 
 def _run_index(args: argparse.Namespace) -> int:
@@ -200,11 +200,13 @@ def _run_index(args: argparse.Namespace) -> int:
             "--mode complete needs the plan that says which upstream files the targets install: "
             "run 'prewheel plan --json > plan.json' and pass --plan plan.json."
         )
-    wheels = _wheels(args.wheelhouse)
     plan = (
         load_plan(args.plan, unreadable="cannot read the plan {path}: {exc}.")
         if args.mode == "complete"
         else None
+    )
+    wheels = _wheels(
+        args.wheelhouse, [t.identifier for t in plan.targets] if plan is not None else None
     )
     synced = index.sync(wheels)
     _print_repaired(synced.repaired)

@@ -40,7 +40,7 @@ _PROBE_PATH = _WORKDIR / "probe.py"
 
 # Runs inside the target container with the image's python3; standard library only.
 PROBE_SCRIPT = r'''
-import json, shutil, subprocess, sys, time
+import json, platform, shutil, subprocess, sys, time
 
 INDEX_URL, LOCK = sys.argv[1], sys.argv[2]
 SKIP = {"test", "tests", "testing", "docs", "doc", "examples", "benchmarks", "bin"}
@@ -72,7 +72,7 @@ print(json.dumps(result))
 """
 
 def main():
-    out = {"compiler": "", "pip_exit": None, "pip_output": "", "installed": [], "imports": {},
+    out = {"machine": platform.machine(), "compiler": "", "pip_exit": None, "pip_output": "", "installed": [], "imports": {},
            "venv_seconds": 0.0, "install_seconds": 0.0, "import_seconds": 0.0}
     for tool in ("gcc", "cc", "clang"):
         if shutil.which(tool):
@@ -136,6 +136,8 @@ class TargetResult:
     installed: tuple[InstalledPackage, ...] = ()
     imported: tuple[str, ...] = ()
     error: str = ""
+    # what the container's CPU reported (uname -m): armv6l when QEMU ran as an ARM1176
+    machine: str = ""
     cached: bool = False  # taken from an earlier run with the same inputs; no container ran
 
     def to_json(self) -> dict[str, Any]:
@@ -368,6 +370,7 @@ def judge(
         base,
         ok=not error,
         install_seconds=install_seconds,
+        machine=str(data.get("machine", "")),
         installed=installed,
         imported=tuple(sorted(m for m, problem in imports.items() if not problem)),
         error=error,
