@@ -173,7 +173,7 @@ def build_gaps(
     """
     from .build import DockerBuilder, SdistFetcher, make_jobs, run_builds  # noqa: PLC0415
     from .build import Status as BuildStatus  # noqa: PLC0415
-    from .build.runner import image_refusal  # noqa: PLC0415
+    from .build.runner import DEFAULT_HEARTBEAT, image_refusal  # noqa: PLC0415
 
     if config is not None:
         jobs = make_jobs(plan.gaps(), image=image, settings=config.package)
@@ -189,7 +189,10 @@ def build_gaps(
             builder=builder,
             fetcher=SdistFetcher(),
             parallel=parallel,
-            progress=lambda event: _log_step_note(event, log),
+            progress=lambda event: _log_event(event, log),
+            heartbeat=float(config.get("heartbeat", DEFAULT_HEARTBEAT))
+            if config is not None
+            else DEFAULT_HEARTBEAT,
         )
     finally:
         builder.close()
@@ -211,9 +214,11 @@ def build_gaps(
     return built, len(report.outcomes) - built
 
 
-def _log_step_note(event: Any, log: Callable[[str], object]) -> None:
-    if event.note:
-        log(f"build {event.step.label}: {event.note}")
+def _log_event(event: Any, log: Callable[[str], object]) -> None:
+    from .build.runner import describe_event  # noqa: PLC0415
+
+    if (line := describe_event(event)) is not None:
+        log(f"build: {line}")
 
 
 def complete_index(plan: Plan, wheelhouse: Any, root: Path) -> tuple[int, int]:

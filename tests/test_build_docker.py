@@ -242,3 +242,29 @@ def test_a_set_up_that_times_out_is_reported_as_such(tmp_path: Path) -> None:
     log = Path(tmp_path, failed["log"]).read_text()
     assert "[prewheel] python 3" in log
     assert not list(Wheelhouse(tmp_path / "wheelhouse").wheels())
+
+
+def test_a_ci_log_shows_a_long_build_is_going_on(tmp_path: Path) -> None:
+    """Output to a file, as in CI: a 'still building' line every --heartbeat seconds."""
+    sdist = make_sdist(tmp_path, "tinyext")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.prewheel.packages.tinyext]\nbefore-build = "sleep 7"\n', encoding="utf-8"
+    )
+    log = tmp_path / "ci.log"
+    command = [sys.executable, "-m", "builder", "build", str(sdist), *AMD64]
+    with log.open("w") as stream:
+        result = subprocess.run(
+            [*command, "--image", TEST_IMAGE, "--heartbeat", "2"],
+            cwd=tmp_path,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            check=False,
+            env={**os.environ, "CI": "true"},
+        )
+    text = log.read_text()
+    assert result.returncode == 0, text
+    label = "tinyext-1.0-cp311-manylinux_2_36_x86_64"
+    beats = [line for line in text.splitlines() if line.startswith(f"still building {label} (")]
+    assert len(beats) >= 3, text  # the 7 s sleep alone spans three 2 s beats
+    assert text.index(f"building {label}") < text.index(beats[0]) < text.index(f"built {label}")

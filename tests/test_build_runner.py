@@ -4,6 +4,7 @@ progress events. (Real Docker builds are in test_build_docker.py / test_build_em
 from __future__ import annotations
 
 import contextlib
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from build_fixtures.sdists import make_sdist
 from builder.build import SdistFetcher, make_jobs, run_builds
 from builder.build.builders import BuildFailed, BuildResult
 from builder.build.jobs import BuildJob
-from builder.build.runner import EventKind, ProgressEvent, Status
+from builder.build.runner import EventKind, ProgressEvent, Status, describe_event
 from builder.build.toolchain import NATIVE, Acceleration
 from builder.errors import ExitCode, ImageMismatchError
 from builder.targets import Target
@@ -174,3 +175,41 @@ def test_a_refused_image_fails_its_targets_jobs_before_any_session_or_cache(
     assert all(o.cause is ExitCode.IMAGE_MISMATCH and "ARMv7" in o.error for o in refused)
     assert len(report.having(Status.CACHED)) == 2 and report.failed == refused
     assert builder.containers_started == 0 and builder.built == []
+
+
+class SlowSession(FakeSession):
+    def build(
+        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+    ) -> BuildResult:
+        time.sleep(0.45)
+        return super().build(job, sdist, out_dir, log, native=native)
+
+
+class SlowBuilder(FakeBuilder):
+    @contextlib.contextmanager
+    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
+        time.sleep(0.25)  # the set-up
+        yield SlowSession(self)
+
+
+def test_a_long_build_sends_heartbeats_until_it_ends(tmp_path: Path) -> None:
+    events: list[ProgressEvent] = []
+    run(tmp_path, jobs_for(tmp_path, "slow"), SlowBuilder(), progress=events.append, heartbeat=0.1)
+    beats = [e for e in events if e.kind is EventKind.HEARTBEAT]
+    set_up = [e for e in beats if e.job is None]
+    building = [e for e in beats if e.job is not None]
+    assert len(set_up) >= 1 and len(building) >= 3
+    assert [e.elapsed for e in building] == sorted(e.elapsed for e in building)
+    kinds = [e.kind for e in events]
+    # none after the job finished
+    assert kinds.index(EventKind.JOB_FINISHED) > max(
+        i for i, kind in enumerate(kinds) if kind is EventKind.HEARTBEAT
+    )
+    assert describe_event(building[0]) == f"still building {building[0].job.label} (0 s)"  # type: ignore[union-attr]
+    assert describe_event(set_up[0]).startswith("still setting up img:amd64 (linux/amd64)")  # type: ignore[union-attr]
+
+
+def test_no_heartbeat_when_switched_off(tmp_path: Path) -> None:
+    events: list[ProgressEvent] = []
+    run(tmp_path, jobs_for(tmp_path, "slow"), SlowBuilder(), progress=events.append, heartbeat=0)
+    assert EventKind.HEARTBEAT not in [e.kind for e in events]

@@ -43,18 +43,22 @@ def wheelhouse_dir() -> Path:
     return root / f"e2e-armv6-wheelhouse-{digest.hexdigest()[:16]}"
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
+def run_example(output: Path) -> PipelineResult:
     return run_pipeline(
         [EXAMPLE],
         select_targets(platforms=[PLATFORM]),
-        output=tmp_path_factory.mktemp("run-armv6"),
+        output=output,
         wheelhouse_dir=wheelhouse_dir(),
         build_image=BUILD_IMAGE,
         verify_image=RUNTIME_IMAGE,
         verify_timeout=900,
         config=load_config({"accelerate": ACCELERATE}, env={}, config_file=EXAMPLE_SETTINGS),
     )
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
+    return run_example(tmp_path_factory.mktemp("run-armv6"))
 
 
 @pytest.mark.timeout(3600)
@@ -83,3 +87,12 @@ def test_every_built_member_is_armv6_soft_float_code(pipeline: PipelineResult) -
         for member, facts in members.items():
             assert facts.arm_cpu_arch in Arch.ARMV6L.arm_cpu_archs, (member, facts.describe())
             assert facts.float_abi is FloatAbi.SOFT, (member, facts.describe())
+
+
+def test_an_unchanged_rerun_starts_no_container(pipeline: PipelineResult, tmp_path: Path) -> None:
+    """Every wheel is in the wheelhouse and the lock, index and image are those verified."""
+    again = run_example(tmp_path / "again")
+    assert (again.built, again.reused) == (0, len(GAPS))
+    [result] = again.verified
+    assert result.ok and result.cached, result
+    assert again.lock.read_bytes() == pipeline.lock.read_bytes()

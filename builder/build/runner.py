@@ -7,12 +7,13 @@ No printing here: callers pass a progress callback (the CLI renders it with rich
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -129,6 +130,7 @@ class EventKind(enum.StrEnum):
     JOB_STARTED = "job-started"
     JOB_FINISHED = "job-finished"
     STEP_FINISHED = "step-finished"
+    HEARTBEAT = "heartbeat"  # a job (or, with no job, its step's set-up) is still running
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +140,61 @@ class ProgressEvent:
     job: BuildJob | None = None
     outcome: BuildOutcome | None = None
     note: str = ""  # STEP_STARTED: how the step compiles (native toolchain, or why emulated)
+    elapsed: float = 0.0  # HEARTBEAT: seconds since the job (or the set-up) started
+
+
+DEFAULT_HEARTBEAT = 60.0
+
+
+def describe_event(event: ProgressEvent) -> str | None:
+    """The plain line(s) for a progress event, as a CI log shows them (None: nothing to say)."""
+    step, job = event.step, event.job
+    if event.kind is EventKind.STEP_STARTED:
+        line = f"starting {step.label}: {len(step.jobs)} to build"
+        return f"{line}\n  {event.note}" if event.note else line
+    if event.kind is EventKind.JOB_STARTED and job is not None:
+        return f"building {job.label}"
+    if event.kind is EventKind.HEARTBEAT:
+        what = f"building {job.label}" if job is not None else f"setting up {step.label}"
+        return f"still {what} ({_duration(event.elapsed)})"
+    if event.kind is EventKind.JOB_FINISHED and job is not None and event.outcome is not None:
+        return f"{event.outcome.status.value} {job.label} ({event.outcome.elapsed:.0f} s)"
+    return None
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+@contextlib.contextmanager
+def _heartbeat(
+    notify: Callable[[ProgressEvent], None],
+    step: BuildStep,
+    job: BuildJob | None,
+    interval: float,
+) -> Iterator[None]:
+    """While the block runs, a HEARTBEAT event every ``interval`` seconds (none if <= 0), so
+    that a log nobody watches live shows the work is going on."""
+    if interval <= 0:
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(interval):
+            notify(
+                ProgressEvent(EventKind.HEARTBEAT, step, job, elapsed=time.monotonic() - started)
+            )
+
+    thread = threading.Thread(target=beat, name="prewheel-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -161,8 +218,12 @@ def run_builds(
     force: bool = False,
     keep_going: bool = True,
     progress: ProgressCallback | None = None,
+    heartbeat: float = DEFAULT_HEARTBEAT,
 ) -> BuildReport:
-    """Build every job not already in the wheelhouse; never raise for a single failed build."""
+    """Build every job not already in the wheelhouse; never raise for a single failed build.
+
+    ``progress`` receives every :class:`ProgressEvent`, among them a HEARTBEAT every
+    ``heartbeat`` seconds while a set-up or a build runs."""
     started = time.monotonic()
     notify = progress or (lambda _event: None)
     wheelhouse.remove_stale_temp_files()
@@ -188,7 +249,7 @@ def run_builds(
 
     def run_step(item: tuple[BuildStep, list[_Pending]]) -> list[BuildOutcome]:
         step, pending = item
-        return _run_step(step, pending, wheelhouse, builder, notify, stop, keep_going)
+        return _run_step(step, pending, wheelhouse, builder, notify, stop, keep_going, heartbeat)
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         for result in pool.map(run_step, verified_work):
@@ -265,6 +326,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
     notify: ProgressCallback,
     stop: threading.Event,
     keep_going: bool,
+    heartbeat: float,
 ) -> list[BuildOutcome]:
     if stop.is_set():
         return [BuildOutcome(p.job, Status.SKIPPED) for p in pending]
@@ -277,16 +339,21 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
         setup_log = scratch / "setup.log"
         with setup_log.open("w+b") as setup_stream:
             try:
-                with builder.session(step.image, step.platform, setup_stream) as session:
+                with contextlib.ExitStack() as stack:
+                    with _heartbeat(notify, step, None, heartbeat):
+                        session = stack.enter_context(
+                            builder.session(step.image, step.platform, setup_stream)
+                        )
                     setup_stream.flush()
                     for item in pending:
                         if stop.is_set():
                             outcomes.append(BuildOutcome(item.job, Status.SKIPPED))
                             continue
                         notify(ProgressEvent(EventKind.JOB_STARTED, step, item.job))
-                        outcome = _build_one(
-                            item, session, wheelhouse, scratch, setup_log, acceleration
-                        )
+                        with _heartbeat(notify, step, item.job, heartbeat):
+                            outcome = _build_one(
+                                item, session, wheelhouse, scratch, setup_log, acceleration
+                            )
                         outcomes.append(outcome)
                         notify(ProgressEvent(EventKind.JOB_FINISHED, step, item.job, outcome))
                         if outcome.status is Status.FAILED and not keep_going:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,15 @@ from ..build import (
     run_builds,
 )
 from ..build.builders import DEFAULT_MEMORY, DEFAULT_SETUP_TIMEOUT, DEFAULT_TIMEOUT, Builder
-from ..build.runner import BuildReport, EventKind, ProgressEvent, Status, image_refusal
+from ..build.runner import (
+    DEFAULT_HEARTBEAT,
+    BuildReport,
+    EventKind,
+    ProgressEvent,
+    Status,
+    describe_event,
+    image_refusal,
+)
 from ..config import Config
 from ..errors import BuildsFailedError, UsageError
 from ..files import file_sha256
@@ -54,6 +61,7 @@ _KEYS = {
     "jobs": "jobs",
     "timeout": "timeout",
     "setup-timeout": "setup_timeout",
+    "heartbeat": "heartbeat",
     "memory": "memory",
     "binfmt-dir": "binfmt_dir",
     "portable": "portable",
@@ -112,6 +120,13 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help=f"per container set-up (default {DEFAULT_SETUP_TIMEOUT:.0f})",
     )
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        metavar="SECONDS",
+        help=f"outside a terminal, a 'still building' line this often (default "
+        f"{DEFAULT_HEARTBEAT:.0f}; 0: none)",
+    )
     parser.add_argument("--memory", metavar="SIZE", help=f"container memory ({DEFAULT_MEMORY})")
     parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -166,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
                     force=bool(args.force),
                     keep_going=not args.fail_fast,
                     progress=on_event,
+                    heartbeat=float(config.get("heartbeat", DEFAULT_HEARTBEAT)),
                 )
     finally:
         if isinstance(builder, DockerBuilder):
@@ -225,6 +241,7 @@ def _run_portable(
         force=bool(args.force),
         keep_going=not args.fail_fast,
         progress=on_event,
+        heartbeat=float(config.get("heartbeat", DEFAULT_HEARTBEAT)),
     )
 
 
@@ -324,21 +341,10 @@ def _notice(text: str) -> None:
 def _progress(jobs: list[BuildJob]) -> Iterator[Any]:
     console = error_console()
     if not is_interactive():
-        started: dict[str, float] = {}
 
         def plain(event: ProgressEvent) -> None:
-            if event.kind is EventKind.STEP_STARTED:
-                console.print(f"starting {event.step.label}: {len(event.step.jobs)} to build")
-                if event.note:
-                    console.print(f"  {event.note}", markup=False)
-            elif event.kind is EventKind.JOB_STARTED and event.job:
-                started[event.job.label] = time.monotonic()
-                console.print(f"building {event.job.label}")
-            elif event.kind is EventKind.JOB_FINISHED and event.job and event.outcome:
-                console.print(
-                    f"{event.outcome.status.value} {event.job.label} "
-                    f"({event.outcome.elapsed:.0f} s)"
-                )
+            if (line := describe_event(event)) is not None:
+                console.print(line, markup=False)
 
         yield plain
         return
