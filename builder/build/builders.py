@@ -401,7 +401,12 @@ class DockerBuilder:
                     f"[prewheel] {platform} has no manylinux policy: no auditwheel (nothing to "
                     f"repair to), wheels keep the linux_{arch.value} tag\n".encode()
                 )
+            started = time.monotonic()
             session.setup(setup_log, compile_jobs, repair=arch.has_manylinux)
+            setup_log.write(
+                f"[prewheel] set-up finished in {time.monotonic() - started:.0f} s "
+                f"(--setup-timeout {self.setup_timeout:.0f})\n".encode()
+            )
             yield session
 
 
