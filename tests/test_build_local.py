@@ -7,13 +7,16 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from build_fixtures.sdists import make_sdist
 
 from builder.build import LocalBuilder
+from builder.build.builders import BuildFailed, _LocalSession
 from builder.errors import ExitCode
+from builder.files import pid_alive
 from builder.targets import Arch, Libc, Target
 from builder.wheelhouse import Wheelhouse
 
@@ -67,3 +70,26 @@ def test_local_build_produces_a_checked_cached_wheel(tmp_path: Path) -> None:
     assert wheel.name.startswith("tinyext-1.0-cp")
     second = prewheel(sdist, *host_options(), "--json", cwd=tmp_path)
     assert [b["status"] for b in json.loads(second.stdout)["builds"]] == ["cached"]
+
+
+def test_a_local_build_that_times_out_takes_its_children_with_it(tmp_path: Path) -> None:
+    """The build script's own children (pip, the compiler) die at the timeout too."""
+    script = tmp_path / "build_in_container.py"
+    pid_file = tmp_path / "grandchild.pid"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n",
+        encoding="utf-8",
+    )
+    session = _LocalSession(tmp_path, script, sys.executable, timeout=2)
+    started = time.monotonic()
+    with (tmp_path / "log").open("wb") as log, pytest.raises(BuildFailed, match="timed out"):
+        session.setup(log)
+    assert time.monotonic() - started < 30
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while pid_alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)  # killed; reaped by init
+    assert not pid_alive(grandchild)

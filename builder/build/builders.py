@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import platform as host_platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ import docker
 import docker.errors
 import requests
 
+from .. import cmd
 from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
 from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
@@ -632,21 +632,19 @@ class _LocalSession:
     def _run(self, command: str, spec: str, log: IO[bytes], env: Mapping[str, str]) -> None:
         spec_file = self.work / "spec.json"
         spec_file.write_text(spec, encoding="utf-8")
-        environment = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, **env}
-        try:
-            result = subprocess.run(
-                [self.python, str(self.script), command, str(spec_file)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=self.timeout,
-                env=environment,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise BuildFailed(f"{command} timed out after {self.timeout:.0f} s.") from None
-        if result.returncode != 0:
+        log.flush()  # what the log holds so far comes before the command's output
+        # its own process group, all of it killed at the timeout (a compiler pip started too)
+        result = cmd.run(
+            [self.python, str(self.script), command, str(spec_file)],
+            timeout=self.timeout,
+            environment={"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, **env},
+            log=log,
+        )
+        if result.timed_out:
+            raise BuildFailed(f"{command} timed out after {self.timeout:.0f} s.")
+        if result.exit_code != 0:
             raise BuildFailed(
-                f"The host {command} step failed (exit code {result.returncode}); the end of "
+                f"The host {command} step failed (exit code {result.exit_code}); the end of "
                 "its log is below."
             )
 
