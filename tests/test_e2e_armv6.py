@@ -52,7 +52,12 @@ def run_example(output: Path) -> PipelineResult:
         build_image=BUILD_IMAGE,
         verify_image=RUNTIME_IMAGE,
         verify_timeout=900,
-        config=load_config({"accelerate": ACCELERATE}, env={}, config_file=EXAMPLE_SETTINGS),
+        config=load_config(
+            # no registry: the toolchain is assembled in the amd64 test image of the release
+            {"accelerate": ACCELERATE, "toolchain-base": "prewheel-test/{codename}:amd64"},
+            env={},
+            config_file=EXAMPLE_SETTINGS,
+        ),
     )
 
 
