@@ -9,9 +9,25 @@ import dataclasses
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+# Process groups of the commands running now: they do not get the terminal's Ctrl-C (they are
+# sessions of their own), so an interrupted prewheel kills them itself (kill_running).
+_RUNNING: set[int] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def kill_running() -> int:
+    """Kill the process group of every command still running (from any thread); how many."""
+    with _RUNNING_LOCK:
+        groups = list(_RUNNING)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    return len(groups)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +62,8 @@ def run(
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     ) as process:
+        with _RUNNING_LOCK:
+            _RUNNING.add(process.pid)
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -55,6 +73,9 @@ def run(
         except BaseException:
             _kill_group(process)
             raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process.pid)
     return CommandResult(process.returncode, _text(output))
 
 

@@ -229,7 +229,7 @@ def complete_index(plan: Plan, wheelhouse: Any, root: Path) -> tuple[int, int]:
     index = StaticIndex(root)
     # this plan's targets only: a shared wheelhouse may hold another target's wheel of the same
     # name (linux_armv6l for glibc 2.31 and 2.36), which one index cannot serve both of
-    synced = index.sync(wheelhouse.wheels(targets=[t.identifier for t in plan.targets]))
+    synced = index.sync(wheelhouse.wheels_for_one_index([t.identifier for t in plan.targets]))
     downloader = HttpDownloader()
     try:
         mirrored = mirror(index, upstream_files(plan), downloader)

@@ -58,7 +58,8 @@ class WheelEntry:
     # How it was compiled: {"native": bool, "toolchain": {...} | None, "fallback": why an
     # accelerated build was redone emulated, "reason": why no native toolchain}; {} before 0.2.
     compilers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    # Where the wheel is, relative to wheels/ (see stored_name); "" (before 0.3): the file name.
+    # Where the wheel is, relative to wheels/ (see stored_name); "": the file name (flat, as
+    # every entry of manifests written before per-target storage was).
     stored: str = ""
 
     @property
@@ -77,7 +78,14 @@ class WheelEntry:
         missing = fields - set(data) - {"compilers", "stored"}
         if missing:
             raise IntegrityError(f"A manifest entry lacks {sorted(missing)}: {dict(data)!r}.")
-        return cls(**{key: data[key] for key in fields if key in data})
+        entry = cls(**{key: data[key] for key in fields if key in data})
+        if entry.stored not in ("", stored_name(entry.filename, entry.target)):
+            # it names the path that merge writes to and a rebuild deletes: only ours
+            raise IntegrityError(
+                f"A manifest entry says {entry.filename} is stored at {entry.stored!r}, not "
+                f"where prewheel keeps it ({stored_name(entry.filename, entry.target)!r})."
+            )
+        return entry
 
 
 def stored_name(filename: str, target: str) -> str:
@@ -122,6 +130,31 @@ class Wheelhouse:
             ),
             key=lambda path: (path.name, str(path)),
         )
+
+    def wheels_for_one_index(self, targets: Iterable[str] | None = None) -> list[Path]:
+        """:meth:`wheels` for one index: raise :class:`UsageError` if two of them share a file
+        name but not their bytes (one project's linux_armv6l builds for two glibc versions),
+        since pip tells such files apart by name alone."""
+        wanted = None if targets is None else set(targets)
+        by_name: dict[str, dict[str, WheelEntry]] = {}
+        for entry in self.entries():
+            if wanted is None or entry.target in wanted:
+                by_name.setdefault(entry.filename, {}).setdefault(entry.sha256, entry)
+        clashes = {name: list(found.values()) for name, found in by_name.items() if len(found) > 1}
+        if clashes:
+            described = "; ".join(
+                f"{name} for " + " and ".join(f"{e.target} ({self.wheel_path(e)})" for e in found)
+                for name, found in sorted(clashes.items())
+            )
+            first = next(iter(clashes.values()))
+            raise UsageError(
+                f"These wheels share a file name but not their contents: {described}. Their tag "
+                "does not say which C library they need, so pip cannot tell them apart and one "
+                "index cannot serve both. Index or publish each target's wheels separately "
+                f"(--target {first[0].target}, then --target {first[1].target} into another "
+                "index), or plan, build and run those targets separately."
+            )
+        return self.wheels(targets)
 
     def entries(self) -> list[WheelEntry]:
         try:

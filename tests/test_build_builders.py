@@ -88,8 +88,13 @@ class _OtherMachineDaemon(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_daemon_on_another_machine_needs_no_emulation_here(tmp_path: Path) -> None:
+def test_a_daemon_on_another_machine_needs_no_emulation_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The binfmt handlers checked are this kernel's, so only for a daemon that runs on it."""
+    for proxy in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)  # the stand-in is on the loopback
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherMachineDaemon)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -227,20 +227,24 @@ def test_the_docker_cli_context_selects_the_daemon(tmp_path: Path) -> None:
 
 def test_a_set_up_that_times_out_is_reported_as_such(tmp_path: Path) -> None:
     """A set-up that runs out of time (as pip compiling CMake under emulation did) names the
-    set-up, its step, its time and its last output, in the summary and the job's log."""
+    set-up, its step, its time and its last output, in the summary and the job's log. (3 s:
+    the set-up's venv and pip install alone take longer, its first lines come sooner.)"""
     sdist = make_sdist(tmp_path, "tinyext")
     result = prewheel(
-        sdist, *AMD64, "--image", TEST_IMAGE, "--setup-timeout", "1", "--json", cwd=tmp_path
+        sdist, *AMD64, "--image", TEST_IMAGE, "--setup-timeout", "3", "--json", cwd=tmp_path
     )
     assert result.returncode == ExitCode.BUILDS_FAILED, result.stderr
     [failed] = json.loads(result.stdout)["builds"]
     assert failed["status"] == "failed"
-    assert "set-up timed out after" in failed["error"], failed
-    assert "--setup-timeout 1" in failed["error"]
-    assert "[prewheel] python 3" in failed["error"]  # the tail of its output
+    error = failed["error"]
+    assert "set-up timed out after" in error, failed
+    assert " at `" in error  # the command it was running
+    assert "--setup-timeout 3" in error
+    assert "[prewheel] python 3" in error  # the tail of its output
     assert "set-up timed out" in result.stderr
     log = Path(tmp_path, failed["log"]).read_text()
     assert "[prewheel] python 3" in log
+    assert "[prewheel] FAILED: setting up failed: the container set-up timed out" in log
     assert not list(Wheelhouse(tmp_path / "wheelhouse").wheels())
 
 

@@ -4,18 +4,22 @@ progress events. (Real Docker builds are in test_build_docker.py / test_build_em
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import pytest
 from build_fixtures.helpers import gap
 from build_fixtures.sdists import make_sdist
 
+from builder import cmd
 from builder.build import SdistFetcher, make_jobs, run_builds
 from builder.build.builders import BuildFailed, BuildResult
-from builder.build.jobs import BuildJob
+from builder.build.jobs import BuildJob, group_steps
 from builder.build.runner import EventKind, ProgressEvent, Status, describe_event
 from builder.build.toolchain import NATIVE, Acceleration
 from builder.errors import ExitCode, ImageMismatchError
@@ -136,6 +140,19 @@ def test_a_failed_setup_fails_every_job_of_the_step_only(tmp_path: Path) -> None
     assert [o.status for o in report.outcomes] == [Status.FAILED, Status.FAILED]
     assert all("setup failed" in o.error for o in report.outcomes)
     assert all(o.log is not None and "setting up" in o.log.read_text() for o in report.outcomes)
+    # each job's log says why it failed, not only what the set-up printed
+    assert all(
+        "[prewheel] FAILED: setting up failed: setup failed" in o.log.read_text()
+        for o in report.outcomes
+    )  # type: ignore[union-attr]
+    assert describe_event(
+        ProgressEvent(
+            EventKind.JOB_FINISHED,
+            group_steps(report_jobs := [o.job for o in report.outcomes])[0],
+            report_jobs[0],
+            report.outcomes[0],
+        )
+    ).endswith("(0 s): Setting up img:amd64 (linux/amd64) failed: setup failed")  # type: ignore[union-attr]
 
 
 def test_one_session_per_platform_and_progress_events(tmp_path: Path) -> None:
@@ -181,20 +198,20 @@ class SlowSession(FakeSession):
     def build(
         self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
     ) -> BuildResult:
-        time.sleep(0.45)
+        time.sleep(1.0)
         return super().build(job, sdist, out_dir, log, native=native)
 
 
 class SlowBuilder(FakeBuilder):
     @contextlib.contextmanager
     def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
-        time.sleep(0.25)  # the set-up
+        time.sleep(0.6)  # the set-up
         yield SlowSession(self)
 
 
 def test_a_long_build_sends_heartbeats_until_it_ends(tmp_path: Path) -> None:
     events: list[ProgressEvent] = []
-    run(tmp_path, jobs_for(tmp_path, "slow"), SlowBuilder(), progress=events.append, heartbeat=0.1)
+    run(tmp_path, jobs_for(tmp_path, "slow"), SlowBuilder(), progress=events.append, heartbeat=0.2)
     beats = [e for e in events if e.kind is EventKind.HEARTBEAT]
     set_up = [e for e in beats if e.job is None]
     building = [e for e in beats if e.job is not None]
@@ -213,3 +230,45 @@ def test_no_heartbeat_when_switched_off(tmp_path: Path) -> None:
     events: list[ProgressEvent] = []
     run(tmp_path, jobs_for(tmp_path, "slow"), SlowBuilder(), progress=events.append, heartbeat=0)
     assert EventKind.HEARTBEAT not in [e.kind for e in events]
+
+
+class CommandSession(FakeSession):
+    """Builds by running a host command through builder.cmd, as the local builder does."""
+
+    def build(
+        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+    ) -> BuildResult:
+        pid_file = self.builder.pid_file  # type: ignore[attr-defined]
+        cmd.run(["sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"], timeout=120)
+        return super().build(job, sdist, out_dir, log, native=native)
+
+
+class CommandBuilder(FakeBuilder):
+    def __init__(self, pid_file: Path) -> None:
+        super().__init__()
+        self.pid_file = pid_file
+
+    @contextlib.contextmanager
+    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
+        yield CommandSession(self)
+
+
+def test_ctrl_c_stops_the_commands_that_build_in_worker_threads(tmp_path: Path) -> None:
+    """Host commands run in sessions of their own, so the terminal's SIGINT reaches only
+    prewheel's main thread; it must kill them, not wait for them to finish."""
+    pid_file = tmp_path / "sleep.pid"
+
+    def interrupt_once_started() -> None:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, jobs_for(tmp_path, "a", "b"), CommandBuilder(pid_file), parallel=2)
+    assert time.monotonic() - started < 20  # not the 60 s the command would take
+    sleeper = int(pid_file.read_text())
+    assert not Path(f"/proc/{sleeper}").exists()  # killed and reaped

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from index_fixtures import make_wheel as make_valid_wheel
 
-from builder.errors import IntegrityError, PublishConflictError, UsageError
+from builder.cli import main
+from builder.errors import ExitCode, IntegrityError, PublishConflictError, UsageError
 from builder.index.static import StaticIndex
 from builder.wheelhouse import Wheelhouse
 
@@ -149,6 +150,9 @@ def test_two_glibc_versions_of_one_arm_v6_wheel_are_both_kept(tmp_path: Path) ->
         PublishConflictError, match=re.escape("armext-1.0-cp311-cp311-linux_armv6l.whl")
     ):
         StaticIndex(tmp_path / "index").sync(house.wheels())
+    with pytest.raises(UsageError, match="--target cp311-glibc_2_31_armv6l, then --target"):
+        house.wheels_for_one_index()
+    assert house.wheels_for_one_index(["cp311-glibc_2_31_armv6l"]) == [house.wheel_path(old)]
     # a manylinux wheel names its glibc floor itself: one flat file for every target
     manylinux = make_wheel(tmp_path / "m", "flat")
     manylinux = manylinux.rename(
@@ -225,3 +229,50 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
 def _text(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_older_manifests_are_flat_and_a_stored_path_is_never_taken_on_trust(
+    tmp_path: Path,
+) -> None:
+    house = Wheelhouse(tmp_path / "wh")
+    add(house, make_wheel(tmp_path / "in"), "k1")
+    manifest = json.loads(house.manifest_path.read_text())
+    [entry] = manifest
+    assert entry["stored"] == "cp311-manylinux_2_36_x86_64/pkg-1.0-cp311-cp311-linux_x86_64.whl"
+    flat = {k: v for k, v in entry.items() if k != "stored"}  # as written before
+    house.manifest_path.write_text(json.dumps([flat]))
+    [old] = house.entries()
+    assert house.wheel_path(old) == house.wheels_dir / old.filename
+    escaping = dict(entry, stored="../../elsewhere/pkg-1.0-cp311-cp311-linux_x86_64.whl")
+    house.manifest_path.write_text(json.dumps([escaping]))
+    with pytest.raises(IntegrityError, match="not where prewheel keeps it"):
+        house.entries()
+
+
+def test_index_and_publish_take_one_targets_wheels_with_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    house = Wheelhouse(tmp_path / "wh")
+    for glibc in ("2_31", "2_36"):
+        house.add(
+            _armv6_wheel(tmp_path / glibc, payload=glibc),
+            name="armext",
+            version="1.0",
+            target=f"cp311-glibc_{glibc}_armv6l",
+            cache_key=f"key-{glibc}",
+            inputs={},
+            builder="test",
+        )
+    tree = str(tmp_path / "tree")
+    assert main(["index", str(house.path), "-o", tree]) == ExitCode.USAGE
+    assert "--target cp311-glibc_2_31_armv6l" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "tree" / "files").exists()  # nothing half-listed
+    assert main(["index", str(house.path), "-o", tree, "--target", "cp311-glibc_2_36_armv6l"]) == 0
+    [listed] = (tmp_path / "tree" / "files").glob("*.whl")
+    with zipfile.ZipFile(listed) as archive:
+        assert archive.read("armext/__init__.py") == b"2_36"
+    other = str(tmp_path / "other")
+    assert main(["publish", str(house.path), "--static", other, "--target", "nope"]) == (
+        ExitCode.USAGE
+    )
+    assert "has no wheel built for nope" in capsys.readouterr().err

@@ -410,15 +410,27 @@ class DockerBuilder:
             yield session
 
 
+_COMMAND_MARKER = "[prewheel] $ "  # how the in-container script logs each command it runs
+
+
 class _Tail:
-    """The last lines of a command's output, kept while it streams."""
+    """The last lines of a command's output, and the last command the in-container script
+    said it runs, kept while the output streams (however much comes after that line)."""
 
     def __init__(self, limit: int = 16384) -> None:
         self.data = bytearray()
         self.limit = limit
         self.cut = False
+        self.last_command = ""
+        self._partial = b""  # a line not ended yet
 
     def add(self, chunk: bytes) -> None:
+        *complete, self._partial = (self._partial + chunk).split(b"\n")
+        for raw in complete:
+            line = raw.decode("utf-8", "replace")
+            if _COMMAND_MARKER in line:
+                self.last_command = line.partition(_COMMAND_MARKER)[2].strip()
+        self._partial = self._partial[-4096:]
         self.data += chunk
         excess = len(self.data) - self.limit
         if excess > 0:
@@ -434,22 +446,21 @@ class _Tail:
 
 def _setup_failure(result: Any, elapsed: float, timeout: float, tail: _Tail) -> str:
     """Which set-up step failed (its last ``$`` command line), after how long, the tail."""
-    lines = tail.lines(200)
-    marker = "[prewheel] $ "
-    commands = [line.partition(marker)[2] for line in lines if marker in line]
-    step = f" at `{commands[-1]}`" if commands else ""
+    lines = tail.lines()
+    step = f" at `{tail.last_command}`" if tail.last_command else ""
     if result.timed_out:
         what = (
             f"the container set-up timed out after {elapsed:.0f} s{step} (--setup-timeout "
             f"{timeout:.0f}): it is compiling something from source under emulation or hung; "
-            "give the image that tool (system-packages, a derived image) or raise --setup-timeout"
+            "give the image that tool (system-packages, a derived image) or raise --setup-timeout "
+            "(setup-timeout in [tool.prewheel])"
         )
     else:
         what = (
             f"the container set-up failed after {elapsed:.0f} s{step} (exit code "
             f"{result.exit_code})"
         )
-    last = lines[-_TAIL_LINES:]
+    last = lines
     return what + (
         ". Its last output:\n" + "\n".join(f"  {line}" for line in last) if last else "."
     )

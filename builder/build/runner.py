@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
+from .. import cmd
 from ..errors import ExitCode, ImageMismatchError, PrewheelError
 from ..targets import Target
 from ..wheelhouse import Wheelhouse
@@ -158,7 +159,10 @@ def describe_event(event: ProgressEvent) -> str | None:
         what = f"building {job.label}" if job is not None else f"setting up {step.label}"
         return f"still {what} ({_duration(event.elapsed)})"
     if event.kind is EventKind.JOB_FINISHED and job is not None and event.outcome is not None:
-        return f"{event.outcome.status.value} {job.label} ({event.outcome.elapsed:.0f} s)"
+        line = f"{event.outcome.status.value} {job.label} ({event.outcome.elapsed:.0f} s)"
+        if event.outcome.error:
+            line += ": " + event.outcome.error.partition("\n")[0]
+        return line
     return None
 
 
@@ -252,8 +256,13 @@ def run_builds(
         return _run_step(step, pending, wheelhouse, builder, notify, stop, keep_going, heartbeat)
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        for result in pool.map(run_step, verified_work):
-            outcomes.extend(result)
+        try:
+            for result in pool.map(run_step, verified_work):
+                outcomes.extend(result)
+        except BaseException:  # Ctrl-C reaches this thread only: stop the workers' work too
+            stop.set()
+            cmd.kill_running()
+            raise
     order = {_identity(job): index for index, job in enumerate(jobs)}
     outcomes.sort(key=lambda o: order.get(_identity(o.job), len(order)))
     return BuildReport(tuple(outcomes), builder.containers_started, time.monotonic() - started)
@@ -331,7 +340,8 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
     if stop.is_set():
         return [BuildOutcome(p.job, Status.SKIPPED) for p in pending]
     step = dataclasses.replace(step, jobs=tuple(p.job for p in pending))  # what runs here
-    acceleration = builder.acceleration(step.image, step.platform)
+    with _heartbeat(notify, step, None, heartbeat):  # may assemble a toolchain for minutes
+        acceleration = builder.acceleration(step.image, step.platform)
     notify(ProgressEvent(EventKind.STEP_STARTED, step, note=acceleration.describe()))
     outcomes: list[BuildOutcome] = []
     with wheelhouse.scratch_dir() as scratch_name:
@@ -359,6 +369,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
                         if outcome.status is Status.FAILED and not keep_going:
                             stop.set()
             except PrewheelError as error:
+                setup_stream.write(f"\n[prewheel] FAILED: setting up failed: {error}\n".encode())
                 setup_stream.flush()
                 done = {_identity(o.job) for o in outcomes}
                 for item in pending:

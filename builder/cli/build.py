@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from ..build import (
@@ -405,9 +406,15 @@ def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
             highlight=False,
         )
     for outcome in report.failed:
-        console.print(f"[bold red]FAILED[/] {outcome.job.label}: {outcome.error}", markup=True)
+        # the error may quote build output: never read it as markup
+        console.print(
+            f"[bold red]FAILED[/] {escape(outcome.job.label)}: {escape(outcome.error)}",
+            markup=True,
+        )
         if outcome.log:
-            console.print(f"  log: {outcome.log}")
+            console.print(f"  log: {outcome.log}", markup=False)
+        if outcome.tail and outcome.tail[-1].strip() in outcome.error:
+            continue  # the error ends with that output already (a failed set-up)
         for line in outcome.tail:
             console.print(f"  | {line}", markup=False, soft_wrap=True)
 

@@ -69,6 +69,7 @@ def _register_index(subparsers: Any) -> None:
     parser.add_argument(
         "--plan", type=Path, metavar="FILE", help="plan.json from 'prewheel plan' (complete mode)"
     )
+    add_target_filter_option(parser)
     add_json_option(parser, "what was added, mirrored or repaired")
 
 
@@ -169,11 +170,13 @@ def _register_publish(subparsers: Any) -> None:
         "--config-file", default="~/.pypirc", metavar="FILE", help="twine's .pypirc"
     )
     add_lock_timeout_option(parser, 300.0)
+    add_target_filter_option(parser)
     add_json_option(parser, "what was uploaded and skipped")
 
 
 def _wheels(wheelhouse: Path, targets: list[str] | None = None) -> list[Path]:
-    """The wheelhouse's wheels (those for ``targets`` only, if given)."""
+    """The wheelhouse's wheels (those built for ``targets`` only, if given), refusing two
+    different files of one name."""
     from ..wheelhouse import Wheelhouse  # noqa: PLC0415
 
     if not (wheelhouse / "wheels").is_dir():
@@ -181,7 +184,26 @@ def _wheels(wheelhouse: Path, targets: list[str] | None = None) -> list[Path]:
             f"{wheelhouse} is not a wheelhouse (it has no wheels/ directory); pass the directory "
             "that 'prewheel build' wrote."
         )
-    return Wheelhouse(wheelhouse).wheels(targets)
+    house = Wheelhouse(wheelhouse)
+    if targets:
+        known = {entry.target for entry in house.entries()}
+        unknown = sorted(set(targets) - known)
+        if unknown:
+            raise UsageError(
+                f"{wheelhouse} has no wheel built for {', '.join(unknown)}; its targets: "
+                f"{', '.join(sorted(known)) or 'none'}."
+            )
+    return house.wheels_for_one_index(targets or None)
+
+
+def add_target_filter_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        action="append",
+        metavar="ID",
+        help="only the wheels built for this target identifier (repeatable), e.g. when the "
+        "wheelhouse holds same-named linux_armv6l wheels for two glibc versions",
+    )
 
 
 def _run_index(args: argparse.Namespace) -> int:
@@ -206,7 +228,8 @@ def _run_index(args: argparse.Namespace) -> int:
         else None
     )
     wheels = _wheels(
-        args.wheelhouse, [t.identifier for t in plan.targets] if plan is not None else None
+        args.wheelhouse,
+        args.target or ([t.identifier for t in plan.targets] if plan is not None else None),
     )
     synced = index.sync(wheels)
     _print_repaired(synced.repaired)
@@ -318,7 +341,7 @@ def _run_publish(args: argparse.Namespace) -> int:
     )
     from ..index.static import StaticIndex  # noqa: PLC0415
 
-    wheels = _wheels(args.wheelhouse)
+    wheels = _wheels(args.wheelhouse, args.target)
     if args.static is not None:
         synced = StaticIndex(args.static, lock_timeout=args.lock_timeout).sync(wheels)
         _print_repaired(synced.repaired)
