@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import socket
 import threading
 import time
@@ -15,8 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import BuildsFailedError, HostEnvironmentError
-from .files import file_sha256
+from .errors import BuildsFailedError, HostEnvironmentError, PrewheelError
 from .plan import Plan
 from .targets import Target
 
@@ -24,14 +25,23 @@ _SERVER_START_TIMEOUT = 30.0
 
 
 def tree_fingerprint(root: Path) -> str:
-    """What a static tree serves, as one digest: its catalog lists every file with its sha256
-    ("" for a tree without one, which is then never taken as unchanged)."""
+    """What a static tree serves, as one digest of what pip can see and install: every listed
+    file's name, sha256, metadata digest and Requires-Python ("" for a tree without a catalog,
+    which is then never taken as unchanged). Upload times are left out, so the same wheels
+    indexed again into a new tree have the same fingerprint."""
     from .index.static import StaticIndex  # noqa: PLC0415
 
-    try:
-        return file_sha256(StaticIndex(root).catalog_path)
-    except OSError:
+    index = StaticIndex(root)
+    if not index.catalog_path.is_file():
         return ""
+    try:
+        records = index.catalog()
+    except PrewheelError:
+        return ""
+    served = sorted(
+        (r.filename, r.sha256, r.metadata_sha256, r.requires_python or "") for r in records.values()
+    )
+    return hashlib.sha256(json.dumps(served).encode()).hexdigest()
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from builder.consume.verify import (
 from builder.errors import UsageError, VerifyFailedError
 from builder.files import file_sha256
 from builder.index.static import StaticIndex
-from builder.pipeline import serving
+from builder.pipeline import serving, tree_fingerprint
 from builder.targets import select_targets
 
 ARMV7 = select_targets(platforms=["linux/arm/v7"])[0]
@@ -292,3 +293,20 @@ def test_failures_and_images_without_an_id_are_never_reused(tmp_path: Path) -> N
         verify(lock, [AMD64], index_url="u", image_template="t:{debian_arch}", runner=unknown,
                cache=cache)  # fmt: skip
     assert unknown.started == 2
+
+
+def test_the_index_fingerprint_is_what_pip_can_install_not_when_it_was_listed(
+    tmp_path: Path,
+) -> None:
+    """An unchanged rerun into a new output directory re-indexes the same wheels later: the
+    verification of the first run still stands (upload times differ, the files do not)."""
+    wheel = make_wheel(tmp_path / "wheels", "tinypkg", "1.0")
+    StaticIndex(tmp_path / "first").sync([wheel])
+    time.sleep(1.1)  # a later upload time
+    StaticIndex(tmp_path / "second").sync([wheel])
+    first, second = tree_fingerprint(tmp_path / "first"), tree_fingerprint(tmp_path / "second")
+    assert first and first == second
+    other = make_wheel(tmp_path / "other", "tinypkg", "1.1")
+    StaticIndex(tmp_path / "second").sync([other])
+    assert tree_fingerprint(tmp_path / "second") != first
+    assert tree_fingerprint(tmp_path / "no-tree") == ""
