@@ -120,9 +120,9 @@ def _armv6_wheel(directory: Path, payload: str) -> Path:
     )
 
 
-def test_two_glibc_versions_of_one_arm_v6_wheel_are_both_kept(tmp_path: Path) -> None:
-    """linux_armv6l does not say which glibc a wheel needs: the glibc 2.31 and 2.36 builds
-    share a file name but not their bytes, and neither may replace the other."""
+def _armv6_wheelhouse(tmp_path: Path) -> Wheelhouse:
+    """armext 1.0 built for glibc 2.31 and 2.36 armv6l (keys key-2_31, key-2_36): one file
+    name, two contents (each wheel's module holds its glibc)."""
     house = Wheelhouse(tmp_path / "wh")
     for glibc in ("2_31", "2_36"):
         house.add(
@@ -134,6 +134,13 @@ def test_two_glibc_versions_of_one_arm_v6_wheel_are_both_kept(tmp_path: Path) ->
             inputs={},
             builder="test",
         )
+    return house
+
+
+def test_two_glibc_versions_of_one_arm_v6_wheel_are_both_kept(tmp_path: Path) -> None:
+    """linux_armv6l does not say which glibc a wheel needs: the glibc 2.31 and 2.36 builds
+    share a file name but not their bytes, and neither may replace the other."""
+    house = _armv6_wheelhouse(tmp_path)
     old, new = (house.lookup(f"key-{glibc}") for glibc in ("2_31", "2_36"))
     assert old is not None and new is not None
     assert old.filename == new.filename and old.sha256 != new.sha256
@@ -252,17 +259,7 @@ def test_older_manifests_are_flat_and_a_stored_path_is_never_taken_on_trust(
 def test_index_and_publish_take_one_targets_wheels_with_target(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    house = Wheelhouse(tmp_path / "wh")
-    for glibc in ("2_31", "2_36"):
-        house.add(
-            _armv6_wheel(tmp_path / glibc, payload=glibc),
-            name="armext",
-            version="1.0",
-            target=f"cp311-glibc_{glibc}_armv6l",
-            cache_key=f"key-{glibc}",
-            inputs={},
-            builder="test",
-        )
+    house = _armv6_wheelhouse(tmp_path)
     tree = str(tmp_path / "tree")
     assert main(["index", str(house.path), "-o", tree]) == ExitCode.USAGE
     assert "--target cp311-glibc_2_31_armv6l" in " ".join(capsys.readouterr().err.split())
