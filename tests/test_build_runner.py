@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import pytest
 from build_fixtures.helpers import gap
 from build_fixtures.sdists import make_sdist
 
@@ -255,20 +255,29 @@ class CommandBuilder(FakeBuilder):
 
 def test_ctrl_c_stops_the_commands_that_build_in_worker_threads(tmp_path: Path) -> None:
     """Host commands run in sessions of their own, so the terminal's SIGINT reaches only
-    prewheel's main thread; it must kill them, not wait for them to finish."""
+    prewheel's main thread; it must kill them, not wait for them to finish. (A process of its
+    own: pytest-xdist's workers do not take SIGINT.)"""
     pid_file = tmp_path / "sleep.pid"
-
-    def interrupt_once_started() -> None:
-        deadline = time.monotonic() + 30
+    script = (
+        "import sys; from pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_build_runner import CommandBuilder, jobs_for, run\n"
+        "work = Path(sys.argv[1])\n"
+        "run(work, jobs_for(work, 'a', 'b'), CommandBuilder(work / 'sleep.pid'), parallel=2)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.2)
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-
-    threading.Thread(target=interrupt_once_started, daemon=True).start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, jobs_for(tmp_path, "a", "b"), CommandBuilder(pid_file), parallel=2)
-    assert time.monotonic() - started < 20  # not the 60 s the command would take
+        time.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) != 0  # interrupted, not the 60 s the command takes
+        assert time.monotonic() - started < 20
+    finally:
+        process.kill()
+        process.wait()
     sleeper = int(pid_file.read_text())
-    assert not Path(f"/proc/{sleeper}").exists()  # killed and reaped
+    stat = Path(f"/proc/{sleeper}/stat")
+    assert not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] == "Z"
