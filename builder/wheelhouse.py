@@ -136,10 +136,10 @@ class Wheelhouse:
         name but not their bytes (one project's linux_armv6l builds for two glibc versions),
         since pip tells such files apart by name alone."""
         wanted = None if targets is None else set(targets)
+        chosen = [e for e in self.entries() if wanted is None or e.target in wanted]
         by_name: dict[str, dict[str, WheelEntry]] = {}
-        for entry in self.entries():
-            if wanted is None or entry.target in wanted:
-                by_name.setdefault(entry.filename, {}).setdefault(entry.sha256, entry)
+        for entry in chosen:
+            by_name.setdefault(entry.filename, {}).setdefault(entry.sha256, entry)
         clashes = {name: list(found.values()) for name, found in by_name.items() if len(found) > 1}
         if clashes:
             described = "; ".join(
@@ -154,7 +154,9 @@ class Wheelhouse:
                 f"(--target {first[0].target}, then --target {first[1].target} into another "
                 "index), or plan, build and run those targets separately."
             )
-        return self.wheels(targets)
+        if wanted is None:
+            return self.wheels()  # every file, listed in the manifest or not
+        return sorted({self.wheel_path(e) for e in chosen}, key=lambda path: (path.name, str(path)))
 
     def entries(self) -> list[WheelEntry]:
         try:

@@ -22,7 +22,6 @@ import email.parser
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from packaging.metadata import InvalidMetadata, Metadata
@@ -322,8 +321,3 @@ def _check_metadata(
             f"{meta_name} {meta_version}; upload the file under its real name."
         )
     return str(requires_python) if requires_python is not None else None
-
-
-def wheel_paths(directory: Path) -> Iterable[Path]:
-    """The ``*.whl`` files directly inside ``directory``, sorted by name."""
-    return sorted(p for p in directory.glob("*.whl") if p.is_file())
