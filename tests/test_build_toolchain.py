@@ -35,7 +35,9 @@ from builder.build.toolchain import (
     Toolchain,
     ToolchainRecipe,
     choose,
+    cross_source_version,
     plan_toolchain,
+    revision_difference,
 )
 from builder.errors import UsageError
 from builder.targets import Arch, Target
@@ -545,3 +547,14 @@ def test_the_toolchain_record_names_image_content_and_versions() -> None:
     assert json.loads(json.dumps(record)) == record
     assert record["content"] == TOOLCHAIN.content and record["host"] == "x86_64"
     assert TOOLCHAIN.mount()["ReadOnly"] is True
+
+
+def test_a_cross_package_version_names_the_gcc_source_it_was_built_from() -> None:
+    assert cross_source_version("12.2.0-14cross1") == "12.2.0-14"
+    assert cross_source_version("14.2.0-19cross2") == "14.2.0-19"
+    assert revision_difference("14", "14.2.0-19", cross_source_version("14.2.0-19cross2")) == ""
+    refusal = revision_difference(
+        "12", "12.2.0-14+deb12u1", cross_source_version("12.2.0-14cross1")
+    )
+    assert refusal.startswith("the image compiles with gcc-12 12.2.0-14+deb12u1, the release's")
+    assert "built from 12.2.0-14;" in refusal

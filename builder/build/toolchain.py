@@ -80,6 +80,12 @@ INTERPRETER_PATHS = (PurePosixPath("/usr/local/bin/python3"), PurePosixPath("/us
 _FACTS_VERSION = 2  # in the cache file's name: bumped when ImageFacts learns more
 _GCC_PACKAGE = re.compile(r"gcc-(\d+)")
 _NOT_IN_ARCHIVE = 4  # assemble_toolchain.sh: the release has no such cross compiler
+_CROSS_SUFFIX = re.compile(r"cross\d+$")
+_CANDIDATE = re.compile(rb"^\[prewheel-toolchain\] candidate (\S*)$", re.MULTILINE)
+_PROBE_TIMEOUT = 600.0
+# What the archive offers changes with point releases: a probe's answer is asked again after
+# this long (or at once with a new base image, whose id is in the key).
+_PROBE_TTL = 24 * 3600.0
 
 
 class Accelerate(enum.StrEnum):
@@ -216,6 +222,24 @@ class ToolchainRecipe:
         )
 
 
+def revision_difference(gcc_major: str, image_gcc_version: str, cross_source_version: str) -> str:
+    """Why a cross compiler built from ``cross_source_version`` is not the image's exact
+    gcc-``gcc_major``, or "" if it is."""
+    if image_gcc_version == cross_source_version:
+        return ""
+    return (
+        f"the image compiles with gcc-{gcc_major} {image_gcc_version or '(unknown)'}, "
+        f"the release's cross compiler is built from {cross_source_version}; code can "
+        "differ where the distribution's patches do"
+    )
+
+
+def cross_source_version(package_version: str) -> str:
+    """The native gcc source version a Debian cross compiler package was built from:
+    ``12.2.0-14cross1`` -> ``12.2.0-14``."""
+    return _CROSS_SUFFIX.sub("", package_version)
+
+
 def _sha256_json(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -271,13 +295,7 @@ class Toolchain:
 
     def difference(self, image_gcc_version: str) -> str:
         """Why this toolchain is not the image's exact compiler, or "" if it is."""
-        if image_gcc_version == self.gcc_source_version:
-            return ""
-        return (
-            f"the image compiles with gcc-{self.gcc_major} {image_gcc_version or '(unknown)'}, "
-            f"the release's cross compiler is built from {self.gcc_source_version}; code can "
-            "differ where the distribution's patches do"
-        )
+        return revision_difference(self.gcc_major, image_gcc_version, self.gcc_source_version)
 
     def mount(self) -> Mount:
         return Mount(str(MOUNT_POINT), self.volume, type="volume", read_only=True)
@@ -414,6 +432,11 @@ class ToolchainStore:
         if isinstance(recipe, str):
             return Acceleration(reason=recipe)
         try:
+            if mode is Accelerate.AUTO and facts.gcc_version and recipe.gcc_major != "default":
+                # Not worth downloading and keeping a toolchain that auto would refuse.
+                refusal = self.inexact_before_assembly(recipe, facts.gcc_version)
+                if refusal:
+                    return Acceleration(reason=f"{refusal} (--accelerate relaxed accepts it)")
             toolchain = self.toolchain(recipe)
         except ToolchainUnavailable as error:
             return Acceleration(reason=str(error))
@@ -445,6 +468,87 @@ class ToolchainStore:
             toolchain = _toolchain_of(image)
             self._ensure_volume(toolchain)
         return toolchain
+
+    def inexact_before_assembly(self, recipe: ToolchainRecipe, image_gcc_version: str) -> str:
+        """Why the cross compiler the release offers is not the image's exact gcc, asked of
+        apt in the base image before anything is downloaded ("" if it is, if it cannot be
+        told, or if the toolchain is assembled already). The answer is kept for a day."""
+        key = recipe.key(self._base_image_id(recipe.base_image))
+        if self._find_image(key) is not None:
+            return ""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        cached = self.cache_dir / f"{key}.candidate"
+        try:
+            fresh = time.time() - cached.stat().st_mtime < _PROBE_TTL
+        except FileNotFoundError:
+            fresh = False
+        if fresh:
+            candidate = cached.read_text(encoding="utf-8")
+        else:
+            self._raise_recent_failure(key)
+            candidate = self._probe(recipe, key)
+            atomic_write_bytes(cached, candidate.encode(), prefix=".tmp-candidate-")
+        if not candidate:
+            return ""
+        return revision_difference(
+            recipe.gcc_major, image_gcc_version, cross_source_version(candidate)
+        )
+
+    def _probe(self, recipe: ToolchainRecipe, key: str) -> str:
+        """The cross gcc package version apt in the base image would install ("" if unsaid)."""
+        output = bytearray()
+        result = self._run_script(
+            recipe, output.extend, timeout=_PROBE_TIMEOUT, environment={"PREWHEEL_PROBE": "1"}
+        )
+        if result.exit_code != 0:
+            reason = (
+                f"asking apt in {recipe.base_image} for the {recipe.triplet} cross compiler "
+                f"(gcc {recipe.gcc_major}) failed"
+                + (" (timed out)" if result.timed_out else f" (exit {result.exit_code})")
+                + f": {_last_output_line(bytes(output))}"
+            )
+            if result.exit_code == _NOT_IN_ARCHIVE:
+                atomic_write_bytes(
+                    self.cache_dir / f"{key}.failed", reason.encode(), prefix=".tmp-failed-"
+                )
+            raise ToolchainUnavailable(reason)
+        found = _CANDIDATE.search(bytes(output))
+        return found.group(1).decode() if found else ""
+
+    def _run_script(
+        self,
+        recipe: ToolchainRecipe,
+        output: Callable[[bytes], object],
+        *,
+        timeout: float,
+        environment: dict[str, str] | None = None,
+        keep: Callable[[Container], None] | None = None,
+    ) -> Any:
+        """Run the assembly script for ``recipe`` in a container of its base image; ``keep``
+        is called with the container (still there) when the script succeeded."""
+        bundle = ca_bundle()
+        arguments = [recipe.triplet, recipe.gcc_major]
+        with (
+            Container(
+                self.client,
+                image=recipe.base_image,
+                platform=self.platform,
+                environment={**proxy_environment(), **(environment or {})},
+            ) as container,
+            resources.as_file(
+                resources.files(__package__).joinpath("resources", _SCRIPT)
+            ) as script,
+        ):
+            container.copy_in(script, _WORK / _SCRIPT, mode=0o555)
+            if bundle is not None:
+                container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
+                arguments.append(str(_WORK / "ca.pem"))
+            result = container.call(
+                ["sh", str(_WORK / _SCRIPT), *arguments], timeout=timeout, output=output
+            )
+            if result.exit_code == 0 and keep is not None:
+                keep(container)
+        return result
 
     # -- the toolchain image --------------------------------------------------------------
     def _base_image_id(self, base: str) -> str:
@@ -486,50 +590,31 @@ class ToolchainStore:
             f"assembling a native toolchain for {recipe.triplet} (gcc {recipe.gcc_major}) in "
             f"{recipe.base_image}; log: {log_path}"
         )
-        bundle = ca_bundle()
-        arguments = [recipe.triplet, recipe.gcc_major]
-        with (
-            log_path.open("wb") as log,
-            Container(
-                self.client,
-                image=recipe.base_image,
-                platform=self.platform,
-                environment=proxy_environment(),
-            ) as container,
-            resources.as_file(
-                resources.files(__package__).joinpath("resources", _SCRIPT)
-            ) as script,
-        ):
-            container.copy_in(script, _WORK / _SCRIPT, mode=0o555)
-            if bundle is not None:
-                container.copy_in(bundle, _WORK / "ca.pem", mode=0o444)
-                arguments.append(str(_WORK / "ca.pem"))
-            result = container.call(
-                ["sh", str(_WORK / _SCRIPT), *arguments],
-                timeout=_ASSEMBLY_TIMEOUT,
-                output=log.write,
-            )
-            if result.exit_code != 0:
-                log.flush()
-                reason = (
-                    f"assembling the {recipe.triplet} toolchain (gcc {recipe.gcc_major}) in "
-                    f"{recipe.base_image} failed"
-                    + (" (timed out)" if result.timed_out else f" (exit {result.exit_code})")
-                    + f": {_last_line(log_path)}; full log: {log_path}"
-                )
-                if result.exit_code == _NOT_IN_ARCHIVE:  # not worth retrying on every run
-                    atomic_write_bytes(
-                        self.cache_dir / f"{key}.failed", reason.encode(), prefix=".tmp-failed-"
-                    )
-                raise ToolchainUnavailable(reason)
+        tag = key[:16]
+
+        def commit(container: Container) -> None:
             manifest = container.read_file(MOUNT_POINT / "toolchain.json")
             content = hashlib.sha256(manifest).hexdigest()
-            tag = key[:16]
             container.commit(
                 IMAGE_REPOSITORY,
                 tag,
                 labels={RECIPE_LABEL: key, CONTENT_LABEL: content, **_manifest_labels(manifest)},
             )
+
+        with log_path.open("wb") as log:
+            result = self._run_script(recipe, log.write, timeout=_ASSEMBLY_TIMEOUT, keep=commit)
+        if result.exit_code != 0:
+            reason = (
+                f"assembling the {recipe.triplet} toolchain (gcc {recipe.gcc_major}) in "
+                f"{recipe.base_image} failed"
+                + (" (timed out)" if result.timed_out else f" (exit {result.exit_code})")
+                + f": {_last_line(log_path)}; full log: {log_path}"
+            )
+            if result.exit_code == _NOT_IN_ARCHIVE:  # not worth retrying on every run
+                atomic_write_bytes(
+                    self.cache_dir / f"{key}.failed", reason.encode(), prefix=".tmp-failed-"
+                )
+            raise ToolchainUnavailable(reason)
         self.log(f"toolchain {IMAGE_REPOSITORY}:{tag} ready")
         return self.client.images.get(f"{IMAGE_REPOSITORY}:{tag}")
 
@@ -600,5 +685,9 @@ def _manifest_labels(manifest: bytes) -> dict[str, str]:
 
 
 def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text("utf-8", "replace").splitlines() if line.strip()]
+    return _last_output_line(path.read_bytes())
+
+
+def _last_output_line(output: bytes) -> str:
+    lines = [line for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no output"

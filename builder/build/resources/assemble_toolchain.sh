@@ -4,6 +4,10 @@
 #
 #   sh assemble_toolchain.sh TRIPLET MAJOR|default [CA_BUNDLE]
 #
+# With PREWHEEL_PROBE=1 it only asks apt which version the cross gcc MAJOR would be, prints
+# `[prewheel-toolchain] candidate <version>` and stops before downloading anything (prewheel
+# does this before an assembly that --accelerate auto might then refuse).
+#
 # 1. Installs the release's own cross compilers for TRIPLET (gcc, g++, gfortran of gcc MAJOR, or
 #    the release's default version), with apt.
 # 2. Copies the compiler (drivers, cc1*, f951, lto, libgcc, crt*.o, the C++ and Fortran headers
@@ -47,6 +51,11 @@ for package in "gcc$suffix-$PACKAGE_TRIPLET" "g++$suffix-$PACKAGE_TRIPLET" "gfor
     exit 4  # prewheel does not retry this for a while (not in the archive)
   fi
 done
+if [ "${PREWHEEL_PROBE:-}" = 1 ]; then
+  candidate=$(apt-cache show --no-all-versions "gcc$suffix-$PACKAGE_TRIPLET" | sed -n 's/^Version: //p' | head -n 1)
+  log "candidate $candidate"
+  exit 0
+fi
 # shellcheck disable=SC2086
 apt-get $apt_options install -y -qq --no-install-recommends \
   "gcc$suffix-$PACKAGE_TRIPLET" "g++$suffix-$PACKAGE_TRIPLET" "gfortran$suffix-$PACKAGE_TRIPLET" \
