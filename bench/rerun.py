@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.merge import write_section
 from tests.test_e2e import (
     BUILD_IMAGE,
+    BUILD_SETTINGS,
     EXAMPLE,
     EXAMPLE_SETTINGS,
     PLATFORMS,
@@ -59,6 +60,7 @@ def run_command(output: Path, *extra: str) -> list[str]:
         str(cache_root() / f"e2e-wheelhouse-{wheelhouse_key()}"),
         "--config",
         str(EXAMPLE_SETTINGS),
+        *(f"--{key}={value}" for key, value in BUILD_SETTINGS.items()),  # as the e2e test
         "--output",
         str(output),
         *extra,

@@ -19,7 +19,7 @@ from typing import Any
 
 import docker
 import pytest
-from build_fixtures.helpers import TEST_IMAGE, index_dist, local_dist
+from build_fixtures.helpers import INSTALL_WHEELS, TEST_IMAGE, index_dist, local_dist
 from build_fixtures.sdists import make_sdist
 from elftools.elf.elffile import ELFFile
 from packaging.utils import canonicalize_name, parse_sdist_filename
@@ -247,8 +247,7 @@ def test_wheels_install_and_import_in_the_runtime_image(  # type: ignore[no-unty
             for wheel in wheels:
                 container.copy_in(wheel, PurePosixPath("/wheels") / wheel.name)
             script = (
-                "python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index --no-deps "
-                "/wheels/*.whl && /tmp/v/bin/python -c 'import tinyext, tinycpp, "
+                f"{INSTALL_WHEELS} && /tmp/v/bin/python -c 'import tinyext, tinycpp, "
                 "crcmod._crcfunext, crcmod.predefined, sys; print(tinyext.machine(), "
                 "tinycpp.machine(), tinycpp.joined(), "
                 'sys.modules["crcmod.crcmod"]._usingExtension, '

@@ -13,6 +13,7 @@ runs its compiler's output, or inspects it, might), to exercise the emulated reb
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -91,7 +92,12 @@ def make_sdist(
         files["setup.py"] = REJECTING_SETUP.format()
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{base}.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
+    # The same inputs make the same bytes (gzip's header time fixed too), so an sdist made
+    # again a second later has the same sha256 and hits the wheel cache.
+    with (
+        gzip.GzipFile(path, "wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w") as archive,
+    ):
         for relative, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(f"{base}/{relative}")
