@@ -21,7 +21,7 @@ from ..build import (
     make_jobs,
     run_builds,
 )
-from ..build.builders import DEFAULT_MEMORY, DEFAULT_SETUP_TIMEOUT, DEFAULT_TIMEOUT, Builder
+from ..build.builders import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
 from ..build.runner import (
     DEFAULT_HEARTBEAT,
     BuildReport,
@@ -41,8 +41,10 @@ from ..upstream.models import DistFile
 from ..wheelhouse import Wheelhouse
 from .common import (
     COMPILER_KEYS,
+    CONTAINER_KEYS,
     TARGET_KEYS,
     add_compiler_options,
+    add_container_options,
     add_subcommand,
     add_target_and_config_options,
     config_from_args,
@@ -56,15 +58,11 @@ DEFAULT_WHEELHOUSE = "wheelhouse"
 _KEYS = {
     **TARGET_KEYS,
     **COMPILER_KEYS,
+    **CONTAINER_KEYS,
     "wheelhouse": "wheelhouse",
     "builder": "builder",
     "docker-host": "docker_host",
     "jobs": "jobs",
-    "timeout": "timeout",
-    "setup-timeout": "setup_timeout",
-    "fresh-setup": "fresh_setup",
-    "heartbeat": "heartbeat",
-    "memory": "memory",
     "binfmt-dir": "binfmt_dir",
     "portable": "portable",
     "portable-image": "portable_image",
@@ -110,33 +108,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fail-fast", action="store_true", help="stop after the first failure (default: go on)"
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"per build (default {DEFAULT_TIMEOUT:.0f})",
-    )
-    parser.add_argument(
-        "--setup-timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"per container set-up (default {DEFAULT_SETUP_TIMEOUT:.0f})",
-    )
-    parser.add_argument(
-        "--fresh-setup",
-        action="store_true",
-        default=None,
-        help="set build containers up from scratch, replacing the kept build environment "
-        "(default: reuse it)",
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=float,
-        metavar="SECONDS",
-        help=f"outside a terminal, a 'still building' line this often (default "
-        f"{DEFAULT_HEARTBEAT:.0f}; 0: none)",
-    )
-    parser.add_argument("--memory", metavar="SIZE", help=f"container memory ({DEFAULT_MEMORY})")
+    add_container_options(parser)
     parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     parser.add_argument(

@@ -144,6 +144,54 @@ def add_compiler_options(parser: argparse.ArgumentParser) -> None:
 COMPILER_KEYS = {"accelerate": "accelerate", "toolchain-base": "toolchain_base"}
 
 
+def add_container_options(parser: argparse.ArgumentParser) -> None:
+    """Limits and set-up of the build containers (``prewheel build`` and ``prewheel run``)."""
+    from ..build.builders import (  # noqa: PLC0415 - keeps `prewheel --help` light
+        DEFAULT_MEMORY,
+        DEFAULT_SETUP_TIMEOUT,
+        DEFAULT_TIMEOUT,
+    )
+    from ..build.runner import DEFAULT_HEARTBEAT  # noqa: PLC0415
+
+    group = parser.add_argument_group("build containers")
+    group.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"per build (default {DEFAULT_TIMEOUT:.0f})",
+    )
+    group.add_argument(
+        "--setup-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"per container set-up (default {DEFAULT_SETUP_TIMEOUT:.0f})",
+    )
+    group.add_argument(
+        "--fresh-setup",
+        action="store_true",
+        default=None,
+        help="set build containers up from scratch, replacing the kept build environment "
+        "(default: reuse it)",
+    )
+    group.add_argument(
+        "--heartbeat",
+        type=float,
+        metavar="SECONDS",
+        help=f"outside a terminal, a 'still building' line this often (default "
+        f"{DEFAULT_HEARTBEAT:.0f}; 0: none)",
+    )
+    group.add_argument("--memory", metavar="SIZE", help=f"container memory ({DEFAULT_MEMORY})")
+
+
+CONTAINER_KEYS = {
+    "timeout": "timeout",
+    "setup-timeout": "setup_timeout",
+    "fresh-setup": "fresh_setup",
+    "heartbeat": "heartbeat",
+    "memory": "memory",
+}
+
+
 def add_target_and_config_options(parser: argparse.ArgumentParser) -> None:
     """The target options, then ``--config``."""
     add_target_options(parser)

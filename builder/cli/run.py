@@ -11,8 +11,10 @@ from typing import Any
 from ..errors import ExitCode
 from .common import (
     COMPILER_KEYS,
+    CONTAINER_KEYS,
     TARGET_KEYS,
     add_compiler_options,
+    add_container_options,
     add_subcommand,
     add_target_and_config_options,
     config_from_args,
@@ -79,6 +81,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
     add_compiler_options(parser)
+    add_container_options(parser)
     add_target_and_config_options(parser)
 
 
@@ -103,7 +106,7 @@ def bundled_example(name: str) -> contextlib.AbstractContextManager[Path]:
 def _run_pipeline(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline  # noqa: PLC0415
 
-    config = config_from_args(args, {**TARGET_KEYS, **COMPILER_KEYS, "jobs": "jobs"})
+    config = config_from_args(args, {**TARGET_KEYS, **COMPILER_KEYS, **CONTAINER_KEYS, "jobs": "jobs"})
     targets = targets_from_config(config)
     result = run_pipeline(
         args.inputs,
