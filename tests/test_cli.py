@@ -22,3 +22,23 @@ def test_bracketed_text_survives(capsys: pytest.CaptureFixture[str], tmp_path: P
 def test_no_command_prints_help_and_exits_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == ExitCode.USAGE
     assert "usage: prewheel" in capsys.readouterr().err
+
+
+def test_run_takes_the_build_container_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from builder.build.builders import DockerBuilder
+    from builder.cli import build_parser
+    from builder.cli.common import COMPILER_KEYS, CONTAINER_KEYS, TARGET_KEYS, config_from_args
+
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml of ours in the way
+    argv = ["run", "--setup-timeout", "5", "--fresh-setup", "--timeout", "7", "--memory", "1g"]
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args, {**TARGET_KEYS, **COMPILER_KEYS, **CONTAINER_KEYS})
+    builder = DockerBuilder.from_config(config)
+    assert (builder.setup_timeout, builder.fresh_setup, builder.timeout, builder.memory) == (
+        5.0,
+        True,
+        7.0,
+        "1g",
+    )
