@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import fcntl
 import hashlib
 import os
+import secrets
 import tempfile
+import threading
 from pathlib import Path
 
 _CHUNK = 1 << 20
+TEMP_PREFIX = ".tmp-"
+_OWNER_SUFFIX = ".owner"
+_owners: dict[Path, tuple[str, int]] = {}  # directory -> (this process's token, locked fd)
+_owners_lock = threading.Lock()
 
 
 def file_sha256(path: Path) -> str:
@@ -44,3 +53,63 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def temp_owner_token(directory: Path) -> str:
+    """This process's token for temp files under ``directory`` (``.tmp-<token>-...``).
+
+    The process holds an exclusive ``flock`` on ``directory/.tmp-<token>.owner`` for as long as
+    it lives; the kernel drops it when the process dies, however it dies and whatever PID
+    namespace it ran in (a container sharing the directory), so :func:`temp_owner_alive` is
+    right where comparing process ids is not. The owner file is removed at a normal exit.
+    """
+    key = directory.resolve()
+    with _owners_lock:
+        if key not in _owners:
+            key.mkdir(parents=True, exist_ok=True)
+            token = secrets.token_hex(6)
+            path = key / f"{TEMP_PREFIX}{token}{_OWNER_SUFFIX}"
+            descriptor = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if not _owners:
+                atexit.register(_release_owners)
+            _owners[key] = (token, descriptor)
+        return _owners[key][0]
+
+
+def _release_owners() -> None:
+    with _owners_lock:
+        for directory, (token, descriptor) in _owners.items():
+            with contextlib.suppress(OSError):
+                (directory / f"{TEMP_PREFIX}{token}{_OWNER_SUFFIX}").unlink()
+                os.close(descriptor)
+        _owners.clear()
+
+
+def temp_token(name: str) -> str | None:
+    """The owner token in a temp file's name (``.tmp-<token>-...`` or an owner file)."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    rest = name.removeprefix(TEMP_PREFIX).removesuffix(_OWNER_SUFFIX)
+    return rest.partition("-")[0] or None
+
+
+def temp_owner_alive(directory: Path, token: str) -> bool:
+    """Whether the process that made temp files with ``token`` under ``directory`` still runs
+    (it still holds its owner file's lock). Names of older versions carried a process id."""
+    key = directory.resolve()
+    if _owners.get(key, ("",))[0] == token:
+        return True
+    if token.isdigit():
+        return pid_alive(int(token))
+    try:
+        descriptor = os.open(key / f"{TEMP_PREFIX}{token}{_OWNER_SUFFIX}", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False

@@ -34,10 +34,16 @@ from filelock import FileLock
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from .errors import IntegrityError, UsageError
-from .files import atomic_write_bytes, file_sha256, pid_alive
+from .files import (
+    TEMP_PREFIX,
+    atomic_write_bytes,
+    file_sha256,
+    temp_owner_alive,
+    temp_owner_token,
+    temp_token,
+)
 
 MANIFEST = "manifest.json"
-_TEMP_PREFIX = ".tmp-"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,27 +275,38 @@ class Wheelhouse:
         return merged
 
     def remove_stale_temp_files(self) -> int:
-        """Delete temp files left by killed processes (their pid is in the name)."""
+        """Delete temp files left by killed processes (nobody holds their owner's lock)."""
         removed = 0
         directories = [self.path, self.wheels_dir, self.logs_dir]
         if self.wheels_dir.is_dir():
             directories += [d for d in self.wheels_dir.iterdir() if d.is_dir()]
+        dead_owners = set()
         for directory in directories:
             if not directory.is_dir():
                 continue
-            for path in directory.glob(_TEMP_PREFIX + "*"):
-                pid = path.name.removeprefix(_TEMP_PREFIX).partition("-")[0]
-                if pid.isdigit() and not pid_alive(int(pid)):
-                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(
-                        missing_ok=True
-                    )
-                    removed += 1
+            for path in directory.glob(TEMP_PREFIX + "*"):
+                token = temp_token(path.name)
+                if token is None or temp_owner_alive(self.path, token):
+                    continue
+                if path.parent == self.path and path.name.endswith(".owner"):
+                    dead_owners.add(path)
+                    continue
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(
+                    missing_ok=True
+                )
+                removed += 1
+        for owner in dead_owners:  # after its files: an owner file is what says they are dead
+            owner.unlink(missing_ok=True)
         return removed
+
+    @property
+    def _temp_prefix(self) -> str:
+        return f"{TEMP_PREFIX}{temp_owner_token(self.path)}-"
 
     def scratch_dir(self) -> tempfile.TemporaryDirectory[str]:
         """A private temp directory inside the wheelhouse (same filesystem: renames are atomic)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=self.path)
+        return tempfile.TemporaryDirectory(prefix=self._temp_prefix, dir=self.path)
 
     def _record(self, new: list[WheelEntry]) -> None:
         """Merge entries into the manifest (caller holds the lock).
@@ -314,7 +331,7 @@ class Wheelhouse:
             (dropped if superseded else kept).append(entry)
         entries = sorted([*kept, *new], key=lambda e: (e.name, e.version, e.target, e.filename))
         payload = json.dumps([e.to_json() for e in entries], indent=2, sort_keys=True) + "\n"
-        _atomic_write_bytes(self.manifest_path, payload.encode())
+        atomic_write_bytes(self.manifest_path, payload.encode(), prefix=self._temp_prefix)
         listed = {e.stored_as for e in entries}
         for entry in dropped:
             if entry.stored_as not in listed:
@@ -322,9 +339,7 @@ class Wheelhouse:
 
     def _put_file(self, source: Path, destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(
-            prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=destination.parent
-        )
+        handle, temp = tempfile.mkstemp(prefix=self._temp_prefix, dir=destination.parent)
         os.close(handle)
         try:
             shutil.copyfile(source, temp)
@@ -336,7 +351,3 @@ class Wheelhouse:
 
 def _cell(entry: WheelEntry) -> tuple[str, str, str]:
     return (canonicalize_name(entry.name), entry.version, entry.target)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, data, prefix=f"{_TEMP_PREFIX}{os.getpid()}-")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from index_fixtures import make_wheel as make_valid_wheel
 
 from builder.cli import main
 from builder.errors import ExitCode, IntegrityError, PublishConflictError, UsageError
+from builder.files import temp_owner_token
 from builder.index.static import StaticIndex
 from builder.wheelhouse import Wheelhouse
 
@@ -71,7 +73,14 @@ def test_no_temp_files_remain_after_writes(tmp_path: Path) -> None:
     house = Wheelhouse(tmp_path / "wh")
     add(house, make_wheel(tmp_path / "in"), "k1")
     leftovers = list((tmp_path / "wh").rglob(".tmp-*"))
-    assert leftovers == []
+    # only this (live) process's owner file, which a normal exit removes
+    assert [p.name for p in leftovers] == [f".tmp-{temp_owner_token(house.path)}.owner"]
+    script = (
+        "import sys; from pathlib import Path; from builder.wheelhouse import Wheelhouse; "
+        "Wheelhouse(Path(sys.argv[1])).scratch_dir().cleanup()"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "other")], check=True)
+    assert list((tmp_path / "other").rglob(".tmp-*")) == []
 
 
 def test_a_corrupted_wheel_is_not_a_cache_hit(tmp_path: Path) -> None:
@@ -169,15 +178,50 @@ def test_two_glibc_versions_of_one_arm_v6_wheel_are_both_kept(tmp_path: Path) ->
     assert (house.wheels_dir / manylinux.name).is_file()
 
 
-def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
+_HOLD_SCRATCH = """
+import sys, time
+from pathlib import Path
+from builder.wheelhouse import Wheelhouse
+house = Wheelhouse(Path(sys.argv[1]))
+scratch = house.scratch_dir()
+(Path(scratch.name) / "partial.whl").write_bytes(b"partial")
+print(scratch.name, flush=True)
+time.sleep(600)
+"""
+
+
+def _process_with_a_scratch_dir(house: Wheelhouse) -> tuple[subprocess.Popen[str], Path]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_SCRATCH, str(house.path)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_temp_files_of_killed_processes_are_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    """Judged by the owner's lock, not by process ids (which another PID namespace, such as a
+    container sharing the wheelhouse, reuses)."""
     house = Wheelhouse(tmp_path / "wh")
-    house.wheels_dir.mkdir(parents=True)
-    dead = house.wheels_dir / ".tmp-999999999-abc"
-    dead.write_bytes(b"partial")
-    mine = house.wheels_dir / f".tmp-{os.getpid()}-abc"
-    mine.write_bytes(b"in progress")
+    killed, killed_scratch = _process_with_a_scratch_dir(house)
+    alive, alive_scratch = _process_with_a_scratch_dir(house)
+    try:
+        killed.kill()
+        killed.wait(30)
+        legacy = house.path / ".tmp-999999999-abc"  # an older version's name: a dead pid
+        legacy.write_bytes(b"partial")
+        assert house.remove_stale_temp_files() == 2
+        assert not killed_scratch.exists() and not legacy.exists()
+        assert alive_scratch.exists()
+        owners = sorted(p.name for p in house.path.glob(".tmp-*.owner"))
+        assert owners == [f".tmp-{alive_scratch.name.removeprefix('.tmp-').split('-')[0]}.owner"]
+    finally:
+        for process in (killed, alive):
+            process.kill()
+            process.wait(30)
+            if process.stdout is not None:
+                process.stdout.close()
     assert house.remove_stale_temp_files() == 1
-    assert not dead.exists() and mine.exists()
+    assert list(house.path.glob(".tmp-*")) == []
     assert house.wheels() == []
 
 

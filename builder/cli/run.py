@@ -106,7 +106,9 @@ def bundled_example(name: str) -> contextlib.AbstractContextManager[Path]:
 def _run_pipeline(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline  # noqa: PLC0415
 
-    config = config_from_args(args, {**TARGET_KEYS, **COMPILER_KEYS, **CONTAINER_KEYS, "jobs": "jobs"})
+    config = config_from_args(
+        args, {**TARGET_KEYS, **COMPILER_KEYS, **CONTAINER_KEYS, "jobs": "jobs"}
+    )
     targets = targets_from_config(config)
     result = run_pipeline(
         args.inputs,
