@@ -60,6 +60,8 @@ SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip (wheel) c
 _SCRIPT = "build_in_container.py"
 _WORK = PurePosixPath("/prewheel")
 BUILD_ENV_PREFIX = "prewheel-buildenv-"
+BUILD_ENV_IMAGE_LABEL = "org.prewheel.build-env.image-id"
+BUILD_ENV_PLATFORM_LABEL = "org.prewheel.build-env.platform"
 
 
 class BuildFailed(PrewheelError):
@@ -354,6 +356,20 @@ class DockerBuilder:
                 self._stores[url] = ToolchainStore(client, log=self.notice)
             return self._stores[url]
 
+    def _create_build_env(self, platform: str, volume: str, image: str) -> None:
+        """Create the build-environment volume, labelled with what ``prewheel prune`` needs
+        to tell whether it can still be used."""
+        client = self.client(platform)
+        try:
+            client.volumes.get(volume)
+        except docker.errors.NotFound:
+            labels = {
+                BUILD_ENV_IMAGE_LABEL: self.image_digest(image, platform),
+                BUILD_ENV_PLATFORM_LABEL: platform,
+            }
+            with contextlib.suppress(docker.errors.APIError):  # another run made it meanwhile
+                client.volumes.create(volume, labels=labels)
+
     def image_digest(self, image: str, platform: str) -> str:
         problem = debian_release_problem(image, Arch.from_docker_platform(platform))
         if problem:
@@ -406,6 +422,7 @@ class DockerBuilder:
             self.image_digest(image, platform), platform, arch.has_manylinux, index_url
         )
         mounts = [toolchain.mount()] if toolchain else []
+        self._create_build_env(platform, build_env, image)
         mounts.append(Mount(str(_WORK / "venv"), build_env, type="volume"))
         with (
             _docker_errors(f"Running {image} for {platform}"),

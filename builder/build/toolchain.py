@@ -61,6 +61,8 @@ IMAGE_REPOSITORY = "prewheel-toolchain"
 DEFAULT_BASE = "{id}:{codename}"
 RECIPE_LABEL = "org.prewheel.toolchain.recipe"
 CONTENT_LABEL = "org.prewheel.toolchain.content"
+BASE_LABEL = "org.prewheel.toolchain.base-image-id"  # prewheel prune: is its base still here?
+VOLUME_PREFIX = "prewheel-toolchain-"
 _RECIPE_VERSION = 1
 _SCRIPT = "assemble_toolchain.sh"
 _WORK = PurePosixPath("/prewheel")
@@ -464,7 +466,7 @@ class ToolchainStore:
             image = self._find_image(key)
             if image is None:
                 self._raise_recent_failure(key)
-                image = self._assemble(recipe, key)
+                image = self._assemble(recipe, key, base_id)
             toolchain = _toolchain_of(image)
             self._ensure_volume(toolchain)
         return toolchain
@@ -584,7 +586,7 @@ class ToolchainStore:
             raise ToolchainUnavailable(failure.read_text(encoding="utf-8"))
         failure.unlink(missing_ok=True)
 
-    def _assemble(self, recipe: ToolchainRecipe, key: str) -> Any:
+    def _assemble(self, recipe: ToolchainRecipe, key: str, base_id: str) -> Any:
         log_path = self.cache_dir / f"{key}.log"
         self.log(
             f"assembling a native toolchain for {recipe.triplet} (gcc {recipe.gcc_major}) in "
@@ -598,7 +600,12 @@ class ToolchainStore:
             container.commit(
                 IMAGE_REPOSITORY,
                 tag,
-                labels={RECIPE_LABEL: key, CONTENT_LABEL: content, **_manifest_labels(manifest)},
+                labels={
+                    RECIPE_LABEL: key,
+                    CONTENT_LABEL: content,
+                    BASE_LABEL: base_id,
+                    **_manifest_labels(manifest),
+                },
             )
 
         with log_path.open("wb") as log:
@@ -656,7 +663,7 @@ def _toolchain_of(image: Any) -> Toolchain:
         image=image.tags[0] if image.tags else str(image.id),
         image_id=str(image.id),
         content=content,
-        volume=f"prewheel-toolchain-{str(image.id).removeprefix('sha256:')[:16]}",
+        volume=toolchain_volume(str(image.id)),
         triplet=labels.get("org.prewheel.toolchain.triplet", ""),
         gcc_major=labels.get("org.prewheel.toolchain.gcc-major", ""),
         gcc_version=labels.get("org.prewheel.toolchain.gcc-version", ""),
@@ -667,6 +674,11 @@ def _toolchain_of(image: Any) -> Toolchain:
         host=labels.get("org.prewheel.toolchain.host", ""),
         packages=tuple(json.loads(labels.get("org.prewheel.toolchain.packages", "[]"))),
     )
+
+
+def toolchain_volume(image_id: str) -> str:
+    """The volume a toolchain image's tree is copied into (named after the image id)."""
+    return f"{VOLUME_PREFIX}{image_id.removeprefix('sha256:')[:16]}"
 
 
 def _manifest_labels(manifest: bytes) -> dict[str, str]:

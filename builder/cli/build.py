@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from ..build.runner import (
     image_refusal,
 )
 from ..config import Config
-from ..errors import BuildsFailedError, UsageError
+from ..errors import BuildsFailedError, ExitCode, UsageError
 from ..files import file_sha256
 from ..plan import Gap
 from ..requirements import PinnedRequirement
@@ -45,6 +46,7 @@ from .common import (
     TARGET_KEYS,
     add_compiler_options,
     add_container_options,
+    add_json_option,
     add_subcommand,
     add_target_and_config_options,
     config_from_args,
@@ -52,6 +54,7 @@ from .common import (
     is_interactive,
     load_plan,
     output_console,
+    report,
 )
 
 DEFAULT_WHEELHOUSE = "wheelhouse"
@@ -126,6 +129,7 @@ def register(subparsers: Any) -> None:
     )
     add_compiler_options(parser)
     add_target_and_config_options(parser)
+    register_prune(subparsers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -401,3 +405,58 @@ def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
 
 def _print_json(report: BuildReport) -> None:
     output_console().print_json(json.dumps(report.to_json()))
+
+
+def register_prune(subparsers: Any) -> None:
+    parser = add_subcommand(
+        subparsers,
+        "prune",
+        prune,
+        help="remove the toolchains and build environments that can no longer be used",
+        description=(
+            "Remove what builds keep in the Docker daemon once it can no longer be used: "
+            "native toolchain images (about 1.3 GB each) and their volumes whose base image is "
+            "gone, and build-environment volumes whose build image is gone. --all removes all "
+            "of them (the next build makes what it needs again). Anything a container still "
+            "uses is kept and listed."
+        ),
+    )
+    parser.add_argument("--all", action="store_true", help="remove all of them, usable or not")
+    parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    add_json_option(parser, "what was (or would be) removed")
+
+
+def prune(args: argparse.Namespace) -> int:
+    from ..build.container import connect  # noqa: PLC0415
+    from ..build.prune import prune as prune_daemon  # noqa: PLC0415
+
+    client = connect()
+    try:
+        result = prune_daemon(client, everything=args.all, dry_run=args.dry_run)
+    finally:
+        client.close()
+    verb = "would remove" if args.dry_run else "removed"
+    lines = [
+        f"{verb} {item.kind} {item.name} ({item.reason}"
+        + (f", {item.size / 1e9:.1f} GB" if item.size else "")
+        + ")"
+        for item in result.removed
+    ]
+    lines += [f"kept {item.kind} {item.name}: a container uses it" for item in result.in_use]
+    freed = sum(item.size or 0 for item in result.removed)
+    lines.append(
+        f"{len(result.removed)} {verb}"
+        + (f" (images: {freed / 1e9:.1f} GB)" if freed else "")
+        + f", {len(result.in_use)} in use, {result.kept} still usable kept"
+    )
+    report(
+        args,
+        escape("\n".join(lines)),
+        {
+            "dry_run": args.dry_run,
+            "removed": [dataclasses.asdict(item) for item in result.removed],
+            "in_use": [dataclasses.asdict(item) for item in result.in_use],
+            "kept": result.kept,
+        },
+    )
+    return int(ExitCode.OK)
