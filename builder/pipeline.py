@@ -249,8 +249,13 @@ def complete_index(plan: Plan, wheelhouse: Any, root: Path) -> tuple[int, int]:
 
 
 def write_lock_and_dockerfile(plan: Plan, wheelhouse: Any, output: Path) -> tuple[Path, Path]:
-    from .consume.dockerfile import InstallOptions, example_dockerfile  # noqa: PLC0415
+    from .consume.dockerfile import (  # noqa: PLC0415
+        SERVE_INDEX_URL,
+        InstallOptions,
+        example_dockerfile,
+    )
     from .consume.lock import lock_lines, render_lock, write_lock  # noqa: PLC0415
+    from .consume.pylock import DEFAULT_PYLOCK, pylock_document, render_pylock  # noqa: PLC0415
 
     lock = output / "requirements.lock"
     header = [
@@ -258,9 +263,14 @@ def write_lock_and_dockerfile(plan: Plan, wheelhouse: Any, output: Path) -> tupl
         + ", ".join(target.identifier for target in plan.targets)
         + "."
     ]
-    write_lock(lock, render_lock(lock_lines(plan, wheelhouse.entries()), header=header))
+    lines = lock_lines(plan, wheelhouse.entries())
+    write_lock(lock, render_lock(lines, header=header))
+    # The same lock as PEP 751, its files named by URL on 'prewheel serve OUT/index' (default
+    # address); 'prewheel lock --format pylock --our-index-url' writes it for another address.
+    pylock = render_pylock(pylock_document(lines, SERVE_INDEX_URL, plan.targets))
+    write_lock(output / DEFAULT_PYLOCK, pylock)
     dockerfile = output / "Dockerfile"
-    options = InstallOptions(index_url="http://127.0.0.1:8080/simple/", lock_name=lock.name)
+    options = InstallOptions(index_url=SERVE_INDEX_URL, lock_name=lock.name)
     write_lock(dockerfile, example_dockerfile(options))
     return lock, dockerfile
 

@@ -17,13 +17,19 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+import tomllib
 import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
+from packaging.pylock import Pylock
 
 from builder.config import load_config
+from builder.consume.lock import lock_lines
+from builder.consume.pylock import pylock_document, render_pylock
 from builder.consume.verify import DockerProbeRunner, verify
 from builder.errors import VerifyFailedError
 from builder.hostenv import ca_bundle
@@ -102,6 +108,63 @@ def test_package_settings_reach_the_build(pipeline: PipelineResult) -> None:
     wheel = pipeline.lock.parent / "index" / "files" / pyyaml.filename
     with zipfile.ZipFile(wheel) as archive:
         assert any(n.startswith("yaml/_yaml.") and n.endswith(".so") for n in archive.namelist())
+
+
+def _installed(target_dir: Path) -> set[str]:
+    return {p.name.split("-")[0].lower() for p in target_dir.glob("*.dist-info")}
+
+
+@pytest.mark.timeout(3600)
+def test_pylock_toml_installs_with_real_uv_and_pip_from_the_served_index(
+    pipeline: PipelineResult, tmp_path: Path
+) -> None:
+    """prewheel run wrote OUT/pylock.toml (for 'prewheel serve' on its default address); the
+    same document for the address served here is installed by uv for linux/amd64 and
+    linux/arm64 (``--python-platform``: uv picks each platform's files, nothing runs) and by
+    pip on this amd64 host, whose Python then imports what it installed."""
+    written = Pylock.from_dict(tomllib.loads((pipeline.lock.parent / "pylock.toml").read_text()))
+    assert any(p.name == "asyncpg" for p in written.packages)
+    house = Wheelhouse(cache_root() / f"e2e-wheelhouse-{wheelhouse_key()}")
+    lines = lock_lines(pipeline.plan, house.entries())
+    with serving(pipeline.lock.parent / "index") as url:
+        pylock = tmp_path / "pylock.toml"
+        pylock.write_text(render_pylock(pylock_document(lines, url, pipeline.plan.targets)))
+        environment = {
+            **os.environ,
+            "UV_INDEX_URL": url,
+            "PIP_INDEX_URL": url,
+            "NO_PROXY": "127.0.0.1",
+        }
+        uv = Path(sys.executable).with_name("uv")
+        for platform, machine in (
+            ("x86_64-manylinux_2_36", "EM_X86_64"),
+            ("aarch64-manylinux_2_36", "EM_AARCH64"),
+        ):
+            target_dir = tmp_path / platform
+            result = subprocess.run(
+                [str(uv), "pip", "install", "--python", sys.executable, "--python-platform",
+                 platform, "--target", str(target_dir), "--no-cache", "-r", str(pylock)],
+                capture_output=True, text=True, timeout=600, check=False, env=environment,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            assert {"asyncpg", "msgpack", "pyyaml", "requests"} <= _installed(target_dir)
+            [extension] = (target_dir / "asyncpg" / "protocol").glob("protocol.*.so")
+            with extension.open("rb") as stream:
+                assert ELFFile(stream).header["e_machine"] == machine
+        target_dir = tmp_path / "pip"
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-deps", "--only-binary=:all:",
+             "--target", str(target_dir), "--no-cache-dir", "-r", str(pylock)],
+            capture_output=True, text=True, timeout=600, check=False, env=environment,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    imported = subprocess.run(
+        [sys.executable, "-c", "import asyncpg, msgpack, yaml; print(yaml.__with_libyaml__)"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(target_dir)},
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "True"
 
 
 @pytest.mark.timeout(3600)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 INDEX_ARG = "PREWHEEL_INDEX_URL"
+SERVE_INDEX_URL = "http://127.0.0.1:8080/simple/"  # what 'prewheel serve' listens on by default
 DEFAULT_LOCK_NAME = "requirements.lock"
 LOCK_DIR_IN_IMAGE = "/usr/local/share/prewheel"
 
