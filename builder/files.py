@@ -48,7 +48,7 @@ def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists on this host (perhaps another user's)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # no such process, or not a pid
         return False
     except PermissionError:
         return True
@@ -67,10 +67,13 @@ def temp_owner_token(directory: Path) -> str:
     with _owners_lock:
         if key not in _owners:
             key.mkdir(parents=True, exist_ok=True)
-            token = secrets.token_hex(6)
-            path = key / f"{TEMP_PREFIX}{token}{_OWNER_SUFFIX}"
-            descriptor = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
+            token = "o" + secrets.token_hex(6)  # never all digits: those are older pid names
+            # Locked under a name no scan looks at, then renamed into place, so no scan ever
+            # sees it unlocked.
+            pending = key / f".pending-{token}{_OWNER_SUFFIX}"
+            descriptor = os.open(pending, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
             fcntl.flock(descriptor, fcntl.LOCK_EX)
+            pending.rename(key / f"{TEMP_PREFIX}{token}{_OWNER_SUFFIX}")
             if not _owners:
                 atexit.register(_release_owners)
             _owners[key] = (token, descriptor)
@@ -103,9 +106,13 @@ def temp_owner_alive(directory: Path, token: str) -> bool:
     if token.isdigit():
         return pid_alive(int(token))
     try:
-        descriptor = os.open(key / f"{TEMP_PREFIX}{token}{_OWNER_SUFFIX}", os.O_RDWR | os.O_CLOEXEC)
+        descriptor = os.open(
+            key / f"{TEMP_PREFIX}{token}{_OWNER_SUFFIX}", os.O_RDONLY | os.O_CLOEXEC
+        )
     except FileNotFoundError:
         return False
+    except OSError:
+        return True  # another user's, unreadable: cannot tell, so never delete its files
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

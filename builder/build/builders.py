@@ -28,13 +28,12 @@ import docker
 import docker.errors
 import requests
 from docker.types import Mount
-from filelock import FileLock
 
 from .. import cmd
 from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
 from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
-from ..hostenv import ca_bundle, pip_setting, proxy_environment, user_cache
+from ..hostenv import ca_bundle, pip_setting, proxy_environment
 from ..targets import Arch, Libc, Target, debian_release_problem, emulation_environment
 from .checks import check_image_code
 from .container import Container, connect, remove_orphans
@@ -60,6 +59,7 @@ SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip (wheel) c
 _SCRIPT = "build_in_container.py"
 _WORK = PurePosixPath("/prewheel")
 BUILD_ENV_PREFIX = "prewheel-buildenv-"
+_BUILD_ENV = _WORK / "buildenv"  # where the build-environment volume is mounted
 BUILD_ENV_IMAGE_LABEL = "org.prewheel.build-env.image-id"
 BUILD_ENV_PLATFORM_LABEL = "org.prewheel.build-env.platform"
 
@@ -367,8 +367,10 @@ class DockerBuilder:
                 BUILD_ENV_IMAGE_LABEL: self.image_digest(image, platform),
                 BUILD_ENV_PLATFORM_LABEL: platform,
             }
-            with contextlib.suppress(docker.errors.APIError):  # another run made it meanwhile
+            try:
                 client.volumes.create(volume, labels=labels)
+            except docker.errors.APIError:
+                client.volumes.get(volume)  # made by another run meanwhile, or a real failure
 
     def image_digest(self, image: str, platform: str) -> str:
         problem = debian_release_problem(image, Arch.from_docker_platform(platform))
@@ -422,8 +424,9 @@ class DockerBuilder:
             self.image_digest(image, platform), platform, arch.has_manylinux, index_url
         )
         mounts = [toolchain.mount()] if toolchain else []
-        self._create_build_env(platform, build_env, image)
-        mounts.append(Mount(str(_WORK / "venv"), build_env, type="volume"))
+        with _docker_errors(f"Creating the build environment volume {build_env}"):
+            self._create_build_env(platform, build_env, image)
+        mounts.append(Mount(str(_BUILD_ENV), build_env, type="volume"))
         with (
             _docker_errors(f"Running {image} for {platform}"),
             Container(
@@ -455,12 +458,7 @@ class DockerBuilder:
                     f"repair to), wheels keep the linux_{arch.value} tag\n".encode()
                 )
             started = time.monotonic()
-            # One set-up per build environment at a time (other runs, other workers): the
-            # next one finds it ready and only checks it.
-            locks = user_cache("build-env")
-            locks.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(locks / f"{build_env}.lock")):
-                session.setup(setup_log, compile_jobs, repair=arch.has_manylinux)
+            session.setup(setup_log, compile_jobs, repair=arch.has_manylinux)
             setup_log.write(
                 f"[prewheel] set-up finished in {time.monotonic() - started:.0f} s "
                 f"(--setup-timeout {self.setup_timeout:.0f})\n".encode()
@@ -598,6 +596,7 @@ class _ContainerSession:
             compile_jobs=compile_jobs,
             native_toolchain=self.toolchain_spec,
             fresh=self.fresh,
+            build_env=str(_BUILD_ENV),
         )
         self._run("setup", spec, log, {}, timeout=self.setup_timeout)
 

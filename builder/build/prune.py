@@ -16,6 +16,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
 
 from ..errors import HostEnvironmentError
 from .builders import BUILD_ENV_IMAGE_LABEL, BUILD_ENV_PREFIX
@@ -106,18 +107,20 @@ def prune(client: docker.DockerClient, *, everything: bool, dry_run: bool) -> Pr
     """Remove what :func:`find_prunable` names (nothing with ``dry_run``); a volume or image a
     container still uses is kept and reported."""
     try:
-        images = client.images.list(filters={"label": RECIPE_LABEL})
-        toolchains = [
-            {"id": i.id, "tags": i.tags, "labels": i.labels, "size": i.attrs.get("Size")}
-            for i in images
-        ]
+        # Volumes before images: a toolchain assembled in between then has its image listed
+        # too, so its fresh volume is not taken for an orphan.
         volumes = [
             {"name": v.name, "labels": v.attrs.get("Labels") or {}}
             for v in client.volumes.list()
             if v.name.startswith((VOLUME_PREFIX, BUILD_ENV_PREFIX))
         ]
+        images = client.images.list(filters={"label": RECIPE_LABEL})
+        toolchains = [
+            {"id": i.id, "tags": i.tags, "labels": i.labels, "size": i.attrs.get("Size")}
+            for i in images
+        ]
         image_ids = {str(i.id) for i in client.images.list(all=True)}
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise HostEnvironmentError(
             f"Cannot list the Docker daemon's images and volumes: {exc}"
         ) from None

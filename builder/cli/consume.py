@@ -67,7 +67,6 @@ def _register_lock(subparsers: Any) -> None:
         "-o",
         "--output",
         type=Path,
-        default=Path(DEFAULT_LOCK),
         metavar="FILE",
         help=f"lock file to write (default {DEFAULT_LOCK}, with --format pylock "
         "pylock.toml; '-' prints it)",
@@ -100,9 +99,15 @@ def _run_lock(args: argparse.Namespace) -> int:
     from ..wheelhouse import Wheelhouse  # noqa: PLC0415
 
     config = config_from_args(args, {**TARGET_KEYS, "wheelhouse": "wheelhouse"})
-    if args.format == "pylock":  # usage errors before the plan asks the index anything
-        if str(args.output) == DEFAULT_LOCK:
-            args.output = Path(DEFAULT_PYLOCK)
+    # usage errors before the plan asks the index anything
+    if args.output is None:
+        args.output = Path(DEFAULT_PYLOCK if args.format == "pylock" else DEFAULT_LOCK)
+    if args.our_index_url and args.format != "pylock":
+        raise UsageError(
+            "--our-index-url is for --format pylock (a pylock.toml names files by URL); the "
+            "requirements lock names hashes only: drop it, or add --format pylock."
+        )
+    if args.format == "pylock":
         if not args.our_index_url:
             raise UsageError(
                 "--format pylock needs --our-index-url: a pylock.toml names every file by its "

@@ -17,10 +17,16 @@ from pathlib import Path
 from urllib.parse import quote, urljoin
 
 import tomli_w
-from packaging.pylock import Package, PackageWheel, Pylock, is_valid_pylock_path
+from packaging.pylock import (
+    Package,
+    PackageWheel,
+    Pylock,
+    PylockValidationError,
+    is_valid_pylock_path,
+)
 from packaging.version import Version
 
-from ..errors import UsageError
+from ..errors import RequirementsError, UsageError
 from ..targets import Target
 from ..upstream.client import normalize_index_url
 from .lock import LockLine
@@ -57,7 +63,13 @@ def pylock_document(lines: Sequence[LockLine], index_url: str, targets: Sequence
         packages=packages,
         tool={"prewheel": {"targets": [target.identifier for target in targets]}},
     )
-    document.validate()
+    try:
+        document.validate()
+    except PylockValidationError as exc:
+        raise RequirementsError(
+            f"The lock cannot be written as a valid pylock.toml ({exc}); write the "
+            "requirements format instead (--format requirements) and report this."
+        ) from None
     return document
 
 

