@@ -287,7 +287,7 @@ def test_a_ci_log_shows_a_long_build_is_going_on(tmp_path: Path) -> None:
 def _setup_part(house: Wheelhouse, json_output: str) -> str:
     [build] = json.loads(json_output)["builds"]
     assert build["status"] == "built", build
-    assert "manylinux_2_36_x86_64" in build["wheel"]  # repaired: auditwheel ran
+    assert "manylinux" in build["wheel"]  # repaired: auditwheel ran
     log: str = (house.path.parent / build["log"]).read_text()
     return log.split("[prewheel] set-up finished", maxsplit=1)[0]
 
