@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import distro
 import docker
@@ -503,17 +503,11 @@ class ToolchainStore:
             recipe, output.extend, timeout=_PROBE_TIMEOUT, environment={"PREWHEEL_PROBE": "1"}
         )
         if result.exit_code != 0:
-            reason = (
+            doing = (
                 f"asking apt in {recipe.base_image} for the {recipe.triplet} cross compiler "
-                f"(gcc {recipe.gcc_major}) failed"
-                + (" (timed out)" if result.timed_out else f" (exit {result.exit_code})")
-                + f": {_last_output_line(bytes(output))}"
+                f"(gcc {recipe.gcc_major})"
             )
-            if result.exit_code == _NOT_IN_ARCHIVE:
-                atomic_write_bytes(
-                    self.cache_dir / f"{key}.failed", reason.encode(), prefix=".tmp-failed-"
-                )
-            raise ToolchainUnavailable(reason)
+            self._fail(key, doing, result, _last_output_line(bytes(output)))
         found = _CANDIDATE.search(bytes(output))
         return found.group(1).decode() if found else ""
 
@@ -611,19 +605,21 @@ class ToolchainStore:
         with log_path.open("wb") as log:
             result = self._run_script(recipe, log.write, timeout=_ASSEMBLY_TIMEOUT, keep=commit)
         if result.exit_code != 0:
-            reason = (
-                f"assembling the {recipe.triplet} toolchain (gcc {recipe.gcc_major}) in "
-                f"{recipe.base_image} failed"
-                + (" (timed out)" if result.timed_out else f" (exit {result.exit_code})")
-                + f": {_last_line(log_path)}; full log: {log_path}"
-            )
-            if result.exit_code == _NOT_IN_ARCHIVE:  # not worth retrying on every run
-                atomic_write_bytes(
-                    self.cache_dir / f"{key}.failed", reason.encode(), prefix=".tmp-failed-"
-                )
-            raise ToolchainUnavailable(reason)
+            doing = f"assembling the {recipe.triplet} toolchain (gcc {recipe.gcc_major}) in {recipe.base_image}"
+            self._fail(key, doing, result, f"{_last_line(log_path)}; full log: {log_path}")
         self.log(f"toolchain {IMAGE_REPOSITORY}:{tag} ready")
         return self.client.images.get(f"{IMAGE_REPOSITORY}:{tag}")
+
+    def _fail(self, key: str, doing: str, result: Any, detail: str) -> NoReturn:
+        """Raise why ``doing`` failed; a release without the cross compiler is remembered, so
+        it is not asked again on every run (other failures, network or mirror, are)."""
+        how = " (timed out)" if result.timed_out else f" (exit {result.exit_code})"
+        reason = f"{doing} failed{how}: {detail}"
+        if result.exit_code == _NOT_IN_ARCHIVE:
+            atomic_write_bytes(
+                self.cache_dir / f"{key}.failed", reason.encode(), prefix=".tmp-failed-"
+            )
+        raise ToolchainUnavailable(reason)
 
     # -- the volume build containers mount --------------------------------------------------
     def _ensure_volume(self, toolchain: Toolchain) -> None:
