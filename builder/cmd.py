@@ -20,14 +20,25 @@ _RUNNING: set[int] = set()
 _RUNNING_LOCK = threading.Lock()
 
 
+_STOPPED = threading.Event()  # set by kill_running: commands started later are killed at once
+
+
 def kill_running() -> int:
-    """Kill the process group of every command still running (from any thread); how many."""
+    """Kill the process group of every command still running (from any thread), and of every
+    command a worker thread starts from now on (one already past its last check for work);
+    how many were running. :func:`resume` lets commands run again."""
     with _RUNNING_LOCK:
+        _STOPPED.set()
         groups = list(_RUNNING)
     for group in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
     return len(groups)
+
+
+def resume() -> None:
+    """Let commands run again after :func:`kill_running` (a new run in the same process)."""
+    _STOPPED.clear()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +75,9 @@ def run(
     ) as process:
         with _RUNNING_LOCK:
             _RUNNING.add(process.pid)
+            stopped = _STOPPED.is_set()
+        if stopped:
+            _kill_group(process)
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -50,3 +51,17 @@ def test_output_and_exit_code_are_captured_or_streamed(tmp_path: Path) -> None:
         streamed = cmd.run([sys.executable, "-c", script], timeout=60, log=stream)
     assert (streamed.exit_code, streamed.output) == (3, "")
     assert sorted(log.read_text().split()) == ["err", "out"]
+
+
+def test_a_command_started_after_kill_running_is_killed_at_once_until_resume() -> None:
+    """A worker thread past its last check for work when Ctrl-C came must not start a
+    60-second command that the interrupted run then waits for."""
+    cmd.kill_running()
+    try:
+        started = time.monotonic()
+        result = cmd.run(["sleep", "30"], timeout=60)
+        assert time.monotonic() - started < 10
+        assert result.exit_code == -signal.SIGKILL
+    finally:
+        cmd.resume()
+    assert cmd.run(["true"], timeout=60).exit_code == 0

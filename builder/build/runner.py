@@ -248,6 +248,7 @@ def run_builds(
         if verified:
             verified_work.append((step, verified))
     stop = threading.Event()
+    cmd.resume()  # after an interrupted run in this process
     if not keep_going and any(o.status is Status.FAILED for o in outcomes):
         stop.set()
 
