@@ -136,7 +136,9 @@ def running(
                     time.sleep(0.1)
             yield process
         finally:
-            process.send_signal(signal.SIGINT)
+            # SIGTERM, not SIGINT: processes started by pytest-xdist's workers inherit SIGINT
+            # ignored, so each server sat out the 10 s wait below before being killed.
+            process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
