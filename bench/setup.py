@@ -89,7 +89,7 @@ def main() -> None:
             "## Build environment: fresh vs reused set-up (`bench/setup.py`)",
             "",
             (
-                f"{today}, one run, {args.repeat} pairs per platform (median), built "
+                f"{today}, one run, {args.repeat} pair(s) per platform (median), built "
                 "alternately "
                 "in the same run: one tiny C extension by `prewheel build --accelerate off` in "
                 "`prewheel-test/bookworm-build`, the whole command timed. *fresh* "
