@@ -259,6 +259,9 @@ def test_ctrl_c_stops_the_commands_that_build_in_worker_threads(tmp_path: Path) 
     own: pytest-xdist's workers do not take SIGINT.)"""
     pid_file = tmp_path / "sleep.pid"
     script = (
+        # pytest-xdist's workers ignore SIGINT and their children inherit that: a user's
+        # terminal does not, so the child takes Ctrl-C as Python does by default.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import sys; from pathlib import Path\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_build_runner import CommandBuilder, jobs_for, run\n"
