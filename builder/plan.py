@@ -23,15 +23,14 @@ from packaging.version import InvalidVersion, Version
 from .errors import NotOnIndexError, UsageError
 from .requirements import (
     PIP_DEFAULT_FORMATS,
-    Compiler,
     FormatControl,
     PinnedRequirement,
-    PipToolsCompiler,
     RequirementSet,
     SourceLine,
     read_requirements,
 )
-from .targets import FloatAbi, Target, parse_identifier
+from .resolve import DEFAULT_RESOLVER, Resolver, make_resolver
+from .targets import FloatAbi, Target, format_python, parse_identifier
 from .upstream.models import DistFile, ProjectPage
 
 if TYPE_CHECKING:
@@ -341,7 +340,7 @@ def plan_requirements(
     cache_dir: Path | None = None,
     client: httpx.Client | None = None,
     refresh: bool = False,
-    compiler: Compiler | None = None,
+    resolver: Resolver | None = None,
     config: Config | None = None,
 ) -> Plan:
     """Read requirements (paths or a set), fetch their pages from every index, decide.
@@ -349,6 +348,10 @@ def plan_requirements(
     Index precedence: explicit arguments, then ``config`` (``index-url``, ``extra-index-url``,
     ``our-index-url``, ``cache-dir``), then the index options written in the requirements
     files, then pip's own configuration / the default index.
+
+    Loose inputs (``.in``, ``pyproject.toml``) are resolved by ``resolver``, by default the one
+    ``config`` names (``resolver``: ``uv``, universal from the targets' oldest Python, or
+    ``pip-tools``, for the host) against the same upstream indexes.
     """
     from .upstream.client import default_index_url, fetch_projects  # noqa: PLC0415
 
@@ -358,12 +361,22 @@ def plan_requirements(
         our_index_url = our_index_url or config.get("our-index-url")
         configured_cache = config.get("cache-dir")
         cache_dir = cache_dir or (Path(configured_cache) if configured_cache else None)
-    if compiler is None and cache_dir is not None:
-        compiler = PipToolsCompiler(cache_root=cache_dir / "compiled")
+    if resolver is None and not isinstance(inputs, RequirementSet):
+        resolver = make_resolver(
+            str(config.get("resolver", DEFAULT_RESOLVER)) if config else DEFAULT_RESOLVER,
+            python_floor=format_python(min(target.python for target in targets)),
+            index_url=index_url or default_index_url(),
+            extra_index_urls=extra_index_urls,
+            cache_root=cache_dir / "compiled" if cache_dir else None,
+        )
     requirement_set = (
         inputs
         if isinstance(inputs, RequirementSet)
-        else read_requirements(list(inputs), compiler=compiler)
+        else read_requirements(
+            list(inputs),
+            resolver=resolver,
+            cache_root=cache_dir / "compiled" if cache_dir else None,
+        )
     )
     primary = index_url or requirement_set.index_url or default_index_url()
     upstream_urls = list(

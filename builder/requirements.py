@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import shlex
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,11 +19,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import cmd
 from .errors import RequirementsError
-from .hostenv import user_cache
+from .resolve import PipToolsResolver, Resolver, export_uv_lock
 
-COMPILE_TIMEOUT = 1800.0  # seconds for one pip-compile run
 COMPILE_HINT = (
     "Pin every requirement to one exact version, e.g. by compiling your .in file with pip-tools "
     "(`pip-compile requirements.in`) or by passing the .in file to prewheel, which compiles it."
@@ -341,23 +337,33 @@ def parse_pinned(
     )
 
 
-def read_requirements(paths: Sequence[Path], *, compiler: Compiler | None = None) -> RequirementSet:
+def read_requirements(
+    paths: Sequence[Path],
+    *,
+    resolver: Resolver | None = None,
+    cache_root: Path | None = None,
+) -> RequirementSet:
     """Read one or more requirement inputs into one set.
 
-    ``*.in`` files are compiled with pip-tools first (through ``compiler``); ``pylock.toml`` /
-    ``pylock.*.toml`` files are read as PEP 751 locks; anything else is a requirements file.
+    ``*.in`` files and ``pyproject.toml`` (its ``[project]`` dependencies) are resolved first
+    with ``resolver`` (default: pip-compile for the host; the plan passes a universal uv
+    resolver); ``uv.lock`` is exported by uv; ``pylock.toml`` / ``pylock.*.toml`` files are
+    read as PEP 751 locks; anything else is a pinned requirements file.
     """
     if not paths:
         raise RequirementsError(
             "No requirements given. Pass a pinned requirements file (pip-compile output), an "
-            ".in file, or a pylock.toml, e.g. `prewheel plan requirements.txt`."
+            ".in file, a pyproject.toml, a uv.lock or a pylock.toml, e.g. "
+            "`prewheel plan requirements.txt`."
         )
     reader = _Reader()
     for path in paths:
         if path.name.startswith("pylock.") and path.suffix == ".toml":
             _read_pylock(path, reader)
-        elif path.suffix == ".in":
-            compiled = (compiler or PipToolsCompiler()).compile(path)
+        elif path.name == "uv.lock":
+            reader.read(export_uv_lock(path, cache_root=cache_root))
+        elif path.suffix == ".in" or path.name == "pyproject.toml":
+            compiled = (resolver or PipToolsResolver(cache_root=cache_root)).compile(path)
             reader.read(compiled)
         else:
             reader.read(path)
@@ -435,83 +441,3 @@ def _read_pylock(path: Path, reader: _Reader) -> None:
                 source=SourceLine(path, 0),
             )
         )
-
-
-class Compiler:
-    """Turns a loose ``.in`` file into a pinned requirements file."""
-
-    def compile(self, path: Path) -> Path:
-        raise NotImplementedError
-
-
-class PipToolsCompiler(Compiler):
-    """Runs pip-tools' ``pip-compile`` (``python -m piptools compile``) on the host.
-
-    pip-compile resolves for the host's environment: dependencies behind markers that are
-    false on the host are not in its output. Compile on (or for) your target, or pin in the
-    .in file, when that matters.
-    """
-
-    def __init__(
-        self,
-        output_dir: Path | None = None,
-        extra_args: Sequence[str] = (),
-        *,
-        cache_root: Path | None = None,
-    ) -> None:
-        self.output_dir = output_dir
-        self.extra_args = tuple(extra_args)
-        self.cache_root = cache_root
-
-    def output_for(self, path: Path) -> Path:
-        """Where ``path`` compiles to: one stable file per input, so pip-compile keeps its pins.
-
-        Default: ``<cache_root>/<digest of the input's absolute path>/<stem>.txt``, where
-        ``cache_root`` defaults to ``<user cache>/compiled``.
-        pip-compile reads an existing output as its preferred pins, so recompiling an unchanged
-        ``.in`` file gives the same versions until you pass ``--upgrade`` through
-        ``extra_args``.
-        """
-        if self.output_dir is not None:
-            return self.output_dir / (path.stem + ".txt")
-        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-        return (self.cache_root or user_cache("compiled")) / digest / (path.stem + ".txt")
-
-    def compile(self, path: Path) -> Path:
-        if not path.is_file():
-            raise RequirementsError(f"Input file {path} does not exist.")
-        output = self.output_for(path)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "piptools",
-            "compile",
-            "--quiet",
-            "--no-header",
-            "--strip-extras",
-            "--no-emit-index-url",
-            "--no-emit-find-links",
-            "--no-emit-trusted-host",
-            "--output-file",
-            str(output),
-            *self.extra_args,
-            str(path),
-        ]
-        env = {"CUSTOM_COMPILE_COMMAND": f"prewheel (pip-compile {path.name})"}
-        result = cmd.run(command, timeout=COMPILE_TIMEOUT, environment=env)
-        if result.timed_out:
-            raise RequirementsError(
-                f"pip-compile did not finish resolving {path} in {COMPILE_TIMEOUT:.0f} s; the "
-                "index is too slow or the resolution backtracks without end. Pin the packages "
-                "it backtracks on in the .in file, or pass a pinned requirements file.\n"
-                + result.tail()
-            )
-        if result.exit_code != 0:
-            raise RequirementsError(
-                f"pip-compile could not resolve {path}:\n"
-                + result.tail()
-                + "\nFix the conflicting or misspelled requirement in the .in file, or pass an "
-                "already pinned requirements file instead."
-            )
-        return output

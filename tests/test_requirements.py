@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from builder.errors import RequirementsError
-from builder.requirements import Compiler, read_requirements
+from builder.requirements import read_requirements
 
 COMPILED = """\
 #
@@ -98,16 +98,6 @@ def test_include_cycle(tmp_path: Path) -> None:
     write(tmp_path / "b.txt", "-r a.txt\n")
     with pytest.raises(RequirementsError, match=r"Include cycle .*a\.txt -> .*b\.txt -> .*a\.txt"):
         read_requirements([tmp_path / "a.txt"])
-
-
-def test_in_file_goes_through_the_compiler(tmp_path: Path) -> None:
-    class FakeCompiler(Compiler):
-        def compile(self, path: Path) -> Path:
-            return write(tmp_path / "compiled.txt", "six==1.16.0\n")
-
-    source = write(tmp_path / "app.in", "six\n")
-    result = read_requirements([source], compiler=FakeCompiler())
-    assert [str(r) for r in result.requirements] == ["six==1.16.0"]
 
 
 def test_pylock(tmp_path: Path) -> None:

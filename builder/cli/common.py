@@ -122,6 +122,22 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+RESOLVER_KEYS = {"resolver": "resolver"}
+
+
+def add_resolver_option(parser: argparse.ArgumentParser) -> None:
+    """How loose inputs (``.in``, ``pyproject.toml``) are pinned (plan, lock, run)."""
+    from ..resolve import RESOLVERS  # noqa: PLC0415
+
+    parser.add_argument(
+        "--resolver",
+        choices=RESOLVERS,
+        help="resolver of .in and pyproject.toml inputs: uv (default; one universal resolution "
+        "for every target, dependencies behind markers kept with their markers) or pip-tools "
+        "(pip-compile, for the host only)",
+    )
+
+
 def add_compiler_options(parser: argparse.ArgumentParser) -> None:
     """How foreign-architecture builds compile (``prewheel build`` and ``prewheel run``)."""
     group = parser.add_argument_group("compilers")

@@ -10,9 +10,11 @@ from typing import Any
 from ..consume.dockerfile import SERVE_INDEX_URL
 from ..errors import ExitCode, UsageError
 from .common import (
+    RESOLVER_KEYS,
     TARGET_KEYS,
     add_config_option,
     add_json_option,
+    add_resolver_option,
     add_subcommand,
     add_target_and_config_options,
     config_from_args,
@@ -52,7 +54,10 @@ def _register_lock(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "inputs", nargs="*", type=Path, help="requirements (.txt, .in, pylock.toml)"
+        "inputs",
+        nargs="*",
+        type=Path,
+        help="requirements (.txt, .in, pyproject.toml, uv.lock, pylock.toml)",
     )
     parser.add_argument(
         "--plan", type=Path, metavar="FILE", help="plan.json from 'prewheel plan --json'"
@@ -85,6 +90,7 @@ def _register_lock(subparsers: Any) -> None:
         "a pylock.toml names every file by URL)",
     )
     add_json_option(parser, "each requirement with the files and hashes it allows")
+    add_resolver_option(parser)
     add_target_and_config_options(parser)
 
 
@@ -98,7 +104,7 @@ def _run_lock(args: argparse.Namespace) -> int:
     )
     from ..wheelhouse import Wheelhouse  # noqa: PLC0415
 
-    config = config_from_args(args, {**TARGET_KEYS, "wheelhouse": "wheelhouse"})
+    config = config_from_args(args, {**TARGET_KEYS, **RESOLVER_KEYS, "wheelhouse": "wheelhouse"})
     # usage errors before the plan asks the index anything
     if args.output is None:
         args.output = Path(DEFAULT_PYLOCK if args.format == "pylock" else DEFAULT_LOCK)

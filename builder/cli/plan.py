@@ -12,8 +12,10 @@ from ..errors import ExitCode, UsageError, WouldCompileError
 from ..plan import Plan, Status, plan_requirements
 from ..report import render_html, render_json, render_legend, render_table, render_targets
 from .common import (
+    RESOLVER_KEYS,
     TARGET_KEYS,
     add_config_option,
+    add_resolver_option,
     add_subcommand,
     add_target_options,
     config_from_args,
@@ -25,6 +27,7 @@ from .common import (
 
 PLAN_KEYS = {
     **TARGET_KEYS,
+    **RESOLVER_KEYS,
     "index-url": "index_url",
     "extra-index-url": "extra_index_url",
     "our-index-url": "our_index_url",
@@ -50,10 +53,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         nargs="+",
         type=Path,
         metavar="FILE",
-        help="pinned requirements (pip-compile output), a .in file (compiled with pip-compile "
-        "first) or pylock.toml",
+        help="pinned requirements (pip-compile or uv output), a .in file or pyproject.toml "
+        "(resolved first, see --resolver), a uv.lock (exported by uv) or a pylock.toml",
     )
     add_target_options(plan)
+    add_resolver_option(plan)
     indexes = plan.add_argument_group("indexes")
     indexes.add_argument(
         "--index-url", metavar="URL", help="upstream simple index (default: pip's)"

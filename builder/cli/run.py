@@ -12,9 +12,11 @@ from ..errors import ExitCode
 from .common import (
     COMPILER_KEYS,
     CONTAINER_KEYS,
+    RESOLVER_KEYS,
     TARGET_KEYS,
     add_compiler_options,
     add_container_options,
+    add_resolver_option,
     add_subcommand,
     add_target_and_config_options,
     config_from_args,
@@ -80,6 +82,7 @@ def register(subparsers: Any) -> None:
         "(lock, index content, image ID)",
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
+    add_resolver_option(parser)
     add_compiler_options(parser)
     add_container_options(parser)
     add_target_and_config_options(parser)
@@ -107,7 +110,8 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline  # noqa: PLC0415
 
     config = config_from_args(
-        args, {**TARGET_KEYS, **COMPILER_KEYS, **CONTAINER_KEYS, "jobs": "jobs"}
+        args,
+        {**TARGET_KEYS, **RESOLVER_KEYS, **COMPILER_KEYS, **CONTAINER_KEYS, "jobs": "jobs"},
     )
     targets = targets_from_config(config)
     result = run_pipeline(
