@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,19 @@ def test_arm_v6_is_verified_on_an_arm1176_cpu_and_other_targets_on_qemus_default
     assert cpus == ["arm1176", None, None]
 
 
+def test_the_uv_installer_reaches_the_probe_and_names_its_failures(tmp_path: Path) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
+    runner = _Recorder([probe_output(installer="uv", pip_exit=2, pip_output="Hash mismatch")])
+    with pytest.raises(VerifyFailedError, match="uv install failed \\(exit 2\\)"):
+        verify(lock, [AMD64], index_url="http://127.0.0.1:9/simple/", runner=runner, installer="uv")
+    spec = json.loads(runner.calls[0]["argv"][-1])  # type: ignore[index]
+    assert spec["installer"] == "uv"
+    assert spec["uv_version"] == version("uv")  # the release prewheel itself runs
+    with pytest.raises(UsageError, match="choose one of pip, uv"):
+        verify(lock, [AMD64], index_url="http://x/simple/", runner=_Recorder([]), installer="pdm")
+
+
 def test_missing_lock_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="prewheel lock"):
         verify(tmp_path / "nope.lock", [AMD64], index_url="http://x/simple/", runner=_Recorder([]))
@@ -276,6 +290,10 @@ def test_an_unchanged_verification_is_reused_and_any_changed_input_runs_again(
     lock.write_text("tinypkg==1.0 --hash=sha256:01\n")  # the lock changed
     check()
     assert runner.started == 9
+    check(installer="uv")  # another installer proves something else
+    assert runner.started == 11
+    check(installer="uv")
+    assert runner.started == 11
 
 
 def test_failures_and_images_without_an_id_are_never_reused(tmp_path: Path) -> None:

@@ -27,11 +27,12 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from packaging.pylock import Pylock
 
+from builder.cli import main
 from builder.config import load_config
 from builder.consume.lock import lock_lines
 from builder.consume.pylock import pylock_document, render_pylock
 from builder.consume.verify import DockerProbeRunner, verify
-from builder.errors import VerifyFailedError
+from builder.errors import ExitCode, VerifyFailedError
 from builder.hostenv import ca_bundle
 from builder.pipeline import PipelineResult, run_pipeline, serving
 from builder.targets import select_targets
@@ -168,6 +169,29 @@ def test_pylock_toml_installs_with_real_uv_and_pip_from_the_served_index(
 
 
 @pytest.mark.timeout(3600)
+def test_verify_with_uv_inside_the_target_containers(pipeline: PipelineResult) -> None:
+    """``--installer uv``: the image's pip installs uv's own arm/v7 (and amd64) release, which
+    installs the lock from the served index into a venv without pip, hashes required, nothing
+    built; asyncpg, compiled for arm/v7 by prewheel, then imports."""
+    with serving(pipeline.lock.parent / "index") as url:
+        results = verify(
+            pipeline.lock,
+            select_targets(platforms=["linux/amd64", "linux/arm/v7"]),
+            index_url=url,
+            image_template=RUNTIME_IMAGE,
+            runner=DockerProbeRunner(),
+            timeout=900,
+            installer="uv",
+        )
+    assert [r.machine for r in results] == ["x86_64", "armv7l"]
+    for result in results:
+        assert result.ok, result.error
+        assert {"asyncpg", "msgpack", "pyyaml"} <= {p.name.lower() for p in result.installed}
+        assert {"asyncpg", "msgpack", "yaml"} <= set(result.imported)
+        assert all(p.url == url for p in result.installed)  # one index: ours
+
+
+@pytest.mark.timeout(3600)
 def test_tampered_wheel_on_the_index_is_refused(pipeline: PipelineResult, tmp_path: Path) -> None:
     index = tmp_path / "index"
     shutil.copytree(pipeline.lock.parent / "index", index)
@@ -187,7 +211,9 @@ def test_tampered_wheel_on_the_index_is_refused(pipeline: PipelineResult, tmp_pa
     assert "HASHES" in failure.value.message.upper()
 
 
-def _docker_build(context: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _docker_build(
+    context: Path, *args: str, timeout: float, platform: str = "linux/arm/v7"
+) -> subprocess.CompletedProcess[str]:
     tag = f"prewheel-e2e-{uuid.uuid4().hex[:8]}"
     command = [
         LEGACY_DOCKER,
@@ -197,7 +223,7 @@ def _docker_build(context: Path, *args: str, timeout: float) -> subprocess.Compl
         "--network",
         "host",
         "--platform",
-        "linux/arm/v7",
+        platform,
         "-t",
         tag,
         *args,
@@ -235,6 +261,36 @@ def test_docker_build_arm_v7_installs_from_the_index(pipeline: PipelineResult) -
         )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "asyncpg==0.32.0" in result.stderr  # the image's pip list
+
+
+@pytest.mark.timeout(3600)
+def test_docker_build_with_the_uv_installer_installs_from_the_index(
+    pipeline: PipelineResult,
+) -> None:
+    """`prewheel dockerfile --installer uv --write`: the image's pip installs uv (prewheel's own
+    release, from the default index), uv installs the lock from our index into a venv without
+    pip; the image has no compiler, so nothing was built."""
+    context = pipeline.lock.parent
+    dockerfile = context / "Dockerfile.uv"
+    assert main(["dockerfile", "--installer", "uv", "--write", str(dockerfile)]) == ExitCode.OK
+    text = dockerfile.read_text()
+    assert "uv pip install" in text and "--no-build --require-hashes" in text
+    with serving(context / "index") as url:
+        result = _docker_build(
+            context,
+            "-f",
+            str(dockerfile),
+            "--build-arg",
+            "BASE_IMAGE=prewheel-test/bookworm:amd64",
+            "--build-arg",
+            f"PREWHEEL_INDEX_URL={url}",
+            *_ca_secret(),
+            timeout=900,
+            platform="linux/amd64",
+        )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "asyncpg==0.32.0" in result.stderr  # the listing step
+    assert "pip==" not in result.stderr  # a venv without pip: uv installed everything
 
 
 @pytest.mark.timeout(3600)

@@ -220,6 +220,24 @@ def _register_dockerfile(subparsers: Any) -> None:
     parser.add_argument(
         "--write", type=Path, metavar="FILE", help="write a complete example Dockerfile to FILE"
     )
+    parser.add_argument(
+        "--installer",
+        choices=["pip", "uv"],
+        default="pip",
+        help="pip (default), or uv: the image's pip installs one pinned uv release, which "
+        "installs the lock (--no-build --require-hashes) into a venv without pip",
+    )
+    parser.add_argument(
+        "--uv-version",
+        metavar="VERSION",
+        help="with --installer uv: the uv release (default: the one prewheel runs)",
+    )
+    parser.add_argument(
+        "--uv-index-url",
+        metavar="URL",
+        help="with --installer uv: where the image's pip gets uv (default: pip's configured "
+        "index, else the default index)",
+    )
 
 
 def _run_dockerfile(args: argparse.Namespace) -> int:
@@ -231,7 +249,21 @@ def _run_dockerfile(args: argparse.Namespace) -> int:
     )
     from ..consume.lock import write_lock  # noqa: PLC0415
 
-    options = InstallOptions(index_url=args.index_url, lock_name=args.lock)
+    uv: dict[str, str] = {}
+    if args.installer == "uv":
+        from importlib.metadata import version  # noqa: PLC0415
+
+        from ..upstream.client import default_index_url  # noqa: PLC0415
+
+        uv = {
+            "uv_version": args.uv_version or version("uv"),
+            "uv_index_url": args.uv_index_url or default_index_url(),
+        }
+    elif args.uv_version or args.uv_index_url:
+        raise UsageError("--uv-version and --uv-index-url go with --installer uv.")
+    options = InstallOptions(
+        index_url=args.index_url, lock_name=args.lock, installer=args.installer, **uv
+    )
     if args.write is not None:
         write_lock(args.write, example_dockerfile(options, base_image=args.base_image))
         error_console().print(f"wrote {args.write}")
@@ -301,6 +333,13 @@ def _register_verify(subparsers: Any) -> None:
         action="store_true",
         help="run every target again, even where an earlier success had the same inputs",
     )
+    parser.add_argument(
+        "--installer",
+        choices=["pip", "uv"],
+        default="pip",
+        help="pip (default): the image's pip; uv: uv (prewheel's own release, installed in the "
+        "container by the image's pip from the default index), --require-hashes --no-build",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
     add_config_option(parser)
@@ -338,6 +377,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             cache=default_verify_cache(),
             index_fingerprint=index_fingerprint,
             reuse=not args.reverify,
+            installer=args.installer,
         )
 
     index_fingerprint = ""

@@ -7,6 +7,12 @@ go into ``ARG``/``ENV`` (they would stay in the image history): an optional Buil
 ``netrc`` is mounted as ``/root/.netrc`` for the one ``RUN`` that needs it, and an optional
 secret ``ca`` holds the CA bundle of a TLS-inspecting proxy or a private CA.
 
+With ``installer="uv"`` the same lock is installed by uv (``--require-hashes --no-build``,
+the one index) into a venv without pip. uv itself is installed first, by the image's pip as a
+binary wheel of one pinned release from ``UV_INDEX_URL`` (uv publishes wheels for every
+platform prewheel targets, linux/arm/v6 included, unlike its container images), into a
+directory that is removed in the same step.
+
 Pure text generation; nothing here touches Docker.
 """
 
@@ -15,6 +21,9 @@ from __future__ import annotations
 import dataclasses
 
 INDEX_ARG = "PREWHEEL_INDEX_URL"
+UV_VERSION_ARG = "UV_VERSION"
+UV_INDEX_ARG = "UV_INDEX_URL"
+UV_TOOL_DIR = "/tmp/prewheel-uv"  # noqa: S108 - inside the image being built, removed at once
 SERVE_INDEX_URL = "http://127.0.0.1:8080/simple/"  # what 'prewheel serve' listens on by default
 DEFAULT_LOCK_NAME = "requirements.lock"
 LOCK_DIR_IN_IMAGE = "/usr/local/share/prewheel"
@@ -27,24 +36,65 @@ class InstallOptions:
     index_url: str  # default value of the ARG; overridable with --build-arg
     lock_name: str = DEFAULT_LOCK_NAME  # path of the lock in the build context
     venv: str = "/opt/venv"
+    installer: str = "pip"  # or "uv"
+    uv_version: str = ""  # with uv: the release to install
+    uv_index_url: str = ""  # with uv: where the image's pip finds it
+
+
+def lock_in_image(options: InstallOptions) -> str:
+    return f"{LOCK_DIR_IN_IMAGE}/{options.lock_name.rpartition('/')[2]}"
 
 
 def install_lines(options: InstallOptions) -> list[str]:
-    """The lines to paste after ``FROM``: an ARG, a venv, the lock and one hardened RUN."""
-    lock_in_image = f"{LOCK_DIR_IN_IMAGE}/{options.lock_name.rpartition('/')[2]}"
+    """The lines to paste after ``FROM``: ARGs, a venv, the lock and one hardened RUN."""
+    if options.installer == "uv":
+        return _uv_install_lines(options)
+    lock = lock_in_image(options)
     return [
         f"ARG {INDEX_ARG}={options.index_url}",
         f"RUN python3 -m venv {options.venv}",
         f'ENV PATH="{options.venv}/bin:$PATH"',
-        f"COPY {options.lock_name} {lock_in_image}",
-        "RUN --mount=type=secret,id=netrc,target=/root/.netrc,required=false \\",
-        "    --mount=type=secret,id=ca,required=false \\",
-        "    --mount=type=cache,target=/root/.cache/pip,sharing=locked \\",
+        f"COPY {options.lock_name} {lock}",
+        *_secret_mounts("/root/.cache/pip"),
         "    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \\",
         "    pip install --disable-pip-version-check --no-input \\",
         f'        --index-url "${INDEX_ARG}" \\',
         "        --only-binary=:all: --require-hashes \\",
-        f"        -r {lock_in_image}",
+        f"        -r {lock}",
+    ]
+
+
+def _secret_mounts(cache: str) -> list[str]:
+    return [
+        "RUN --mount=type=secret,id=netrc,target=/root/.netrc,required=false \\",
+        "    --mount=type=secret,id=ca,required=false \\",
+        f"    --mount=type=cache,target={cache},sharing=locked \\",
+    ]
+
+
+def _uv_install_lines(options: InstallOptions) -> list[str]:
+    if not options.uv_version or not options.uv_index_url:
+        raise ValueError("installer uv needs uv_version and uv_index_url")
+    lock = lock_in_image(options)
+    return [
+        f"ARG {INDEX_ARG}={options.index_url}",
+        f"ARG {UV_VERSION_ARG}={options.uv_version}",
+        f"ARG {UV_INDEX_ARG}={options.uv_index_url}",
+        f"RUN python3 -m venv --without-pip {options.venv}",
+        f'ENV PATH="{options.venv}/bin:$PATH"',
+        f"COPY {options.lock_name} {lock}",
+        *_secret_mounts("/root/.cache/uv"),
+        "    export UV_LINK_MODE=copy; \\",
+        "    if [ -s /run/secrets/ca ]; then \\",
+        "      export PIP_CERT=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca; fi; \\",
+        "    python3 -m pip install --disable-pip-version-check --no-input --no-cache-dir \\",
+        f'        --only-binary=:all: --target {UV_TOOL_DIR} --index-url "${UV_INDEX_ARG}" \\',
+        f'        "uv==${UV_VERSION_ARG}" \\',
+        f"    && {UV_TOOL_DIR}/bin/uv pip install --python {options.venv}/bin/python \\",
+        f'        --index-url "${INDEX_ARG}" \\',
+        "        --no-build --require-hashes \\",
+        f"        -r {lock} \\",
+        f"    && rm -rf {UV_TOOL_DIR}",
     ]
 
 
@@ -65,10 +115,20 @@ def example_dockerfile(
         "ARG BASE_IMAGE=" + base_image,
         "FROM ${BASE_IMAGE}",
         *install_lines(options),
-        "RUN pip list --disable-pip-version-check --format=freeze",
+        _listing(options),
         'CMD ["python3"]',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _listing(options: InstallOptions) -> str:
+    """A last step that prints what was installed (the venv of a uv install has no pip)."""
+    if options.installer == "uv":
+        return (
+            'RUN python3 -c "import importlib.metadata as m; '
+            "print(*sorted(f'{d.name}=={d.version}' for d in m.distributions()), sep=chr(10))\""
+        )
+    return "RUN pip list --disable-pip-version-check --format=freeze"
 
 
 def builder_network_notes(index_url: str) -> list[str]:

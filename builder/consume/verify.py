@@ -32,6 +32,7 @@ from ..hostenv import ca_bundle, proxy_environment
 from ..targets import Arch, Target, debian_release_problem, emulation_environment
 
 DEFAULT_IMAGE_TEMPLATE = "python:{python}-slim-bookworm"
+INSTALLERS = ("pip", "uv")
 RESULT_MARKER = "PREWHEEL-VERIFY-RESULT "
 _WORKDIR = PurePosixPath("/prewheel")
 _CA_PATH = _WORKDIR / "ca.pem"
@@ -43,6 +44,8 @@ PROBE_SCRIPT = r'''
 import json, platform, shutil, subprocess, sys, time
 
 INDEX_URL, LOCK = sys.argv[1], sys.argv[2]
+INSTALLER = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {"installer": "pip"}
+VENV = "/tmp/prewheel-venv"
 SKIP = {"test", "tests", "testing", "docs", "doc", "examples", "benchmarks", "bin"}
 IMPORT_CHECK = """
 import importlib, importlib.metadata as md, json, sys
@@ -71,19 +74,12 @@ for name in sys.argv[1].split(","):
 print(json.dumps(result))
 """
 
-def main():
-    out = {"machine": platform.machine(), "compiler": "", "pip_exit": None, "pip_output": "", "installed": [], "imports": {},
-           "venv_seconds": 0.0, "install_seconds": 0.0, "import_seconds": 0.0}
-    for tool in ("gcc", "cc", "clang"):
-        if shutil.which(tool):
-            out["compiler"] = shutil.which(tool)
-            break
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "venv", "/tmp/prewheel-venv"], check=True)
-    out["venv_seconds"] = time.monotonic() - started
+def install_with_pip(out):
+    subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    out["venv_seconds"] = time.monotonic() - out.pop("_started")
     started = time.monotonic()
     pip = subprocess.run(
-        ["/tmp/prewheel-venv/bin/python", "-m", "pip", "install", "--disable-pip-version-check",
+        [VENV + "/bin/python", "-m", "pip", "install", "--disable-pip-version-check",
          "--no-input", "--no-cache-dir", "--index-url", INDEX_URL, "--only-binary=:all:",
          "--require-hashes", "--report", "/tmp/prewheel-report.json", "-r", LOCK],
         capture_output=True, text=True)
@@ -97,9 +93,57 @@ def main():
             meta = item.get("metadata", {})
             out["installed"].append({"name": meta.get("name", ""), "version": meta.get("version", ""),
                                      "url": item.get("download_info", {}).get("url", "")})
+
+
+def install_with_uv(out):
+    # uv for this platform, as a Dockerfile gets it: the image's pip installs the pinned
+    # release (a binary wheel) from the tool index into a directory of its own.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", VENV], check=True)
+    out["venv_seconds"] = time.monotonic() - out.pop("_started")
+    tool = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+         "--no-cache-dir", "--only-binary=:all:", "--target", "/tmp/prewheel-uv",
+         "--index-url", INSTALLER["uv_index_url"], "uv==" + INSTALLER["uv_version"]],
+        capture_output=True, text=True)
+    if tool.returncode != 0:
+        out["pip_exit"] = tool.returncode
+        out["pip_output"] = "installing uv " + INSTALLER["uv_version"] + " failed:\n" + "\n".join(
+            (tool.stdout + tool.stderr).strip().splitlines()[-20:])
+        return
+    uv = "/tmp/prewheel-uv/bin/uv"
+    started = time.monotonic()
+    install = subprocess.run(
+        [uv, "pip", "install", "--python", VENV + "/bin/python", "--index-url", INDEX_URL,
+         "--require-hashes", "--no-build", "--no-cache", "-r", LOCK],
+        capture_output=True, text=True)
+    out["install_seconds"] = time.monotonic() - started
+    out["pip_exit"] = install.returncode
+    out["pip_output"] = "\n".join((install.stdout + install.stderr).strip().splitlines()[-25:])
+    if install.returncode == 0:
+        listed = subprocess.run([uv, "pip", "list", "--python", VENV + "/bin/python",
+                                 "--format", "json"], capture_output=True, text=True, check=True)
+        for item in json.loads(listed.stdout):  # one index only: every file came from it
+            out["installed"].append({"name": item["name"], "version": item["version"],
+                                     "url": INDEX_URL})
+
+
+def main():
+    out = {"machine": platform.machine(), "compiler": "", "installer": INSTALLER["installer"],
+           "pip_exit": None, "pip_output": "", "installed": [], "imports": {},
+           "venv_seconds": 0.0, "install_seconds": 0.0, "import_seconds": 0.0}
+    for tool in ("gcc", "cc", "clang"):
+        if shutil.which(tool):
+            out["compiler"] = shutil.which(tool)
+            break
+    out["_started"] = time.monotonic()
+    if INSTALLER["installer"] == "uv":
+        install_with_uv(out)
+    else:
+        install_with_pip(out)
+    if out["pip_exit"] == 0:
         names = ",".join(p["name"] for p in out["installed"])
         started = time.monotonic()
-        check = subprocess.run(["/tmp/prewheel-venv/bin/python", "-c", IMPORT_CHECK, names,
+        check = subprocess.run([VENV + "/bin/python", "-c", IMPORT_CHECK, names,
                                 ",".join(sorted(SKIP))], capture_output=True, text=True)
         out["import_seconds"] = time.monotonic() - started
         if check.returncode == 0 and names:
@@ -385,7 +429,11 @@ def _failure(data: Mapping[str, Any], imports: Mapping[str, str], *, allow_compi
             "-slim image), or pass --allow-compiler"
         )
     if data.get("pip_exit") != 0:
-        return f"pip install failed (exit {data.get('pip_exit')}):\n{data.get('pip_output', '')}"
+        installer = data.get("installer") or "pip"
+        return (
+            f"{installer} install failed (exit {data.get('pip_exit')}):\n"
+            f"{data.get('pip_output', '')}"
+        )
     broken = {module: problem for module, problem in imports.items() if problem}
     if broken:
         return "import failed: " + "; ".join(f"{m}: {p}" for m, p in sorted(broken.items()))
@@ -455,6 +503,25 @@ class VerifyCache:
         return data if isinstance(data, dict) else {}
 
 
+def installer_settings(installer: str) -> dict[str, str]:
+    """What the probe needs to install with ``installer`` (one of :data:`INSTALLERS`)."""
+    if installer == "pip":
+        return {"installer": "pip"}
+    if installer == "uv":
+        from importlib.metadata import version  # noqa: PLC0415
+
+        from ..upstream.client import default_index_url  # noqa: PLC0415
+
+        return {
+            "installer": "uv",
+            "uv_version": version("uv"),
+            "uv_index_url": default_index_url(),
+        }
+    from ..errors import UsageError  # noqa: PLC0415
+
+    raise UsageError(f"Unknown installer {installer!r}; choose one of {', '.join(INSTALLERS)}.")
+
+
 def default_verify_cache() -> VerifyCache:
     from ..hostenv import user_cache  # noqa: PLC0415
 
@@ -474,8 +541,13 @@ def verify(
     cache: VerifyCache | None = None,
     index_fingerprint: str = "",
     reuse: bool = True,
+    installer: str = "pip",
 ) -> list[TargetResult]:
     """Verify every target (all are tried); raise VerifyFailedError if any failed.
+
+    ``installer`` ``pip`` installs with the image's pip; ``uv`` with uv of the release
+    prewheel runs (``uv`` inside the container, installed by the image's pip from the default
+    upstream index), into a venv without pip, with ``--require-hashes --no-build``.
 
     With ``cache``, a target whose inputs (see :class:`VerifyCache`; ``index_fingerprint``
     stands for the index's content, else its URL) match an earlier success is not run again
@@ -484,6 +556,7 @@ def verify(
         from ..errors import UsageError  # noqa: PLC0415
 
         raise UsageError(f"The lock {lock} does not exist; write it with 'prewheel lock' first.")
+    installer_spec = installer_settings(installer)
     images = {target: image_for(image_template, target) for target in targets}
     for target, image in images.items():
         runner.preflight(image, target.docker_platform)
@@ -513,6 +586,7 @@ def verify(
                         k: v for k, v in target_environment.items() if k != "PIP_INDEX_URL"
                     },
                     allow_compiler=allow_compiler,
+                    installer=installer_spec,
                 )
                 if reuse and (known := cache.get(key)) is not None:
                     results.append(known)
@@ -524,7 +598,13 @@ def verify(
                 image=image,
                 platform=target.docker_platform,
                 files=files,
-                argv=["python3", str(_PROBE_PATH), index_url, str(_LOCK_PATH)],
+                argv=[
+                    "python3",
+                    str(_PROBE_PATH),
+                    index_url,
+                    str(_LOCK_PATH),
+                    json.dumps(installer_spec),
+                ],
                 environment=target_environment,
                 timeout=timeout,
             )
