@@ -108,7 +108,9 @@ def run_pipeline(
     """Plan, build, index (complete mode), lock, write the example Dockerfile, verify.
 
     Layout of ``output``: ``wheelhouse/`` (unless ``wheelhouse_dir``), ``index/`` (static
-    tree, the only index the lock needs), ``requirements.lock``, ``Dockerfile``.
+    tree, the only index the lock needs), ``plan.json`` (the plan, for ``prewheel serve``'s
+    pages and ``prewheel build --plan``), ``requirements.lock``, ``pylock.toml``,
+    ``Dockerfile``.
     """
     from .plan import plan_requirements  # noqa: PLC0415
     from .wheelhouse import Wheelhouse  # noqa: PLC0415
@@ -117,6 +119,7 @@ def run_pipeline(
     plan = plan_requirements(list(inputs), list(targets), config=config)
     timer.lap("plan")
     log(f"plan: {plan.summary()}")
+    write_plan(plan, output / "plan.json")
     wheelhouse = Wheelhouse(wheelhouse_dir or output / "wheelhouse")
     built, reused = build_gaps(
         plan, wheelhouse, image=build_image, parallel=parallel, config=config, log=log
@@ -153,6 +156,15 @@ def run_pipeline(
         verified=results,
         seconds=timer.seconds,
     )
+
+
+def write_plan(plan: Plan, path: Path) -> None:
+    """The plan as ``prewheel plan --json`` prints it, written atomically."""
+    from .files import atomic_write_bytes  # noqa: PLC0415
+    from .plan import plan_to_json  # noqa: PLC0415
+
+    document = json.dumps(plan_to_json(plan), indent=2) + "\n"
+    atomic_write_bytes(path, document.encode(), prefix=".tmp-")
 
 
 class _Timer:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a Debian/Ubuntu host (root) for prewheel's docker and emulation tiers:
-# Docker engine, QEMU user-mode emulation registered with binfmt_misc, and a running dockerd.
+# Docker engine, QEMU user-mode emulation registered with binfmt_misc, and a running dockerd;
+# Debian's chromium for the browser tier (headless screenshots of prewheel serve's pages).
 # Idempotent: safe to run again; does nothing that is already done.
 #
 # The handlers are those of every platform prewheel builds for that this host's CPU does not run
@@ -30,6 +31,7 @@ for handler in "${handlers[@]}"; do
 done
 command -v update-binfmts >/dev/null 2>&1 || need_pkgs+=(binfmt-support)
 command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   apt-get update -qq

@@ -2,7 +2,7 @@
 
 Tiers are pytest markers: ``network`` (real PyPI), ``docker`` (a running Docker daemon),
 ``emulation`` (QEMU binfmt handlers plus the foreign-architecture test images that
-``scripts/test-images.sh`` builds). Outside CI a tier whose prerequisites are missing is
+``scripts/test-images.sh`` builds), ``browser`` (headless Chromium). Outside CI a tier whose prerequisites are missing is
 skipped with the reason; under CI (``CI`` set, or ``PREWHEEL_REQUIRE_TIERS=1``) it fails, so a
 broken CI machine can never pass by skipping.
 """
@@ -79,7 +79,19 @@ def network_problem() -> str | None:
     return None
 
 
-_PROBLEMS = {"docker": docker_problem, "emulation": emulation_problem, "network": network_problem}
+@functools.cache
+def browser_problem() -> str | None:
+    if shutil.which("chromium") is None:
+        return "chromium is not installed (run scripts/host-setup.sh, or apt-get install chromium)"
+    return None
+
+
+_PROBLEMS = {
+    "docker": docker_problem,
+    "emulation": emulation_problem,
+    "network": network_problem,
+    "browser": browser_problem,
+}
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -122,7 +134,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _TIER_SECONDS: dict[str, float] = {}
-_TIERS = ("emulation", "docker", "network")
+_TIERS = ("emulation", "docker", "network", "browser")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -141,6 +141,21 @@ def _register_serve(subparsers: Any) -> None:
         help="answer 408 when a whole upload takes longer than this, however it trickles "
         "(default 3600: 2 GiB at 0.6 MB/s)",
     )
+    pages = parser.add_argument_group("pages for people (/ui/)")
+    pages.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="plan.json whose matrix /ui/plan/ shows and whose targets the project pages use "
+        "(default: the plan.json 'prewheel run' wrote beside ROOT, if any)",
+    )
+    pages.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="wheelhouse whose build logs the project pages link "
+        "(default: the wheelhouse 'prewheel run' wrote beside ROOT, if any)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
 
 
@@ -307,7 +322,13 @@ def _authenticator(args: argparse.Namespace) -> Any:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from ..index.browse import BrowseSources  # noqa: PLC0415
     from ..index.server import ServerOptions, create_app, run  # noqa: PLC0415
+
+    for given, what in ((args.plan, "--plan"), (args.wheelhouse, "--wheelhouse")):
+        if given is not None and not given.exists():
+            raise UsageError(f"{what} {given} does not exist.")
+    sources = BrowseSources.beside(args.root, args.plan, args.wheelhouse)
 
     authenticator = _authenticator(args)
     options = ServerOptions(
@@ -320,9 +341,13 @@ def _run_serve(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
     mode = "read-only" if authenticator is None else "uploads with credentials"
-    error_console().print(f"serving {args.root} on http://{args.host}:{args.port}/simple/ ({mode})")
+    error_console().print(
+        f"serving {args.root} on http://{args.host}:{args.port}/simple/ ({mode}); "
+        f"pages for people on http://{args.host}:{args.port}/ui/",
+        markup=False,
+    )
     run(
-        functools.partial(create_app, args.root, authenticator, options),
+        functools.partial(create_app, args.root, authenticator, options, sources),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

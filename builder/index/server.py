@@ -9,6 +9,9 @@ Uploads speak the legacy API twine uses (multipart POST, ``:action=file_upload``
 is validated by :func:`~builder.index.wheelinfo.inspect_wheel` before it is listed. Without
 credentials configured the server is read-only.
 
+``/`` and ``/ui/`` are HTML pages for people (:mod:`builder.index.browse`): the projects,
+each project's versions against the targets, build logs from the wheelhouse, the latest plan.
+
 At start-up the tree is repaired (:meth:`StaticIndex.repair`). A writer lock held by another
 process for longer than the lock timeout answers 503 with ``Retry-After``. uvicorn is run
 with a deadline for request headers, for each piece of a request body and for the whole body,
@@ -35,11 +38,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import IndexBusyError, IntegrityError, PublishConflictError
+from . import browse
 from .auth import AttemptLimiter, Authenticator
 from .static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, AddResult, StaticIndex
 from .wheelinfo import check_filename, inspect_wheel
@@ -156,11 +166,13 @@ class IndexApp:
         authenticator: Authenticator | None,
         max_upload: int = DEFAULT_MAX_UPLOAD,
         limiter: AttemptLimiter | None = None,
+        sources: browse.BrowseSources | None = None,
     ) -> None:
         self.index = index
         self.authenticator = authenticator
         self.max_upload = max_upload
         self.limiter = limiter or AttemptLimiter(DEFAULT_LOGIN_ATTEMPTS, LOGIN_WINDOW)
+        self.sources = sources or browse.BrowseSources()
 
     def routes(self) -> list[Route]:
         return [
@@ -170,12 +182,88 @@ class IndexApp:
             Route("/simple/{project}/", self.project),
             Route("/simple/{project}", self.project_without_slash),
             Route("/files/{filename}", self.file),
+            Route("/ui/", self.ui_projects),
+            Route("/ui/project/{project}/", self.ui_project),
+            Route("/ui/plan/", self.ui_plan),
+            Route("/ui/logs/{filename}", self.ui_log),
         ]
 
     async def root(self, request: Request) -> Response:
         if request.method == "POST":
             return await self.upload(request)
-        return RedirectResponse("/simple/", status_code=301)
+        return RedirectResponse(browse.UI, status_code=302)
+
+    # --- pages for people (read-only, like /simple/) ------------------------------------------
+
+    async def ui_projects(self, request: Request) -> Response:
+        del request
+        catalog = await run_in_threadpool(self.index.catalog)
+        plan = await run_in_threadpool(self._plan)
+        return HTMLResponse(browse.render_projects(catalog.values(), plan))
+
+    async def ui_project(self, request: Request) -> Response:
+        raw = request.path_params["project"]
+        project = canonicalize_name(raw)
+        if raw != project:
+            return RedirectResponse(browse.project_link(project), status_code=301)
+        catalog = await run_in_threadpool(self.index.catalog)
+        records = [r for r in catalog.values() if r.project == project]
+        if not records:
+            return HTMLResponse(
+                browse.page(project, '<p class="muted">No such project on this index.</p>'),
+                status_code=404,
+            )
+        plan = await run_in_threadpool(self._plan)
+        targets = plan.targets if plan is not None else _default_targets()
+        builds = await run_in_threadpool(self._builds)
+        return HTMLResponse(browse.render_project(project, records, targets, builds))
+
+    async def ui_plan(self, request: Request) -> Response:
+        del request
+        plan = await run_in_threadpool(self._plan)
+        if plan is None:
+            return HTMLResponse(browse.render_no_plan(), status_code=404)
+        catalog = await run_in_threadpool(self.index.catalog)
+        return HTMLResponse(browse.render_plan(plan, catalog.values()))
+
+    async def ui_log(self, request: Request) -> Response:
+        build = (await run_in_threadpool(self._builds)).get(request.path_params["filename"])
+        wheelhouse = self.sources.wheelhouse
+        if build is None or not build.log or wheelhouse is None:
+            return PlainTextResponse("no build log for this file\n", status_code=404)
+        root = wheelhouse.resolve()
+        path = (root / build.log).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return PlainTextResponse("no build log for this file\n", status_code=404)
+        return FileResponse(path, media_type="text/plain; charset=utf-8")
+
+    def _plan(self) -> Any:
+        """The plan at ``sources.plan`` (None if there is none or it cannot be read)."""
+        import json  # noqa: PLC0415
+
+        from ..errors import UsageError  # noqa: PLC0415
+        from ..plan import plan_from_json  # noqa: PLC0415
+
+        if self.sources.plan is None:
+            return None
+        try:
+            return plan_from_json(json.loads(self.sources.plan.read_text(encoding="utf-8")))
+        except (OSError, ValueError, UsageError) as exc:
+            logger.warning("cannot read the plan %s: %s", self.sources.plan, exc)
+            return None
+
+    def _builds(self) -> dict[str, browse.BuildRecord]:
+        """Built wheel filename -> its build log (relative to the wheelhouse) and time."""
+        from ..wheelhouse import Wheelhouse  # noqa: PLC0415
+
+        if self.sources.wheelhouse is None:
+            return {}
+        try:
+            entries = Wheelhouse(self.sources.wheelhouse).entries()
+        except Exception as exc:  # noqa: BLE001 - a page without logs beats a 500
+            logger.warning("cannot read the wheelhouse %s: %s", self.sources.wheelhouse, exc)
+            return {}
+        return {e.filename: browse.BuildRecord(e.log, e.built_at) for e in entries}
 
     async def simple_root(self, request: Request) -> Response:
         return self._page(request, self.index.simple)
@@ -358,18 +446,25 @@ class ServerOptions:
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
 
 
+def _default_targets() -> list[Any]:
+    from ..targets import select_targets  # noqa: PLC0415
+
+    return select_targets()
+
+
 def create_app(
     root: Path,
     authenticator: Authenticator | None = None,
     options: ServerOptions = ServerOptions(),
+    sources: browse.BrowseSources | None = None,
 ) -> ASGIApp:
     """The ASGI app serving (and accepting uploads into) the tree at ``root``, which is
-    created or repaired first."""
+    created or repaired first; ``sources`` feed the pages for people (``/ui/``)."""
     index = StaticIndex(root, lock_timeout=options.lock_timeout)
     for finding in index.initialise().findings():
         logger.warning("repaired at start-up: %s", finding)
     limiter = AttemptLimiter(options.login_attempts, LOGIN_WINDOW)
-    handlers = IndexApp(index, authenticator, options.max_upload, limiter)
+    handlers = IndexApp(index, authenticator, options.max_upload, limiter, sources)
     app = Starlette(routes=handlers.routes())
     return BodyTimeout(app, options.body_timeout, options.upload_timeout)
 
