@@ -16,6 +16,12 @@ thread (a contextvar), so a whole request, headers and body, ends by then with
 
 :func:`error_for` turns any :class:`httpx.HTTPError` (or invalid URL) into the documented
 error and exit code, so no httpx exception reaches the user as a traceback.
+
+Credentials in index URLs (``https://user:token@host/simple/``, typically from
+``${TOKEN}`` in a requirements file) are taken out of the URL by :func:`without_credentials`
+before the URL goes anywhere (pages, plans, caches, messages) and kept in memory for the
+host; every client then answers that host with them (HTTP basic auth), as pip does, and
+falls back to ``~/.netrc`` (``$NETRC``) for hosts it has none for.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ import contextvars
 import dataclasses
 import email.utils
 import hashlib
+import netrc
+import os
 import ssl
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
@@ -42,6 +51,66 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0
 USER_AGENT = "prewheel"
 _CHUNK = 1 << 16
+
+_CREDENTIALS: dict[tuple[str, int | None], tuple[str, str]] = {}  # (host, port) -> login
+_CREDENTIALS_LOCK = threading.Lock()
+
+
+def _host_key(url: httpx.URL) -> tuple[str, int | None]:
+    return (url.host.lower(), url.port)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without its ``user:password@`` part, which is remembered for its host (the
+    clients of :func:`make_client` send it there). Anything httpx cannot parse is returned
+    unchanged (and refused where it is fetched)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return url
+    if not parsed.userinfo:
+        return url
+    with _CREDENTIALS_LOCK:
+        _CREDENTIALS[_host_key(parsed)] = (parsed.username, parsed.password)
+    return str(parsed.copy_with(userinfo=b""))
+
+
+def with_credentials(url: str) -> str:
+    """``url`` with the remembered login of its host put back (for tools that take the login
+    only in the URL, such as uv's ``--default-index``)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return url
+    with _CREDENTIALS_LOCK:
+        login = _CREDENTIALS.get(_host_key(parsed))
+    if login is None or parsed.userinfo:
+        return url
+    return str(parsed.copy_with(username=login[0], password=login[1]))
+
+
+def _netrc_login(host: str) -> tuple[str, str] | None:
+    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        found = netrc.netrc(path).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return None
+    return (found[0], found[2]) if found else None
+
+
+class KnownCredentials(httpx.Auth):
+    """Basic auth with the login remembered for the request's host, else ``~/.netrc``'s."""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if "Authorization" not in request.headers:
+            with _CREDENTIALS_LOCK:
+                login = _CREDENTIALS.get(_host_key(request.url))
+            login = login or _netrc_login(request.url.host)
+            if login is not None:
+                yield from httpx.BasicAuth(*login).auth_flow(request)
+                return
+        yield request
+
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "prewheel_http_deadline", default=None
@@ -219,7 +288,7 @@ def make_client(
     client = httpx.Client(
         verify=ssl_context() if verify is None else verify,
         trust_env=True,
-        auth=auth,
+        auth=auth if auth is not None else KnownCredentials(),
         timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
         follow_redirects=True,
         headers={"User-Agent": USER_AGENT},

@@ -353,7 +353,12 @@ def plan_requirements(
     ``config`` names (``resolver``: ``uv``, universal from the targets' oldest Python, or
     ``pip-tools``, for the host) against the same upstream indexes.
     """
-    from .upstream.client import default_index_url, fetch_projects  # noqa: PLC0415
+    from .fetch import with_credentials  # noqa: PLC0415
+    from .upstream.client import (  # noqa: PLC0415
+        default_index_url,
+        fetch_projects,
+        normalize_index_url,
+    )
 
     if config is not None:
         index_url = index_url or config.get("index-url")
@@ -365,8 +370,9 @@ def plan_requirements(
         resolver = make_resolver(
             str(config.get("resolver", DEFAULT_RESOLVER)) if config else DEFAULT_RESOLVER,
             python_floor=format_python(min(target.python for target in targets)),
-            index_url=index_url or default_index_url(),
-            extra_index_urls=extra_index_urls,
+            # uv takes a login only inside the URL
+            index_url=with_credentials(normalize_index_url(index_url or default_index_url())),
+            extra_index_urls=[with_credentials(normalize_index_url(u)) for u in extra_index_urls],
             cache_root=cache_dir / "compiled" if cache_dir else None,
         )
     requirement_set = (
@@ -396,7 +402,7 @@ def plan_requirements(
     )
     upstream_pages: dict[str, list[ProjectPage]] = {}
     our_pages: dict[str, list[ProjectPage]] = {}
-    our_normalized = our_index_url.rstrip("/") + "/" if our_index_url else None
+    our_normalized = normalize_index_url(our_index_url) if our_index_url else None
     for index, pages in fetched.items():
         bucket = our_pages if index == our_normalized else upstream_pages
         for name, page in pages.items():

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import re
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from packaging.markers import Marker
@@ -199,6 +201,18 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
             yield start, joined
 
 
+# pip's rule: ${NAME} with NAME of capitals, digits and underscores (POSIX), from the
+# environment; a variable that is not set is left as written.
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)\}")
+
+
+def expand_variables(line: str, environ: Mapping[str, str] | None = None) -> str:
+    """``${NAME}`` in a requirements line replaced as pip replaces it (tokens in index URLs,
+    ``--index-url https://${USER}:${TOKEN}@host/simple/``)."""
+    values = os.environ if environ is None else environ
+    return _VARIABLE.sub(lambda match: values.get(match["name"], match[0]), line)
+
+
 def _strip_comment(line: str) -> str:
     """pip's rule: ``#`` starts a comment at the line start or after whitespace."""
     if line.lstrip().startswith("#"):
@@ -253,7 +267,9 @@ class _Reader:
         self.stack.append(resolved)
         try:
             for number, line in logical_lines(text):
-                self._line(SourceLine(path, number), line, constraints=constraints)
+                self._line(
+                    SourceLine(path, number), expand_variables(line), constraints=constraints
+                )
         finally:
             self.stack.pop()
 

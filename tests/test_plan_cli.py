@@ -254,3 +254,40 @@ def test_a_file_url_index_is_read_from_disk(
     assert (
         main(["plan", "--index-url", index_url, str(requirements(tmp_path, "ondisk==2.0\n"))]) == 0
     )
+
+
+def test_a_token_from_the_environment_reaches_the_index_but_no_output_or_cache(
+    index: IndexServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pip's ``${VAR}`` expansion: the login is taken from the environment, sent to the index
+    as basic auth, and written nowhere (plan JSON, HTML, the HTTP cache)."""
+    import base64
+
+    token = "s3cret-t0ken"
+    index.login = ("alice", token)
+    monkeypatch.setenv("INDEX_USER", "alice")
+    monkeypatch.setenv("INDEX_TOKEN", token)
+    host = index.url.split("//", 1)[1]
+    text = f"--index-url http://${{INDEX_USER}}:${{INDEX_TOKEN}}@{host}\nfast==1.0\n"
+    html = tmp_path / "plan.html"
+    assert main(["plan", str(requirements(tmp_path, text)), "--json", "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["requirements"][0]["cells"]["cp311-manylinux_2_36_x86_64"]["status"]
+    sent = {r.get("Authorization") for r in index.requests}
+    assert sent == {"Basic " + base64.b64encode(f"alice:{token}".encode()).decode()}
+    assert token not in out and token not in html.read_text()
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_variables_are_expanded_as_pip_expands_them() -> None:
+    from builder.requirements import expand_variables
+
+    environ = {"TOKEN": "t", "lower": "x"}
+    assert expand_variables("https://u:${TOKEN}@h/ ${MISSING} ${lower} $TOKEN", environ) == (
+        "https://u:t@h/ ${MISSING} ${lower} $TOKEN"
+    )

@@ -215,9 +215,30 @@ def add_target_and_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, keys: dict[str, str]) -> Config:
-    """Config whose CLI layer holds ``{option key: getattr(args, attribute)}`` for given keys."""
+    """Config whose CLI layer holds ``{option key: getattr(args, attribute)}`` for given keys.
+
+    Logins in the configured index URLs (and pip's) are remembered for their hosts, so a
+    command that only reads a plan (whose URLs carry none) still authenticates downloads."""
     cli: dict[str, Any] = {key: getattr(args, attribute, None) for key, attribute in keys.items()}
-    return load_config(cli, config_file=getattr(args, "config", None))
+    config = load_config(cli, config_file=getattr(args, "config", None))
+    remember_index_logins(config)
+    return config
+
+
+def remember_index_logins(config: Config) -> None:
+    from ..fetch import without_credentials  # noqa: PLC0415
+    from ..hostenv import pip_setting  # noqa: PLC0415
+
+    urls = [
+        config.get("index-url"),
+        config.get("our-index-url"),
+        *config.get_list("extra-index-url"),
+        pip_setting("index-url"),
+        *(pip_setting("extra-index-url") or "").split(),
+    ]
+    for url in urls:
+        if url:
+            without_credentials(str(url))
 
 
 TARGET_KEYS = {

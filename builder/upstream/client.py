@@ -28,7 +28,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..errors import IndexMalformedError, IndexUnreachableError
-from ..fetch import RetryPolicy, get, make_client
+from ..fetch import RetryPolicy, get, make_client, without_credentials
 from ..hostenv import pip_setting, user_cache
 from .cache import CachedResponse, HttpCache
 from .models import DistFile, ProjectPage, dist_file_from_dict, dist_file_to_dict
@@ -57,7 +57,9 @@ def default_index_url() -> str:
 
 
 def normalize_index_url(url: str) -> str:
-    return url.rstrip("/") + "/"
+    """``url`` ending in ``/``, without credentials (remembered for its host: see
+    :func:`builder.fetch.without_credentials`), so no page, plan or cache key carries them."""
+    return without_credentials(url).rstrip("/") + "/"
 
 
 def default_cache_dir() -> Path:

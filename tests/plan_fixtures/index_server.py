@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ class IndexServer:
     routes: dict[str, Route] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     requests: list[dict[str, str]] = field(default_factory=list)
+    login: tuple[str, str] | None = None  # basic auth every request must carry
 
     def project_json(self, name: str, files: list[dict[str, object]], **headers: str) -> None:
         body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files})
@@ -62,6 +64,10 @@ def serve_index() -> Iterator[IndexServer]:
             state.hits[self.path] = state.hits.get(self.path, 0) + 1
             state.requests.append({"path": self.path, **dict(self.headers.items())})
             route = state.routes.get(self.path, Route(404, b"not found"))
+            if state.login is not None:
+                token = base64.b64encode(":".join(state.login).encode()).decode()
+                if self.headers.get("Authorization") != f"Basic {token}":
+                    route = Route(401, b"login required", {"WWW-Authenticate": "Basic"})
             if state.hits[self.path] <= route.fail_first:
                 wait = {k: v for k, v in route.headers.items() if k == "Retry-After"}
                 route = Route(503, b"try later", wait)
