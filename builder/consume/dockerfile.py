@@ -80,14 +80,14 @@ def _uv_install_lines(options: InstallOptions) -> list[str]:
         f"ARG {INDEX_ARG}={options.index_url}",
         f"ARG {UV_VERSION_ARG}={options.uv_version}",
         f"ARG {UV_INDEX_ARG}={options.uv_index_url}",
-        f"RUN python3 -m venv --without-pip {options.venv}",
-        f'ENV PATH="{options.venv}/bin:$PATH"',
         f"COPY {options.lock_name} {lock}",
+        # One step, before the venv is on PATH: python3 is the image's, whose pip gets uv.
         *_secret_mounts("/root/.cache/uv"),
         "    export UV_LINK_MODE=copy; \\",
         "    if [ -s /run/secrets/ca ]; then \\",
         "      export PIP_CERT=/run/secrets/ca SSL_CERT_FILE=/run/secrets/ca; fi; \\",
-        "    python3 -m pip install --disable-pip-version-check --no-input --no-cache-dir \\",
+        f"    python3 -m venv --without-pip {options.venv} \\",
+        "    && python3 -m pip install --disable-pip-version-check --no-input --no-cache-dir \\",
         f'        --only-binary=:all: --target {UV_TOOL_DIR} --index-url "${UV_INDEX_ARG}" \\',
         f'        "uv==${UV_VERSION_ARG}" \\',
         f"    && {UV_TOOL_DIR}/bin/uv pip install --python {options.venv}/bin/python \\",
@@ -95,6 +95,7 @@ def _uv_install_lines(options: InstallOptions) -> list[str]:
         "        --no-build --require-hashes \\",
         f"        -r {lock} \\",
         f"    && rm -rf {UV_TOOL_DIR}",
+        f'ENV PATH="{options.venv}/bin:$PATH"',
     ]
 
 
