@@ -177,3 +177,42 @@ def test_armv7_code_built_in_the_armel_image_is_refused_for_armv6l(tmp_path: Pat
     log = refused.log.read_text()
     assert "-march=armv7-a" in log  # the compiler really was told so
     assert not list(house.wheels_dir.rglob("armv7ext-*"))
+
+
+# AT_HWCAP bits of arm64 (Linux's uapi asm/hwcap.h): what QEMU tells the guest its CPU has.
+HWCAP_SVE = 1 << 22
+HWCAP_PACA = 1 << 30
+AUXV_HWCAP = (
+    "import struct; data = open('/proc/self/auxv', 'rb').read(); "
+    "pairs = dict(struct.iter_unpack('<QQ', data)); print(pairs[16])"
+)
+
+
+@pytest.mark.docker
+@pytest.mark.emulation
+def test_arm64_containers_get_a_baseline_cpu_without_pointer_authentication() -> None:
+    """prewheel's arm64 containers run on QEMU's Cortex-A53 (ARMv8.0, the distributions'
+    baseline): no pointer authentication or SVE for a build to detect and use, and none to
+    emulate (QEMU's default CPU has both; its pointer authentication made trixie's PAC-built
+    userland about ten times slower: bench/qemu_cpu.py)."""
+    from builder.targets import Arch, emulation_environment
+
+    image = "prewheel-test/trixie:arm64"
+    need(image)
+    client = docker.from_env(timeout=300)
+
+    def hwcap(environment: dict[str, str]) -> int:
+        output = client.containers.run(
+            image, ["python3", "-c", AUXV_HWCAP], platform="linux/arm64",
+            environment=environment, remove=True,
+        )  # fmt: skip
+        return int(bytes(output).decode().split()[-1])
+
+    try:
+        baseline = hwcap(emulation_environment(Arch.AARCH64))
+        default = hwcap({})
+    finally:
+        client.close()
+    assert emulation_environment(Arch.AARCH64) == {"QEMU_CPU": "cortex-a53"}
+    assert default & HWCAP_PACA and default & HWCAP_SVE  # what QEMU's default offers
+    assert not baseline & HWCAP_PACA and not baseline & HWCAP_SVE

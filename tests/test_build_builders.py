@@ -42,7 +42,7 @@ def test_32_bit_arm_builds_pin_the_cpu_and_platform_tag() -> None:
         "_PYTHON_HOST_PLATFORM": "linux-armv6l",
     }
     assert arch_environment(Arch.ARMV7L) == {"_PYTHON_HOST_PLATFORM": "linux-armv7l"}
-    assert arch_environment(Arch.AARCH64) == {}
+    assert arch_environment(Arch.AARCH64) == {"QEMU_CPU": "cortex-a53"}
 
 
 @pytest.mark.docker

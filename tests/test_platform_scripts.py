@@ -2,7 +2,7 @@
 
 host-setup.sh runs on a fresh machine before prewheel is installed, so it cannot ask Python;
 this test keeps its table and Python's one set of facts: Debian architecture, Docker platform,
-machine, QEMU handler, first Debian release, and which handlers each host needs.
+machine, QEMU handler, first Debian release, QEMU CPU, and which handlers each host needs.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def test_the_table_has_every_arch_with_the_facts_of_targets_py() -> None:
             arch.value,
             arch.qemu_handler,
             arch.first_debian_release,
+            arch.qemu_cpu or "-",
         ), arch
 
 

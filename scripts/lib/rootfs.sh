@@ -31,7 +31,9 @@ rootfs_image() {
   if [ ! -s "$rootfs_tar" ]; then
     work=$(mktemp -d "$CACHE_DIR/work.XXXXXX")
     log "debootstrap $suite/$arch ($kind); minutes under emulation"
-    if ! debootstrap --arch="$arch" --variant=minbase --include="$pkgs" \
+    # The second stage runs under QEMU: as the CPU prewheel's containers of ARCH get.
+    if ! env ${PREWHEEL_QEMU_CPU:+QEMU_CPU="$PREWHEEL_QEMU_CPU"} \
+        debootstrap --arch="$arch" --variant=minbase --include="$pkgs" \
         --cache-dir="$CACHE_DIR/debs/$suite-$arch" "$suite" "$work/rootfs" "$MIRROR" \
         >"$work/debootstrap.log" 2>&1; then
       tail -n 30 "$work/debootstrap.log" >&2
