@@ -3,12 +3,11 @@
 One run, side by side, written to docs/benchmarks/qemu_cpu.md. In the arm64 build test images
 of Debian bookworm and trixie, the same emulated work runs alternately with QEMU's default CPU
 (no ``QEMU_CPU``) and with ``QEMU_CPU=cortex-a53``, what prewheel gives every arm64 container
-(``builder.targets.emulation_environment``): a venv made with pip (ensurepip, the first step of
-a build's set-up) and the byte-compilation of a stdlib package, in one container, timed from
-start to exit. trixie's userland is built with pointer authentication (PAC), which QEMU's
+(``builder.targets.emulation_environment``): a venv made, pip started, and a stdlib package
+byte-compiled, in one container, timed from start to exit. trixie's userland is built with pointer authentication (PAC), which QEMU's
 default CPU emulates at great cost; bookworm's is not. Needs Docker, the qemu-aarch64 binfmt
 handler and the test images (scripts/test-images.sh). Usage:
-.venv/bin/python bench/qemu_cpu.py [--repeat 3]
+.venv/bin/python bench/qemu_cpu.py [--repeat 2]
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from builder.targets import Arch, emulation_environment
 
 IMAGES = ("prewheel-test/bookworm-build:arm64", "prewheel-test/trixie-build:arm64")
 WORK = (
-    "python3 -m venv /tmp/venv && /tmp/venv/bin/python -m pip --version >/dev/null && "
+    "python3 -m venv --without-pip /tmp/venv && python3 -m pip --version >/dev/null && "
     'python3 -c "import compileall, email, os; '
     'compileall.compile_dir(os.path.dirname(email.__file__), quiet=1, force=True)"'
 )
@@ -50,7 +49,7 @@ def run(image: str, environment: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     ours = emulation_environment(Arch.AARCH64)
     rows = []
@@ -70,7 +69,7 @@ def main() -> None:
             "",
             (
                 f"{today}, one run, {args.repeat} pair(s) per image (median), alternately: a "
-                "venv made with pip and a stdlib package byte-compiled, in one emulated "
+                "venv made, pip started and a stdlib package byte-compiled, in one emulated "
                 "container. *default* is QEMU's own CPU (`max`: pointer authentication, SVE); "
                 f"*{ours['QEMU_CPU']}* is what prewheel's arm64 containers get. The ratio is "
                 "default / Cortex-A53. Debian trixie's arm64 binaries use pointer "
