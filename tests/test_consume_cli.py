@@ -76,6 +76,11 @@ def test_dockerfile_prints_the_install_lines(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "ARG PREWHEEL_INDEX_URL=http://10.0.0.5:8080/simple/" in out
     assert "--require-hashes" in out
+    assert main(["dockerfile", "--installer", "uv", "--uv-version", "0.9.1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["installer"] == "uv" and "ARG UV_VERSION=0.9.1" in data["lines"]
+    assert any("--network host" in note for note in data["notes"])
+    assert main(["dockerfile", "--uv-version", "0.9.1"]) == ExitCode.USAGE  # needs --installer uv
 
 
 def test_verify_with_a_missing_lock_exits_with_usage(tmp_path: Path) -> None:
@@ -132,10 +137,18 @@ def test_run_command_end_to_end_for_a_set_without_gaps(
             str(output),
             "--verify-image",
             "prewheel-test/bookworm:{debian_arch}",
+            "--json",
         ]
     )
-    assert code == 0, capsys.readouterr().err
-    assert "1 targets verified" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "1 targets verified" in captured.err  # --json: the human summary on stderr
+    result = json.loads(captured.out)
+    assert result["targets"] == ["cp311-manylinux_2_36_x86_64"]
+    assert [v["ok"] for v in result["verified"]] == [True]
+    assert Path(result["lock"]) == output / "requirements.lock"
+    plan = json.loads((output / "plan.json").read_text())  # the plan, as 'plan --json'
+    assert plan["requirements"][0]["name"] == "idna"
     assert list((output / "index" / "files").glob("idna-3.10-*.whl"))
     pins = read_requirements([output / "requirements.lock"]).requirements
     assert [str(p.version) for p in pins] == ["3.10"] and len(pins[0].hashes) == 1

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from builder.consume.dockerfile import (
     INDEX_ARG,
     InstallOptions,
@@ -56,3 +58,25 @@ def test_notes_explain_how_buildx_reaches_the_host_loopback() -> None:
     assert "--allow network.host" in notes
     assert "--network host" in notes
     assert "--host 0.0.0.0" in notes
+
+
+def test_the_uv_install_reads_one_index_builds_nothing_and_runs_the_images_python() -> None:
+    options = InstallOptions(
+        index_url="http://x/simple/",
+        installer="uv",
+        uv_version="0.9.1",
+        uv_index_url="https://mirror.invalid/simple/",
+    )
+    lines = install_lines(options)
+    text = "\n".join(lines)
+    assert (
+        "ARG UV_VERSION=0.9.1" in lines
+        and "ARG UV_INDEX_URL=https://mirror.invalid/simple/" in lines
+    )
+    assert '--index-url "$PREWHEEL_INDEX_URL"' in text and "--extra-index-url" not in text
+    assert "--no-build --require-hashes" in text
+    # the venv goes on PATH only after the step in which python3 (the image's) installs uv
+    assert lines[-1] == 'ENV PATH="/opt/venv/bin:$PATH"'
+    assert text.index("python3 -m pip install") < text.index("ENV PATH")
+    with pytest.raises(ValueError, match="uv_version"):
+        install_lines(InstallOptions(index_url="http://x/simple/", installer="uv"))

@@ -233,6 +233,11 @@ def _register_dockerfile(subparsers: Any) -> None:
         help="with --installer uv: the uv release (default: the one prewheel runs)",
     )
     parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the lines (or the file written) and the builder notes as JSON on stdout",
+    )
+    parser.add_argument(
         "--uv-index-url",
         metavar="URL",
         help="with --installer uv: where the image's pip gets uv (default: pip's configured "
@@ -264,12 +269,22 @@ def _run_dockerfile(args: argparse.Namespace) -> int:
     options = InstallOptions(
         index_url=args.index_url, lock_name=args.lock, installer=args.installer, **uv
     )
+    notes = builder_network_notes(args.index_url)
+    if args.json:
+        data: dict[str, Any] = {"installer": args.installer, "notes": notes}
+        if args.write is not None:
+            write_lock(args.write, example_dockerfile(options, base_image=args.base_image))
+            data["written"] = str(args.write)
+        else:
+            data["lines"] = install_lines(options)
+        output_console().out(json.dumps(data, indent=2), highlight=False)
+        return int(ExitCode.OK)
     if args.write is not None:
         write_lock(args.write, example_dockerfile(options, base_image=args.base_image))
         error_console().print(f"wrote {args.write}")
     else:
         output_console().print("\n".join(install_lines(options)), markup=False)
-    for note in builder_network_notes(args.index_url):
+    for note in notes:
         error_console().print(note, markup=False)
     return int(ExitCode.OK)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from .common import (
     TARGET_KEYS,
     add_compiler_options,
     add_container_options,
+    add_json_option,
     add_resolver_option,
     add_subcommand,
     add_target_and_config_options,
@@ -82,6 +84,7 @@ def register(subparsers: Any) -> None:
         "(lock, index content, image ID)",
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
+    add_json_option(parser, "what was planned, built, indexed, locked and verified")
     add_resolver_option(parser)
     add_compiler_options(parser)
     add_container_options(parser)
@@ -128,14 +131,30 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         log=lambda line: error_console().print(line, markup=False),
     )
     timing = ", ".join(f"{step} {value:.1f} s" for step, value in result.seconds.items())
-    output_console().print(
+    summary = (
         f"done: {result.built} built, {result.reused} reused, {result.mirrored} mirrored; "
-        f"{len(result.verified)} targets verified. {timing}",
-        markup=False,
-    )
-    output_console().print(
+        f"{len(result.verified)} targets verified. {timing}\n"
         f"Next: serve the index (prewheel serve {args.output / 'index'}) and "
-        f"build your image from {result.dockerfile} (see 'prewheel dockerfile').",
-        markup=False,
+        f"build your image from {result.dockerfile} (see 'prewheel dockerfile')."
     )
+    data = {
+        "plan": str(args.output / "plan.json"),
+        "summary": result.plan.summary(),
+        "targets": [target.identifier for target in result.plan.targets],
+        "built": result.built,
+        "reused": result.reused,
+        "index": str(args.output / "index"),
+        "index_added": result.index_added,
+        "mirrored": result.mirrored,
+        "lock": str(result.lock),
+        "pylock": str(result.lock.parent / "pylock.toml"),
+        "dockerfile": str(result.dockerfile),
+        "verified": [r.to_json() for r in result.verified],
+        "seconds": result.seconds,
+    }
+    if args.json:
+        error_console().print(summary, markup=False)
+        output_console().out(json.dumps(data, indent=2), highlight=False)
+    else:
+        output_console().print(summary, markup=False)
     return int(ExitCode.OK)
