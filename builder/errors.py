@@ -7,6 +7,7 @@ paragraph that says what went wrong and what to do about it.
 from __future__ import annotations
 
 import enum
+import re
 
 
 class ExitCode(enum.IntEnum):
@@ -32,12 +33,23 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+# user:password@ after a URL scheme (a login in an index URL, perhaps from ${TOKEN})
+_LOGIN_IN_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*):[^/@\s]*@")
+
+
+def redact_logins(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` replaced by ``****``,
+    as pip shows URLs: no message prewheel prints or raises carries a token."""
+    return _LOGIN_IN_URL.sub(r"\g<scheme>\g<user>:****@", text)
+
+
 class PrewheelError(Exception):
     """Base class: an error with a user-facing message and an exit code."""
 
     exit_code: ExitCode = ExitCode.UNEXPECTED
 
     def __init__(self, message: str) -> None:
+        message = redact_logins(message)
         super().__init__(message)
         self.message = message
 

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpcore
 import httpx
@@ -52,17 +52,18 @@ MAX_RETRY_AFTER = 60.0
 USER_AGENT = "prewheel"
 _CHUNK = 1 << 16
 
-_CREDENTIALS: dict[tuple[str, int | None], tuple[str, str]] = {}  # (host, port) -> login
+# (scheme, host, port) -> [(path prefix, (user, password))], in the order they were given
+_CREDENTIALS: dict[tuple[str, str, int | None], list[tuple[str, tuple[str, str]]]] = {}
 _CREDENTIALS_LOCK = threading.Lock()
 
 
-def _host_key(url: httpx.URL) -> tuple[str, int | None]:
-    return (url.host.lower(), url.port)
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host.lower(), url.port)
 
 
 def without_credentials(url: str) -> str:
-    """``url`` without its ``user:password@`` part, which is remembered for its host (the
-    clients of :func:`make_client` send it there). Anything httpx cannot parse is returned
+    """``url`` without its ``user:password@`` part, which is remembered for URLs under it
+    (the clients of :func:`make_client` send it there). Anything httpx cannot parse is returned
     unchanged (and refused where it is fetched)."""
     try:
         parsed = httpx.URL(url)
@@ -70,32 +71,50 @@ def without_credentials(url: str) -> str:
         return url
     if not parsed.userinfo:
         return url
+    prefix = parsed.path.rstrip("/") + "/"
     with _CREDENTIALS_LOCK:
-        _CREDENTIALS[_host_key(parsed)] = (parsed.username, parsed.password)
+        known = _CREDENTIALS.setdefault(_origin(parsed), [])
+        known[:] = [(p, login) for p, login in known if p != prefix]
+        known.append((prefix, (parsed.username, parsed.password)))
     return str(parsed.copy_with(userinfo=b""))
 
 
+def login_for(url: httpx.URL) -> tuple[str, str] | None:
+    """The login given for the index whose URL is the longest prefix of ``url`` (same scheme,
+    host and port); for other paths of that origin (files served beside the index), the first
+    login given for it, as pip does; else None."""
+    with _CREDENTIALS_LOCK:
+        known = list(_CREDENTIALS.get(_origin(url), ()))
+    path = url.path
+    matching = [(prefix, login) for prefix, login in known if path.startswith(prefix)]
+    if matching:
+        return max(matching, key=lambda item: len(item[0]))[1]
+    return known[0][1] if known else None
+
+
 def with_credentials(url: str) -> str:
-    """``url`` with the remembered login of its host put back (for tools that take the login
-    only in the URL, such as uv's ``--default-index``)."""
+    """``url`` with its remembered login put back (for tools that take the login only in the
+    URL)."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
         return url
-    with _CREDENTIALS_LOCK:
-        login = _CREDENTIALS.get(_host_key(parsed))
+    login = login_for(parsed)
     if login is None or parsed.userinfo:
         return url
-    return str(parsed.copy_with(username=login[0], password=login[1]))
+    userinfo = f"{quote(login[0], safe='')}:{quote(login[1], safe='')}"
+    return str(parsed.copy_with(userinfo=userinfo.encode()))
 
 
 def _netrc_login(host: str) -> tuple[str, str] | None:
+    """The login ``~/.netrc`` (``$NETRC``) has for exactly ``host`` (its ``default`` entry is
+    not used: it would go to every index and file host)."""
     path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
     try:
-        found = netrc.netrc(path).authenticators(host)
+        found = netrc.netrc(path).hosts.get(host)
     except (OSError, netrc.NetrcParseError):
         return None
-    return (found[0], found[2]) if found else None
+    return (found[0], found[2] or "") if found else None
 
 
 class KnownCredentials(httpx.Auth):
@@ -103,9 +122,7 @@ class KnownCredentials(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if "Authorization" not in request.headers:
-            with _CREDENTIALS_LOCK:
-                login = _CREDENTIALS.get(_host_key(request.url))
-            login = login or _netrc_login(request.url.host)
+            login = login_for(request.url) or _netrc_login(request.url.host)
             if login is not None:
                 yield from httpx.BasicAuth(*login).auth_flow(request)
                 return

@@ -370,8 +370,9 @@ def plan_requirements(
         resolver = make_resolver(
             str(config.get("resolver", DEFAULT_RESOLVER)) if config else DEFAULT_RESOLVER,
             python_floor=format_python(min(target.python for target in targets)),
-            # uv takes a login only inside the URL
-            index_url=with_credentials(normalize_index_url(index_url or default_index_url())),
+            # uv takes a login only inside the URL (handed over in its environment)
+            index_url=with_credentials(normalize_index_url(index_url)) if index_url else None,
+            fallback_index_url=with_credentials(default_index_url()),
             extra_index_urls=[with_credentials(normalize_index_url(u)) for u in extra_index_urls],
             cache_root=cache_dir / "compiled" if cache_dir else None,
         )

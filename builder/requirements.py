@@ -307,6 +307,41 @@ class _Reader:
             parse_pinned(requirement_text, where, options.hash, require_pin=False)
 
 
+def declared_indexes(path: Path) -> tuple[str | None, list[str]]:
+    """The ``--index-url`` (last one wins, as in pip) and ``--extra-index-url`` options a loose
+    requirements file (``.in``) and the files it includes with ``-r``/``-c`` declare, with
+    ``${VAR}`` expanded; requirements themselves are not judged. Unreadable files and lines
+    are skipped: the resolver reports them."""
+    index_url: str | None = None
+    extras: list[str] = []
+    seen: set[Path] = set()
+
+    def scan(current: Path) -> None:
+        nonlocal index_url
+        resolved = current.resolve()
+        if resolved in seen:
+            return
+        seen.add(resolved)
+        try:
+            text = resolved.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        for _, line in logical_lines(text):
+            _, tokens = _split_requirement_and_options(expand_variables(line))
+            try:
+                options = _OPTIONS.parse_args(tokens)
+            except (ValueError, argparse.ArgumentError):
+                continue
+            if options.index_url:
+                index_url = options.index_url
+            extras.extend(options.extra_index_url)
+            for include in [*options.requirement, *options.constraint]:
+                scan(resolved.parent / include)
+
+    scan(path)
+    return index_url, extras
+
+
 def parse_pinned(
     text: str, where: SourceLine | None, hashes: Sequence[str] = (), *, require_pin: bool = True
 ) -> PinnedRequirement:
@@ -381,6 +416,12 @@ def read_requirements(
         elif path.suffix == ".in" or path.name == "pyproject.toml":
             compiled = (resolver or PipToolsResolver(cache_root=cache_root)).compile(path)
             reader.read(compiled)
+            if path.suffix == ".in":
+                # The resolvers do not copy index options into their output: the plan reads
+                # the indexes the input names, as the resolution did.
+                declared_index, declared_extras = declared_indexes(path)
+                reader.index_url = reader.index_url or declared_index
+                reader.extra_index_urls.extend(declared_extras)
         else:
             reader.read(path)
     if not reader.requirements:

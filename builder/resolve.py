@@ -47,12 +47,28 @@ def uv_binary() -> str:
     """The uv executable of the ``uv`` package prewheel depends on (not a system uv)."""
     try:
         from uv import find_uv_bin  # noqa: PLC0415 - only needed to resolve
-    except ImportError:  # pragma: no cover - uv is a dependency of prewheel
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):  # uv's UvNotFound is a FileNotFoundError
         raise RequirementsError(
             "uv is not installed in prewheel's environment; reinstall prewheel "
             "(`pip install prewheel`, which depends on uv) or pass --resolver pip-tools."
         ) from None
-    return str(find_uv_bin())
+
+
+def uv_release() -> str:
+    """The version of the uv prewheel depends on (what ``--installer uv`` puts in images)."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("uv")
+    except PackageNotFoundError:
+        from .errors import UsageError  # noqa: PLC0415
+
+        raise UsageError(
+            "uv is not installed in prewheel's environment; reinstall prewheel (it depends on "
+            "uv), or name the release with --uv-version."
+        ) from None
 
 
 def _stable_output(cache_root: Path | None, path: Path, kind: str, *parts: str) -> Path:
@@ -91,24 +107,29 @@ def _uv_environment() -> dict[str, str]:
 
 
 class UvResolver:
-    """``uv pip compile --universal`` from ``python_floor`` on, against the given indexes.
+    """``uv pip compile --universal`` from ``python_floor`` on.
 
-    uv does not read pip's configuration, so the index is passed explicitly (the caller's
-    index, else pip's configured one, else the default index). With extra indexes the
-    strategy is pip's (the best version across all of them), so the pins are those pip would
-    pick in the image.
+    uv reads no pip configuration, so prewheel hands it the indexes, in its environment (never
+    on its command line, where other users of the machine could read a login), with pip's
+    precedence: ``index_url`` if given (the command line or prewheel's configuration), else
+    the ``--index-url`` the input file declares (uv reads it there), else ``fallback_index_url``
+    (pip's configured index, else the default one). With any extra index, the input's or
+    prewheel's, the strategy is pip's (the best version across all indexes), so the pins are
+    those pip would pick in the image.
     """
 
     def __init__(
         self,
         *,
         python_floor: str,
-        index_url: str,
+        fallback_index_url: str,
+        index_url: str | None = None,
         extra_index_urls: Sequence[str] = (),
         cache_root: Path | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
         self.python_floor = python_floor
+        self.fallback_index_url = fallback_index_url
         self.index_url = index_url
         self.extra_index_urls = tuple(extra_index_urls)
         self.cache_root = cache_root
@@ -118,11 +139,6 @@ class UvResolver:
         return _stable_output(self.cache_root, path, "uv", self.python_floor)
 
     def command(self, path: Path, output: Path) -> list[str]:
-        indexes = ["--default-index", self.index_url]
-        for url in self.extra_index_urls:
-            indexes += ["--extra-index-url", url]
-        if self.extra_index_urls:
-            indexes += ["--index-strategy", "unsafe-best-match"]
         return [
             uv_binary(),
             "pip",
@@ -137,18 +153,34 @@ class UvResolver:
             "--no-python-downloads",
             "--quiet",
             "--no-header",
-            *indexes,
             "--output-file",
             str(output),
             *self.extra_args,
             str(path),
         ]
 
+    def index_environment(self, path: Path) -> dict[str, str]:
+        """``UV_DEFAULT_INDEX``, ``UV_INDEX`` and ``UV_INDEX_STRATEGY`` for resolving ``path``."""
+        from .requirements import declared_indexes  # noqa: PLC0415 - requirements imports us
+
+        declared_index, declared_extras = (
+            declared_indexes(path) if path.suffix == ".in" else (None, [])
+        )
+        environment: dict[str, str] = {}
+        if self.index_url is not None or declared_index is None:
+            environment["UV_DEFAULT_INDEX"] = self.index_url or self.fallback_index_url
+        if self.extra_index_urls:
+            environment["UV_INDEX"] = " ".join(self.extra_index_urls)
+        if self.extra_index_urls or declared_extras:
+            environment["UV_INDEX_STRATEGY"] = "unsafe-best-match"
+        return environment
+
     def compile(self, path: Path) -> Path:
         _check_input(path)
         output = self.output_for(path)
+        environment = {**_uv_environment(), **self.index_environment(path)}
         result = cmd.run(
-            self.command(path, output), timeout=RESOLVE_TIMEOUT, environment=_uv_environment()
+            self.command(path, output), timeout=RESOLVE_TIMEOUT, environment=environment
         )
         _ran(result, "uv pip compile --universal", path, RESOLVE_TIMEOUT)
         return output
@@ -207,14 +239,17 @@ def make_resolver(
     name: str,
     *,
     python_floor: str,
-    index_url: str,
+    fallback_index_url: str,
+    index_url: str | None = None,
     extra_index_urls: Sequence[str] = (),
     cache_root: Path | None = None,
 ) -> Resolver:
-    """The resolver called ``name`` (one of :data:`RESOLVERS`)."""
+    """The resolver called ``name`` (one of :data:`RESOLVERS`); the index arguments as for
+    :class:`UvResolver` (pip-compile reads pip's configuration and the input's options)."""
     if name == "uv":
         return UvResolver(
             python_floor=python_floor,
+            fallback_index_url=fallback_index_url,
             index_url=index_url,
             extra_index_urls=extra_index_urls,
             cache_root=cache_root,

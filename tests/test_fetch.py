@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import httpx
 import pytest
 
 from builder import fetch
@@ -82,3 +83,53 @@ def test_a_404_answer_is_returned_to_the_caller(server: str) -> None:
     _Scripted.script = [(404, {}, b"")]
     with fetch.make_client() as client:
         assert fetch.get(client, server, policy=_policy([])).status_code == 404
+
+
+def test_logins_go_to_their_index_and_its_origin_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from builder.fetch import login_for, with_credentials, without_credentials
+
+    host = "logins-test.invalid"
+    assert without_credentials(f"https://alice:t%40one@{host}/team-a/simple/") == (
+        f"https://{host}/team-a/simple/"
+    )
+    without_credentials(f"https://bob:two@{host}/team-b/simple/")
+
+    def login(url: str) -> tuple[str, str] | None:
+        return login_for(httpx.URL(url))
+
+    assert login(f"https://{host}/team-a/simple/six/") == ("alice", "t@one")
+    assert login(f"https://{host}/team-b/simple/six/") == ("bob", "two")
+    assert login(f"https://{host}/files/six.whl") == ("alice", "t@one")  # the first, as pip
+    assert login(f"http://{host}/team-a/simple/") is None  # not over another scheme
+    assert login(f"https://{host}:8443/team-a/simple/") is None  # nor to another port
+    assert with_credentials(f"https://{host}/team-a/simple/") == (
+        f"https://alice:t%40one@{host}/team-a/simple/"
+    )
+    # ~/.netrc: only an entry for exactly the host, never its "default" one
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text(
+        "machine exact.invalid login carol password three\ndefault login d password x\n"
+    )
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return httpx.Response(200)
+
+    transport = httpx.MockTransport(handler)
+    with httpx.Client(auth=fetch.KnownCredentials(), transport=transport) as client:
+        client.get("https://exact.invalid/simple/")
+        client.get("https://elsewhere.invalid/simple/")
+        client.get(f"https://{host}/team-b/simple/")
+    basic = [("carol", "three"), None, ("bob", "two")]
+    assert seen == [_basic(*login) if login else None for login in basic]
+
+
+def _basic(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -291,3 +291,13 @@ def test_variables_are_expanded_as_pip_expands_them() -> None:
     assert expand_variables("https://u:${TOKEN}@h/ ${MISSING} ${lower} $TOKEN", environ) == (
         "https://u:t@h/ ${MISSING} ${lower} $TOKEN"
     )
+
+
+def test_an_expanded_token_never_shows_in_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INDEX_TOKEN", "s3cret-t0ken")
+    text = "--index-url https://u:${INDEX_TOKEN}@h.invalid/simple/ --bogus-option\nfast==1.0\n"
+    assert main(["plan", str(requirements(tmp_path, text))]) == ExitCode.REQUIREMENTS
+    err = capsys.readouterr().err
+    assert "s3cret-t0ken" not in err and "u:****@h.invalid" in " ".join(err.split())

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from index_fixtures import free_port, make_wheel, running
 from packaging.version import Version
 
 from builder.cli import main
 from builder.errors import ExitCode, RequirementsError
+from builder.index.static import StaticIndex
 from builder.requirements import read_requirements
-from builder.resolve import make_resolver, uv_binary
+from builder.resolve import UvResolver, make_resolver, uv_binary
 
 AMD64 = "cp311-manylinux_2_36_x86_64"
 ARMV7 = "cp311-manylinux_2_36_armv7l"
@@ -73,7 +76,56 @@ def test_pyproject_and_in_inputs_go_through_the_resolver(tmp_path: Path) -> None
 
 def test_an_unknown_resolver_is_refused_with_the_choices() -> None:
     with pytest.raises(RequirementsError, match="choose one of uv, pip-tools"):
-        make_resolver("poetry", python_floor="3.11", index_url="https://index.invalid/simple/")
+        make_resolver(
+            "poetry", python_floor="3.11", fallback_index_url="https://index.invalid/simple/"
+        )
+
+
+def test_uv_gets_the_indexes_with_pips_precedence_and_never_on_its_command_line(
+    tmp_path: Path,
+) -> None:
+    declares = write(
+        tmp_path / "private.in",
+        "--index-url https://private.invalid/simple/\n--extra-index-url https://x.invalid/\nsix\n",
+    )
+    plain = write(tmp_path / "plain.in", "six\n")
+    fallback = "https://u:t0ken@pip-configured.invalid/simple/"
+
+    def environment(path: Path, **options: object) -> dict[str, str]:
+        resolver = UvResolver(python_floor="3.11", fallback_index_url=fallback, **options)  # type: ignore[arg-type]
+        assert not any("invalid" in arg for arg in resolver.command(path, tmp_path / "o.txt"))
+        return resolver.index_environment(path)
+
+    # the file's own --index-url wins over pip's configuration (uv reads it from the file),
+    # and its extra index brings pip's best-match strategy
+    assert environment(declares) == {"UV_INDEX_STRATEGY": "unsafe-best-match"}
+    assert environment(plain) == {"UV_DEFAULT_INDEX": fallback}
+    # an index given to prewheel beats the file's
+    explicit = environment(declares, index_url="https://cli.invalid/simple/")
+    assert explicit["UV_DEFAULT_INDEX"] == "https://cli.invalid/simple/"
+    extra = environment(plain, extra_index_urls=["https://more.invalid/simple/"])
+    assert extra["UV_INDEX"] == "https://more.invalid/simple/"
+    assert extra["UV_INDEX_STRATEGY"] == "unsafe-best-match"
+
+
+def test_an_in_file_naming_its_own_index_is_resolved_and_planned_against_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project only our local index has: resolved by the real uv from the index the .in
+    names, and planned against that index too."""
+    tree = tmp_path / "tree"
+    wheel = make_wheel(tmp_path / "wheels", "onlyhere", "1.0")
+    StaticIndex(tree).sync([wheel])
+    port = free_port()
+    argv = [sys.executable, "-m", "builder", "serve", str(tree), "--port", str(port)]
+    url = f"http://127.0.0.1:{port}/simple/"
+    with running(argv, url, log=tmp_path / "serve.log"):
+        source = write(tmp_path / "app.in", f"--index-url {url}\nonlyhere\n")
+        data = plan_json(capsys, str(source), "--platform", "linux/amd64,linux/arm/v7")
+    [row] = data["requirements"]
+    assert (row["name"], row["version"]) == ("onlyhere", "1.0")
+    assert {cell["status"] for cell in row["cells"].values()} == {"pure"}
+    assert {cell["index_url"] for cell in row["cells"].values()} == {url}
 
 
 def test_a_uv_lock_without_its_project_is_refused(

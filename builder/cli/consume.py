@@ -256,12 +256,11 @@ def _run_dockerfile(args: argparse.Namespace) -> int:
 
     uv: dict[str, str] = {}
     if args.installer == "uv":
-        from importlib.metadata import version  # noqa: PLC0415
-
+        from ..resolve import uv_release  # noqa: PLC0415
         from ..upstream.client import default_index_url  # noqa: PLC0415
 
         uv = {
-            "uv_version": args.uv_version or version("uv"),
+            "uv_version": args.uv_version or uv_release(),
             "uv_index_url": args.uv_index_url or default_index_url(),
         }
     elif args.uv_version or args.uv_index_url:

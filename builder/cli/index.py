@@ -9,8 +9,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..config import load_config
 from ..errors import ExitCode, TreeDamagedError, UsageError
-from .common import add_json_option, add_subcommand, error_console, load_plan, report
+from .common import (
+    add_json_option,
+    add_subcommand,
+    error_console,
+    load_plan,
+    remember_index_logins,
+    report,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -237,6 +245,9 @@ def _run_index(args: argparse.Namespace) -> int:
             "--mode complete needs the plan that says which upstream files the targets install: "
             "run 'prewheel plan --json > plan.json' and pass --plan plan.json."
         )
+    if args.mode == "complete":
+        # The plan's URLs carry no logins: the configured index URLs (or ~/.netrc) do.
+        remember_index_logins(load_config({}))
     plan = (
         load_plan(args.plan, unreadable="cannot read the plan {path}: {exc}.")
         if args.mode == "complete"
@@ -325,9 +336,16 @@ def _run_serve(args: argparse.Namespace) -> int:
     from ..index.browse import BrowseSources  # noqa: PLC0415
     from ..index.server import ServerOptions, create_app, run  # noqa: PLC0415
 
-    for given, what in ((args.plan, "--plan"), (args.wheelhouse, "--wheelhouse")):
-        if given is not None and not given.exists():
-            raise UsageError(f"{what} {given} does not exist.")
+    if args.wheelhouse is not None and not (args.wheelhouse / "manifest.json").is_file():
+        raise UsageError(
+            f"--wheelhouse {args.wheelhouse} is not a wheelhouse (no manifest.json); give the "
+            "directory 'prewheel build' or 'prewheel run' built into."
+        )
+    if args.plan is not None:
+        load_plan(  # refused now, not on every page
+            args.plan,
+            unreadable="Cannot read the plan {path}: {exc}. Write it with 'prewheel plan --json'.",
+        )
     sources = BrowseSources.beside(args.root, args.plan, args.wheelhouse)
 
     authenticator = _authenticator(args)

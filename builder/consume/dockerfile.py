@@ -127,7 +127,8 @@ def _listing(options: InstallOptions) -> str:
     if options.installer == "uv":
         return (
             'RUN python3 -c "import importlib.metadata as m; '
-            "print(*sorted(f'{d.name}=={d.version}' for d in m.distributions()), sep=chr(10))\""
+            "print(*sorted(d.metadata['Name'] + '==' + d.version for d in m.distributions()), "
+            'sep=chr(10))"'
         )
     return "RUN pip list --disable-pip-version-check --format=freeze"
 

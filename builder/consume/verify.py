@@ -508,13 +508,12 @@ def installer_settings(installer: str) -> dict[str, str]:
     if installer == "pip":
         return {"installer": "pip"}
     if installer == "uv":
-        from importlib.metadata import version  # noqa: PLC0415
-
+        from ..resolve import uv_release  # noqa: PLC0415
         from ..upstream.client import default_index_url  # noqa: PLC0415
 
         return {
             "installer": "uv",
-            "uv_version": version("uv"),
+            "uv_version": uv_release(),
             "uv_index_url": default_index_url(),
         }
     from ..errors import UsageError  # noqa: PLC0415
