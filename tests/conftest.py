@@ -113,9 +113,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # worker and the modules are handed out in collection order, so starting these first keeps
 # the longest module from starting last and the two cores from idling at the end.
 SLOWEST_MODULES = (
-    "test_build_emulation.py",  # 1,670 s cold (6 emulated, 8 accelerated builds on trixie)
-    "test_e2e.py",  # 700 s cold (the arm/v7 builds of the example, accelerated), 230 s warm
-    "test_e2e_armv6.py",  # 430 s cold (armel toolchain, 3 accelerated builds), 55 s warm
+    "test_build_emulation.py",  # about 560 s cold (6 emulated, 8 accelerated builds on trixie)
+    "test_e2e.py",  # about 720 s cold (the arm/v7 builds of the example, accelerated)
+    "test_e2e_armv6.py",  # about 310 s cold (armel toolchain, 3 accelerated builds), 55 s warm
     "test_portable_emulation.py",  # 170 s
     "test_build_platforms.py",  # 146 s cold, 117 s warm (tinyext: s390x, 386, riscv64)
     "test_build_docker.py",  # 110 s
