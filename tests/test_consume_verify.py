@@ -162,6 +162,14 @@ def test_the_uv_installer_reaches_the_probe_and_names_its_failures(tmp_path: Pat
     spec = json.loads(runner.calls[0]["argv"][-1])  # type: ignore[index]
     assert spec["installer"] == "uv"
     assert spec["uv_version"] == version("uv")  # the release prewheel itself runs
+    pylock = tmp_path / "pylock.toml"
+    pylock.write_text('lock-version = "1.0"\n')
+    with pytest.raises(UsageError, match="--installer uv"):
+        verify(pylock, [AMD64], index_url="http://x/simple/", runner=_Recorder([]))
+    runner = _Recorder([probe_output(installer="uv")])
+    verify(pylock, [AMD64], index_url="http://x/simple/", runner=runner, installer="uv")
+    assert "/prewheel/pylock.toml" in runner.calls[0]["argv"]  # type: ignore[operator]
+    assert any(str(dest) == "/prewheel/pylock.toml" for dest in runner.calls[0]["files"])  # type: ignore[attr-defined]
     with pytest.raises(UsageError, match="choose one of pip, uv"):
         verify(lock, [AMD64], index_url="http://x/simple/", runner=_Recorder([]), installer="pdm")
 

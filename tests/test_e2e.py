@@ -172,7 +172,8 @@ def test_pylock_toml_installs_with_real_uv_and_pip_from_the_served_index(
 def test_verify_with_uv_inside_the_target_containers(pipeline: PipelineResult) -> None:
     """``--installer uv``: the image's pip installs uv's own arm/v7 (and amd64) release, which
     installs the lock from the served index into a venv without pip, hashes required, nothing
-    built; asyncpg, compiled for arm/v7 by prewheel, then imports."""
+    built; asyncpg, compiled for arm/v7 by prewheel, then imports. The same for the run's
+    pylock.toml on amd64 and arm64."""
     with serving(pipeline.lock.parent / "index") as url:
         results = verify(
             pipeline.lock,
@@ -183,8 +184,24 @@ def test_verify_with_uv_inside_the_target_containers(pipeline: PipelineResult) -
             timeout=900,
             installer="uv",
         )
+        # the run's pylock.toml, for this address: uv in the amd64 and arm64 containers
+        house = Wheelhouse(cache_root() / f"e2e-wheelhouse-{wheelhouse_key()}")
+        lines = lock_lines(pipeline.plan, house.entries())
+        pylock = pipeline.lock.parent / "verify-uv" / "pylock.toml"
+        pylock.parent.mkdir(exist_ok=True)
+        pylock.write_text(render_pylock(pylock_document(lines, url, pipeline.plan.targets)))
+        from_pylock = verify(
+            pylock,
+            select_targets(platforms=["linux/amd64", "linux/arm64"]),
+            index_url=url,
+            image_template=RUNTIME_IMAGE,
+            runner=DockerProbeRunner(),
+            timeout=900,
+            installer="uv",
+        )
     assert [r.machine for r in results] == ["x86_64", "armv7l"]
-    for result in results:
+    assert [r.machine for r in from_pylock] == ["x86_64", "aarch64"]
+    for result in (*results, *from_pylock):
         assert result.ok, result.error
         assert {"asyncpg", "msgpack", "pyyaml"} <= {p.name.lower() for p in result.installed}
         assert {"asyncpg", "msgpack", "yaml"} <= set(result.imported)

@@ -309,7 +309,7 @@ def _register_verify(subparsers: Any) -> None:
         type=Path,
         default=Path(DEFAULT_LOCK),
         metavar="FILE",
-        help=f"the lock to install (default {DEFAULT_LOCK})",
+        help=f"the lock to install (default {DEFAULT_LOCK}); a pylock.toml with --installer uv",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(

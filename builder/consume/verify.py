@@ -114,7 +114,9 @@ def install_with_uv(out):
     started = time.monotonic()
     install = subprocess.run(
         [uv, "pip", "install", "--python", VENV + "/bin/python", "--index-url", INDEX_URL,
-         "--require-hashes", "--no-build", "--no-cache", "-r", LOCK],
+         # a pylock.toml names every file by URL with its hashes, which uv always checks
+         *([] if LOCK.endswith(".toml") else ["--require-hashes"]),
+         "--no-build", "--no-cache", "-r", LOCK],
         capture_output=True, text=True)
     out["install_seconds"] = time.monotonic() - started
     out["pip_exit"] = install.returncode
@@ -556,6 +558,16 @@ def verify(
 
         raise UsageError(f"The lock {lock} does not exist; write it with 'prewheel lock' first.")
     installer_spec = installer_settings(installer)
+    pylock = lock.name.startswith("pylock.") and lock.suffix == ".toml"
+    if pylock and installer != "uv":
+        from ..errors import UsageError  # noqa: PLC0415
+
+        raise UsageError(
+            f"{lock} is a pylock.toml, which the pip of today's images cannot install (pip reads "
+            "pylock.toml from 26.1 on); verify it with --installer uv, or verify the "
+            "requirements.lock of the same run."
+        )
+    lock_path = _WORKDIR / (lock.name if pylock else _LOCK_PATH.name)
     images = {target: image_for(image_template, target) for target in targets}
     for target, image in images.items():
         runner.preflight(image, target.docker_platform)
@@ -564,7 +576,7 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="prewheel-verify-") as scratch:
         probe = Path(scratch) / "probe.py"
         probe.write_text(PROBE_SCRIPT, encoding="utf-8")
-        files = {_PROBE_PATH: probe, _LOCK_PATH: lock}
+        files = {_PROBE_PATH: probe, lock_path: lock}
         if bundle is not None:
             files[_CA_PATH] = bundle
         environment = container_environment(index_url, with_ca=bundle is not None)
@@ -601,7 +613,7 @@ def verify(
                     "python3",
                     str(_PROBE_PATH),
                     index_url,
-                    str(_LOCK_PATH),
+                    str(lock_path),
                     json.dumps(installer_spec),
                 ],
                 environment=target_environment,
