@@ -31,7 +31,7 @@ from builder.cli import main
 from builder.config import load_config
 from builder.consume.lock import lock_lines
 from builder.consume.pylock import pylock_document, render_pylock
-from builder.consume.verify import DockerProbeRunner, verify
+from builder.consume.verify import DockerProbeRunner, TargetResult, verify
 from builder.errors import ExitCode, VerifyFailedError
 from builder.hostenv import ca_bundle
 from builder.pipeline import PipelineResult, run_pipeline, serving
@@ -175,30 +175,26 @@ def test_verify_with_uv_inside_the_target_containers(pipeline: PipelineResult) -
     built; asyncpg, compiled for arm/v7 by prewheel, then imports. The same for the run's
     pylock.toml on amd64 and arm64."""
     with serving(pipeline.lock.parent / "index") as url:
-        results = verify(
-            pipeline.lock,
-            select_targets(platforms=["linux/amd64", "linux/arm/v7"]),
-            index_url=url,
-            image_template=RUNTIME_IMAGE,
-            runner=DockerProbeRunner(),
-            timeout=900,
-            installer="uv",
-        )
+
+        def verify_with_uv(lock: Path, *platforms: str) -> list[TargetResult]:
+            return verify(
+                lock,
+                select_targets(platforms=list(platforms)),
+                index_url=url,
+                image_template=RUNTIME_IMAGE,
+                runner=DockerProbeRunner(),
+                timeout=900,
+                installer="uv",
+            )
+
+        results = verify_with_uv(pipeline.lock, "linux/amd64", "linux/arm/v7")
         # the run's pylock.toml, for this address: uv in the amd64 and arm64 containers
         house = Wheelhouse(cache_root() / f"e2e-wheelhouse-{wheelhouse_key()}")
         lines = lock_lines(pipeline.plan, house.entries())
         pylock = pipeline.lock.parent / "verify-uv" / "pylock.toml"
         pylock.parent.mkdir(exist_ok=True)
         pylock.write_text(render_pylock(pylock_document(lines, url, pipeline.plan.targets)))
-        from_pylock = verify(
-            pylock,
-            select_targets(platforms=["linux/amd64", "linux/arm64"]),
-            index_url=url,
-            image_template=RUNTIME_IMAGE,
-            runner=DockerProbeRunner(),
-            timeout=900,
-            installer="uv",
-        )
+        from_pylock = verify_with_uv(pylock, "linux/amd64", "linux/arm64")
     assert [r.machine for r in results] == ["x86_64", "armv7l"]
     assert [r.machine for r in from_pylock] == ["x86_64", "aarch64"]
     for result in (*results, *from_pylock):
