@@ -366,6 +366,7 @@ def plan_requirements(
         our_index_url = our_index_url or config.get("our-index-url")
         configured_cache = config.get("cache-dir")
         cache_dir = cache_dir or (Path(configured_cache) if configured_cache else None)
+    compiled_dir = cache_dir / "compiled" if cache_dir else None
     if resolver is None and not isinstance(inputs, RequirementSet):
         resolver = make_resolver(
             str(config.get("resolver", DEFAULT_RESOLVER)) if config else DEFAULT_RESOLVER,
@@ -374,7 +375,7 @@ def plan_requirements(
             index_url=with_credentials(normalize_index_url(index_url)) if index_url else None,
             fallback_index_url=with_credentials(default_index_url()),
             extra_index_urls=[with_credentials(normalize_index_url(u)) for u in extra_index_urls],
-            cache_root=cache_dir / "compiled" if cache_dir else None,
+            cache_root=compiled_dir,
         )
     requirement_set = (
         inputs
@@ -382,7 +383,7 @@ def plan_requirements(
         else read_requirements(
             list(inputs),
             resolver=resolver,
-            cache_root=cache_dir / "compiled" if cache_dir else None,
+            cache_root=compiled_dir,
         )
     )
     primary = index_url or requirement_set.index_url or default_index_url()

@@ -180,11 +180,7 @@ def render_project(
     ``builds`` maps a built wheel's filename to what the wheelhouse recorded of its build.
     """
     versions = sorted({r.version for r in records}, key=_version_key, reverse=True)
-    head = "".join(
-        f'<th title="{esc(t.identifier)}">{esc(t.docker_platform)}<br>'
-        f'<small class="muted">{esc(t.identifier)}</small></th>'
-        for t in targets
-    )
+    head = _target_headers(targets)
     matrix_rows = []
     for version in versions:
         files = [r for r in records if r.version == version]
@@ -234,6 +230,15 @@ def render_project(
     return page(project, body)
 
 
+def _target_headers(targets: Sequence[Target]) -> str:
+    """One column heading per target: its Docker platform over its identifier."""
+    return "".join(
+        f'<th title="{esc(t.identifier)}">{esc(t.docker_platform)}<br>'
+        f'<small class="muted">{esc(t.identifier)}</small></th>'
+        for t in targets
+    )
+
+
 def _origin(record: FileRecord) -> str:
     return "built by prewheel" if record.origin is Origin.BUILT else "mirrored upstream"
 
@@ -259,11 +264,7 @@ def render_plan(plan: Plan, catalog: Iterable[FileRecord] = ()) -> str:
                 + "".join(f'<td class="num">{count}</td>' for count in counts)
                 + "</tr>"
             )
-    head = "".join(
-        f'<th title="{esc(t.identifier)}">{esc(t.docker_platform)}<br>'
-        f'<small class="muted">{esc(t.identifier)}</small></th>'
-        for t in plan.targets
-    )
+    head = _target_headers(plan.targets)
     ordered = sorted(
         plan.rows,
         key=lambda row: (
