@@ -37,9 +37,9 @@ from packaging.version import Version
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.merge import write_section
-from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
-from builder.build.runner import BuildReport, Status
-from builder.build.toolchain import Accelerate
+from builder.building import DockerBuilder, SdistFetcher, make_jobs, run_builds
+from builder.building.runner import BuildReport, Status
+from builder.building.toolchain import Accelerate
 from builder.files import file_sha256
 from builder.plan import Gap
 from builder.requirements import PinnedRequirement

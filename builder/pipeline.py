@@ -193,9 +193,9 @@ def build_gaps(
     (``[tool.prewheel.packages.<name>]``) and the builder's ``docker-host``, ``timeout`` and
     ``memory``, as for ``prewheel build``.
     """
-    from .build import DockerBuilder, SdistFetcher, make_jobs, run_builds  # noqa: PLC0415
-    from .build import Status as BuildStatus  # noqa: PLC0415
-    from .build.runner import DEFAULT_HEARTBEAT, image_refusal  # noqa: PLC0415
+    from .building import DockerBuilder, SdistFetcher, make_jobs, run_builds  # noqa: PLC0415
+    from .building import Status as BuildStatus  # noqa: PLC0415
+    from .building.runner import DEFAULT_HEARTBEAT, image_refusal  # noqa: PLC0415
 
     if config is not None:
         jobs = make_jobs(plan.gaps(), image=image, settings=config.package)
@@ -237,7 +237,7 @@ def build_gaps(
 
 
 def _log_event(event: Any, log: Callable[[str], object]) -> None:
-    from .build.runner import describe_event  # noqa: PLC0415
+    from .building.runner import describe_event  # noqa: PLC0415
 
     if (line := describe_event(event)) is not None:
         log(f"build: {line}")

@@ -12,7 +12,7 @@ Layout (other stages rely on it)::
     <wheelhouse>/.lock                            filelock guarding every write
 
 It is also the build cache: :meth:`Wheelhouse.lookup` finds the entry of a cache key (see
-:func:`builder.build.jobs.cache_key`) whose wheel is still present and intact. Every write is a
+:func:`builder.building.jobs.cache_key`) whose wheel is still present and intact. Every write is a
 temp file + ``os.replace`` under the lock, so concurrent ``prewheel build`` processes lose
 nothing and a killed one leaves no partial file under a final name.
 """

@@ -5,7 +5,7 @@
 # Idempotent: safe to run again; does nothing that is already done.
 #
 # The handlers are those of every platform prewheel builds for that this host's CPU does not run
-# natively (scripts/lib/platforms.sh; on x86_64: qemu-aarch64, qemu-arm, qemu-ppc64le,
+# natively (scripts/shared/platforms.sh; on x86_64: qemu-aarch64, qemu-arm, qemu-ppc64le,
 # qemu-riscv64, qemu-s390x; i386 runs natively).
 # Usage: scripts/host-setup.sh [--print-handlers]   (the latter only lists them, as root or not)
 set -euo pipefail
@@ -13,7 +13,7 @@ set -euo pipefail
 log() { printf '[host-setup] %s\n' "$*" >&2; }
 
 # qemu_handlers_needed
-source "$(dirname "${BASH_SOURCE[0]}")/lib/platforms.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/shared/platforms.sh"
 BINFMT=/proc/sys/fs/binfmt_misc
 mapfile -t handlers < <(qemu_handlers_needed "$(uname -m)")
 if [ "${1:-}" = --print-handlers ]; then

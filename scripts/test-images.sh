@@ -5,7 +5,7 @@
 # IMAGE` then resolves locally). Root filesystems are cached outside the repository, keyed by
 # their inputs, and every image carries its key as a label, so a rerun does nothing.
 #
-# Images (ARCH = a Debian architecture of scripts/lib/platforms.sh: amd64 | arm64 | armhf |
+# Images (ARCH = a Debian architecture of scripts/shared/platforms.sh: amd64 | arm64 | armhf |
 # armel | i386 | ppc64el | s390x; riscv64 only with --trixie, Debian has it from trixie on):
 #   prewheel-test/bookworm-build:ARCH  python3 + venv + pip + build-essential + python3-dev
 #       (one debootstrap per architecture)
@@ -59,9 +59,9 @@ if [ -z "$MIRROR" ]; then
 fi
 
 # label_of, image_key, rootfs_image, derived_image
-source "$(dirname "${BASH_SOURCE[0]}")/lib/rootfs.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/shared/rootfs.sh"
 # platform_field, platform_archs, release_has
-source "$(dirname "${BASH_SOURCE[0]}")/lib/platforms.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/shared/platforms.sh"
 
 docker_platform() {
   platform_field "$1" 2 || { log "unknown architecture $1 ($(platform_archs))"; exit 2; }

@@ -18,10 +18,10 @@ from build_fixtures.images import image_exists, relabelled_image
 from build_fixtures.sdists import make_sdist
 from conftest import tiers_required
 
-from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
-from builder.build.container import LABEL, read_image_files
-from builder.build.runner import Status
-from builder.build.toolchain import Accelerate, read_image_facts
+from builder.building import DockerBuilder, SdistFetcher, make_jobs, run_builds
+from builder.building.container import LABEL, read_image_files
+from builder.building.runner import Status
+from builder.building.toolchain import Accelerate, read_image_facts
 from builder.config import PackageSettings
 from builder.elf import wheel_elf_members
 from builder.errors import ExitCode

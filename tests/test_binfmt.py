@@ -15,9 +15,9 @@ import pytest
 from build_fixtures.sdists import make_sdist
 
 from builder.binfmt import handler_state, require_emulation, shares_this_kernel
-from builder.build import DockerBuilder
-from builder.build.builders import ImageUnavailableError
-from builder.build.jobs import resolve_image
+from builder.building import DockerBuilder
+from builder.building.builders import ImageUnavailableError
+from builder.building.jobs import resolve_image
 from builder.consume.verify import DockerProbeRunner
 from builder.errors import EmulationUnavailableError, ExitCode, HostEnvironmentError
 from builder.targets import Arch, debian_release_problem, qemu_handlers_needed, select_targets

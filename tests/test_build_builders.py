@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from builder.build.builders import (
+from builder.building.builders import (
     DockerBuilder,
     ImageUnavailableError,
     _setup_failure,
@@ -18,7 +18,7 @@ from builder.build.builders import (
     arch_environment,
     parse_docker_hosts,
 )
-from builder.build.container import Container
+from builder.building.container import Container
 from builder.errors import HostEnvironmentError, UsageError
 from builder.targets import Arch
 

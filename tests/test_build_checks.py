@@ -12,8 +12,8 @@ import pytest
 from build_fixtures.helpers import target
 from packaging.version import Version
 
-from builder.build.checks import check_image_code, check_wheel, check_wheel_code
-from builder.build.toolchain import ImageFacts
+from builder.building.checks import check_image_code, check_wheel, check_wheel_code
+from builder.building.toolchain import ImageFacts
 from builder.elf import elf_file_facts
 from builder.errors import ImageMismatchError, IntegrityError
 from builder.targets import Target, select_targets

@@ -18,10 +18,10 @@ import pytest
 from build_fixtures.helpers import TEST_IMAGE, gap
 from build_fixtures.sdists import make_sdist
 
-from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
-from builder.build.builders import build_env_volume
-from builder.build.container import LABEL, OWNER_LABEL
-from builder.build.runner import Status
+from builder.building import DockerBuilder, SdistFetcher, make_jobs, run_builds
+from builder.building.builders import build_env_volume
+from builder.building.container import LABEL, OWNER_LABEL
+from builder.building.runner import Status
 from builder.config import PackageSettings
 from builder.errors import ExitCode
 from builder.hostenv import pip_setting

@@ -25,11 +25,11 @@ from elftools.elf.elffile import ELFFile
 from packaging.utils import canonicalize_name, parse_sdist_filename
 from packaging.version import Version
 
-from builder.build import DockerBuilder, SdistFetcher, make_jobs, run_builds
-from builder.build.container import Container
-from builder.build.jobs import resolve_image
-from builder.build.runner import BuildReport, Status
-from builder.build.toolchain import Accelerate
+from builder.building import DockerBuilder, SdistFetcher, make_jobs, run_builds
+from builder.building.container import Container
+from builder.building.jobs import resolve_image
+from builder.building.runner import BuildReport, Status
+from builder.building.toolchain import Accelerate
 from builder.elf import wheel_elf_members
 from builder.errors import ExitCode
 from builder.plan import Gap

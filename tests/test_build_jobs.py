@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from build_fixtures.helpers import gap, target
 
-from builder.build.jobs import cache_key, group_steps, make_jobs, resolve_image
+from builder.building.jobs import cache_key, group_steps, make_jobs, resolve_image
 from builder.config import PackageSettings
 from builder.errors import IntegrityError, UsageError
 from builder.upstream.models import DistFile

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from build_fixtures.sdists import make_sdist
 
-from builder.build import LocalBuilder
-from builder.build.builders import BuildFailed, _LocalSession
+from builder.building import LocalBuilder
+from builder.building.builders import BuildFailed, _LocalSession
 from builder.errors import ExitCode
 from builder.targets import Arch, Libc, Target
 from builder.wheelhouse import Wheelhouse

@@ -29,9 +29,9 @@ from conftest import tiers_required
 from elftools.elf.elffile import ELFFile
 from packaging.version import Version
 
-from builder.build.checks import check_wheel
-from builder.build.container import Container
-from builder.build.jobs import resolve_image
+from builder.building.checks import check_wheel
+from builder.building.container import Container
+from builder.building.jobs import resolve_image
 from builder.targets import Target, select_targets
 from builder.wheelhouse import Wheelhouse
 

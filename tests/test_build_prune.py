@@ -12,9 +12,9 @@ import docker
 import pytest
 from build_fixtures.helpers import TEST_IMAGE
 
-from builder.build.builders import BUILD_ENV_IMAGE_LABEL, BUILD_ENV_PREFIX
-from builder.build.prune import find_prunable
-from builder.build.toolchain import BASE_LABEL, toolchain_volume
+from builder.building.builders import BUILD_ENV_IMAGE_LABEL, BUILD_ENV_PREFIX
+from builder.building.prune import find_prunable
+from builder.building.toolchain import BASE_LABEL, toolchain_volume
 
 LIVE, GONE = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 TOOLCHAIN = {"id": "sha256:" + "c" * 64, "tags": ["prewheel-toolchain:cc"], "size": 1_300_000_000}

@@ -17,11 +17,11 @@ from build_fixtures.helpers import gap
 from build_fixtures.sdists import make_sdist
 
 from builder import cmd
-from builder.build import SdistFetcher, make_jobs, run_builds
-from builder.build.builders import BuildFailed, BuildResult
-from builder.build.jobs import BuildJob, group_steps
-from builder.build.runner import EventKind, ProgressEvent, Status, describe_event
-from builder.build.toolchain import NATIVE, Acceleration
+from builder.building import SdistFetcher, make_jobs, run_builds
+from builder.building.builders import BuildFailed, BuildResult
+from builder.building.jobs import BuildJob, group_steps
+from builder.building.runner import EventKind, ProgressEvent, Status, describe_event
+from builder.building.toolchain import NATIVE, Acceleration
 from builder.errors import ExitCode, ImageMismatchError
 from builder.targets import Target
 from builder.wheelhouse import Wheelhouse

@@ -13,7 +13,7 @@ import pytest
 from build_fixtures.helpers import local_dist
 from build_fixtures.sdists import make_sdist
 
-from builder.build.sdist import SdistFetcher
+from builder.building.sdist import SdistFetcher
 from builder.errors import IndexUnreachableError, IntegrityError
 from builder.files import file_sha256
 from builder.index.complete import HttpDownloader

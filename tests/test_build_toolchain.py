@@ -18,17 +18,17 @@ import pytest
 from build_fixtures.helpers import gap
 from build_fixtures.sdists import make_sdist
 
-from builder.build import SdistFetcher, make_jobs, run_builds
-from builder.build.builders import (
+from builder.building import SdistFetcher, make_jobs, run_builds
+from builder.building.builders import (
     BuildFailed,
     BuildResult,
     NativeBuildFailed,
     compile_jobs_for,
     parallel_environment,
 )
-from builder.build.jobs import BuildJob, cache_key
-from builder.build.runner import EventKind, ProgressEvent, Status
-from builder.build.toolchain import (
+from builder.building.jobs import BuildJob, cache_key
+from builder.building.runner import EventKind, ProgressEvent, Status
+from builder.building.toolchain import (
     Accelerate,
     Acceleration,
     ImageFacts,
@@ -390,7 +390,9 @@ def test_a_platform_without_a_toolchain_is_keyed_as_before(tmp_path: Path) -> No
 
 # --- the in-container switch, on a fake /usr/bin -------------------------------------------------
 def _script() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "builder/build/resources/build_in_container.py"
+    path = (
+        Path(__file__).resolve().parent.parent / "builder/building/resources/build_in_container.py"
+    )
     spec = importlib.util.spec_from_file_location("build_in_container", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -27,7 +27,7 @@ def test_no_command_prints_help_and_exits_usage(capsys: pytest.CaptureFixture[st
 def test_run_takes_the_build_container_options(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from builder.build.builders import DockerBuilder
+    from builder.building.builders import DockerBuilder
     from builder.cli import build_parser
     from builder.cli.common import COMPILER_KEYS, CONTAINER_KEYS, TARGET_KEYS, config_from_args
 

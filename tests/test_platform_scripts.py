@@ -1,4 +1,4 @@
-"""The shell scripts' platform table (scripts/lib/platforms.sh) says what builder/targets.py says.
+"""The shell scripts' platform table (scripts/shared/platforms.sh) says what builder/targets.py says.
 
 host-setup.sh runs on a fresh machine before prewheel is installed, so it cannot ask Python;
 this test keeps its table and Python's one set of facts: Debian architecture, Docker platform,
@@ -21,7 +21,7 @@ from builder.targets import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-PLATFORMS_SH = REPO / "scripts" / "lib" / "platforms.sh"
+PLATFORMS_SH = REPO / "scripts" / "shared" / "platforms.sh"
 
 
 def shell(script: str, **environment: str) -> subprocess.CompletedProcess[str]:

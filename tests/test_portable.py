@@ -11,8 +11,8 @@ import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from builder.build import cibuildwheel as cibw
-from builder.build.jobs import BuildJob, cache_key
+from builder.building import cibuildwheel as cibw
+from builder.building.jobs import BuildJob, cache_key
 from builder.config import PackageSettings
 from builder.errors import UsageError
 from builder.targets import Target, parse_identifier, select_targets
@@ -318,7 +318,7 @@ class FakeDocker:
 def test_session_reports_failures(
     tmp_path: Path, code: int | None, wheel: str | None, error: str
 ) -> None:
-    from builder.build.builders import BuildFailed
+    from builder.building.builders import BuildFailed
 
     builder = cibw.CibuildwheelBuilder(runner=FakeRunner(code, wheel), docker_builder=FakeDocker())  # type: ignore[arg-type]
     with (
@@ -392,7 +392,7 @@ class RecordingBuilder:
         return f"sha256:{image}"
 
     def acceleration(self, image: str, platform: str):  # type: ignore[no-untyped-def]
-        from builder.build.toolchain import NATIVE
+        from builder.building.toolchain import NATIVE
 
         return NATIVE
 
@@ -406,7 +406,7 @@ class RecordingBuilder:
         import contextlib
         import zipfile
 
-        from builder.build.builders import BuildResult
+        from builder.building.builders import BuildResult
 
         outer = self
 
@@ -437,7 +437,7 @@ class RecordingBuilder:
 def test_run_portable_builds_splits_between_cibuildwheel_and_docker(tmp_path: Path) -> None:
     from build_fixtures.helpers import local_dist
 
-    from builder.build.sdist import SdistFetcher
+    from builder.building.sdist import SdistFetcher
     from builder.wheelhouse import Wheelhouse
 
     sdist = tmp_path / "demo-1.0.tar.gz"

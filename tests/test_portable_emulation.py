@@ -21,11 +21,11 @@ from conftest import tiers_required
 from packaging.utils import parse_wheel_filename
 from portable_fixtures import LIBYAML_BODY, LIBYAML_INCLUDE, make_sdist
 
-from builder.build import SdistFetcher, make_jobs, run_builds
-from builder.build.cibuildwheel import CibuildwheelBuilder, split_portable
-from builder.build.container import Container
-from builder.build.jobs import BuildJob
-from builder.build.runner import BuildReport, Status
+from builder.building import SdistFetcher, make_jobs, run_builds
+from builder.building.cibuildwheel import CibuildwheelBuilder, split_portable
+from builder.building.container import Container
+from builder.building.jobs import BuildJob
+from builder.building.runner import BuildReport, Status
 from builder.config import PackageSettings
 from builder.wheelhouse import Wheelhouse
 

@@ -14,7 +14,7 @@ from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from ..build import (
+from ..building import (
     BuildJob,
     DockerBuilder,
     LocalBuilder,
@@ -22,8 +22,8 @@ from ..build import (
     make_jobs,
     run_builds,
 )
-from ..build.builders import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
-from ..build.runner import (
+from ..building.builders import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
+from ..building.runner import (
     DEFAULT_HEARTBEAT,
     BuildReport,
     EventKind,
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _portable(config: Config) -> bool:
-    from ..build.cibuildwheel import wants_portable  # noqa: PLC0415
+    from ..building.cibuildwheel import wants_portable  # noqa: PLC0415
 
     return wants_portable(
         portable=bool(config.get("portable", False)),
@@ -207,7 +207,7 @@ def _run_portable(
     on_event: Any,
 ) -> BuildReport:
     """--portable: cibuildwheel for manylinux/musllinux targets, ``fallback`` for the rest."""
-    from ..build.cibuildwheel import CibuildwheelBuilder, run_portable_builds  # noqa: PLC0415
+    from ..building.cibuildwheel import CibuildwheelBuilder, run_portable_builds  # noqa: PLC0415
 
     portable = CibuildwheelBuilder(
         timeout=float(config.get("timeout", DEFAULT_TIMEOUT)),
@@ -427,8 +427,8 @@ def register_prune(subparsers: Any) -> None:
 
 
 def prune(args: argparse.Namespace) -> int:
-    from ..build.container import connect  # noqa: PLC0415
-    from ..build.prune import prune as prune_daemon  # noqa: PLC0415
+    from ..building.container import connect  # noqa: PLC0415
+    from ..building.prune import prune as prune_daemon  # noqa: PLC0415
 
     client = connect()
     try:

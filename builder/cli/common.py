@@ -162,12 +162,12 @@ COMPILER_KEYS = {"accelerate": "accelerate", "toolchain-base": "toolchain_base"}
 
 def add_container_options(parser: argparse.ArgumentParser) -> None:
     """Limits and set-up of the build containers (``prewheel build`` and ``prewheel run``)."""
-    from ..build.builders import (  # noqa: PLC0415 - keeps `prewheel --help` light
+    from ..building.builders import (  # noqa: PLC0415 - keeps `prewheel --help` light
         DEFAULT_MEMORY,
         DEFAULT_SETUP_TIMEOUT,
         DEFAULT_TIMEOUT,
     )
-    from ..build.runner import DEFAULT_HEARTBEAT  # noqa: PLC0415
+    from ..building.runner import DEFAULT_HEARTBEAT  # noqa: PLC0415
 
     group = parser.add_argument_group("build containers")
     group.add_argument(

@@ -9,7 +9,7 @@ result; :func:`parse_probe_output` reads it and :func:`verify` turns it into a
 :class:`~builder.errors.VerifyFailedError` with the cause, after every target was tried.
 
 Containers sit behind the :class:`ProbeRunner` protocol (:class:`DockerProbeRunner` uses the
-Engine API through :class:`builder.build.container.Container`).
+Engine API through :class:`builder.building.container.Container`).
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ class DockerProbeRunner:
             )
 
     def _docker(self) -> Any:
-        from ..build.container import connect  # noqa: PLC0415
+        from ..building.container import connect  # noqa: PLC0415
 
         if self._client is None:
             self._client = connect()
@@ -294,7 +294,7 @@ class DockerProbeRunner:
     ) -> ProbeRun:
         import docker.errors  # noqa: PLC0415 - only needed with Docker
 
-        from ..build.container import LABEL, OWNER_LABEL, owner_label  # noqa: PLC0415
+        from ..building.container import LABEL, OWNER_LABEL, owner_label  # noqa: PLC0415
 
         try:
             container = self._docker().containers.create(

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from ..build.checks import check_wheel_code
+from ..building.checks import check_wheel_code
 from ..errors import IntegrityError, PublishConflictError
 from ..fetch import RetryPolicy, download, make_client
 from ..plan import Plan, Status
@@ -111,7 +111,7 @@ def mirror(
     A file without a sha256 on the upstream page, or whose bytes do not match it, raises
     :class:`~builder.errors.IntegrityError` at once and is not listed. A wheel for a 32-bit
     ARM target whose code does not run there (ARMv7 code tagged ``linux_armv6l``, the other
-    float ABI: :func:`~builder.build.checks.check_wheel_code`) is not listed either; the other
+    float ABI: :func:`~builder.building.checks.check_wheel_code`) is not listed either; the other
     files are still mirrored, then one :class:`~builder.errors.IntegrityError` names every
     refused file.
     """

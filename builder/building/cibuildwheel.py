@@ -10,7 +10,7 @@ the repaired wheel in the wheelhouse with the same cache key rules as the other 
 Pure parts: :func:`wants_portable`, :func:`cibuildwheel_identifier`, :func:`choose_policy`, :func:`portable_image`,
 :func:`split_portable`, :func:`cibuildwheel_options` and :func:`invocation`. Side effects (the
 cibuildwheel process, Docker) sit behind :class:`ProcessRunner` and :class:`CibuildwheelBuilder`,
-which implements :class:`builder.build.builders.Builder`; :func:`run_portable_builds` runs a
+which implements :class:`builder.building.builders.Builder`; :func:`run_portable_builds` runs a
 set of jobs through it, falling back to the docker builder where no portable image exists.
 """
 
@@ -143,7 +143,7 @@ def portable_image(
     defaults: Mapping[str, str] | None = None,
 ) -> str:
     """The image to build ``target`` in: ``override`` with the docker builder's placeholders
-    filled in (:func:`~builder.build.jobs.resolve_image`), or cibuildwheel's pinned image of the
+    filled in (:func:`~builder.building.jobs.resolve_image`), or cibuildwheel's pinned image of the
     policy :func:`choose_policy` picks."""
     cibuildwheel_identifier(target)
     if override:
@@ -357,10 +357,10 @@ class SubprocessRunner:
 
 
 class CibuildwheelBuilder:
-    """A :class:`~builder.build.builders.Builder` whose builds run through cibuildwheel.
+    """A :class:`~builder.building.builders.Builder` whose builds run through cibuildwheel.
 
     cibuildwheel starts one container per build; they carry prewheel's build labels, so
-    :func:`~builder.build.container.remove_orphans` cleans up after a killed run, and a
+    :func:`~builder.building.container.remove_orphans` cleans up after a killed run, and a
     timed-out build's containers are removed at once.
     """
 
@@ -504,7 +504,7 @@ def run_portable_builds(
 ) -> BuildReport:
     """Build ``jobs`` as portable wheels: cibuildwheel where a manylinux/musllinux image exists,
     the fallback (docker) builder elsewhere (linux/arm/v6), saying so through ``notice``.
-    ``options`` go to :func:`~builder.build.runner.run_builds` unchanged; one report comes back.
+    ``options`` go to :func:`~builder.building.runner.run_builds` unchanged; one report comes back.
     """
     split = split_portable(jobs, image_override)
     for text in split.notices:
