@@ -32,7 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.merge import write_section
 from builder.consume.verify import DockerProbeRunner
 from builder.hostenv import ca_bundle, proxy_environment
-from builder.pipeline import complete_index, serving, write_lock_and_dockerfile
+from builder.index.complete import write_index
+from builder.index.server import serving
+from builder.index.static import StaticIndex
+from builder.pipeline import write_consumer_files
 from builder.plan import plan_requirements
 from builder.targets import Target, select_targets
 from builder.upstream.client import default_index_url
@@ -105,8 +108,9 @@ def main() -> None:
     plan = plan_requirements([EXAMPLE], select_targets(platforms=PLATFORMS))
     if plan.gaps() and not wheelhouse.entries():
         raise SystemExit(f"No built wheels in {wheelhouse.path}: run tests/test_e2e.py first.")
-    complete_index(plan, wheelhouse, work / "index")
-    lock, _ = write_lock_and_dockerfile(plan, wheelhouse, work)
+    wheels = wheelhouse.wheels_for_one_index([t.identifier for t in plan.targets])
+    write_index(StaticIndex(work / "index"), wheels, plan=plan)
+    lock, _ = write_consumer_files(plan, wheelhouse, work)
     timer = work / "timer.py"
     timer.write_text(TIMER, encoding="utf-8")
     bundle = ca_bundle()

@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.merge import write_section
+from builder.options import IndexOptions
 from builder.plan import INSTALLABLE, Plan, plan_requirements
 from builder.requirements import read_requirements
 from builder.targets import Arch, select_targets
@@ -44,7 +45,7 @@ def timed_plan(cache_dir: Path) -> tuple[float, Plan]:
     requirements = read_requirements([LOCK])
     targets = select_targets(platforms=PLATFORMS)
     plan = plan_requirements(
-        requirements, targets, index_url=default_index_url(), cache_dir=cache_dir
+        requirements, targets, IndexOptions(index_url=default_index_url(), cache_dir=cache_dir)
     )
     return time.perf_counter() - start, plan
 

@@ -1,10 +1,9 @@
-"""Layered configuration: command line > ``PREWHEEL_*`` environment > ``[tool.prewheel]`` > defaults.
+"""The configuration layers below the command line: ``PREWHEEL_*`` and ``[tool.prewheel]``.
 
-Each stage's library function takes plain arguments; the CLI asks a :class:`Config` for the
-value of each option so the precedence lives in one place. Keys are the long option names
-(``extra-index-url``); the environment variable of a key is ``PREWHEEL_`` + the key in upper
-case with ``-`` as ``_`` (``PREWHEEL_EXTRA_INDEX_URL``). List values in the environment are
-comma- or whitespace-separated.
+:mod:`builder.options` declares every option and resolves it from the command line, then
+these layers, then its default. Keys are the long option names (``extra-index-url``); the
+environment variable of a key is ``PREWHEEL_`` + the key in upper case with ``-`` as ``_``
+(``PREWHEEL_EXTRA_INDEX_URL``). List values are comma- or whitespace-separated.
 
 Per-package build settings live in ``[tool.prewheel.packages.<name>]``; per-target changes to
 them in ``[[tool.prewheel.overrides]]`` tables, as cibuildwheel's overrides: ``select`` (target
@@ -19,7 +18,7 @@ import dataclasses
 import fnmatch
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,34 +45,12 @@ class PackageSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Option lookup across the three layers. ``cli`` holds only options the user gave."""
+    """The environment and ``[tool.prewheel]`` layers (:mod:`builder.options` resolves the
+    options from them, with the command line above), and the per-package tables."""
 
-    cli: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     file: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     file_path: Path | None = None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """A scalar option (string, int, bool) from the highest layer that sets it."""
-        if self.cli.get(key) is not None:
-            return self.cli[key]
-        env_name = ENV_PREFIX + key.upper().replace("-", "_")
-        if env_name in self.env and self.env[env_name] != "":
-            return _coerce(self.env[env_name], default, env_name)
-        if key in self.file:
-            return self.file[key]
-        return default
-
-    def get_list(self, key: str, default: Sequence[str] = ()) -> list[str]:
-        """A list option; a comma-separated string at any layer is split."""
-        value = self.get(key)
-        if value is None:
-            return list(default)
-        if isinstance(value, str):
-            return [item for item in value.replace(",", " ").split() if item]
-        if isinstance(value, list | tuple):
-            return [str(item) for raw in value for item in str(raw).replace(",", " ").split()]
-        raise UsageError(f"Option {key} must be a list of strings, got {value!r}.")
 
     def package(self, name: str, target_identifier: str | None = None) -> PackageSettings:
         """``name``'s build settings, with the overrides that select ``target_identifier``."""
@@ -133,22 +110,6 @@ def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def _coerce(raw: str, default: Any, env_name: str) -> Any:
-    if isinstance(default, bool):
-        lowered = raw.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise UsageError(f"{env_name}={raw!r} is not a boolean; use 1/0, true/false.")
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise UsageError(f"{env_name}={raw!r} is not a whole number.") from None
-    return raw
-
-
 def _package_settings(name: str, table: Any, path: Path | None) -> PackageSettings:
     where = f"{path}: [tool.prewheel.packages.{name}]"
     if not isinstance(table, dict):
@@ -171,7 +132,6 @@ def _package_settings(name: str, table: Any, path: Path | None) -> PackageSettin
 
 
 def load_config(
-    cli: Mapping[str, Any],
     *,
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
@@ -184,7 +144,6 @@ def load_config(
     if path is not None:
         table = _read_tool_table(path, explicit=config_file is not None)
     return Config(
-        cli={k: v for k, v in cli.items() if v is not None},
         env=environment,
         file=table,
         file_path=path,

@@ -21,6 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import NotOnIndexError, UsageError
+from .fetch import with_credentials
 from .requirements import (
     PIP_DEFAULT_FORMATS,
     FormatControl,
@@ -31,12 +32,13 @@ from .requirements import (
 )
 from .resolve import DEFAULT_RESOLVER, Resolver, make_resolver
 from .targets import FloatAbi, Target, format_python, parse_identifier
+from .upstream.client import default_index_url, fetch_projects, normalize_index_url
 from .upstream.models import DistFile, ProjectPage
 
 if TYPE_CHECKING:
     import httpx
 
-    from .config import Config
+    from .options import IndexOptions  # options imports the build stage, which imports this
 
 PLAN_FORMAT = 1
 
@@ -333,43 +335,31 @@ def _reason(notes: Sequence[str]) -> str:
 def plan_requirements(
     inputs: Sequence[Path] | RequirementSet,
     targets: Sequence[Target],
+    indexes: IndexOptions | None = None,
     *,
-    index_url: str | None = None,
-    extra_index_urls: Sequence[str] = (),
-    our_index_url: str | None = None,
-    cache_dir: Path | None = None,
     client: httpx.Client | None = None,
     refresh: bool = False,
     resolver: Resolver | None = None,
-    config: Config | None = None,
 ) -> Plan:
     """Read requirements (paths or a set), fetch their pages from every index, decide.
 
-    Index precedence: explicit arguments, then ``config`` (``index-url``, ``extra-index-url``,
-    ``our-index-url``, ``cache-dir``), then the index options written in the requirements
-    files, then pip's own configuration / the default index.
+    Index precedence: ``indexes`` (``index-url``, ``extra-index-url``, ``our-index-url``,
+    ``cache-dir``, resolved from the command line, environment and configuration), then the
+    index options written in the requirements files, then pip's own configuration / the
+    default index.
 
     Loose inputs (``.in``, ``pyproject.toml``) are resolved by ``resolver``, by default the one
-    ``config`` names (``resolver``: ``uv``, universal from the targets' oldest Python, or
-    ``pip-tools``, for the host) against the same upstream indexes.
+    ``indexes`` names (``uv``, universal from the targets' oldest Python, or ``pip-tools``, for
+    the host) against the same upstream indexes.
     """
-    from .fetch import with_credentials  # noqa: PLC0415
-    from .upstream.client import (  # noqa: PLC0415
-        default_index_url,
-        fetch_projects,
-        normalize_index_url,
-    )
-
-    if config is not None:
-        index_url = index_url or config.get("index-url")
-        extra_index_urls = [*extra_index_urls, *config.get_list("extra-index-url")]
-        our_index_url = our_index_url or config.get("our-index-url")
-        configured_cache = config.get("cache-dir")
-        cache_dir = cache_dir or (Path(configured_cache) if configured_cache else None)
+    index_url = indexes.index_url if indexes else None
+    extra_index_urls = list(indexes.extra_index_url) if indexes else []
+    our_index_url = indexes.our_index_url if indexes else None
+    cache_dir = indexes.cache_dir if indexes else None
     compiled_dir = cache_dir / "compiled" if cache_dir else None
     if resolver is None and not isinstance(inputs, RequirementSet):
         resolver = make_resolver(
-            str(config.get("resolver", DEFAULT_RESOLVER)) if config else DEFAULT_RESOLVER,
+            indexes.resolver if indexes else DEFAULT_RESOLVER,
             python_floor=format_python(min(target.python for target in targets)),
             # uv takes a login only inside the URL (handed over in its environment)
             index_url=with_credentials(normalize_index_url(index_url)) if index_url else None,

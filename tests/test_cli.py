@@ -29,13 +29,12 @@ def test_run_takes_the_build_container_options(
 ) -> None:
     from builder.building.builders import DockerBuilder
     from builder.cli import build_parser
-    from builder.cli.common import COMPILER_KEYS, CONTAINER_KEYS, TARGET_KEYS, config_from_args
+    from builder.cli.common import settings_from_args
 
     monkeypatch.chdir(tmp_path)  # no pyproject.toml of ours in the way
     argv = ["run", "--setup-timeout", "5", "--fresh-setup", "--timeout", "7", "--memory", "1g"]
     args = build_parser().parse_args(argv)
-    config = config_from_args(args, {**TARGET_KEYS, **COMPILER_KEYS, **CONTAINER_KEYS})
-    builder = DockerBuilder.from_config(config)
+    builder = DockerBuilder.from_options(settings_from_args("run", args).build)
     assert (builder.setup_timeout, builder.fresh_setup, builder.timeout, builder.memory) == (
         5.0,
         True,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from builder.config import load_config
+from builder.options import resolve
 from builder.errors import UsageError
 
 PYPROJECT = """
@@ -30,10 +31,10 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_file_layer_is_found_from_a_subdirectory(project: Path) -> None:
-    config = load_config({}, env={}, search_from=project)
-    assert config.get_list("platform") == ["linux/amd64", "linux/arm64"]
-    assert config.get("python") == "3.12"
-    assert config.get("missing", "default") == "default"
+    settings = resolve("plan", env={}, search_from=project)
+    assert settings.targets.platform == ("linux/amd64", "linux/arm64")
+    assert settings.targets.python == ("3.12",)
+    assert settings.build.memory == "4g"  # declared default
 
 
 def test_environment_beats_file_and_cli_beats_environment(project: Path) -> None:
@@ -41,36 +42,35 @@ def test_environment_beats_file_and_cli_beats_environment(project: Path) -> None
         "PREWHEEL_PYTHON": "3.13",
         "PREWHEEL_EXTRA_INDEX_URL": "https://a.invalid/ https://b.invalid/",
     }
-    config = load_config({"python": None}, env=env, search_from=project)
-    assert config.get("python") == "3.13"
-    assert config.get_list("extra-index-url") == ["https://a.invalid/", "https://b.invalid/"]
-    config = load_config({"python": "3.10"}, env=env, search_from=project)
-    assert config.get("python") == "3.10"
-    assert config.get("libc") == "glibc2.31"
+    settings = resolve("plan", env=env, search_from=project)
+    assert settings.targets.python == ("3.13",)
+    assert settings.indexes.extra_index_url == ("https://a.invalid/", "https://b.invalid/")
+    settings = resolve("plan", given={"python": "3.10"}, env=env, search_from=project)
+    assert settings.targets.python == ("3.10",)
+    assert settings.targets.libc == "glibc2.31"
 
 
 def test_targets_from_layered_config(project: Path) -> None:
-    from builder.cli.common import targets_from_config
-
-    config = load_config(
-        {"platform": "linux/arm/v7"}, env={"PREWHEEL_PYTHON": "3.11"}, search_from=project
-    )
-    assert [t.identifier for t in targets_from_config(config)] == ["cp311-manylinux_2_31_armv7l"]
+    settings = resolve(
+        "plan", given={"platform": "linux/arm/v7"}, env={"PREWHEEL_PYTHON": "3.11"},
+        search_from=project,
+    )  # fmt: skip
+    assert [t.identifier for t in settings.targets.targets()] == ["cp311-manylinux_2_31_armv7l"]
 
 
 def test_explicit_config_file_must_be_valid(tmp_path: Path) -> None:
     bad = tmp_path / "prewheel.toml"
     bad.write_text("platform = [")
     with pytest.raises(UsageError, match="not valid TOML"):
-        load_config({}, env={}, config_file=bad)
+        load_config(env={}, config_file=bad)
     with pytest.raises(UsageError, match="does not exist"):
-        load_config({}, env={}, config_file=tmp_path / "absent.toml")
+        load_config(env={}, config_file=tmp_path / "absent.toml")
 
 
 def test_nearest_pyproject_must_be_valid_too(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.prewheel\nplatform = 1")
     with pytest.raises(UsageError, match=r"nearest pyproject\.toml"):
-        load_config({}, env={}, search_from=tmp_path)
+        load_config(env={}, search_from=tmp_path)
 
 
 OVERRIDES = """
@@ -92,7 +92,7 @@ packages.NumPy.pip-args = ["--config-settings", "setup-args=-Dallow-noblas=true"
 def test_overrides_change_a_package_on_the_targets_they_select(tmp_path: Path) -> None:
     """cibuildwheel's overrides: select target identifiers; keys replace, environment merges."""
     (tmp_path / "pyproject.toml").write_text(OVERRIDES)
-    config = load_config({}, search_from=tmp_path)
+    config = load_config(search_from=tmp_path)
     armv6 = config.package("numpy", "cp311-glibc_2_36_armv6l")
     assert dict(armv6.environment) == {"CFLAGS": "-O1", "NPY_BLAS_ORDER": "openblas"}
     assert armv6.system_packages == ("libblas-dev",)
@@ -116,6 +116,6 @@ def test_overrides_change_a_package_on_the_targets_they_select(tmp_path: Path) -
 )
 def test_a_malformed_override_is_a_usage_error(tmp_path: Path, override: str) -> None:
     (tmp_path / "pyproject.toml").write_text(f"[[tool.prewheel.overrides]]\n{override}\n")
-    config = load_config({}, search_from=tmp_path)
+    config = load_config(search_from=tmp_path)
     with pytest.raises(UsageError, match=r"overrides|unknown keys"):
         config.package("numpy", "cp311-manylinux_2_36_x86_64")

@@ -28,13 +28,14 @@ from elftools.elf.elffile import ELFFile
 from packaging.pylock import Pylock
 
 from builder.cli import main
-from builder.config import load_config
 from builder.consume.lock import lock_lines
 from builder.consume.pylock import pylock_document, render_pylock
 from builder.consume.verify import DockerProbeRunner, TargetResult, verify
 from builder.errors import ExitCode, VerifyFailedError
 from builder.hostenv import ca_bundle
-from builder.pipeline import PipelineResult, run_pipeline, serving
+from builder.index.server import serving
+from builder.options import resolve
+from builder.pipeline import PipelineResult, run_pipeline
 from builder.targets import select_targets
 from builder.upstream.client import default_index_url
 from builder.wheelhouse import Wheelhouse
@@ -68,16 +69,20 @@ def wheelhouse_key() -> str:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
     wheelhouse = cache_root() / f"e2e-wheelhouse-{wheelhouse_key()}"
     output = tmp_path_factory.mktemp("run")
-    return run_pipeline(
-        [EXAMPLE],
-        select_targets(platforms=PLATFORMS),
-        output=output,
-        wheelhouse_dir=wheelhouse,
-        build_image=BUILD_IMAGE,
-        verify_image=RUNTIME_IMAGE,
-        verify_timeout=900,
-        config=load_config(BUILD_SETTINGS, env={}, config_file=EXAMPLE_SETTINGS),
+    settings = resolve(
+        "run",
+        given={
+            "platform": PLATFORMS,
+            "image": BUILD_IMAGE,
+            "wheelhouse": str(wheelhouse),
+            "verify-image": RUNTIME_IMAGE,
+            "verify-timeout": 900,
+            **BUILD_SETTINGS,
+        },
+        env={},
+        config_file=EXAMPLE_SETTINGS,
     )
+    return run_pipeline([EXAMPLE], settings, output=output)
 
 
 @pytest.mark.timeout(3600)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.config import load_config
 from builder.elf import wheel_elf_members
+from builder.options import resolve
 from builder.pipeline import PipelineResult, run_pipeline
-from builder.targets import Arch, FloatAbi, select_targets
+from builder.targets import Arch, FloatAbi
 from builder.wheelhouse import Wheelhouse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,21 +44,22 @@ def wheelhouse_dir() -> Path:
 
 
 def run_example(output: Path) -> PipelineResult:
-    return run_pipeline(
-        [EXAMPLE],
-        select_targets(platforms=[PLATFORM]),
-        output=output,
-        wheelhouse_dir=wheelhouse_dir(),
-        build_image=BUILD_IMAGE,
-        verify_image=RUNTIME_IMAGE,
-        verify_timeout=900,
-        config=load_config(
+    settings = resolve(
+        "run",
+        given={
+            "platform": PLATFORM,
+            "image": BUILD_IMAGE,
+            "wheelhouse": str(wheelhouse_dir()),
+            "verify-image": RUNTIME_IMAGE,
+            "verify-timeout": 900,
             # no registry: the toolchain is assembled in the amd64 test image of the release
-            {"accelerate": ACCELERATE, "toolchain-base": "prewheel-test/{codename}:amd64"},
-            env={},
-            config_file=EXAMPLE_SETTINGS,
-        ),
+            "accelerate": ACCELERATE,
+            "toolchain-base": "prewheel-test/{codename}:amd64",
+        },
+        env={},
+        config_file=EXAMPLE_SETTINGS,
     )
+    return run_pipeline([EXAMPLE], settings, output=output)
 
 
 @pytest.fixture(scope="module")

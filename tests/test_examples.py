@@ -135,5 +135,5 @@ def test_the_bundled_example_ships_in_the_package_and_is_what_requirements_shows
         names = {str(r.name) for r in read_requirements([pinned]).requirements}
     assert {"asyncpg", "aionotify", "python-ffmpeg", "pyyaml", "msgpack", "requests"} <= names
     with bundled_example("example.toml") as settings:
-        config = load_config({}, env={}, config_file=settings)
+        config = load_config(env={}, config_file=settings)
     assert config.package("PyYAML").system_packages == ("libyaml-dev",)

@@ -20,6 +20,7 @@ import pytest
 from packaging.utils import canonicalize_name
 from plan_fixtures import pip_dry_run, pip_env
 
+from builder.options import IndexOptions
 from builder.plan import INSTALLABLE, Plan, plan_requirements
 from builder.requirements import RequirementSet, parse_pinned
 from builder.targets import Target, parse_identifier
@@ -80,7 +81,9 @@ def pip_choice(target: Target, pins: list[str], tmp: Path) -> dict[str, str] | N
 def plan() -> Plan:
     requirements = RequirementSet(tuple(parse_pinned(pin, None) for pin in PINS))
     return plan_requirements(
-        requirements, [parse_identifier(t) for t in TARGETS], index_url=default_index_url()
+        requirements,
+        [parse_identifier(t) for t in TARGETS],
+        IndexOptions(index_url=default_index_url()),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,62 +14,35 @@ from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from ..building import (
-    BuildJob,
-    DockerBuilder,
-    LocalBuilder,
-    SdistFetcher,
-    make_jobs,
-    run_builds,
-)
-from ..building.builders import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Builder
+from ..building.container import connect
+from ..building.jobs import BuildJob
+from ..building.prune import prune as prune_daemon
 from ..building.runner import (
-    DEFAULT_HEARTBEAT,
     BuildReport,
     EventKind,
     ProgressEvent,
     Status,
     describe_event,
-    image_refusal,
 )
-from ..config import Config
-from ..errors import BuildsFailedError, ExitCode, UsageError
+from ..building.stage import build_gaps, jobs_for, raise_for_failures
+from ..errors import ExitCode, UsageError
 from ..files import file_sha256
-from ..plan import Gap
+from ..options import DEFAULT_WHEELHOUSE, Settings, add_options
+from ..plan import Gap, plan_requirements
 from ..requirements import PinnedRequirement
-from ..targets import DEFAULT_PLATFORMS, Target, pick_targets, select_targets
+from ..targets import Target, pick_targets
 from ..upstream.models import DistFile
 from ..wheelhouse import Wheelhouse
 from .common import (
-    COMPILER_KEYS,
-    CONTAINER_KEYS,
-    TARGET_KEYS,
-    add_compiler_options,
-    add_container_options,
     add_json_option,
     add_subcommand,
-    add_target_and_config_options,
-    config_from_args,
     error_console,
     is_interactive,
     load_plan,
     output_console,
     report,
+    settings_from_args,
 )
-
-DEFAULT_WHEELHOUSE = "wheelhouse"
-_KEYS = {
-    **TARGET_KEYS,
-    **COMPILER_KEYS,
-    **CONTAINER_KEYS,
-    "wheelhouse": "wheelhouse",
-    "builder": "builder",
-    "docker-host": "docker_host",
-    "jobs": "jobs",
-    "binfmt-dir": "binfmt_dir",
-    "portable": "portable",
-    "portable-image": "portable_image",
-}
 
 
 def register(subparsers: Any) -> None:
@@ -94,169 +67,52 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="build the gaps of a plan.json (with --target, of those plan targets only)",
     )
-    parser.add_argument(
-        "--wheelhouse", metavar="DIR", help=f"output and cache (default: ./{DEFAULT_WHEELHOUSE})"
-    )
-    parser.add_argument(
-        "--builder", choices=["docker", "local"], help="docker (default) or local (host only)"
-    )
-    parser.add_argument(
-        "--docker-host",
-        action="append",
-        metavar="PLATFORM=URL",
-        help="Docker endpoint for one platform, e.g. linux/arm64=ssh://arm-box (repeatable)",
-    )
-    parser.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel containers (1)")
     parser.add_argument("--force", action="store_true", help="rebuild even cached wheels")
     parser.add_argument(
         "--fail-fast", action="store_true", help="stop after the first failure (default: go on)"
     )
-    add_container_options(parser)
-    parser.add_argument("--binfmt-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    parser.add_argument(
-        "--portable",
-        action="store_true",
-        default=None,
-        help="build portable manylinux/musllinux wheels with cibuildwheel (implied by --libc "
-        "manylinux_X_Y or musllinux_X_Y without --image); linux/arm/v6 falls back to docker",
-    )
-    parser.add_argument(
-        "--portable-image",
-        metavar="IMAGE",
-        help="image for --portable builds instead of cibuildwheel's pinned ones (placeholders "
-        "as for --image, e.g. my-registry/manylinux_2_28_{arch})",
-    )
-    add_compiler_options(parser)
-    add_target_and_config_options(parser)
+    add_options(parser, "build")
     register_prune(subparsers)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args, _KEYS)
-    wheelhouse = Wheelhouse(Path(config.get("wheelhouse", DEFAULT_WHEELHOUSE)))
-    targets = _targets(config)
-    gaps = _gaps(args.inputs, args.plan, targets, config)
-    image = config.get("image")
-    jobs = make_jobs(gaps, image=image, settings=config.package)
+    settings = settings_from_args("build", args)
+    wheelhouse = Wheelhouse(settings.build.wheelhouse or DEFAULT_WHEELHOUSE)
+    gaps = _gaps(args.inputs, args.plan, settings)
+    jobs = jobs_for(gaps, settings)
     if not jobs:
         error_console().print("Nothing to build: every requirement has a fitting wheel.")
         if args.json:
             _print_json(BuildReport((), 0, 0.0))
         return 0
-    builder = _builder(config, jobs)
-    try:
-        with _progress(jobs) as on_event:
-            if _portable(config):
-                report = _run_portable(
-                    config,
-                    jobs,
-                    wheelhouse=wheelhouse,
-                    fallback=builder,
-                    args=args,
-                    on_event=on_event,
-                )
-            else:
-                report = run_builds(
-                    jobs,
-                    wheelhouse=wheelhouse,
-                    builder=builder,
-                    fetcher=SdistFetcher(),
-                    parallel=int(config.get("jobs", 1)),
-                    force=bool(args.force),
-                    keep_going=not args.fail_fast,
-                    progress=on_event,
-                    heartbeat=float(config.get("heartbeat", DEFAULT_HEARTBEAT)),
-                )
-    finally:
-        if isinstance(builder, DockerBuilder):
-            builder.close()
-    _print_summary(report, wheelhouse)
-    if args.json:
-        _print_json(report)
-    if report.refused_images:
-        raise image_refusal(report)
-    if report.failed:
-        raise BuildsFailedError(
-            f"{len(report.failed)} of {len(report.outcomes)} builds failed; their logs are "
-            f"listed above (under {wheelhouse.logs_dir}). Fix the cause (often a missing "
-            "system library: add it to system-packages in the package's table under "
-            "tool.prewheel.packages in pyproject.toml) and rerun; finished wheels are kept and "
-            "will not be rebuilt."
+    with _progress(jobs) as on_event:
+        build_report = build_gaps(
+            gaps,
+            settings,
+            wheelhouse,
+            progress=on_event,
+            notice=_notice,
+            force=args.force,
+            keep_going=not args.fail_fast,
         )
+    _print_summary(build_report, wheelhouse)
+    if args.json:
+        _print_json(build_report)
+    raise_for_failures(build_report, wheelhouse)
     return 0
 
 
-def _portable(config: Config) -> bool:
-    from ..building.cibuildwheel import wants_portable  # noqa: PLC0415
-
-    return wants_portable(
-        portable=bool(config.get("portable", False)),
-        libc=config.get("libc"),
-        image=config.get("image"),
-    )
-
-
-def _run_portable(
-    config: Config,
-    jobs: list[BuildJob],
-    *,
-    wheelhouse: Wheelhouse,
-    fallback: Builder,
-    args: argparse.Namespace,
-    on_event: Any,
-) -> BuildReport:
-    """--portable: cibuildwheel for manylinux/musllinux targets, ``fallback`` for the rest."""
-    from ..building.cibuildwheel import CibuildwheelBuilder, run_portable_builds  # noqa: PLC0415
-
-    portable = CibuildwheelBuilder(
-        timeout=float(config.get("timeout", DEFAULT_TIMEOUT)),
-        memory=config.get("memory", DEFAULT_MEMORY),
-        docker_builder=fallback if isinstance(fallback, DockerBuilder) else None,
-    )
-    return run_portable_builds(
-        jobs,
-        wheelhouse=wheelhouse,
-        fetcher=SdistFetcher(),
-        portable_builder=portable,
-        fallback_builder=fallback,
-        image_override=config.get("portable-image"),
-        notice=lambda text: error_console().print(f"[yellow]note:[/] {text}", markup=True),
-        parallel=int(config.get("jobs", 1)),
-        force=bool(args.force),
-        keep_going=not args.fail_fast,
-        progress=on_event,
-        heartbeat=float(config.get("heartbeat", DEFAULT_HEARTBEAT)),
-    )
-
-
-def _targets(config: Config) -> list[Target]:
-    image = config.get("image")
-    readable_image = (
-        image
-        if image and "{" not in image and not (config.get("python") and config.get("libc"))
-        else None
-    )
-    return select_targets(
-        platforms=config.get_list("platform", DEFAULT_PLATFORMS),
-        pythons=config.get_list("python"),
-        libc=config.get("libc"),
-        image=readable_image,
-        identifiers=config.get_list("target"),
-        float_abi=config.get("float-abi"),
-    )
-
-
-def _gaps(
-    inputs: Sequence[str], plan_file: Path | None, targets: list[Target], config: Config
-) -> list[Gap]:
+def _gaps(inputs: Sequence[str], plan_file: Path | None, settings: Settings) -> list[Gap]:
     sdists = [Path(i) for i in inputs if i.endswith((".tar.gz", ".zip"))]
     requirements = [Path(i) for i in inputs if not i.endswith((".tar.gz", ".zip"))]
+    targets = settings.targets.targets() if sdists or requirements else []
     gaps = [gap for path in sdists for gap in _sdist_gaps(path, targets)]
     if plan_file is not None:
-        gaps += _plan_gaps_from_json(plan_file, config.get_list("target"))
+        gaps += _plan_gaps_from_json(plan_file, settings.targets.target)
     if requirements:
-        gaps += _plan_gaps(requirements, targets, config)
+        plan = plan_requirements(requirements, targets, settings.indexes)
+        gaps += plan.gaps()
     if not (sdists or requirements or plan_file):
         raise UsageError(
             "Give requirements files (prewheel build requirements.txt), sdists to build "
@@ -277,19 +133,6 @@ def _sdist_gaps(path: Path, targets: list[Target]) -> list[Gap]:
     return [Gap(requirement, target, dist) for target in targets]
 
 
-def _plan_gaps(requirements: list[Path], targets: list[Target], config: Config) -> list[Gap]:
-    from .. import plan  # noqa: PLC0415
-
-    plan_requirements = getattr(plan, "plan_requirements", None)
-    if plan_requirements is None:
-        raise UsageError(
-            "This prewheel cannot plan requirements files yet; build sdists directly "
-            "(prewheel build pkg-1.0.tar.gz) or pass --plan plan.json."
-        )
-    result = plan_requirements(requirements, targets, config=config)
-    return list(result.gaps())
-
-
 def _plan_gaps_from_json(path: Path, identifiers: Sequence[str]) -> list[Gap]:
     """The plan's gaps; with --target, those of the named plan targets only."""
     plan = load_plan(path, unreadable="Cannot read plan {path}: {exc}.")
@@ -299,31 +142,12 @@ def _plan_gaps_from_json(path: Path, identifiers: Sequence[str]) -> list[Gap]:
     return [gap for gap in plan.gaps() if gap.target in chosen]
 
 
-def _builder(config: Config, jobs: list[BuildJob]) -> Builder:
-    kind = config.get("builder", "docker")
-    timeout = float(config.get("timeout", DEFAULT_TIMEOUT))
-    if kind == "local":
-        local = LocalBuilder(timeout=timeout)
-        foreign = sorted(
-            {j.target.identifier for j in jobs if not local.host_target_matches(j.target)}
-        )
-        if foreign:
-            raise UsageError(
-                f"--builder local can only build for this host, not {', '.join(foreign)}. "
-                "Select the host's target with --platform/--python, or use --builder docker."
-            )
-        return local
-    if kind != "docker":
-        raise UsageError(f"Unknown builder {kind!r}; choose docker or local.")
-    return DockerBuilder.from_config(config, notice=_notice)
-
-
 def _notice(text: str) -> None:
     error_console().print(f"[yellow]note:[/] {text}", markup=True, highlight=False)
 
 
 @contextmanager
-def _progress(jobs: list[BuildJob]) -> Iterator[Any]:
+def _progress(jobs: list[BuildJob]) -> Iterator[Callable[[ProgressEvent], None]]:
     console = error_console()
     if not is_interactive():
 
@@ -427,9 +251,6 @@ def register_prune(subparsers: Any) -> None:
 
 
 def prune(args: argparse.Namespace) -> int:
-    from ..building.container import connect  # noqa: PLC0415
-    from ..building.prune import prune as prune_daemon  # noqa: PLC0415
-
     client = connect()
     try:
         result = prune_daemon(client, everything=args.all, dry_run=args.dry_run)

@@ -6,22 +6,30 @@ import argparse
 import functools
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..config import load_config
 from ..errors import ExitCode, TreeDamagedError, UsageError
+from ..hostenv import ca_bundle
+from ..index.auth import Authenticator, HtpasswdAuth, TokenAuth
+from ..index.browse import BrowseSources
+from ..index.complete import write_index
+from ..index.publish import SimpleIndexReader, TwineUploader, publish, simple_url_for
+from ..index.server import ServerOptions, create_app
+from ..index.server import run as run_server
+from ..index.static import StaticIndex
+from ..options import DEFAULT_WHEELHOUSE, Settings, add_options
+from ..wheelhouse import Wheelhouse
 from .common import (
     add_json_option,
     add_subcommand,
     error_console,
     load_plan,
-    remember_index_logins,
     report,
+    settings_from_args,
 )
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 TOKEN_VARIABLE = "PREWHEEL_SERVE_TOKEN"  # noqa: S105 - the name of a variable
 
 
@@ -49,7 +57,8 @@ def _register_index(subparsers: Any) -> None:
         "wheelhouse",
         type=Path,
         nargs="?",
-        help="wheelhouse directory (its wheels/ is read); not with --check/--repair",
+        help="wheelhouse directory (its wheels/ is read; default: the configured wheelhouse, "
+        "else ./wheelhouse); not with --check/--repair",
     )
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="DIR", help="index tree to write"
@@ -65,7 +74,6 @@ def _register_index(subparsers: Any) -> None:
     examine.add_argument(
         "--repair", action="store_true", help="the same survey, then fix what it found"
     )
-    add_lock_timeout_option(parser, 300.0)
     parser.add_argument(
         "--mode",
         choices=["overlay", "complete"],
@@ -77,19 +85,8 @@ def _register_index(subparsers: Any) -> None:
     parser.add_argument(
         "--plan", type=Path, metavar="FILE", help="plan.json from 'prewheel plan' (complete mode)"
     )
-    add_target_filter_option(parser)
     add_json_option(parser, "what was added, mirrored or repaired")
-
-
-def add_lock_timeout_option(parser: argparse.ArgumentParser, default: float) -> None:
-    parser.add_argument(
-        "--lock-timeout",
-        type=float,
-        default=default,
-        metavar="SECONDS",
-        help=f"how long to wait for another writer of the tree (default {default:g}); "
-        "then give up (exit 13, or 503 for an upload)",
-    )
+    add_options(parser, "index")
 
 
 def _register_serve(subparsers: Any) -> None:
@@ -100,55 +97,6 @@ def _register_serve(subparsers: Any) -> None:
         help="serve an index tree over HTTP (PEP 691 negotiation) and accept twine uploads",
     )
     parser.add_argument("root", type=Path, help="index tree (created if missing)")
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    auth = parser.add_mutually_exclusive_group()
-    auth.add_argument(
-        "--htpasswd", type=Path, metavar="FILE", help="accept uploads from users in this file"
-    )
-    auth.add_argument(
-        "--token-file",
-        type=Path,
-        metavar="FILE",
-        help=f"accept uploads whose password is the token in FILE (or set {TOKEN_VARIABLE})",
-    )
-    parser.add_argument(
-        "--max-upload",
-        type=int,
-        default=2 << 30,
-        metavar="BYTES",
-        help="largest accepted upload (default 2 GiB)",
-    )
-    add_lock_timeout_option(parser, 30.0)
-    parser.add_argument(
-        "--max-failed-logins",
-        type=int,
-        default=10,
-        metavar="N",
-        help="failed logins per client address per minute before 429 (default 10)",
-    )
-    parser.add_argument(
-        "--header-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="close a connection whose request headers take longer (default 10)",
-    )
-    parser.add_argument(
-        "--body-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="answer 408 when an upload sends nothing for this long (default 30)",
-    )
-    parser.add_argument(
-        "--upload-timeout",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="answer 408 when a whole upload takes longer than this, however it trickles "
-        "(default 3600: 2 GiB at 0.6 MB/s)",
-    )
     pages = parser.add_argument_group("pages for people (/ui/)")
     pages.add_argument(
         "--plan",
@@ -164,7 +112,7 @@ def _register_serve(subparsers: Any) -> None:
         help="wheelhouse whose build logs the project pages link "
         "(default: the wheelhouse 'prewheel run' wrote beside ROOT, if any)",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    add_options(parser, "serve")
 
 
 def _register_publish(subparsers: Any) -> None:
@@ -174,34 +122,20 @@ def _register_publish(subparsers: Any) -> None:
         _run_publish,
         help="upload the wheelhouse with twine, skipping files the index already has",
     )
-    parser.add_argument("wheelhouse", type=Path, help="wheelhouse directory (its wheels/ is read)")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--repository-url", metavar="URL", help="upload URL (twine's)")
-    where.add_argument(
-        "--repository", metavar="NAME", help="a repository section of .pypirc (twine's -r)"
-    )
-    where.add_argument(
-        "--static", type=Path, metavar="DIR", help="update a static index tree instead"
-    )
     parser.add_argument(
-        "--simple-url",
-        metavar="URL",
-        help="the index's simple API, read to skip existing files (default: derived from the "
-        "upload URL: .../legacy/ -> .../simple/, else <url>/simple/)",
+        "wheelhouse",
+        type=Path,
+        nargs="?",
+        help="wheelhouse directory (its wheels/ is read; default: the configured wheelhouse, "
+        "else ./wheelhouse)",
     )
-    parser.add_argument(
-        "--config-file", default="~/.pypirc", metavar="FILE", help="twine's .pypirc"
-    )
-    add_lock_timeout_option(parser, 300.0)
-    add_target_filter_option(parser)
     add_json_option(parser, "what was uploaded and skipped")
+    add_options(parser, "publish")
 
 
 def _wheels(wheelhouse: Path, targets: list[str] | None = None) -> list[Path]:
     """The wheelhouse's wheels (those built for ``targets`` only, if given), refusing two
     different files of one name."""
-    from ..wheelhouse import Wheelhouse  # noqa: PLC0415
-
     if not (wheelhouse / "wheels").is_dir():
         raise UsageError(
             f"{wheelhouse} is not a wheelhouse (it has no wheels/ directory); pass the directory "
@@ -219,45 +153,27 @@ def _wheels(wheelhouse: Path, targets: list[str] | None = None) -> list[Path]:
     return house.wheels_for_one_index(targets or None)
 
 
-def add_target_filter_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--target",
-        action="append",
-        metavar="ID",
-        help="only the wheels built for this target identifier (repeatable), e.g. when the "
-        "wheelhouse holds same-named linux_armv6l wheels for two glibc versions",
-    )
-
-
 def _run_index(args: argparse.Namespace) -> int:
-    from ..index.static import StaticIndex  # noqa: PLC0415
-
-    index = StaticIndex(args.output, lock_timeout=args.lock_timeout)
+    settings = settings_from_args("index", args)
+    index = StaticIndex(args.output, lock_timeout=settings.serve.lock_timeout)
     if args.check or args.repair:
         return _examine(index, args)
-    if args.wheelhouse is None:
-        raise UsageError(
-            "name the wheelhouse to index (prewheel index WHEELHOUSE -o DIR), or pass --check "
-            "or --repair to examine the tree alone."
-        )
     if args.mode == "complete" and args.plan is None:
         raise UsageError(
             "--mode complete needs the plan that says which upstream files the targets install: "
             "run 'prewheel plan --json > plan.json' and pass --plan plan.json."
         )
-    if args.mode == "complete":
-        # The plan's URLs carry no logins: the configured index URLs (or ~/.netrc) do.
-        remember_index_logins(load_config({}))
     plan = (
         load_plan(args.plan, unreadable="cannot read the plan {path}: {exc}.")
-        if args.mode == "complete"
+        if args.mode == "complete" and args.plan is not None
         else None
     )
-    wheels = _wheels(
-        args.wheelhouse,
-        args.target or ([t.identifier for t in plan.targets] if plan is not None else None),
+    chosen = list(settings.targets.target) or (
+        [t.identifier for t in plan.targets] if plan is not None else None
     )
-    synced = index.sync(wheels)
+    wheels = _wheels(args.wheelhouse or settings.build.wheelhouse or DEFAULT_WHEELHOUSE, chosen)
+    written = write_index(index, wheels, plan=plan)
+    synced = written.synced
     _print_repaired(synced.repaired)
     summary = (
         f"index {args.output}: {len(synced.added)} added, {len(synced.unchanged)} already listed"
@@ -269,14 +185,8 @@ def _run_index(args: argparse.Namespace) -> int:
         "unchanged": list(synced.unchanged),
         "repaired": list(synced.repaired),
     }
-    if plan is not None:
-        from ..index.complete import HttpDownloader, mirror, upstream_files  # noqa: PLC0415
-
-        downloader = HttpDownloader()
-        try:
-            mirrored = mirror(index, upstream_files(plan), downloader)
-        finally:
-            downloader.close()
+    if written.mirrored is not None:
+        mirrored = written.mirrored
         summary += (
             f"\ncomplete mode: {len(mirrored.fetched)} upstream files fetched and verified, "
             f"{len(mirrored.present)} already present"
@@ -286,7 +196,7 @@ def _run_index(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def _examine(index: Any, args: argparse.Namespace) -> int:
+def _examine(index: StaticIndex, args: argparse.Namespace) -> int:
     """``--check`` (report, exit 14 if damaged) or ``--repair`` (fix, report what was fixed)."""
     if args.wheelhouse is not None or args.mode != "overlay":
         raise UsageError("--check and --repair examine the tree alone: drop the wheelhouse.")
@@ -310,32 +220,30 @@ def _examine(index: Any, args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def _print_repaired(findings: Any) -> None:
+def _print_repaired(findings: Iterable[str]) -> None:
     for finding in findings:
         error_console().print(f"repaired: {finding}")
 
 
-def _authenticator(args: argparse.Namespace) -> Any:
-    from ..index.auth import HtpasswdAuth, TokenAuth  # noqa: PLC0415
-
-    if args.htpasswd is not None:
-        return HtpasswdAuth(args.htpasswd)
-    if args.token_file is not None:
+def _authenticator(settings: Settings) -> Authenticator | None:
+    options = settings.serve
+    if options.htpasswd is not None:
+        return HtpasswdAuth(options.htpasswd)
+    if options.token_file is not None:
         try:
-            token = args.token_file.read_text(encoding="utf-8").strip()
+            token = options.token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise UsageError(f"cannot read the token file {args.token_file}: {exc}") from exc
+            raise UsageError(f"cannot read the token file {options.token_file}: {exc}") from exc
         if not token:
-            raise UsageError(f"the token file {args.token_file} is empty.")
+            raise UsageError(f"the token file {options.token_file} is empty.")
         return TokenAuth(token)
     token = os.environ.get(TOKEN_VARIABLE, "").strip()
     return TokenAuth(token) if token else None
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from ..index.browse import BrowseSources  # noqa: PLC0415
-    from ..index.server import ServerOptions, create_app, run  # noqa: PLC0415
-
+    settings = settings_from_args("serve", args)
+    options = settings.serve
     if args.wheelhouse is not None and not (args.wheelhouse / "manifest.json").is_file():
         raise UsageError(
             f"--wheelhouse {args.wheelhouse} is not a wheelhouse (no manifest.json); give the "
@@ -347,62 +255,63 @@ def _run_serve(args: argparse.Namespace) -> int:
             unreadable="Cannot read the plan {path}: {exc}. Write it with 'prewheel plan --json'.",
         )
     sources = BrowseSources.beside(args.root, args.plan, args.wheelhouse)
-
-    authenticator = _authenticator(args)
-    options = ServerOptions(
-        max_upload=args.max_upload,
-        lock_timeout=args.lock_timeout,
-        login_attempts=args.max_failed_logins,
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-        upload_timeout=args.upload_timeout,
+    authenticator = _authenticator(settings)
+    server_options = ServerOptions(
+        max_upload=options.max_upload,
+        lock_timeout=options.lock_timeout,
+        login_attempts=options.max_failed_logins,
+        header_timeout=options.header_timeout,
+        body_timeout=options.body_timeout,
+        upload_timeout=options.upload_timeout,
     )
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s: %(message)s")
     mode = "read-only" if authenticator is None else "uploads with credentials"
+    address = f"http://{options.host}:{options.port}"
     error_console().print(
-        f"serving {args.root} on http://{args.host}:{args.port}/simple/ ({mode}); "
-        f"pages for people on http://{args.host}:{args.port}/ui/",
+        f"serving {args.root} on {address}/simple/ ({mode}); pages for people on {address}/ui/",
         markup=False,
     )
-    run(
-        functools.partial(create_app, args.root, authenticator, options, sources),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        header_timeout=args.header_timeout,
+    run_server(
+        functools.partial(create_app, args.root, authenticator, server_options, sources),
+        host=options.host,
+        port=options.port,
+        log_level=options.log_level,
+        header_timeout=options.header_timeout,
     )
     return int(ExitCode.OK)
 
 
 def _run_publish(args: argparse.Namespace) -> int:
-    from ..hostenv import ca_bundle  # noqa: PLC0415
-    from ..index.publish import (  # noqa: PLC0415
-        SimpleIndexReader,
-        TwineUploader,
-        publish,
-        simple_url_for,
+    settings = settings_from_args("publish", args)
+    options = settings.publish
+    if not (options.repository_url or options.repository or options.static):
+        raise UsageError(
+            "Say where to publish: --repository-url URL (twine's upload URL), --repository "
+            "NAME (a section of .pypirc) or --static DIR (a static index tree); any of them can "
+            "also come from repository-url, repository or static in [tool.prewheel]."
+        )
+    wheels = _wheels(
+        args.wheelhouse or settings.build.wheelhouse or DEFAULT_WHEELHOUSE,
+        list(settings.targets.target),
     )
-    from ..index.static import StaticIndex  # noqa: PLC0415
-
-    wheels = _wheels(args.wheelhouse, args.target)
-    if args.static is not None:
-        synced = StaticIndex(args.static, lock_timeout=args.lock_timeout).sync(wheels)
+    if options.static is not None:
+        synced = StaticIndex(options.static, lock_timeout=settings.serve.lock_timeout).sync(wheels)
         _print_repaired(synced.repaired)
         report(
             args,
-            f"{args.static}: {len(synced.added)} added, {len(synced.unchanged)} already listed",
-            {"static": str(args.static), "uploaded": list(synced.added),
+            f"{options.static}: {len(synced.added)} added, {len(synced.unchanged)} already listed",
+            {"static": str(options.static), "uploaded": list(synced.added),
              "skipped": list(synced.unchanged)},
         )  # fmt: skip
         return int(ExitCode.OK)
     bundle = ca_bundle()
     uploader = TwineUploader(
-        repository_url=args.repository_url,
-        repository_name=args.repository or "pypi",
-        config_file=args.config_file,
+        repository_url=options.repository_url,
+        repository_name=options.repository or "pypi",
+        config_file=options.pypirc,
         cacert=str(bundle) if bundle else None,
     )
-    simple_url = args.simple_url or simple_url_for(uploader.resolved_url())
+    simple_url = options.simple_url or simple_url_for(uploader.resolved_url())
     reader = SimpleIndexReader(
         simple_url,
         auth=uploader.read_credentials(),

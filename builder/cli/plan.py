@@ -9,30 +9,16 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ExitCode, UsageError, WouldCompileError
+from ..options import add_options
 from ..plan import Plan, Status, plan_requirements
 from ..report import render_html, render_json, render_legend, render_table, render_targets
 from .common import (
-    RESOLVER_KEYS,
-    TARGET_KEYS,
-    add_config_option,
-    add_resolver_option,
     add_subcommand,
-    add_target_options,
-    config_from_args,
     error_console,
     output_console,
     print_whole,
-    targets_from_config,
+    settings_from_args,
 )
-
-PLAN_KEYS = {
-    **TARGET_KEYS,
-    **RESOLVER_KEYS,
-    "index-url": "index_url",
-    "extra-index-url": "extra_index_url",
-    "our-index-url": "our_index_url",
-    "cache-dir": "cache_dir",
-}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,24 +42,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="pinned requirements (pip-compile or uv output), a .in file or pyproject.toml "
         "(resolved first, see --resolver), a uv.lock (exported by uv) or a pylock.toml",
     )
-    add_target_options(plan)
-    add_resolver_option(plan)
-    indexes = plan.add_argument_group("indexes")
-    indexes.add_argument(
-        "--index-url", metavar="URL", help="upstream simple index (default: pip's)"
-    )
-    indexes.add_argument(
-        "--extra-index-url", action="append", metavar="URL", help="more upstream indexes"
-    )
-    indexes.add_argument(
-        "--our-index-url",
-        metavar="URL",
-        help="our own index: wheels found only here are reported as 'ours'",
-    )
-    indexes.add_argument("--cache-dir", metavar="DIR", help="HTTP cache directory")
-    indexes.add_argument(
-        "--refresh", action="store_true", help="revalidate every cached index page"
-    )
+    add_options(plan, "plan")
+    plan.add_argument("--refresh", action="store_true", help="revalidate every cached index page")
     output = plan.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
     output.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
@@ -82,7 +52,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="exit 7 if any cell would compile from source or has nothing installable",
     )
-    add_config_option(plan)
 
     targets = add_subcommand(
         subparsers,
@@ -90,21 +59,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         run_targets,
         help="list the targets (identifiers and tags) a set of options selects",
     )
-    add_target_options(targets)
+    add_options(targets, "targets")
     targets.add_argument("--json", action="store_true", help="identifiers and tags as JSON")
-    add_config_option(targets)
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    config = config_from_args(args, PLAN_KEYS)
-    targets = targets_from_config(config)
-    cache_dir = config.get("cache-dir")
+    settings = settings_from_args("plan", args)
     plan = plan_requirements(
-        list(args.inputs),
-        targets,
-        cache_dir=Path(cache_dir) if cache_dir else None,
-        refresh=bool(args.refresh),
-        config=config,
+        list(args.inputs), settings.targets.targets(), settings.indexes, refresh=args.refresh
     )
     if args.html is not None:
         write_atomically(args.html, render_html(plan))
@@ -151,21 +113,9 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def run_targets(args: argparse.Namespace) -> int:
-    config = config_from_args(args, TARGET_KEYS)
-    targets = targets_from_config(config)
+    targets = settings_from_args("targets", args).targets.targets()
     if args.json:
-        data = [
-            {
-                "identifier": t.identifier,
-                "platform": t.docker_platform,
-                "python": t.python_version,
-                "libc": t.libc.value,
-                "libc_version": f"{t.libc_version[0]}.{t.libc_version[1]}",
-                "float_abi": t.float_abi.value if t.float_abi else None,
-                "tags": [str(tag) for tag in t.tags()],
-            }
-            for t in targets
-        ]
+        data = [target.to_json() for target in targets]
         output_console().out(json.dumps(data, indent=2), highlight=False)
     else:
         print_whole(output_console(), render_targets(targets))

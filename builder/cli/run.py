@@ -10,21 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExitCode
+from ..options import add_options
+from ..pipeline import run_pipeline
 from .common import (
-    COMPILER_KEYS,
-    CONTAINER_KEYS,
-    RESOLVER_KEYS,
-    TARGET_KEYS,
-    add_compiler_options,
-    add_container_options,
     add_json_option,
-    add_resolver_option,
     add_subcommand,
-    add_target_and_config_options,
-    config_from_args,
     error_console,
     output_console,
-    targets_from_config,
+    settings_from_args,
 )
 
 DEFAULT_OUTPUT = Path("prewheel-out")
@@ -59,23 +52,6 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help=f"where the index, lock and Dockerfile go (default {DEFAULT_OUTPUT})",
     )
-    parser.add_argument(
-        "--wheelhouse",
-        type=Path,
-        metavar="DIR",
-        help="wheelhouse to build into and reuse (default OUTPUT/wheelhouse)",
-    )
-    parser.add_argument(
-        "--build-image",
-        metavar="TEMPLATE",
-        help="build image per target (placeholders as for 'prewheel build --image')",
-    )
-    parser.add_argument(
-        "--verify-image",
-        metavar="TEMPLATE",
-        help="compiler-less image per target for the verification "
-        "(default python:{python}-slim-bookworm)",
-    )
     parser.add_argument("--no-verify", action="store_true", help="stop after writing the lock")
     parser.add_argument(
         "--reverify",
@@ -83,12 +59,8 @@ def register(subparsers: Any) -> None:
         help="verify every target again, even where an earlier success had the same inputs "
         "(lock, index content, image ID)",
     )
-    parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds (default 1)")
     add_json_option(parser, "what was planned, built, indexed, locked and verified")
-    add_resolver_option(parser)
-    add_compiler_options(parser)
-    add_container_options(parser)
-    add_target_and_config_options(parser)
+    add_options(parser, "run")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -110,24 +82,13 @@ def bundled_example(name: str) -> contextlib.AbstractContextManager[Path]:
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
-    from ..pipeline import run_pipeline  # noqa: PLC0415
-
-    config = config_from_args(
-        args,
-        {**TARGET_KEYS, **RESOLVER_KEYS, **COMPILER_KEYS, **CONTAINER_KEYS, "jobs": "jobs"},
-    )
-    targets = targets_from_config(config)
+    settings = settings_from_args("run", args)
     result = run_pipeline(
         args.inputs,
-        targets,
+        settings,
         output=args.output,
-        wheelhouse_dir=args.wheelhouse,
-        build_image=args.build_image,
-        verify_image=args.verify_image,
-        parallel=args.jobs,
         verify=not args.no_verify,
         reverify=args.reverify,
-        config=config,
         log=lambda line: error_console().print(line, markup=False),
     )
     timing = ", ".join(f"{step} {value:.1f} s" for step, value in result.seconds.items())

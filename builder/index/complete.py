@@ -23,7 +23,7 @@ from ..fetch import RetryPolicy, download, make_client
 from ..plan import Plan, Status
 from ..targets import Target
 from ..upstream.models import DistFile
-from .static import Origin, StaticIndex
+from .static import Origin, StaticIndex, SyncReport
 from .wheelinfo import inspect_wheel, wheel_key
 
 _MIRRORED = (Status.WHEEL, Status.PURE)
@@ -171,3 +171,35 @@ def _code_problem(wheel: Path, upstream: UpstreamFile) -> str:
         except IntegrityError as error:
             return error.message
     return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexReport:
+    """What :func:`write_index` did: the built wheels synced, and in complete mode the
+    upstream files mirrored (None in overlay mode)."""
+
+    synced: SyncReport
+    mirrored: MirrorReport | None
+
+
+def write_index(
+    index: StaticIndex,
+    wheels: Iterable[Path],
+    *,
+    plan: Plan | None = None,
+    downloader: Downloader | None = None,
+) -> IndexReport:
+    """The index stage: list the built ``wheels`` in ``index`` (overlay mode) and, given the
+    ``plan`` (complete mode), every upstream file its targets install, downloaded and verified
+    (by ``downloader``, an :class:`HttpDownloader` unless given)."""
+    synced = index.sync(wheels)
+    if plan is None:
+        return IndexReport(synced, None)
+    own = downloader is None
+    http = downloader or HttpDownloader()
+    try:
+        mirrored = mirror(index, upstream_files(plan), http)
+    finally:
+        if own and isinstance(http, HttpDownloader):
+            http.close()
+    return IndexReport(synced, mirrored)

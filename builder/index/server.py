@@ -24,14 +24,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
-from collections.abc import Callable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import uvicorn
 from packaging.utils import canonicalize_name, canonicalize_version
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -48,7 +54,14 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import IndexBusyError, IntegrityError, PublishConflictError
+from ..errors import (
+    HostEnvironmentError,
+    IndexBusyError,
+    IntegrityError,
+    PrewheelError,
+    PublishConflictError,
+)
+from ..targets import Target, select_targets
 from . import browse
 from .auth import AttemptLimiter, Authenticator
 from .static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, AddResult, StaticIndex
@@ -446,9 +459,7 @@ class ServerOptions:
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
 
 
-def _default_targets() -> list[Any]:
-    from ..targets import select_targets  # noqa: PLC0415
-
+def _default_targets() -> list[Target]:
     return select_targets()
 
 
@@ -562,8 +573,6 @@ def run(
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
     """Run the app with uvicorn until interrupted."""
-    import uvicorn  # noqa: PLC0415
-
     uvicorn.run(
         app_factory(),
         host=host,
@@ -572,3 +581,55 @@ def run(
         proxy_headers=False,
         http=header_timeout_protocol(header_timeout),
     )
+
+
+_SERVER_START_TIMEOUT = 30.0
+
+
+@contextlib.contextmanager
+def serving(root: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve the static index tree ``root`` read-only on a free port of ``host`` in a thread
+    of this process (``prewheel run``'s and ``prewheel verify --serve``'s verification);
+    yield its simple URL."""
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
+    # without it every keep-alive request stalls about 40 ms (Nagle against delayed ACKs).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(root), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + _SERVER_START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise HostEnvironmentError(
+                f"The embedded index server for {root} did not start on {host}:{port}."
+            )
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}/simple/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def tree_fingerprint(root: Path) -> str:
+    """What a static tree serves, as one digest of what pip can see and install: every listed
+    file's name, sha256, metadata digest and Requires-Python ("" for a tree without a catalog,
+    which is then never taken as unchanged). Upload times are left out, so the same wheels
+    indexed again into a new tree have the same fingerprint."""
+    index = StaticIndex(root)
+    if not index.catalog_path.is_file():
+        return ""
+    try:
+        records = index.catalog()
+    except PrewheelError:
+        return ""
+    served = sorted(
+        (r.filename, r.sha256, r.metadata_sha256, r.requires_python or "") for r in records.values()
+    )
+    return hashlib.sha256(json.dumps(served).encode()).hexdigest()
