@@ -37,10 +37,12 @@ from packaging.version import Version
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.merge import write_section
-from builder.building import DockerBuilder, SdistFetcher, make_jobs, run_builds
+from builder.building import DockerBuilder
 from builder.building.runner import BuildReport, Status
+from builder.building.stage import build_gaps
 from builder.building.toolchain import Accelerate
 from builder.files import file_sha256
+from builder.options import resolve
 from builder.plan import Gap
 from builder.requirements import PinnedRequirement
 from builder.targets import select_targets
@@ -86,17 +88,18 @@ def run(
     timeout: float = 3 * 3600,
     image: str = IMAGE,
 ) -> BuildReport:
-    builder = DockerBuilder(accelerate=accelerate, toolchain_base=toolchain_base, timeout=timeout)
-    try:
-        report = run_builds(
-            make_jobs(gaps, image=image),
-            wheelhouse=Wheelhouse(wheelhouse),
-            builder=builder,
-            fetcher=SdistFetcher(),
-            force=force,
-        )
-    finally:
-        builder.close()
+    settings = resolve(
+        "build",
+        given={
+            "image": image,
+            "accelerate": accelerate.value,
+            "toolchain-base": toolchain_base,
+            "timeout": timeout,
+        },
+        env={},
+        search_from=Path(tempfile.gettempdir()),  # no pyproject.toml of ours in the way
+    )
+    report = build_gaps(gaps, settings, Wheelhouse(wheelhouse), force=force)
     for outcome in report.failed:
         print(f"FAILED {outcome.job.label}: {outcome.error}\n  " + "\n  ".join(outcome.tail))
     return report
