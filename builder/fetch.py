@@ -403,15 +403,25 @@ def get(
     return _with_retries(attempt, doing="fetch", url=url, policy=policy, what=what, hint=hint)  # type: ignore[no-any-return]
 
 
+def rewound(stream: IO[bytes]) -> contextlib.AbstractContextManager[IO[bytes]]:
+    """``stream`` emptied for a new try of :func:`download`, left open at the end (an
+    ``open_destination`` for a stream the caller owns, such as
+    :func:`builder.files.atomic_writer`'s)."""
+    stream.seek(0)
+    stream.truncate()
+    return contextlib.nullcontext(stream)
+
+
 def download(
     client: httpx.Client,
     url: str,
-    open_destination: Callable[[], IO[bytes]],
+    open_destination: Callable[[], contextlib.AbstractContextManager[IO[bytes]]],
     *,
     policy: RetryPolicy = RetryPolicy(attempts=3, deadline=1800.0),
     what: str = "the index",
 ) -> str:
-    """Stream ``url`` into a fresh ``open_destination()`` per try; its sha256 hex digest.
+    """Stream ``url`` into a fresh ``open_destination()`` per try (a file opened for writing,
+    or :func:`rewound`); its sha256 hex digest.
 
     A 4xx answer fails at once (mapped by :func:`error_for`); the caller owns the
     destination's name and cleanup. ``file://`` URLs are copied."""

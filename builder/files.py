@@ -1,4 +1,8 @@
-"""Small file and process helpers shared by the wheelhouse, the builders, the index and the lock."""
+"""Small file and process helpers shared by the wheelhouse, the builders, the index and the lock.
+
+:func:`atomic_writer` (a stream) and :func:`atomic_write` (bytes or text, built on it) are how
+prewheel replaces a file: locks, Dockerfiles, manifests, index pages and catalogs, cache entries
+and downloaded sdists all go through the one temp-file, fsync, ``os.replace`` sequence."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ import os
 import secrets
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _CHUNK = 1 << 20
 TEMP_PREFIX = ".tmp-"
@@ -28,20 +34,80 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, prefix: str) -> None:
-    """Replace ``path`` atomically: a temp file named ``prefix...`` in its directory (created if
-    missing), fsync, mode 0644, os.replace. The temp file never outlives the call."""
+@contextlib.contextmanager
+def atomic_writer(
+    path: Path, *, prefix: str = TEMP_PREFIX, mode: int = 0o644, durable: bool = True
+) -> Iterator[BinaryIO]:
+    """The one atomic writer: a stream whose bytes replace ``path`` when the block ends.
+
+    The bytes go to a new temp file ``<prefix><random>`` in ``path``'s directory (created if
+    missing) with permissions ``mode``; at a normal end the file is flushed, fsync-ed
+    (``durable``), renamed over ``path`` with ``os.replace`` and the directory fsync-ed
+    (``durable``), so a reader sees the old file or the new one, never part of one, and after a
+    crash the new name holds all of the new bytes or the old file. An exception in the block
+    (or a failing write, fsync or rename) leaves ``path`` as it was and removes the temp file.
+
+    ``prefix`` is what a scan for leftovers of killed writers looks for (the static index's
+    ``.tmp-``, the wheelhouse's owner-token names); ``durable=False`` skips both fsyncs, for
+    caches that are only ever a faster path to the same answer.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+    descriptor, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+    temp = Path(name)
+    replaced = False
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+        with os.fdopen(descriptor, "wb") as stream:
+            os.fchmod(stream.fileno(), mode)
+            yield stream
             stream.flush()
-            os.fsync(stream.fileno())
-        Path(temp).chmod(0o644)
-        Path(temp).replace(path)
+            if durable:
+                os.fsync(stream.fileno())
+        temp.replace(path)
+        replaced = True
+        if durable:
+            _fsync_directory(path.parent)
     finally:
-        Path(temp).unlink(missing_ok=True)
+        if not replaced:
+            temp.unlink(missing_ok=True)
+
+
+def atomic_write(
+    path: Path,
+    data: bytes | str,
+    *,
+    prefix: str = TEMP_PREFIX,
+    mode: int = 0o644,
+    durable: bool = True,
+    only_if_changed: bool = False,
+) -> bool:
+    """Replace ``path`` with ``data`` (text is written as UTF-8) through :func:`atomic_writer`;
+    whether it was written. ``only_if_changed`` leaves a file that already holds exactly
+    ``data`` untouched (its modification time too) and returns False."""
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    if only_if_changed:
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == content:
+                return False
+    with atomic_writer(path, prefix=prefix, mode=mode, durable=durable) as stream:
+        stream.write(content)
+    return True
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, prefix: str) -> None:
+    """Alias of :func:`atomic_write` kept for the callers in ``builder/wheelhouse.py`` and
+    ``builder/pipeline.py``; new code calls :func:`atomic_write`."""
+    atomic_write(path, data, prefix=prefix)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable; a file system that cannot fsync a directory
+    (some network file systems refuse) keeps the rename anyway."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def pid_alive(pid: int) -> bool:

@@ -18,8 +18,9 @@ from consume_fixtures import (
     row,
 )
 
-from builder.consume.lock import lock_lines, render_lock, write_lock
+from builder.consume.lock import lock_lines, render_lock
 from builder.errors import RequirementsError
+from builder.files import atomic_write
 from builder.plan import Cell, Plan, Status
 from builder.requirements import read_requirements
 
@@ -75,7 +76,7 @@ def test_render_keeps_markers_and_is_a_requirements_file_pip_tools_readers_accep
     assert text.startswith("# made by a test\n")
     assert 'uvloop==0.21.0 ; platform_machine != "armv7l" \\\n    --hash=sha256:' in text
     path = tmp_path / "requirements.lock"
-    write_lock(path, text)
+    atomic_write(path, text)
     parsed = read_requirements([path])
     by_name = {r.name: r for r in parsed.requirements}
     assert len(by_name["pyyaml"].hashes) == 2
@@ -85,7 +86,7 @@ def test_render_keeps_markers_and_is_a_requirements_file_pip_tools_readers_accep
 def test_pip_reads_the_lock_in_hash_checking_mode(tmp_path: Path) -> None:
     """pip itself parses the lock (dry run against an empty local directory: no network)."""
     path = tmp_path / "requirements.lock"
-    write_lock(path, render_lock(lock_lines(example_plan(), [BUILT_PYYAML])))
+    atomic_write(path, render_lock(lock_lines(example_plan(), [BUILT_PYYAML])))
     (tmp_path / "empty").mkdir()
     result = subprocess.run(
         [
@@ -114,9 +115,9 @@ def test_pip_reads_the_lock_in_hash_checking_mode(tmp_path: Path) -> None:
     assert "Invalid requirement" not in result.stderr
 
 
-def test_write_lock_replaces_atomically(tmp_path: Path) -> None:
+def test_the_lock_is_replaced_atomically(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "lock.txt"
-    write_lock(path, "a==1\n")
-    write_lock(path, "b==2\n")
+    atomic_write(path, "a==1\n")
+    atomic_write(path, "b==2\n")
     assert path.read_text() == "b==2\n"
     assert [p.name for p in path.parent.iterdir()] == ["lock.txt"]

@@ -1,7 +1,8 @@
 """Download an sdist and verify its sha256 before any build code can see it.
 
-Files are cached by sha256 under the user cache directory, written atomically (temp file +
-``os.replace``), so a killed download never leaves a partial file under the final name.
+Files are cached by sha256 under the user cache directory, written through
+:func:`builder.files.atomic_writer`, so a killed download, or one whose sha256 is wrong, never
+leaves a file under the final name.
 ``file://`` URLs (local sdists, as tests and offline mirrors use) are copied the same way.
 """
 
@@ -9,17 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from .. import fetch
 from ..errors import IntegrityError
-from ..files import file_sha256
+from ..files import TEMP_PREFIX, atomic_writer, file_sha256
 from ..hostenv import user_cache
 from ..upstream.models import DistFile
 
@@ -49,19 +48,18 @@ class SdistFetcher:
         final = self.cache_dir / expected / dist.filename
         if final.is_file() and file_sha256(final) == expected:
             return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with _temp_file(final.parent) as temp:
-            actual = self._download(dist.url, temp)
+        # owner-only, as the cache always was (an sdist of a private index stays private)
+        with atomic_writer(final, prefix=f"{TEMP_PREFIX}{os.getpid()}-", mode=0o600) as stream:
+            actual = self._download(dist.url, stream)
             if actual != expected:
                 raise IntegrityError(
                     f"{dist.filename} from {dist.url} has sha256 {actual}, but the index "
                     f"says {expected}. Nothing was built from it. The file was altered in "
                     "transit or on the index: check proxies and mirrors, then retry."
                 )
-            temp.replace(final)
         return final
 
-    def _download(self, url: str, destination: Path) -> str:
+    def _download(self, url: str, destination: IO[bytes]) -> str:
         """Write ``url`` to ``destination``; its sha256 hex digest."""
         parts = urlsplit(url)
         if parts.scheme == "file":
@@ -69,31 +67,17 @@ class SdistFetcher:
         client = self._client or make_client()
         try:
             return fetch.download(
-                client, url, lambda: destination.open("wb"), policy=_POLICY, what="the index"
+                client, url, lambda: fetch.rewound(destination), policy=_POLICY, what="the index"
             )
         finally:
             if self._client is None:
                 client.close()
 
 
-def _copy(source: Path, destination: Path) -> str:
+def _copy(source: Path, destination: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    with source.open("rb") as reader, destination.open("wb") as writer:
+    with source.open("rb") as reader:
         while chunk := reader.read(_CHUNK):
             digest.update(chunk)
-            writer.write(chunk)
+            destination.write(chunk)
     return digest.hexdigest()
-
-
-@contextmanager
-def _temp_file(directory: Path) -> Iterator[Path]:
-    """A fresh temporary file name in ``directory``, removed unless renamed away."""
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - only its name is used
-        dir=directory, prefix=f".tmp-{os.getpid()}-", delete=False
-    )
-    handle.close()
-    temp = Path(handle.name)
-    try:
-        yield temp
-    finally:
-        temp.unlink(missing_ok=True)

@@ -50,7 +50,7 @@ from filelock import FileLock
 
 from ..elf import ElfFacts, elf_file_facts
 from ..errors import IntegrityError, UsageError
-from ..files import atomic_write_bytes
+from ..files import atomic_write
 from ..hostenv import ca_bundle, proxy_environment, user_cache
 from ..targets import Arch, FloatAbi
 from .container import Container, read_image_files
@@ -455,7 +455,7 @@ class ToolchainStore:
         except (FileNotFoundError, ValueError, TypeError, KeyError):
             pass
         facts = read_image_facts(self.client, image, platform)
-        atomic_write_bytes(cached, json.dumps(facts.to_json()).encode(), prefix=".tmp-facts-")
+        atomic_write(cached, json.dumps(facts.to_json()), prefix=".tmp-facts-")
         return facts
 
     def toolchain(self, recipe: ToolchainRecipe) -> Toolchain:
@@ -489,7 +489,7 @@ class ToolchainStore:
         else:
             self._raise_recent_failure(key)
             candidate = self._probe(recipe, key)
-            atomic_write_bytes(cached, candidate.encode(), prefix=".tmp-candidate-")
+            atomic_write(cached, candidate, prefix=".tmp-candidate-")
         if not candidate:
             return ""
         return revision_difference(
@@ -616,9 +616,7 @@ class ToolchainStore:
         how = " (timed out)" if result.timed_out else f" (exit {result.exit_code})"
         reason = f"{doing} failed{how}: {detail}"
         if result.exit_code == _NOT_IN_ARCHIVE:
-            atomic_write_bytes(
-                self.cache_dir / f"{key}.failed", reason.encode(), prefix=".tmp-failed-"
-            )
+            atomic_write(self.cache_dir / f"{key}.failed", reason, prefix=".tmp-failed-")
         raise ToolchainUnavailable(reason)
 
     # -- the volume build containers mount --------------------------------------------------

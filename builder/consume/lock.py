@@ -6,8 +6,8 @@ written from the plan (which upstream wheel each target installs) plus the wheel
 (the sha256 of each wheel prewheel built), so it allows exactly the files that the planned
 targets install and nothing else: not an sdist, not a look-alike from another index.
 
-Pure: :func:`lock_lines` decides, :func:`render_lock` formats; :func:`write_lock` is the only
-side effect (an atomic replace).
+Pure: :func:`lock_lines` decides, :func:`render_lock` formats; the caller writes the text with
+:func:`builder.files.atomic_write`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ..errors import RequirementsError
-from ..files import atomic_write_bytes
+from ..files import atomic_write
 from ..plan import Plan, PlanRow, Status
 from ..requirements import PinnedRequirement
 from ..wheelhouse import WheelEntry
@@ -146,5 +146,7 @@ def _requirement_text(requirement: PinnedRequirement) -> str:
 
 
 def write_lock(path: Path, text: str) -> None:
-    """Replace ``path`` atomically (temp file in the same directory, fsync, os.replace)."""
-    atomic_write_bytes(path, text.encode("utf-8"), prefix=f".{path.name}.")
+    """Alias of :func:`builder.files.atomic_write` kept for the callers in
+    ``builder/cli/consume.py`` and ``builder/pipeline.py`` (which also write Dockerfiles and
+    pylock.toml with it); new code calls ``atomic_write`` directly."""
+    atomic_write(path, text)

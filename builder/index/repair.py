@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import IntegrityError
-from ..files import file_sha256
+from ..files import TEMP_PREFIX, file_sha256
 from .wheelinfo import inspect_wheel
 
-TEMP_PREFIX = ".tmp-"  # temp files of the atomic writer, only ever written under the lock
 _PAGE_NAMES = ("index.html", "index.json")
 
 

@@ -32,12 +32,10 @@ import datetime
 import enum
 import html
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote
 
 import filelock
@@ -45,9 +43,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from ..errors import IndexBusyError, IntegrityError, PublishConflictError
-from ..files import file_sha256
+from ..files import TEMP_PREFIX, atomic_write, atomic_writer, file_sha256
 from .repair import (
-    TEMP_PREFIX,
     Survey,
     dead_spools,
     remove_dead_spool,
@@ -231,34 +228,6 @@ def records_by_project(
     return by_project
 
 
-def atomic_write(path: Path, data: bytes) -> bool:
-    """Replace ``path`` with ``data`` via a temp file and rename; False if already equal."""
-    with contextlib.suppress(OSError):
-        if path.read_bytes() == data:
-            return False
-    with _atomic_stream(path) as stream:
-        stream.write(data)
-    return True
-
-
-@contextlib.contextmanager
-def _atomic_stream(path: Path) -> Iterator[BinaryIO]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed or removed
-        dir=path.parent, prefix=TEMP_PREFIX, delete=False
-    )
-    try:
-        with handle:
-            yield handle  # type: ignore[misc]
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(handle.name).chmod(0o644)
-        Path(handle.name).replace(path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
 class AddResult(enum.StrEnum):
     ADDED = "added"
     UNCHANGED = "unchanged"  # the same bytes were already listed
@@ -331,7 +300,7 @@ class StaticIndex:
             "version": CATALOG_VERSION,
             "files": [catalog[name].to_json() for name in sorted(catalog)],
         }
-        atomic_write(self.catalog_path, (json.dumps(document, indent=1) + "\n").encode())
+        _write_page(self.catalog_path, (json.dumps(document, indent=1) + "\n").encode())
 
     # --- crash consistency --------------------------------------------------------------
 
@@ -397,9 +366,9 @@ class StaticIndex:
             if found.broken:
                 self._save_catalog(catalog)
             for name, metadata in found.metadata.items():
-                atomic_write(self.files / f"{name}.metadata", metadata)
+                _write_page(self.files / f"{name}.metadata", metadata)
             for relative, data in render_pages(catalog).items():
-                atomic_write(self.root / relative, data)
+                _write_page(self.root / relative, data)
             for page in found.orphan_pages:  # no longer linked from the root pages
                 page.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
@@ -541,26 +510,35 @@ class StaticIndex:
     def _place(self, source: Path, info: WheelInfo, *, move: bool) -> None:
         """Put ``<wheel>.metadata``, then the wheel, into ``files/``."""
         target = self.files / info.filename
-        atomic_write(self.files / f"{info.filename}.metadata", info.metadata)
+        _write_page(self.files / f"{info.filename}.metadata", info.metadata)
         if move:
             source.chmod(0o644)
             source.replace(target)
         else:
-            with _atomic_stream(target) as stream, source.open("rb") as original:
+            with (
+                atomic_writer(target, prefix=TEMP_PREFIX) as stream,
+                source.open("rb") as original,
+            ):
                 shutil.copyfileobj(original, stream)
 
     def _render(self, catalog: Mapping[str, FileRecord], projects: set[NormalizedName]) -> None:
         by_project = records_by_project(catalog)
         for project in sorted(projects):
             files = by_project.get(project, [])
-            atomic_write(self.simple / project / "index.html", render_project_html(project, files))
-            atomic_write(self.simple / project / "index.json", render_project_json(project, files))
-        atomic_write(self.simple / "index.html", render_root_html(by_project))
-        atomic_write(self.simple / "index.json", render_root_json(by_project))
+            _write_page(self.simple / project / "index.html", render_project_html(project, files))
+            _write_page(self.simple / project / "index.json", render_project_json(project, files))
+        _write_page(self.simple / "index.html", render_root_html(by_project))
+        _write_page(self.simple / "index.json", render_root_json(by_project))
 
     def rebuild_pages(self) -> None:
         """Rewrite every page from the catalog (after an upgrade of the renderer)."""
         self.repair()
+
+
+def _write_page(path: Path, data: bytes) -> bool:
+    """Replace one file of the tree (a page, the catalog, a ``.metadata``) unless it already
+    holds ``data``; its temp file is a ``.tmp-*`` the repair knows; whether it was written."""
+    return atomic_write(path, data, prefix=TEMP_PREFIX, only_if_changed=True)
 
 
 def _listed_by_key(catalog: Mapping[str, FileRecord]) -> dict[WheelKey, FileRecord]:

@@ -1,8 +1,10 @@
 """A small on-disk HTTP cache for index pages: Cache-Control max-age, ETag, Last-Modified.
 
-One file per URL (named by the URL's sha256), written atomically (temp file + ``os.replace``),
-so concurrent prewheel processes can share the directory without locks: a reader sees either
-the old or the new entry, never half of one.
+One file per URL (named by the URL's sha256), written atomically
+(:func:`builder.files.atomic_write`), so concurrent prewheel processes can share the directory
+without locks: a reader sees either the old or the new entry, never half of one. Entries are
+not fsync-ed (a cache lost in a crash is only a slower run) and readable by their owner only
+(pages of private indexes).
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from ..files import atomic_write
 
 CACHE_FORMAT = 1
 
@@ -157,8 +159,8 @@ class HttpCache:
         }
         try:
             base.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(base.with_suffix(".body"), response.body)
-            _write_atomically(base.with_suffix(".json"), json.dumps(entry).encode())
+            _write_entry(base.with_suffix(".body"), response.body)
+            _write_entry(base.with_suffix(".json"), json.dumps(entry).encode())
         except OSError:
             return  # a cache that cannot be written is only a slower run
 
@@ -176,7 +178,7 @@ class HttpCache:
         path = self._slice_path(url, key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, json.dumps({"stored_at": stored_at, "value": value}).encode())
+            _write_entry(path, json.dumps({"stored_at": stored_at, "value": value}).encode())
         except OSError:
             return
 
@@ -186,12 +188,6 @@ class HttpCache:
         return base.with_name(f"{base.name}.{digest}.slice")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(temp).replace(path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+def _write_entry(path: Path, data: bytes) -> None:
+    """The cache's policy for the one atomic writer: owner-only, not fsync-ed."""
+    atomic_write(path, data, mode=0o600, durable=False)
