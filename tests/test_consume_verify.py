@@ -9,7 +9,7 @@ import pytest
 from consume_fixtures import requirement
 from index_fixtures import make_wheel
 
-from builder.consume.lock import LockLine, render_lock, write_lock
+from builder.consume.lock import LockLine, render_lock
 from builder.consume.verify import (
     RESULT_MARKER,
     DockerProbeRunner,
@@ -19,12 +19,13 @@ from builder.consume.verify import (
     image_for,
     judge,
     parse_probe_output,
+    probe_script,
     verify,
 )
 from builder.errors import UsageError, VerifyFailedError
-from builder.files import file_sha256
+from builder.files import atomic_write, file_sha256
+from builder.index.server import serving, tree_fingerprint
 from builder.index.static import StaticIndex
-from builder.pipeline import serving, tree_fingerprint
 from builder.targets import select_targets
 
 ARMV7 = select_targets(platforms=["linux/arm/v7"])[0]
@@ -153,6 +154,35 @@ def test_arm_v6_is_verified_on_an_arm1176_cpu_and_other_targets_on_qemus_default
     assert cpus == ["arm1176", None, None]
 
 
+def test_the_probe_its_lock_the_ca_bundle_and_the_proxies_reach_the_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-container script ships as a resource file and is copied in with the lock and the
+    host's CA bundle; pip in the container is told to trust it and to use the host's proxies,
+    except for the index on the host network."""
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("PREWHEEL_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    runner = _Recorder([probe_output()])
+    verify(lock, [AMD64], index_url="http://127.0.0.1:9/simple/", runner=runner)
+    [call] = runner.calls
+    files = {str(destination): source for destination, source in call["files"].items()}  # type: ignore[attr-defined]
+    assert files["/prewheel/requirements.lock"] == lock
+    assert files["/prewheel/ca.pem"] == bundle
+    probe = files["/prewheel/verify_in_container.py"]
+    assert probe.read_bytes() == probe_script()
+    assert f'RESULT_MARKER = "{RESULT_MARKER}"'.encode() in probe_script()  # one protocol
+    assert call["argv"][:2] == ["python3", "/prewheel/verify_in_container.py"]  # type: ignore[index]
+    environment = call["environment"]
+    assert environment["PIP_CERT"] == environment["SSL_CERT_FILE"] == "/prewheel/ca.pem"  # type: ignore[index]
+    assert environment["HTTPS_PROXY"] == "http://proxy.example:3128"  # type: ignore[index]
+    assert environment["NO_PROXY"] == "127.0.0.1,localhost"  # type: ignore[index]
+
+
 def test_the_uv_installer_reaches_the_probe_and_names_its_failures(tmp_path: Path) -> None:
     lock = tmp_path / "requirements.lock"
     lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
@@ -191,7 +221,7 @@ def _index_with(tmp_path: Path, wheel: Path) -> Path:
 def _lock_for(tmp_path: Path, wheel: Path) -> Path:
     lock = tmp_path / "requirements.lock"
     line = LockLine(requirement("tinypkg==1.0"), ((wheel.name, file_sha256(wheel)),))
-    write_lock(lock, render_lock([line]))
+    atomic_write(lock, render_lock([line]))
     return lock
 
 

@@ -1,11 +1,15 @@
-"""One build container over the Docker Engine API (the ``docker`` SDK), cibuildwheel-style.
+"""prewheel's containers over the Docker Engine API (the ``docker`` SDK), cibuildwheel-style: the
+one place a Docker client is made (:func:`connect`) and a container is created (:func:`_create`),
+for builds, toolchain assembly, image inspection and ``prewheel verify`` alike.
 
 :class:`Container` is a context manager: it creates a long-lived container of an image for a
 platform (``sleep`` as PID 1), runs commands in it with :meth:`Container.call` (each under a
-``timeout``, since QEMU can hang), copies files in and out through tar archives (so it works
-with remote daemons too), and always removes the container, even on ``KeyboardInterrupt``.
-Containers carry the creating process's id as a label; :func:`remove_orphans` deletes those
-whose creator died (e.g. a SIGKILLed ``prewheel build``).
+``timeout``, since QEMU can hang: ``timeout -s KILL`` inside, and a watchdog outside that kills
+the container if the command's output has not ended soon after), copies files in and out
+through tar archives (so it works with remote daemons too), and always removes the container,
+even on ``KeyboardInterrupt``. :func:`read_image_files` reads files of an image from a container
+that is created but never started. Containers carry the creating process's id as a label;
+:func:`remove_orphans` deletes those whose creator died (e.g. a SIGKILLed ``prewheel build``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import posixpath
 import socket
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -26,6 +31,7 @@ from typing import Any, Self
 import docker
 import docker.context
 import docker.errors
+import requests
 from docker.types import Mount
 from docker.utils.socket import frames_iter
 
@@ -37,6 +43,10 @@ OWNER_LABEL = "org.prewheel.owner"
 TIMEOUT_EXIT_CODE = 124
 # PID 1 outlives any build but not forever: a container orphaned by SIGKILL still goes away.
 _LIFETIME_SECONDS = 24 * 3600
+# How long after its timeout a command's output may still not have ended (the in-container
+# ``timeout`` did not end it: a child that left its process group and keeps the output open, a
+# wedged emulator) before the watchdog kills the container.
+CALL_GRACE_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +88,34 @@ def _current_context() -> str:
 
 def owner_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _create(
+    client: docker.DockerClient,
+    image: str,
+    platform: str,
+    command: Sequence[str],
+    *,
+    environment: Mapping[str, str] | None = None,
+    mounts: Sequence[Mount] = (),
+    mem_limit: str | None = None,
+    host_network: bool = False,
+) -> Any:
+    """Create (not start) a container labelled as prewheel's and this process's (so
+    :func:`remove_orphans` finds it if this process dies); the only place prewheel creates one."""
+    options: dict[str, Any] = {"network_mode": "host"} if host_network else {}
+    return client.containers.create(
+        image,
+        command=list(command),
+        platform=platform,
+        environment=dict(environment or {}),
+        mem_limit=mem_limit,
+        labels={LABEL: "1", OWNER_LABEL: owner_label()},
+        working_dir="/",
+        mounts=list(mounts),
+        detach=True,
+        **options,
+    )
 
 
 def remove_orphans(client: docker.DockerClient) -> int:
@@ -136,17 +174,15 @@ class Container:
 
     def __enter__(self) -> Self:
         try:
-            self._container = self.client.containers.create(
+            self._container = _create(
+                self.client,
                 self.image,
-                command=["sleep", str(_LIFETIME_SECONDS)],
-                platform=self.platform,
+                self.platform,
+                ["sleep", str(_LIFETIME_SECONDS)],
                 environment=self.environment,
-                mem_limit=self.mem_limit,
-                labels={LABEL: "1", OWNER_LABEL: owner_label()},
-                working_dir="/",
-                network_mode="host",
                 mounts=self.mounts,
-                detach=True,
+                mem_limit=self.mem_limit,
+                host_network=True,
             )
             self._container.start()
         except docker.errors.ImageNotFound:
@@ -187,8 +223,11 @@ class Container:
         timeout: float,
         environment: Mapping[str, str] | None = None,
         output: Callable[[bytes], object] | None = None,
+        grace: float = CALL_GRACE_SECONDS,
     ) -> CallResult:
-        """Run ``argv`` (killed after ``timeout`` seconds), streaming its output to ``output``."""
+        """Run ``argv`` (killed after ``timeout`` seconds), streaming its output (stdout and
+        stderr interleaved) to ``output``. If the output has not ended ``grace`` seconds after
+        the timeout, the whole container is killed (it cannot run anything after that)."""
         api = self.client.api
         wrapped = ["timeout", "-s", "KILL", str(max(1, int(timeout))), *argv]
         started = time.monotonic()
@@ -196,31 +235,57 @@ class Container:
             self._container.id, wrapped, environment=dict(environment or {}), workdir="/"
         )["Id"]
         sock = api.exec_start(exec_id, socket=True)
+        killed = threading.Event()
+        watchdog = threading.Timer(max(1.0, timeout) + grace, self._kill, args=(killed,))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             for _stream, chunk in frames_iter(sock, tty=False):
                 if output is not None:
                     output(chunk)
         finally:
+            watchdog.cancel()
             _close_socket(sock)
+        if killed.is_set():
+            return CallResult(137, timed_out=True)
         exit_code = int(api.exec_inspect(exec_id).get("ExitCode") or 0)
         timed_out = exit_code in (TIMEOUT_EXIT_CODE, 137) and (
             time.monotonic() - started >= timeout - 1
         )
         return CallResult(exit_code, timed_out)
 
+    def _kill(self, killed: threading.Event) -> None:
+        """The watchdog of :meth:`call`: kill the container, which ends the command's output."""
+        killed.set()
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            self._container.kill()
+
     def copy_in(self, source: Path, destination: PurePosixPath, *, mode: int | None = None) -> None:
         """Copy a host file into ``destination`` (a file path) in the container."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            info = archive.gettarinfo(str(source), arcname=destination.name)
-            if mode is not None:
-                info.mode = mode
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            with source.open("rb") as handle:
-                archive.addfile(info, handle)
-        self._mkdir(destination.parent)
-        self._container.put_archive(str(destination.parent), buffer.getvalue())
+        self.copy_files_in({destination: source}, mode=mode)
+
+    def copy_files_in(
+        self, files: Mapping[PurePosixPath, Path], *, mode: int | None = None
+    ) -> None:
+        """Copy host files into the container (``destination: source``), owned by root, with
+        ``mode`` (else their own); their directories are created first (one command)."""
+        by_directory: dict[PurePosixPath, list[tuple[PurePosixPath, Path]]] = {}
+        for destination, source in files.items():
+            by_directory.setdefault(destination.parent, []).append((destination, source))
+        if by_directory:
+            self._mkdir(*by_directory)
+        for directory, members in by_directory.items():
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as archive:
+                for destination, source in members:
+                    info = archive.gettarinfo(str(source), arcname=destination.name)
+                    if mode is not None:
+                        info.mode = mode
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = "root"
+                    with source.open("rb") as handle:
+                        archive.addfile(info, handle)
+            self._container.put_archive(str(directory), buffer.getvalue())
 
     def copy_out(self, source: PurePosixPath, destination: Path) -> list[Path]:
         """Copy the regular files of directory ``source`` into host directory ``destination``."""
@@ -258,10 +323,11 @@ class Container:
             repository=repository, tag=tag, conf={"Labels": dict(labels), "Cmd": ["sh"]}
         )
 
-    def _mkdir(self, path: PurePosixPath) -> None:
-        result = self.call(["mkdir", "-p", str(path)], timeout=60)
+    def _mkdir(self, *paths: PurePosixPath) -> None:
+        result = self.call(["mkdir", "-p", *map(str, paths)], timeout=60)
         if result.exit_code != 0:
-            raise HostEnvironmentError(f"Cannot create {path} in the {self.image} container.")
+            shown = ", ".join(map(str, paths))
+            raise HostEnvironmentError(f"Cannot create {shown} in the {self.image} container.")
 
 
 def read_image_files(
@@ -280,13 +346,7 @@ def read_image_files(
     created: Any = None
     files: dict[PurePosixPath, bytes | None] = {}
     try:
-        created = client.containers.create(
-            image,
-            command=["true"],
-            platform=platform,
-            labels={LABEL: "1", OWNER_LABEL: owner_label()},
-            mounts=list(mounts),
-        )
+        created = _create(client, image, platform, ["true"], mounts=mounts)
         for path in paths:
             files[path] = _read_following_links(created, path)
     finally:

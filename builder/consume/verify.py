@@ -3,33 +3,40 @@
 For each target a container of the target's image starts (emulated through QEMU when the
 platform is foreign) with no compiler in it, creates a venv, runs ``pip install --index-url
 <index> --only-binary=:all: --require-hashes -r <lock>``, then imports every top-level module
-the installed distributions provide. A probe script inside the container prints one JSON
-result; :func:`parse_probe_output` reads it and :func:`verify` turns it into a
-:class:`TargetResult` per target. A failure anywhere raises
+the installed distributions provide. The probe doing this, ``resources/verify_in_container.py``
+(copied into the container), prints one JSON result; :func:`parse_probe_output` reads it and
+:func:`verify` turns it into a :class:`TargetResult` per target. A failure anywhere raises
 :class:`~builder.errors.VerifyFailedError` with the cause, after every target was tried.
 
-Containers sit behind the :class:`ProbeRunner` protocol (:class:`DockerProbeRunner` uses the
-Engine API through :class:`builder.building.container.Container`).
+Containers sit behind the :class:`ProbeRunner` protocol (:class:`DockerProbeRunner` runs the
+probe in a :class:`builder.building.container.Container`, the build containers' class).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import platform as host_platform
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+import docker
+import docker.errors
+from filelock import FileLock
+
+from .. import __version__
 from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
-from ..errors import HostEnvironmentError, VerifyFailedError
-from ..hostenv import ca_bundle, proxy_environment
+from ..building.container import Container, connect
+from ..errors import HostEnvironmentError, UsageError, VerifyFailedError
+from ..files import atomic_write
+from ..hostenv import ca_bundle, proxy_environment, user_cache
+from ..resolve import uv_release
 from ..targets import Arch, Target, debian_release_problem, emulation_environment
+from ..upstream.client import default_index_url
 
 DEFAULT_IMAGE_TEMPLATE = "python:{python}-slim-bookworm"
 INSTALLERS = ("pip", "uv")
@@ -37,125 +44,15 @@ RESULT_MARKER = "PREWHEEL-VERIFY-RESULT "
 _WORKDIR = PurePosixPath("/prewheel")
 _CA_PATH = _WORKDIR / "ca.pem"
 _LOCK_PATH = _WORKDIR / "requirements.lock"
-_PROBE_PATH = _WORKDIR / "probe.py"
 
 # Runs inside the target container with the image's python3; standard library only.
-PROBE_SCRIPT = r'''
-import json, platform, shutil, subprocess, sys, time
-
-INDEX_URL, LOCK = sys.argv[1], sys.argv[2]
-INSTALLER = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {"installer": "pip"}
-VENV = "/tmp/prewheel-venv"
-SKIP = {"test", "tests", "testing", "docs", "doc", "examples", "benchmarks", "bin"}
-IMPORT_CHECK = """
-import importlib, importlib.metadata as md, json, sys
-SKIP = set(sys.argv[2].split(","))
-result = {}
-for name in sys.argv[1].split(","):
-    tops = set()
-    for f in md.distribution(name).files or ():
-        parts = f.parts
-        if not parts or parts[0] in ("..",) or parts[0].endswith((".dist-info", ".data")):
-            continue
-        if len(parts) == 1:
-            stem = parts[0].split(".")[0]
-            if parts[0].endswith((".py", ".so")) and stem.isidentifier():
-                tops.add(stem)
-        elif parts[0].isidentifier() and parts[-1].endswith((".py", ".so")):
-            tops.add(parts[0])
-    for module in sorted(tops - SKIP):
-        if module.startswith("_"):
-            continue  # private modules (e.g. optional C-accelerator shims) load via public ones
-        try:
-            importlib.import_module(module)
-            result[module] = ""
-        except BaseException as exc:
-            result[module] = f"{type(exc).__name__}: {exc}"
-print(json.dumps(result))
-"""
-
-def install_with_pip(out):
-    subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    out["venv_seconds"] = time.monotonic() - out.pop("_started")
-    started = time.monotonic()
-    pip = subprocess.run(
-        [VENV + "/bin/python", "-m", "pip", "install", "--disable-pip-version-check",
-         "--no-input", "--no-cache-dir", "--index-url", INDEX_URL, "--only-binary=:all:",
-         "--require-hashes", "--report", "/tmp/prewheel-report.json", "-r", LOCK],
-        capture_output=True, text=True)
-    out["install_seconds"] = time.monotonic() - started
-    out["pip_exit"] = pip.returncode
-    out["pip_output"] = "\n".join((pip.stdout + pip.stderr).strip().splitlines()[-25:])
-    if pip.returncode == 0:
-        with open("/tmp/prewheel-report.json") as stream:
-            report = json.load(stream)
-        for item in report.get("install", []):
-            meta = item.get("metadata", {})
-            out["installed"].append({"name": meta.get("name", ""), "version": meta.get("version", ""),
-                                     "url": item.get("download_info", {}).get("url", "")})
+_PROBE = "verify_in_container.py"
+_PROBE_PATH = _WORKDIR / _PROBE
 
 
-def install_with_uv(out):
-    # uv for this platform, as a Dockerfile gets it: the image's pip installs the pinned
-    # release (a binary wheel) from the tool index into a directory of its own.
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", VENV], check=True)
-    out["venv_seconds"] = time.monotonic() - out.pop("_started")
-    tool = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-         "--no-cache-dir", "--only-binary=:all:", "--target", "/tmp/prewheel-uv",
-         "--index-url", INSTALLER["uv_index_url"], "uv==" + INSTALLER["uv_version"]],
-        capture_output=True, text=True)
-    if tool.returncode != 0:
-        out["pip_exit"] = tool.returncode
-        out["pip_output"] = "installing uv " + INSTALLER["uv_version"] + " failed:\n" + "\n".join(
-            (tool.stdout + tool.stderr).strip().splitlines()[-20:])
-        return
-    uv = "/tmp/prewheel-uv/bin/uv"
-    started = time.monotonic()
-    install = subprocess.run(
-        [uv, "pip", "install", "--python", VENV + "/bin/python", "--index-url", INDEX_URL,
-         # a pylock.toml names every file by URL with its hashes, which uv always checks
-         *([] if LOCK.endswith(".toml") else ["--require-hashes"]),
-         "--no-build", "--no-cache", "-r", LOCK],
-        capture_output=True, text=True)
-    out["install_seconds"] = time.monotonic() - started
-    out["pip_exit"] = install.returncode
-    out["pip_output"] = "\n".join((install.stdout + install.stderr).strip().splitlines()[-25:])
-    if install.returncode == 0:
-        listed = subprocess.run([uv, "pip", "list", "--python", VENV + "/bin/python",
-                                 "--format", "json"], capture_output=True, text=True, check=True)
-        for item in json.loads(listed.stdout):  # one index only: every file came from it
-            out["installed"].append({"name": item["name"], "version": item["version"],
-                                     "url": INDEX_URL})
-
-
-def main():
-    out = {"machine": platform.machine(), "compiler": "", "installer": INSTALLER["installer"],
-           "pip_exit": None, "pip_output": "", "installed": [], "imports": {},
-           "venv_seconds": 0.0, "install_seconds": 0.0, "import_seconds": 0.0}
-    for tool in ("gcc", "cc", "clang"):
-        if shutil.which(tool):
-            out["compiler"] = shutil.which(tool)
-            break
-    out["_started"] = time.monotonic()
-    if INSTALLER["installer"] == "uv":
-        install_with_uv(out)
-    else:
-        install_with_pip(out)
-    if out["pip_exit"] == 0:
-        names = ",".join(p["name"] for p in out["installed"])
-        started = time.monotonic()
-        check = subprocess.run([VENV + "/bin/python", "-c", IMPORT_CHECK, names,
-                                ",".join(sorted(SKIP))], capture_output=True, text=True)
-        out["import_seconds"] = time.monotonic() - started
-        if check.returncode == 0 and names:
-            out["imports"] = json.loads(check.stdout.strip().splitlines()[-1])
-        elif names:
-            out["imports"] = {"<import check>": check.stderr.strip()[-2000:]}
-    print("PREWHEEL-VERIFY-RESULT " + json.dumps(out), flush=True)
-
-main()
-'''
+def probe_script() -> bytes:
+    """The in-container script (``resources/verify_in_container.py``), as shipped."""
+    return resources.files(__package__).joinpath("resources", _PROBE).read_bytes()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,14 +132,16 @@ class ProbeRunner(Protocol):
 class DockerProbeRunner:
     """Runs probes in containers over the Docker Engine API.
 
-    The container is created with the probe as its command, the files are put into it before
-    it starts, and it is killed after ``timeout`` seconds and always removed. It carries the
-    build containers' owner labels, so an orphan left by a killed process is cleaned up.
+    Each probe gets a :class:`~builder.building.container.Container` of its own (on the host
+    network, with ``environment``, carrying the build containers' owner labels, so an orphan
+    left by a killed process is cleaned up): the files are copied in, the probe runs under
+    ``timeout`` (the container is killed if it does not end), and the container is always
+    removed.
     """
 
     def __init__(
         self,
-        client: Any = None,
+        client: docker.DockerClient | None = None,
         *,
         binfmt_dir: Path = BINFMT_DIR,
         host_machine: str | None = None,
@@ -266,16 +165,12 @@ class DockerProbeRunner:
                 doing="Verifying",
             )
 
-    def _docker(self) -> Any:
-        from ..building.container import connect  # noqa: PLC0415
-
+    def _docker(self) -> docker.DockerClient:
         if self._client is None:
             self._client = connect()
         return self._client
 
     def image_id(self, image: str, platform: str) -> str | None:
-        import docker.errors  # noqa: PLC0415 - only needed with Docker
-
         del platform  # a tag names one image locally; its ID covers the platform
         try:
             return str(self._docker().images.get(image).id)
@@ -292,65 +187,13 @@ class DockerProbeRunner:
         environment: Mapping[str, str],
         timeout: float,
     ) -> ProbeRun:
-        import docker.errors  # noqa: PLC0415 - only needed with Docker
-
-        from ..building.container import LABEL, OWNER_LABEL, owner_label  # noqa: PLC0415
-
-        try:
-            container = self._docker().containers.create(
-                image,
-                command=list(argv),
-                platform=platform,
-                environment=dict(environment),
-                network_mode="host",
-                labels={LABEL: "1", OWNER_LABEL: owner_label()},
-                detach=True,
-            )
-        except docker.errors.ImageNotFound:
-            raise HostEnvironmentError(
-                f"Image {image} for {platform} is not available to the Docker daemon. Pull it "
-                f"(docker pull --platform {platform} {image}) or build it, or choose another "
-                "with --image."
-            ) from None
-        try:
-            container.put_archive("/", _tar(files))
-            container.start()
-            timed_out = False
-            try:
-                status = container.wait(timeout=timeout)
-                exit_code = int(status.get("StatusCode", 1))
-            except requests_timeout_errors():
-                timed_out, exit_code = True, 137
-                container.kill()
-            output = container.logs(stdout=True, stderr=True).decode(errors="replace")
-        finally:
-            container.remove(force=True)
-        return ProbeRun(exit_code, timed_out, output)
-
-
-def requests_timeout_errors() -> tuple[type[BaseException], ...]:
-    """What the SDK raises when ``wait(timeout=...)`` expires."""
-    import requests.exceptions  # noqa: PLC0415 - the docker SDK's transport
-
-    return (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError)
-
-
-def _tar(files: Mapping[PurePosixPath, Path]) -> bytes:
-    """A tar of ``files`` at their absolute destinations (relative to ``/``), with parents."""
-    buffer = io.BytesIO()
-    now = int(time.time())
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        directories = sorted({p for d in files for p in d.parents if str(p) != "/"}, key=str)
-        for directory in directories:
-            info = tarfile.TarInfo(str(directory).lstrip("/"))
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
-            archive.addfile(info)
-        for destination, source in files.items():
-            data = source.read_bytes()
-            info = tarfile.TarInfo(str(destination).lstrip("/"))
-            info.size, info.mode, info.mtime = len(data), 0o444, now
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+        output = bytearray()
+        with Container(
+            self._docker(), image=image, platform=platform, environment=environment
+        ) as container:
+            container.copy_files_in(files, mode=0o444)
+            result = container.call(argv, timeout=timeout, output=output.extend)
+        return ProbeRun(result.exit_code, result.timed_out, output.decode(errors="replace"))
 
 
 def image_for(template: str, target: Target) -> str:
@@ -363,8 +206,6 @@ def image_for(template: str, target: Target) -> str:
             platform=target.docker_platform.replace("/", "-"),
         )
     except (KeyError, IndexError, ValueError) as exc:
-        from ..errors import UsageError  # noqa: PLC0415
-
         raise UsageError(
             f"Cannot fill the image template {template!r} ({exc!r}). It may use {{python}}, "
             "{debian_arch}, {arch} and {platform}, e.g. python:{python}-slim-bookworm or "
@@ -472,9 +313,8 @@ class VerifyCache:
         self.path = path
 
     def key(self, **inputs: Any) -> str:
-        from .. import __version__  # noqa: PLC0415
-
-        material = {**inputs, "probe": PROBE_SCRIPT, "prewheel": __version__}
+        probe = probe_script().decode("utf-8")
+        material = {**inputs, "probe": probe, "prewheel": __version__}
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str) -> TargetResult | None:
@@ -487,15 +327,11 @@ class VerifyCache:
             return None  # an entry of another layout: verify again
 
     def put(self, key: str, result: TargetResult) -> None:
-        from filelock import FileLock  # noqa: PLC0415
-
-        from ..files import atomic_write_bytes  # noqa: PLC0415
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.path) + ".lock"):
             entries = self._load()
             entries[key] = {**result.to_json(), "cached": False}
-            atomic_write_bytes(self.path, json.dumps(entries, indent=1).encode(), prefix=".tmp-")
+            atomic_write(self.path, json.dumps(entries, indent=1))
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -510,22 +346,15 @@ def installer_settings(installer: str) -> dict[str, str]:
     if installer == "pip":
         return {"installer": "pip"}
     if installer == "uv":
-        from ..resolve import uv_release  # noqa: PLC0415
-        from ..upstream.client import default_index_url  # noqa: PLC0415
-
         return {
             "installer": "uv",
             "uv_version": uv_release(),
             "uv_index_url": default_index_url(),
         }
-    from ..errors import UsageError  # noqa: PLC0415
-
     raise UsageError(f"Unknown installer {installer!r}; choose one of {', '.join(INSTALLERS)}.")
 
 
 def default_verify_cache() -> VerifyCache:
-    from ..hostenv import user_cache  # noqa: PLC0415
-
     return VerifyCache(user_cache("verify") / "results.json")
 
 
@@ -554,14 +383,10 @@ def verify(
     stands for the index's content, else its URL) match an earlier success is not run again
     (unless ``reuse`` is off); new successes are stored."""
     if not lock.is_file():
-        from ..errors import UsageError  # noqa: PLC0415
-
         raise UsageError(f"The lock {lock} does not exist; write it with 'prewheel lock' first.")
     installer_spec = installer_settings(installer)
     pylock = lock.name.startswith("pylock.") and lock.suffix == ".toml"
     if pylock and installer != "uv":
-        from ..errors import UsageError  # noqa: PLC0415
-
         raise UsageError(
             f"{lock} is a pylock.toml, which the pip of today's images cannot install (pip reads "
             "pylock.toml from 26.1 on); verify it with --installer uv, or verify the "
@@ -573,9 +398,7 @@ def verify(
         runner.preflight(image, target.docker_platform)
     bundle = ca_bundle()
     results = []
-    with tempfile.TemporaryDirectory(prefix="prewheel-verify-") as scratch:
-        probe = Path(scratch) / "probe.py"
-        probe.write_text(PROBE_SCRIPT, encoding="utf-8")
+    with resources.as_file(resources.files(__package__).joinpath("resources", _PROBE)) as probe:
         files = {_PROBE_PATH: probe, lock_path: lock}
         if bundle is not None:
             files[_CA_PATH] = bundle
