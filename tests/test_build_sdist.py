@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import functools
 import http.server
+import os
+import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from build_fixtures.helpers import local_dist
@@ -66,39 +71,97 @@ def test_an_unreachable_url_is_reported(tmp_path: Path) -> None:
         SdistFetcher(tmp_path).fetch(dist, "0" * 64)
 
 
-class _ForwardProxy(http.server.BaseHTTPRequestHandler):
-    """A plain-HTTP forward proxy that answers every absolute-form request itself."""
+PROXY_SCRIPT = Path(__file__).parent / "build_fixtures" / "forward_proxy.py"
+HOST = "sdists.invalid"  # resolvable through the proxy only
 
-    payload = b""
-    requested: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:
-        type(self).requested.append(self.path)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.payload)))
-        self.end_headers()
-        self.wfile.write(self.payload)
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for HOST and its key (the CA bundle the client trusts)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "origin.pem", directory / "origin.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@contextlib.contextmanager
+def _origin(root: Path, tls: tuple[Path, Path] | None) -> Iterator[int]:
+    """A file server for ``root`` on 127.0.0.1 (TLS with ``tls``); its port."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*map(str, tls))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _proxy_process(origin_port: int, log: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The forward proxy as a process of its own; (the process, its port)."""
+    process = subprocess.Popen(
+        [sys.executable, str(PROXY_SCRIPT), str(origin_port), str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield process, int(process.stdout.readline())
+    finally:
+        process.kill()
+        process.communicate(timeout=30)
 
 
 @pytest.mark.parametrize("downloader", ["sdist", "complete-mode mirror"])
-def test_downloads_go_through_the_proxy_the_environment_names(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, downloader: str
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_downloads_go_through_the_proxy_process_the_environment_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, downloader: str, scheme: str
 ) -> None:
-    """Behind a corporate proxy the only way out is HTTP(S)_PROXY, as for pip: every download
-    honours it (the sdist client once ignored it)."""
+    """Behind a corporate proxy the only way out is HTTP_PROXY / HTTPS_PROXY, as for pip: every
+    download honours it (the sdist client once ignored it). The proxy is a real process; the
+    file's host resolves nowhere, so only a request through it can succeed."""
     sdist = make_sdist(tmp_path / "src")
-    _ForwardProxy.payload, _ForwardProxy.requested = sdist.read_bytes(), []
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+    tls = _certificate(tmp_path) if scheme == "https" else None
+    log = tmp_path / "proxy.log"
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
-    url = f"http://sdists.invalid/{sdist.name}"  # resolvable through the proxy only
+        monkeypatch.delenv(name.lower(), raising=False)
+    if tls is not None:
+        monkeypatch.setenv("PREWHEEL_CA_BUNDLE", str(tls[0]))
+    url = f"{scheme}://{HOST}/{sdist.name}"
     dist = DistFile(sdist.name, url, {"sha256": file_sha256(sdist)})
-    try:
+    with _origin(sdist.parent, tls) as origin, _proxy_process(origin, log) as (proxy, port):
+        monkeypatch.setenv(f"{scheme.upper()}_PROXY", f"http://127.0.0.1:{port}")
         if downloader == "sdist":
             fetched = SdistFetcher(tmp_path / "cache").fetch(dist, file_sha256(sdist))
         else:
@@ -109,8 +172,7 @@ def test_downloads_go_through_the_proxy_the_environment_names(
                 assert mirror.download(dist, fetched) == file_sha256(sdist)
             finally:
                 mirror.close()
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
+        assert proxy.poll() is None and proxy.pid != os.getpid()
     assert fetched.read_bytes() == sdist.read_bytes()
-    assert _ForwardProxy.requested == [url]
+    expected = f"CONNECT {HOST}:443 HTTP/1.1" if scheme == "https" else f"GET {url} HTTP/1.1"
+    assert log.read_text().splitlines() == [expected]

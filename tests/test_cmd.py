@@ -22,23 +22,30 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_timeout_kills_the_command_and_its_children(tmp_path: Path) -> None:
-    """A tool that starts a child (pip starting a build backend) does not outlive its timeout."""
-    pid_file = tmp_path / "grandchild.pid"
+    """A tool that starts a child (pip starting a build backend) does not outlive its timeout:
+    the command and the grandchild it spawned (which ignores SIGTERM and would outlive a kill
+    of the command alone) are both gone, checked by their process ids."""
+    pid_file = tmp_path / "pids"
+    grandchild_code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+    )
     script = (
-        "import subprocess, sys, time; "
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
-        f"open({str(pid_file)!r}, 'w').write(str(child.pid)); print('started', flush=True); "
-        "time.sleep(300)"
+        "import os, subprocess, sys, time; "
+        f"child = subprocess.Popen([sys.executable, '-c', {grandchild_code!r}]); "
+        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}'); "
+        "print('started', flush=True); time.sleep(300)"
     )
     started = time.monotonic()
     result = cmd.run([sys.executable, "-c", script], timeout=3)
     assert result.timed_out and result.exit_code is None
     assert time.monotonic() - started < 30
     assert "started" in result.output
-    grandchild = int(pid_file.read_text())
+    command, grandchild = map(int, pid_file.read_text().split())
+    assert grandchild != command
     deadline = time.monotonic() + 10
-    while _alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.1)  # killed at once; reaped by init
+    while (_alive(command) or _alive(grandchild)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # killed at once; the grandchild reaped by init
+    assert not _alive(command)
     assert not _alive(grandchild)
 
 

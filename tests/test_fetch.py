@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -19,8 +20,10 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
     """Answers each request with the next (status, headers, body) of ``script``."""
 
     script: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
+    arrivals: ClassVar[list[float]] = []  # time.monotonic() of each request
 
     def do_GET(self) -> None:
+        type(self).arrivals.append(time.monotonic())
         status, headers, body = type(self).script.pop(0)
         self.send_response(status)
         for name, value in {**headers, "Content-Length": str(len(body))}.items():
@@ -59,6 +62,29 @@ def test_download_waits_what_retry_after_asks_then_succeeds(
     assert target.read_bytes() == b"payload"
     assert digest == "239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5"
     assert pauses == [2.0]
+
+
+@pytest.mark.parametrize(("status", "operation"), [(429, "get"), (503, "download")])
+def test_retry_after_is_waited_for_in_real_time(
+    server: str, tmp_path: Path, status: int, operation: str
+) -> None:
+    """With the real clock: the client asks again only after the seconds the server named,
+    though its own backoff (10 ms) would have asked at once."""
+    _Scripted.script = [(status, {"Retry-After": "2"}, b"busy"), (200, {}, b"payload")]
+    _Scripted.arrivals = []
+    policy = fetch.RetryPolicy(attempts=3, backoff=0.01, deadline=60.0)
+    started = time.monotonic()
+    with fetch.make_client() as client:
+        if operation == "get":
+            assert fetch.get(client, server, policy=policy).content == b"payload"
+        else:
+            target = tmp_path / "out"
+            fetch.download(client, server, lambda: target.open("wb"), policy=policy)
+            assert target.read_bytes() == b"payload"
+    elapsed = time.monotonic() - started
+    first, second = _Scripted.arrivals
+    assert 2.0 <= second - first < 4.0, f"asked again after {second - first:.2f} s"
+    assert elapsed < 6.0
 
 
 def test_get_gives_up_after_its_attempts_naming_the_last_problem(server: str) -> None:
