@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
@@ -26,8 +27,16 @@ from .errors import UsageError
 _T = TypeVar("_T")
 
 
+@functools.total_ordering
 class Arch(enum.Enum):
-    """CPU architecture as ``platform.machine()`` reports it on the target."""
+    """CPU architecture as ``platform.machine()`` reports it on the target.
+
+    Every fact prewheel knows of an architecture is a property here (Docker platform, Debian
+    architecture, GNU triplet, QEMU handler and CPU, which architectures its CPU runs natively,
+    cibuildwheel's name, ELF machine); other modules ask, never keep a table of their own.
+    ``prewheel targets --json`` prints them (:meth:`to_json`) for scripts. Archs sort by name
+    (``aarch64`` first), as :meth:`Target.sort_key` does.
+    """
 
     X86_64 = "x86_64"
     AARCH64 = "aarch64"
@@ -37,6 +46,11 @@ class Arch(enum.Enum):
     PPC64LE = "ppc64le"
     S390X = "s390x"
     RISCV64 = "riscv64"
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Arch):
+            return NotImplemented
+        return self.value < other.value
 
     @property
     def docker_platform(self) -> str:
@@ -62,6 +76,47 @@ class Arch(enum.Enum):
     def runs_natively_on(self, host: Arch) -> bool:
         """Whether a CPU of ``host`` runs this arch's code without emulation."""
         return self in _NATIVE_ON[host]
+
+    @property
+    def runs_natively(self) -> tuple[Arch, ...]:
+        """The archs whose code a CPU of this arch runs without emulation (itself first; 64-bit
+        x86 and ARM also run their 32-bit kin), in declaration order."""
+        return (self, *(arch for arch in Arch if arch is not self and arch in _NATIVE_ON[self]))
+
+    @property
+    def binfmt_install_name(self) -> str:
+        """What ``docker run --privileged tonistiigi/binfmt --install NAME`` takes to register
+        :attr:`qemu_handler` (``arm`` for both 32-bit ARM archs, ``arm64``, ``386``)."""
+        return self.docker_platform.split("/")[1]
+
+    @property
+    def python_host_platform(self) -> str:
+        """``sysconfig.get_platform()`` on this arch (``linux-armv7l``): what
+        ``_PYTHON_HOST_PLATFORM`` pins where QEMU or a 64-bit kernel reports another machine."""
+        return f"linux-{self.value}"
+
+    @property
+    def cibuildwheel_arch(self) -> str | None:
+        """cibuildwheel's name for this arch (in its build identifiers, ``<family>-<arch>-image``
+        options and pinned-image table), or None where it builds nothing (no manylinux or
+        musllinux policy: armv6l)."""
+        return self.value if self.has_manylinux else None
+
+    def to_json(self) -> dict[str, Any]:
+        """This arch's facts as JSON-ready data (``prewheel targets --json``; the shell table
+        of scripts/shared/platforms.sh holds the same)."""
+        return {
+            "machine": self.value,
+            "docker_platform": self.docker_platform,
+            "debian_arch": self.debian_arch,
+            "gnu_triplet": self.gnu_triplet,
+            "qemu_handler": self.qemu_handler,
+            "qemu_cpu": self.qemu_cpu,
+            "binfmt_install_name": self.binfmt_install_name,
+            "runs_natively": [arch.value for arch in self.runs_natively],
+            "first_debian_release": self.first_debian_release,
+            "cibuildwheel_arch": self.cibuildwheel_arch,
+        }
 
     @property
     def qemu_handler(self) -> str:
@@ -142,6 +197,21 @@ class Arch(enum.Enum):
             "Pass them comma-separated, as docker buildx takes them, e.g. "
             "--platform linux/amd64,linux/arm64,linux/arm/v7."
         )
+
+    @classmethod
+    def from_image_config(cls, architecture: str, variant: str = "") -> Arch | None:
+        """The arch of an image whose config says ``Architecture`` and ``Variant`` (``arm``,
+        ``v6``), or None if prewheel does not know it. See :func:`image_docker_platform`."""
+        try:
+            return cls.from_docker_platform(image_docker_platform(architecture, variant))
+        except UsageError:
+            return None
+
+
+def image_docker_platform(architecture: str, variant: str = "") -> str:
+    """The Docker platform an image config's ``Architecture`` and ``Variant`` name
+    (``linux/arm/v6``); the variant counts on 32-bit ARM only (``arm64`` images may say ``v8``)."""
+    return f"linux/{architecture}" + (f"/{variant}" if variant and architecture == "arm" else "")
 
 
 _DOCKER_PLATFORM_OF_ARCH: dict[Arch, str] = {
@@ -261,6 +331,12 @@ class Libc(enum.Enum):
     GLIBC = "glibc"
     MUSL = "musl"
 
+    @property
+    def policy_family(self) -> str:
+        """``manylinux`` or ``musllinux``: the wheel platform tags (and image policies,
+        cibuildwheel's build identifiers) of this C library."""
+        return "musllinux" if self is Libc.MUSL else "manylinux"
+
 
 class FloatAbi(enum.Enum):
     """How 32-bit ARM code passes floating-point values: in VFP registers (``hard``, Debian
@@ -288,6 +364,7 @@ class FloatAbi(enum.Enum):
 # The newest minor of each glibc major that packaging knows (packaging._manylinux._LAST_GLIBC_MINOR).
 _LAST_GLIBC_MINOR = {2: 50}
 _LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+_LEGACY_MANYLINUX_GLIBC = {name: glibc for glibc, name in _LEGACY_MANYLINUX.items()}
 
 DEFAULT_GLIBC = (2, 36)  # Debian bookworm, the base of python:3.X-slim-bookworm
 DEFAULT_MUSL = (1, 2)  # every Alpine since 3.13
@@ -296,10 +373,14 @@ DEFAULT_PYTHON = (3, 11)
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
 
 
+@functools.total_ordering
 @dataclasses.dataclass(frozen=True)
 class Target:
     """One platform pip runs on: CPython version, C library (family and version), architecture,
-    and on 32-bit ARM the float ABI (None means the default of the arch and C library)."""
+    and on 32-bit ARM the float ABI (None means the default of the arch and C library).
+
+    Targets sort by :meth:`sort_key` (architecture name, Python, C library, its version, float
+    ABI), so ``sorted()`` takes any mix of them."""
 
     python: tuple[int, int]
     libc: Libc
@@ -331,6 +412,11 @@ class Target:
             self.libc_version,
             self.float_abi.value if self.float_abi else "",
         )
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Target):
+            return NotImplemented
+        return self.sort_key() < other.sort_key()
 
     # -- identity -------------------------------------------------------------------------
     @cached_property
@@ -371,6 +457,40 @@ class Target:
     @property
     def python_version(self) -> str:
         return format_python(self.python)
+
+    @property
+    def cibuildwheel_identifier(self) -> str | None:
+        """cibuildwheel's build identifier (``cp311-manylinux_armv7l``: the image fixes the libc
+        version, so it is not part of it), or None where cibuildwheel builds nothing (armv6l)."""
+        arch = self.arch.cibuildwheel_arch
+        if arch is None:
+            return None
+        return f"{self.interpreter}-{self.libc.policy_family}_{arch}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The target as ``prewheel targets --json`` prints it: identity, every tag pip on it
+        accepts (best first) and its architecture's facts (:meth:`Arch.to_json`)."""
+        return {
+            "identifier": self.identifier,
+            "platform": self.docker_platform,
+            "python": self.python_version,
+            "libc": self.libc.value,
+            "libc_version": f"{self.libc_version[0]}.{self.libc_version[1]}",
+            "float_abi": self.float_abi.value if self.float_abi else None,
+            "tags": [str(tag) for tag in self.tags()],
+            "arch": self.arch.to_json(),
+        }
+
+    def image_values(self) -> dict[str, str]:
+        """What each image-template placeholder stands for on this target (see
+        :data:`IMAGE_PLACEHOLDERS`)."""
+        return {
+            "python": self.python_version,
+            "arch": self.arch.value,
+            "debian_arch": self.arch.debian_arch,
+            "platform": self.docker_platform,
+            "libc": self.libc.value,
+        }
 
     def __str__(self) -> str:
         return self.identifier
@@ -425,6 +545,45 @@ class Target:
         }
 
 
+# --- image templates ---------------------------------------------------------------------------
+IMAGE_PLACEHOLDERS: Mapping[str, str] = {
+    "python": "the Python version (3.11)",
+    "arch": "the machine, as uname -m and wheel tags name it (aarch64, armv7l)",
+    "debian_arch": "Debian's architecture name (arm64, armhf, armel)",
+    "platform": "the Docker platform (linux/arm64, linux/arm/v7)",
+    "libc": "the C library family (glibc, musl)",
+}
+"""The placeholders of an image template (``--image``, ``--portable-image``), each with the one
+meaning :meth:`Target.image_values` gives it."""
+
+
+def fill_placeholders(
+    template: str, values: Mapping[str, str], *, what: str, example: str, source: str = ""
+) -> str:
+    """``template`` with its ``{name}`` placeholders filled from ``values``; a usage error naming
+    the known placeholders (and where their values come from) otherwise."""
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        known = ", ".join("{" + name + "}" for name in values)
+        raise UsageError(
+            f"Cannot fill in {what} {template!r}: only the placeholders {known} are known"
+            f"{source}, e.g. {example}."
+        ) from None
+
+
+def fill_image_template(
+    template: str,
+    target: Target,
+    *,
+    what: str = "image",
+    example: str = "--image 'registry.example/python:{python}-slim-{debian_arch}'",
+) -> str:
+    """The image ``template`` names for ``target``: its placeholders (:data:`IMAGE_PLACEHOLDERS`)
+    filled with the target's values; a usage error for any other placeholder."""
+    return fill_placeholders(template, target.image_values(), what=what, example=example)
+
+
 def _manylinux_platforms(glibc: tuple[int, int], arch: Arch) -> Iterator[str]:
     """manylinux tags for a glibc, newest first, with legacy aliases (as packaging yields them)."""
     if not arch.has_manylinux:
@@ -442,6 +601,18 @@ def _musllinux_platforms(musl: tuple[int, int], arch: Arch) -> Iterator[str]:
     major, newest_minor = musl
     for minor in range(newest_minor, -1, -1):
         yield f"musllinux_{major}_{minor}_{arch.value}"
+
+
+def policy_libc_version(policy: str) -> tuple[int, int]:
+    """The C library version of a wheel policy: ``manylinux_2_28`` -> (2, 28),
+    ``manylinux2014`` -> (2, 17), ``musllinux_1_2`` -> (1, 2)."""
+    if policy in _LEGACY_MANYLINUX_GLIBC:
+        return _LEGACY_MANYLINUX_GLIBC[policy]
+    _, _, version = policy.partition("linux_")
+    major, _, minor = version.partition("_")
+    if not (major.isdigit() and minor.isdigit()):
+        raise UsageError(f"Cannot read the C library version of image policy {policy!r}.")
+    return int(major), int(minor)
 
 
 def format_python(version: tuple[int, int]) -> str:

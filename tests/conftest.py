@@ -58,7 +58,8 @@ def emulation_problem() -> str | None:
     for handler in qemu_handlers_needed(host) if host else ():
         if handler_state(handler, BINFMT_DIR) != "enabled":
             return f"binfmt handler {handler} is not registered (run scripts/host-setup.sh)"
-    for image in ("prewheel-test/bookworm-build:arm64", "prewheel-test/bookworm-build:armhf"):
+    for arch in (Arch.AARCH64, Arch.ARMV7L):
+        image = f"prewheel-test/bookworm-build:{arch.debian_arch}"
         result = subprocess.run(
             ["docker", "image", "inspect", image], capture_output=True, timeout=30, check=False
         )

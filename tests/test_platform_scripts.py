@@ -3,12 +3,15 @@
 host-setup.sh runs on a fresh machine before prewheel is installed, so it cannot ask Python;
 this test keeps its table and Python's one set of facts: Debian architecture, Docker platform,
 machine, QEMU handler, first Debian release, QEMU CPU, and which handlers each host needs.
+Once prewheel is installed, a script reads the same facts from ``prewheel targets --json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,38 @@ def test_the_table_has_every_arch_with_the_facts_of_targets_py() -> None:
             arch.first_debian_release,
             arch.qemu_cpu or "-",
         ), arch
+
+
+def test_prewheel_targets_json_gives_a_script_the_tables_facts() -> None:
+    """Every row of the shell table, and its native aliases, read back from the CLI's JSON."""
+    table = shell('printf "%s\\n" "$PREWHEEL_PLATFORMS"').stdout
+    rows = {row[0]: tuple(row[1:]) for row in map(str.split, table.splitlines()) if row}
+    native_also = shell('echo "$PREWHEEL_NATIVE_ALSO"').stdout.split()
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "builder", "targets", "--json", "--platform"),
+            ",".join(arch.docker_platform for arch in Arch),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    facts = [target["arch"] for target in json.loads(result.stdout)]
+    assert len(facts) == len(rows)
+    for arch in facts:
+        assert rows[arch["debian_arch"]] == (
+            arch["docker_platform"],
+            arch["machine"],
+            arch["qemu_handler"],
+            arch["first_debian_release"],
+            arch["qemu_cpu"] or "-",
+        )
+    assert native_also == [
+        f"{arch['machine']}:{','.join(arch['runs_natively'][1:])}"
+        for arch in facts
+        if len(arch["runs_natively"]) > 1
+    ]
 
 
 def test_the_releases_are_those_targets_py_knows_in_order() -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 
 import pytest
 from packaging import tags
 
-from builder.errors import UsageError
+from builder.cli import main
+from builder.errors import ExitCode, UsageError
 from builder.targets import (
+    IMAGE_PLACEHOLDERS,
     Arch,
     FloatAbi,
     Libc,
     Target,
+    fill_image_template,
+    image_docker_platform,
     parse_identifier,
     parse_image,
     pick_targets,
@@ -140,8 +145,6 @@ def test_bad_options_list_the_valid_ones(kwargs: dict[str, object], message: str
 
 
 def test_custom_image_with_python_and_libc_given() -> None:
-    from builder.targets import select_targets
-
     targets = select_targets(
         platforms=["linux/arm64"],
         pythons=["3.12"],
@@ -152,9 +155,6 @@ def test_custom_image_with_python_and_libc_given() -> None:
 
 
 def test_custom_image_without_python_is_an_error() -> None:
-    from builder.errors import UsageError
-    from builder.targets import select_targets
-
     with pytest.raises(UsageError, match="--python"):
         select_targets(platforms=["linux/arm64"], image="registry.local/app-base:7")
 
@@ -225,6 +225,161 @@ def test_targets_of_different_architectures_sort_by_key() -> None:
         "armv6l",
         "x86_64",
     ]
+
+
+def test_mixed_targets_sort_by_their_key() -> None:
+    """Target's fields are enums, which do not compare: sorting an amd64 and an arm64 target
+    once raised TypeError."""
+    amd64, arm64 = select_targets(platforms=["linux/amd64", "linux/arm64"])
+    assert sorted([amd64, arm64]) == [arm64, amd64]
+    mixed = [
+        *select_targets(platforms=["linux/amd64", "linux/arm/v6"], pythons=["3.12", "3.11"]),
+        *select_targets(platforms=["linux/arm/v6", "linux/arm64"], libc="musl"),
+        *select_targets(platforms=["linux/arm/v6"], float_abi="hard"),
+        *select_targets(platforms=["linux/arm/v6"], libc="glibc2.31"),
+    ]
+    ordered = sorted(mixed)
+    assert ordered == sorted(mixed, key=Target.sort_key)
+    assert sorted(ordered[3:] + ordered[:3]) == ordered  # a total order: input order is moot
+    assert [t.identifier for t in ordered] == [
+        "cp311-musllinux_1_2_aarch64",
+        "cp311-glibc_2_31_armv6l",
+        "cp311-glibc_2_36_armv6l-hardfloat",
+        "cp311-glibc_2_36_armv6l",
+        "cp311-musllinux_1_2_armv6l",
+        "cp312-glibc_2_36_armv6l",
+        "cp311-manylinux_2_36_x86_64",
+        "cp312-manylinux_2_36_x86_64",
+    ]
+    assert min(mixed) is ordered[0] and max(mixed) is ordered[-1]
+    assert arm64 < amd64 <= amd64 and amd64 > arm64 >= arm64
+    assert not amd64 < amd64  # consistent with ==
+    with pytest.raises(TypeError):
+        sorted([amd64, "cp311-manylinux_2_36_x86_64"])  # type: ignore[list-item]
+
+
+def test_archs_sort_by_name() -> None:
+    assert sorted([Arch.X86_64, Arch.ARMV7L, Arch.AARCH64]) == [
+        Arch.AARCH64,
+        Arch.ARMV7L,
+        Arch.X86_64,
+    ]
+
+
+# --- platform facts ----------------------------------------------------------------------------
+
+
+def test_each_arch_has_its_debian_gnu_and_cibuildwheel_names() -> None:
+    assert [(a.debian_arch, a.gnu_triplet, a.cibuildwheel_arch) for a in Arch] == [
+        ("amd64", "x86_64-linux-gnu", "x86_64"),
+        ("arm64", "aarch64-linux-gnu", "aarch64"),
+        ("armhf", "arm-linux-gnueabihf", "armv7l"),
+        ("armel", "arm-linux-gnueabi", None),  # no manylinux: cibuildwheel builds nothing
+        ("i386", "i686-linux-gnu", "i686"),
+        ("ppc64el", "powerpc64le-linux-gnu", "ppc64le"),
+        ("s390x", "s390x-linux-gnu", "s390x"),
+        ("riscv64", "riscv64-linux-gnu", "riscv64"),
+    ]
+    assert Arch.ARMV7L.python_host_platform == "linux-armv7l"
+    assert [a.binfmt_install_name for a in (Arch.X86_64, Arch.ARMV6L, Arch.I686)] == [
+        "amd64",
+        "arm",
+        "386",
+    ]
+
+
+def test_which_archs_a_cpu_runs_natively() -> None:
+    assert Arch.X86_64.runs_natively == (Arch.X86_64, Arch.I686)
+    assert Arch.AARCH64.runs_natively == (Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L)
+    assert Arch.ARMV7L.runs_natively == (Arch.ARMV7L,)
+    for host in Arch:
+        assert {a for a in Arch if a.runs_natively_on(host)} == set(host.runs_natively)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "variant", "platform", "arch"),
+    [
+        ("arm", "v6", "linux/arm/v6", Arch.ARMV6L),
+        ("arm", "v7", "linux/arm/v7", Arch.ARMV7L),
+        ("arm", "", "linux/arm", Arch.ARMV7L),
+        ("arm64", "v8", "linux/arm64", Arch.AARCH64),  # the variant counts on 32-bit ARM only
+        ("amd64", "", "linux/amd64", Arch.X86_64),
+        ("mips64le", "", "linux/mips64le", None),
+    ],
+)
+def test_an_image_configs_architecture_names_its_arch(
+    architecture: str, variant: str, platform: str, arch: Arch | None
+) -> None:
+    assert image_docker_platform(architecture, variant) == platform
+    assert Arch.from_image_config(architecture, variant) is arch
+
+
+def test_cibuildwheel_identifiers_come_from_the_target() -> None:
+    assert parse_identifier("cp312-musllinux_1_2_aarch64").cibuildwheel_identifier == (
+        "cp312-musllinux_aarch64"
+    )
+    assert parse_identifier("cp311-glibc_2_36_armv6l").cibuildwheel_identifier is None
+    assert [libc.policy_family for libc in Libc] == ["manylinux", "musllinux"]
+
+
+# --- image templates ---------------------------------------------------------------------------
+
+
+def test_each_image_placeholder_has_one_meaning() -> None:
+    (armv7,) = select_targets(platforms=["linux/arm/v7"], pythons=["3.12"], libc="musl")
+    assert armv7.image_values() == {
+        "python": "3.12",
+        "arch": "armv7l",
+        "debian_arch": "armhf",
+        "platform": "linux/arm/v7",
+        "libc": "musl",
+    }
+    assert set(IMAGE_PLACEHOLDERS) == set(armv7.image_values())
+    template = "r/{platform}/python:{python}-{libc}-{arch}-{debian_arch}"
+    assert fill_image_template(template, armv7) == "r/linux/arm/v7/python:3.12-musl-armv7l-armhf"
+
+
+def test_an_unknown_image_placeholder_names_the_known_ones() -> None:
+    (arm64,) = select_targets(platforms=["linux/arm64"])
+    with pytest.raises(UsageError) as error:
+        fill_image_template("x:{distro}", arm64)
+    assert error.value.message == (
+        "Cannot fill in image 'x:{distro}': only the placeholders {python}, {arch}, "
+        "{debian_arch}, {platform}, {libc} are known, e.g. "
+        "--image 'registry.example/python:{python}-slim-{debian_arch}'."
+    )
+
+
+# --- prewheel targets --json ------------------------------------------------------------------
+
+
+def test_targets_json_has_each_targets_arch_facts(capsys: pytest.CaptureFixture[str]) -> None:
+    platforms = ",".join(arch.docker_platform for arch in Arch)
+    assert main(["targets", "--platform", platforms, "--json"]) == ExitCode.OK
+    data = json.loads(capsys.readouterr().out)
+    assert [t["platform"] for t in data] == [arch.docker_platform for arch in Arch]
+    by_machine = {t["arch"]["machine"]: t["arch"] for t in data}
+    assert by_machine["armv6l"] == {
+        "machine": "armv6l",
+        "docker_platform": "linux/arm/v6",
+        "debian_arch": "armel",
+        "gnu_triplet": "arm-linux-gnueabi",
+        "qemu_handler": "qemu-arm",
+        "qemu_cpu": "arm1176",
+        "binfmt_install_name": "arm",
+        "runs_natively": ["armv6l"],
+        "first_debian_release": "buster",
+        "cibuildwheel_arch": None,
+    }
+    assert by_machine["x86_64"]["runs_natively"] == ["x86_64", "i686"]
+    assert by_machine["x86_64"]["qemu_cpu"] is None
+    assert by_machine["riscv64"]["first_debian_release"] == "trixie"
+    for arch in Arch:
+        assert by_machine[arch.value] == arch.to_json()
+    # what it printed before the facts is unchanged
+    assert {key for key in data[0] if key != "arch"} == {
+        "identifier", "platform", "python", "libc", "libc_version", "float_abi", "tags"
+    }  # fmt: skip
 
 
 def test_arm_cpu_arch_ceilings() -> None:
