@@ -20,7 +20,7 @@ from conftest import tiers_required
 
 from builder.building import DockerBuilder, SdistFetcher, make_jobs, run_builds
 from builder.building.container import LABEL, read_image_files
-from builder.building.runner import Status
+from builder.building.runner import BuildStatus
 from builder.building.toolchain import Accelerate, read_image_facts
 from builder.config import PackageSettings
 from builder.elf import wheel_elf_members
@@ -159,7 +159,7 @@ def test_armv7_code_built_in_the_armel_image_is_refused_for_armv6l(tmp_path: Pat
     print(f"two emulated builds in the armel image: {time.monotonic() - started:.0f} s")
     outcomes = {o.job.name: o for o in report.outcomes}
     assert report.containers_started == 1
-    assert outcomes["plainext"].status is Status.BUILT, outcomes["plainext"].error
+    assert outcomes["plainext"].status is BuildStatus.BUILT, outcomes["plainext"].error
     [entry] = [e for e in house.entries() if e.name == "plainext"]
     wheel = house.wheel_path(entry)  # under its target: linux_armv6l names no glibc
     assert wheel.name == "plainext-1.0-cp311-cp311-linux_armv6l.whl"
@@ -167,7 +167,7 @@ def test_armv7_code_built_in_the_armel_image_is_refused_for_armv6l(tmp_path: Pat
         "ARMv5TE code, soft-float"  # Debian armel's default
     }
     refused = outcomes["armv7ext"]
-    assert refused.status is Status.FAILED
+    assert refused.status is BuildStatus.FAILED
     assert refused.error.startswith(
         "armv7ext-1.0-cp311-cp311-linux_armv6l.whl: "
         "armv7ext.cpython-311-arm-linux-gnueabi.so is ARMv7 code, soft-float, but "

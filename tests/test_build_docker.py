@@ -21,7 +21,7 @@ from build_fixtures.sdists import make_sdist
 from builder.building import DockerBuilder, SdistFetcher, make_jobs, run_builds
 from builder.building.builders import build_env_volume
 from builder.building.container import LABEL, OWNER_LABEL
-from builder.building.runner import Status
+from builder.building.runner import BuildStatus
 from builder.config import PackageSettings
 from builder.errors import ExitCode
 from builder.hostenv import pip_setting
@@ -96,7 +96,7 @@ def test_a_hash_mismatch_is_refused_before_any_build(tmp_path: Path) -> None:
     finally:
         builder.close()
     [outcome] = report.outcomes
-    assert outcome.status is Status.FAILED
+    assert outcome.status is BuildStatus.FAILED
     assert "sha256" in outcome.error and "Nothing was built" in outcome.error
     assert builder.containers_started == 0
     assert Wheelhouse(tmp_path / "wh").wheels() == []
@@ -183,9 +183,9 @@ def test_system_packages_from_the_packages_table_are_installed_before_the_build(
         finally:
             builder.close()
         [outcomes[label]] = report.outcomes
-    assert outcomes["plain"].status is Status.FAILED
+    assert outcomes["plain"].status is BuildStatus.FAILED
     assert "yaml.h" in "\n".join(outcomes["plain"].tail)
-    assert outcomes["with-libyaml"].status is Status.BUILT, outcomes["with-libyaml"].error
+    assert outcomes["with-libyaml"].status is BuildStatus.BUILT, outcomes["with-libyaml"].error
     assert len(Wheelhouse(tmp_path / "with-libyaml").wheels()) == 1
 
 

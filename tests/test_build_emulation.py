@@ -28,7 +28,7 @@ from packaging.version import Version
 from builder.building import DockerBuilder, SdistFetcher, make_jobs, run_builds
 from builder.building.container import Container
 from builder.building.jobs import resolve_image
-from builder.building.runner import BuildReport, Status
+from builder.building.runner import BuildReport, BuildStatus
 from builder.building.toolchain import Accelerate
 from builder.elf import wheel_elf_members
 from builder.errors import ExitCode
@@ -161,7 +161,7 @@ def _code_sections(wheel: Path) -> dict[str, dict[str, bytes]]:
 def test_every_emulated_build_succeeds_one_container_per_platform(built) -> None:  # type: ignore[no-untyped-def]
     _house, report, _jobs = built
     assert [o.error for o in report.failed] == []
-    assert len(report.having(Status.BUILT)) == 6
+    assert len(report.having(BuildStatus.BUILT)) == 6
     assert not report.accelerated
     assert report.containers_started == 2
 
@@ -271,7 +271,7 @@ def test_a_second_run_starts_no_container(built) -> None:  # type: ignore[no-unt
         again = run_builds(jobs, wheelhouse=house, builder=builder, fetcher=SdistFetcher())
     finally:
         builder.close()
-    assert [o.status for o in again.outcomes] == [Status.CACHED] * 6
+    assert [o.status for o in again.outcomes] == [BuildStatus.CACHED] * 6
     assert builder.containers_started == 0
 
 

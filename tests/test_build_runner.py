@@ -20,7 +20,7 @@ from builder import cmd
 from builder.building import SdistFetcher, make_jobs, run_builds
 from builder.building.builders import BuildFailed, BuildResult
 from builder.building.jobs import BuildJob, group_steps
-from builder.building.runner import EventKind, ProgressEvent, Status, describe_event
+from builder.building.runner import BuildStatus, EventKind, ProgressEvent, describe_event
 from builder.building.toolchain import NATIVE, Acceleration
 from builder.errors import ExitCode, ImageMismatchError
 from builder.targets import Target
@@ -109,7 +109,7 @@ def test_keeps_going_and_reports_the_log_tail(tmp_path: Path) -> None:
     builder = FakeBuilder(failing={"bad"})
     report = run(tmp_path, jobs_for(tmp_path, "bad", "good"), builder)
     statuses = {o.job.name: o.status for o in report.outcomes}
-    assert statuses == {"bad": Status.FAILED, "good": Status.BUILT}
+    assert statuses == {"bad": BuildStatus.FAILED, "good": BuildStatus.BUILT}
     failed = report.failed[0]
     assert failed.log is not None and failed.log.name == "bad-1.0-cp311-manylinux_2_36_x86_64.log"
     assert "error: something broke" in failed.tail
@@ -120,7 +120,7 @@ def test_keeps_going_and_reports_the_log_tail(tmp_path: Path) -> None:
 def test_fail_fast_skips_the_rest(tmp_path: Path) -> None:
     builder = FakeBuilder(failing={"aaa"})
     report = run(tmp_path, jobs_for(tmp_path, "aaa", "bbb"), builder, keep_going=False)
-    assert [o.status for o in report.outcomes] == [Status.FAILED, Status.SKIPPED]
+    assert [o.status for o in report.outcomes] == [BuildStatus.FAILED, BuildStatus.SKIPPED]
 
 
 def test_cached_wheels_start_no_session(tmp_path: Path) -> None:
@@ -128,16 +128,18 @@ def test_cached_wheels_start_no_session(tmp_path: Path) -> None:
     run(tmp_path, jobs, FakeBuilder())
     again = FakeBuilder()
     report = run(tmp_path, jobs, again)
-    assert [o.status for o in report.outcomes] == [Status.CACHED, Status.CACHED]
+    assert [o.status for o in report.outcomes] == [BuildStatus.CACHED, BuildStatus.CACHED]
     assert again.containers_started == 0 and again.built == []
     forced = FakeBuilder()
-    assert {o.status for o in run(tmp_path, jobs, forced, force=True).outcomes} == {Status.BUILT}
+    assert {o.status for o in run(tmp_path, jobs, forced, force=True).outcomes} == {
+        BuildStatus.BUILT
+    }
 
 
 def test_a_failed_setup_fails_every_job_of_the_step_only(tmp_path: Path) -> None:
     builder = FakeBuilder(setup_fails=True)
     report = run(tmp_path, jobs_for(tmp_path, "x", "y"), builder)
-    assert [o.status for o in report.outcomes] == [Status.FAILED, Status.FAILED]
+    assert [o.status for o in report.outcomes] == [BuildStatus.FAILED, BuildStatus.FAILED]
     assert all("setup failed" in o.error for o in report.outcomes)
     assert all(o.log is not None and "setting up" in o.log.read_text() for o in report.outcomes)
     # each job's log says why it failed, not only what the set-up printed
@@ -161,7 +163,7 @@ def test_one_session_per_platform_and_progress_events(tmp_path: Path) -> None:
     jobs = jobs_for(tmp_path, "p", "q", platforms=("linux/amd64", "linux/arm64"))
     report = run(tmp_path, jobs, builder, parallel=2, progress=events.append)
     assert builder.containers_started == 2
-    assert len(report.having(Status.BUILT)) == 4
+    assert len(report.having(BuildStatus.BUILT)) == 4
     kinds = [e.kind for e in events]
     assert kinds.count(EventKind.STEP_STARTED) == 2 and kinds.count(EventKind.JOB_FINISHED) == 4
     for step_label in {e.step.label for e in events}:
@@ -190,7 +192,7 @@ def test_a_refused_image_fails_its_targets_jobs_before_any_session_or_cache(
         "q-1.0-cp311-glibc_2_36_armv6l",
     ]
     assert all(o.cause is ExitCode.IMAGE_MISMATCH and "ARMv7" in o.error for o in refused)
-    assert len(report.having(Status.CACHED)) == 2 and report.failed == refused
+    assert len(report.having(BuildStatus.CACHED)) == 2 and report.failed == refused
     assert builder.containers_started == 0 and builder.built == []
 
 

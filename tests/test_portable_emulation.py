@@ -25,7 +25,7 @@ from builder.building import SdistFetcher, make_jobs, run_builds
 from builder.building.cibuildwheel import CibuildwheelBuilder, split_portable
 from builder.building.container import Container
 from builder.building.jobs import BuildJob
-from builder.building.runner import BuildReport, Status
+from builder.building.runner import BuildReport, BuildStatus
 from builder.config import PackageSettings
 from builder.wheelhouse import Wheelhouse
 
@@ -91,7 +91,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 def test_every_build_succeeds_with_a_manylinux_tag(built: Built) -> None:
     house, report, _jobs = built
     assert [(o.job.label, o.error, o.tail) for o in report.failed] == []
-    assert len(report.having(Status.BUILT)) == 3
+    assert len(report.having(BuildStatus.BUILT)) == 3
     for outcome in report.outcomes:
         tags = parse_wheel_filename(outcome.wheel)[3]
         assert {tag.abi for tag in tags} == {"abi3"}
@@ -150,7 +150,7 @@ def test_a_second_run_is_served_from_the_wheelhouse(built: Built) -> None:
     house, _report, jobs = built
     builder = CibuildwheelBuilder()
     again = run_builds(jobs, wheelhouse=house, builder=builder, fetcher=SdistFetcher())
-    assert [o.status for o in again.outcomes] == [Status.CACHED] * len(jobs)
+    assert [o.status for o in again.outcomes] == [BuildStatus.CACHED] * len(jobs)
     assert builder.containers_started == 0
 
 

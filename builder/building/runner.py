@@ -38,17 +38,24 @@ TAIL_LINES = 15
 _PIP_FAILURE = "did not run successfully"
 
 
-class Status(enum.StrEnum):
+class BuildStatus(enum.StrEnum):
+    """What became of one build job (not :class:`builder.plan.Status`, a plan cell's)."""
+
     BUILT = "built"
     CACHED = "cached"
     FAILED = "failed"
     SKIPPED = "skipped"  # not attempted (--fail-fast after an earlier failure)
 
 
+# The old name, for callers not moved yet: cli/build.py, bench/build.py,
+# tests/test_build_toolchain.py (and builder.building's export, for pipeline.py).
+Status = BuildStatus
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildOutcome:
     job: BuildJob
-    status: Status
+    status: BuildStatus
     wheel: str = ""  # wheel filename in the wheelhouse
     log: Path | None = None
     error: str = ""
@@ -81,16 +88,16 @@ class BuildReport:
     containers_started: int
     elapsed: float
 
-    def having(self, status: Status) -> list[BuildOutcome]:
+    def having(self, status: BuildStatus) -> list[BuildOutcome]:
         return [o for o in self.outcomes if o.status is status]
 
     @property
     def failed(self) -> list[BuildOutcome]:
-        return self.having(Status.FAILED)
+        return self.having(BuildStatus.FAILED)
 
     @property
     def accelerated(self) -> list[BuildOutcome]:
-        return [o for o in self.outcomes if o.status is Status.BUILT and o.native]
+        return [o for o in self.outcomes if o.status is BuildStatus.BUILT and o.native]
 
     @property
     def refused_images(self) -> list[BuildOutcome]:
@@ -100,12 +107,12 @@ class BuildReport:
     @property
     def fell_back(self) -> list[BuildOutcome]:
         """Built, but only by the emulated rebuild after the accelerated build failed."""
-        return [o for o in self.outcomes if o.status is Status.BUILT and o.fallback]
+        return [o for o in self.outcomes if o.status is BuildStatus.BUILT and o.fallback]
 
     def to_json(self) -> dict[str, Any]:
         counts = collections.Counter(o.status.value for o in self.outcomes)
         return {
-            "summary": {s.value: counts.get(s.value, 0) for s in Status}
+            "summary": {s.value: counts.get(s.value, 0) for s in BuildStatus}
             | {"accelerated": len(self.accelerated), "rebuilt_emulated": len(self.fell_back)},
             "containers_started": self.containers_started,
             "elapsed": round(self.elapsed, 3),
@@ -249,7 +256,7 @@ def run_builds(
             verified_work.append((step, verified))
     stop = threading.Event()
     cmd.resume()  # after an interrupted run in this process
-    if not keep_going and any(o.status is Status.FAILED for o in outcomes):
+    if not keep_going and any(o.status is BuildStatus.FAILED for o in outcomes):
         stop.set()
 
     def run_step(item: tuple[BuildStep, list[_Pending]]) -> list[BuildOutcome]:
@@ -296,7 +303,7 @@ def _prepare_step(
         entry = None if force else wheelhouse.lookup(key)
         if entry is not None:
             log = wheelhouse.path / entry.log if entry.log else None
-            done.append(BuildOutcome(job, Status.CACHED, wheel=entry.filename, log=log))
+            done.append(BuildOutcome(job, BuildStatus.CACHED, wheel=entry.filename, log=log))
         else:
             pending.append(_Pending(job, key, inputs, Path()))
     return pending, done
@@ -339,7 +346,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
     heartbeat: float,
 ) -> list[BuildOutcome]:
     if stop.is_set():
-        return [BuildOutcome(p.job, Status.SKIPPED) for p in pending]
+        return [BuildOutcome(p.job, BuildStatus.SKIPPED) for p in pending]
     step = dataclasses.replace(step, jobs=tuple(p.job for p in pending))  # what runs here
     with _heartbeat(notify, step, None, heartbeat):  # may assemble a toolchain for minutes
         acceleration = builder.acceleration(step.image, step.platform)
@@ -358,7 +365,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
                     setup_stream.flush()
                     for item in pending:
                         if stop.is_set():
-                            outcomes.append(BuildOutcome(item.job, Status.SKIPPED))
+                            outcomes.append(BuildOutcome(item.job, BuildStatus.SKIPPED))
                             continue
                         notify(ProgressEvent(EventKind.JOB_STARTED, step, item.job))
                         with _heartbeat(notify, step, item.job, heartbeat):
@@ -367,7 +374,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
                             )
                         outcomes.append(outcome)
                         notify(ProgressEvent(EventKind.JOB_FINISHED, step, item.job, outcome))
-                        if outcome.status is Status.FAILED and not keep_going:
+                        if outcome.status is BuildStatus.FAILED and not keep_going:
                             stop.set()
             except PrewheelError as error:
                 setup_stream.write(f"\n[prewheel] FAILED: setting up failed: {error}\n".encode())
@@ -438,7 +445,7 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
     )
     return BuildOutcome(
         job,
-        Status.BUILT,
+        BuildStatus.BUILT,
         wheel=wheel.name,
         log=log,
         elapsed=time.monotonic() - started,
@@ -540,7 +547,13 @@ def _failure(
     cause: ExitCode | None = None,
 ) -> BuildOutcome:
     return BuildOutcome(
-        job, Status.FAILED, log=log, error=message, tail=_tail(log), elapsed=elapsed, cause=cause
+        job,
+        BuildStatus.FAILED,
+        log=log,
+        error=message,
+        tail=_tail(log),
+        elapsed=elapsed,
+        cause=cause,
     )
 
 
