@@ -13,10 +13,12 @@ import dataclasses
 import os
 import re
 import shlex
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from packaging.markers import Marker
+from packaging.pylock import PackageSdist, PackageWheel, Pylock, PylockValidationError
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -458,15 +460,6 @@ def _check_conflicts(requirements: list[PinnedRequirement]) -> None:
 
 def _read_pylock(path: Path, reader: _Reader) -> None:
     """PEP 751: every package entry is an exact version; its marker is kept per package."""
-    import tomllib  # noqa: PLC0415 - only needed for this input kind
-
-    from packaging.pylock import (  # noqa: PLC0415
-        PackageSdist,
-        PackageWheel,
-        Pylock,
-        PylockValidationError,
-    )
-
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         lock = Pylock.from_dict(data)

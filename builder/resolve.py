@@ -24,11 +24,14 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Protocol
 
+from uv import find_uv_bin
+
 from . import cmd
-from .errors import RequirementsError
+from .errors import RequirementsError, UsageError
 from .hostenv import ca_bundle, user_cache
 
 RESOLVE_TIMEOUT = 1800.0  # seconds for one resolution
@@ -46,8 +49,6 @@ class Resolver(Protocol):
 def uv_binary() -> str:
     """The uv executable of the ``uv`` package prewheel depends on (not a system uv)."""
     try:
-        from uv import find_uv_bin  # noqa: PLC0415 - only needed to resolve
-
         return str(find_uv_bin())
     except (ImportError, FileNotFoundError):  # uv's UvNotFound is a FileNotFoundError
         raise RequirementsError(
@@ -58,13 +59,9 @@ def uv_binary() -> str:
 
 def uv_release() -> str:
     """The version of the uv prewheel depends on (what ``--installer uv`` puts in images)."""
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
     try:
         return version("uv")
     except PackageNotFoundError:
-        from .errors import UsageError  # noqa: PLC0415
-
         raise UsageError(
             "uv is not installed in prewheel's environment; reinstall prewheel (it depends on "
             "uv), or name the release with --uv-version."

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import h11
 import uvicorn
 from packaging.utils import canonicalize_name, canonicalize_version
 from starlette.applications import Starlette
@@ -53,6 +54,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import (
     HostEnvironmentError,
@@ -60,8 +62,11 @@ from ..errors import (
     IntegrityError,
     PrewheelError,
     PublishConflictError,
+    UsageError,
 )
+from ..plan import Plan, plan_from_json
 from ..targets import Target, select_targets
+from ..wheelhouse import Wheelhouse
 from . import browse
 from .auth import AttemptLimiter, Authenticator
 from .static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE, AddResult, StaticIndex
@@ -250,13 +255,8 @@ class IndexApp:
             return PlainTextResponse("no build log for this file\n", status_code=404)
         return FileResponse(path, media_type="text/plain; charset=utf-8")
 
-    def _plan(self) -> Any:
+    def _plan(self) -> Plan | None:
         """The plan at ``sources.plan`` (None if there is none or it cannot be read)."""
-        import json  # noqa: PLC0415
-
-        from ..errors import UsageError  # noqa: PLC0415
-        from ..plan import plan_from_json  # noqa: PLC0415
-
         if self.sources.plan is None:
             return None
         try:
@@ -267,8 +267,6 @@ class IndexApp:
 
     def _builds(self) -> dict[str, browse.BuildRecord]:
         """Built wheel filename -> its build log (relative to the wheelhouse) and time."""
-        from ..wheelhouse import Wheelhouse  # noqa: PLC0415
-
         if self.sources.wheelhouse is None:
             return {}
         try:
@@ -524,8 +522,6 @@ class BodyTimeout:
 def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol, closing a connection whose request headers do not arrive in
     full within ``seconds`` (uvicorn itself only times out idle kept-alive connections)."""
-    import h11  # noqa: PLC0415
-    from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
 
     class HeaderTimeoutProtocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
