@@ -40,16 +40,20 @@ def handler_state(handler: str, binfmt_dir: Path = BINFMT_DIR) -> str:
 
 
 def require_emulation(
-    platform: str,
+    arch: Arch | str,
     *,
     host_machine: str,
     binfmt_dir: Path = BINFMT_DIR,
     doing: str = "Building",
     alternative: str = "",
 ) -> None:
-    """Raise :class:`EmulationUnavailableError` if containers of ``platform`` cannot run on a
-    ``host_machine`` CPU: the platform is foreign and its handler is missing or disabled."""
-    arch = Arch.from_docker_platform(platform)
+    """Raise :class:`EmulationUnavailableError` if containers of ``arch`` cannot run on a
+    ``host_machine`` CPU: the arch is foreign and its handler is missing or disabled.
+
+    A Docker platform string is still taken for ``arch`` (consume/verify.py passes one)."""
+    if isinstance(arch, str):
+        arch = Arch.from_docker_platform(arch)
+    platform = arch.docker_platform
     host = Arch.from_machine(host_machine)
     if host is not None and arch.runs_natively_on(host):
         return
@@ -69,11 +73,10 @@ def fix_command(arch: Arch, state: str, binfmt_dir: Path = BINFMT_DIR) -> str:
     handler = arch.qemu_handler
     if state == "disabled":
         return f"Enable it with `echo 1 > {binfmt_dir / handler}` (as root)."
-    tonistiigi_name = arch.docker_platform.split("/")[1]
     return (
         f"Register it (as root) with `update-binfmts --enable {handler}` (Debian/Ubuntu, "
         f"packages qemu-user-static and binfmt-support) or `docker run --privileged --rm "
-        f"tonistiigi/binfmt --install {tonistiigi_name}`; in a prewheel checkout, "
+        f"tonistiigi/binfmt --install {arch.binfmt_install_name}`; in a prewheel checkout, "
         "scripts/host-setup.sh registers every handler prewheel's platforms need."
     )
 

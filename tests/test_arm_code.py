@@ -25,6 +25,7 @@ from builder.building.toolchain import Accelerate, read_image_facts
 from builder.config import PackageSettings
 from builder.elf import wheel_elf_members
 from builder.errors import ExitCode
+from builder.targets import Arch, emulation_environment
 from builder.wheelhouse import Wheelhouse
 
 ARMEL_BUILD = "prewheel-test/bookworm-build:armel"
@@ -195,21 +196,20 @@ def test_arm64_containers_get_a_baseline_cpu_without_pointer_authentication() ->
     baseline): no pointer authentication or SVE for a build to detect and use, and none to
     emulate (QEMU's default CPU has both; its pointer authentication made trixie's PAC-built
     userland about ten times slower: bench/qemu_cpu.py)."""
-    from builder.targets import Arch, emulation_environment
-
-    image = "prewheel-test/trixie:arm64"
+    arm64 = Arch.AARCH64
+    image = f"prewheel-test/trixie:{arm64.debian_arch}"
     need(image)
     client = docker.from_env(timeout=300)
 
     def hwcap(environment: dict[str, str]) -> int:
         output = client.containers.run(
-            image, ["python3", "-c", AUXV_HWCAP], platform="linux/arm64",
+            image, ["python3", "-c", AUXV_HWCAP], platform=arm64.docker_platform,
             environment=environment, remove=True,
         )  # fmt: skip
         return int(bytes(output).decode().split()[-1])
 
     try:
-        baseline = hwcap(emulation_environment(Arch.AARCH64))
+        baseline = hwcap(emulation_environment(arm64))
         default = hwcap({})
     finally:
         client.close()

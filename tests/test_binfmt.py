@@ -69,7 +69,9 @@ def test_a_missing_handler_is_named_with_what_registers_it(
 ) -> None:
     empty = binfmt(tmp_path)
     with pytest.raises(EmulationUnavailableError) as error:
-        require_emulation(platform, host_machine="x86_64", binfmt_dir=empty)
+        require_emulation(
+            Arch.from_docker_platform(platform), host_machine="x86_64", binfmt_dir=empty
+        )
     message = error.value.message
     assert f"binfmt handler {handler} is not registered in {empty}" in message
     assert f"update-binfmts --enable {handler}" in message
@@ -83,20 +85,23 @@ def test_a_disabled_handler_is_not_enough_and_is_named_so(tmp_path: Path) -> Non
     directory = binfmt(tmp_path, qemu_s390x="disabled")
     assert handler_state("qemu-s390x", directory) == "disabled"
     with pytest.raises(EmulationUnavailableError) as error:
-        require_emulation("linux/s390x", host_machine="x86_64", binfmt_dir=directory)
+        require_emulation(Arch.S390X, host_machine="x86_64", binfmt_dir=directory)
     assert "qemu-s390x is registered but disabled" in error.value.message
     assert f"echo 1 > {directory / 'qemu-s390x'}" in error.value.message
 
 
 def test_native_platforms_and_registered_handlers_pass(tmp_path: Path) -> None:
     directory = binfmt(tmp_path, qemu_s390x="enabled")
-    require_emulation("linux/s390x", host_machine="x86_64", binfmt_dir=directory)
-    for platform in ("linux/amd64", "linux/386"):  # i386 runs natively on x86_64
-        require_emulation(platform, host_machine="x86_64", binfmt_dir=directory)
-    for platform in ("linux/arm64", "linux/arm/v7", "linux/arm/v6"):
-        require_emulation(platform, host_machine="aarch64", binfmt_dir=directory)
+    require_emulation(Arch.S390X, host_machine="x86_64", binfmt_dir=directory)
+    for arch in (Arch.X86_64, Arch.I686):  # i386 runs natively on x86_64
+        require_emulation(arch, host_machine="x86_64", binfmt_dir=directory)
+    for arch in (Arch.AARCH64, Arch.ARMV7L, Arch.ARMV6L):
+        require_emulation(arch, host_machine="aarch64", binfmt_dir=directory)
     with pytest.raises(EmulationUnavailableError, match="qemu-i386"):
-        require_emulation("linux/386", host_machine="aarch64", binfmt_dir=directory)
+        require_emulation(Arch.I686, host_machine="aarch64", binfmt_dir=directory)
+    # a Docker platform string is still taken (the verify preflight passes one)
+    with pytest.raises(EmulationUnavailableError, match="Building for linux/386 "):
+        require_emulation("linux/i386", host_machine="aarch64", binfmt_dir=directory)
 
 
 @pytest.mark.docker  # the preflight asks the daemon where it runs
@@ -162,7 +167,7 @@ def test_bookworm_images_are_refused_for_riscv64_naming_trixie() -> None:
 def test_the_build_and_verify_refuse_bookworm_for_riscv64_before_asking_docker() -> None:
     builder = DockerBuilder()  # connects lazily: the refusal comes first
     with pytest.raises(ImageUnavailableError, match="Debian provides it from trixie on"):
-        builder.image_digest("python:3.11-slim-bookworm", "linux/riscv64")
+        builder.image_digest("python:3.11-slim-bookworm", Arch.RISCV64)
     with pytest.raises(HostEnvironmentError, match="Debian bookworm has no riscv64"):
         DockerProbeRunner().preflight("python:3.11-slim-bookworm", "linux/riscv64")
 

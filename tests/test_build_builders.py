@@ -25,9 +25,9 @@ from builder.targets import Arch
 AMD64_IMAGE = "prewheel-test/bookworm:amd64"
 
 
-def test_docker_hosts_are_keyed_by_normalised_platform() -> None:
+def test_docker_hosts_are_keyed_by_arch() -> None:
     hosts = parse_docker_hosts(["linux/aarch64=ssh://arm-box", "linux/armhf=tcp://pi:2375"])
-    assert hosts == {"linux/arm64": "ssh://arm-box", "linux/arm/v7": "tcp://pi:2375"}
+    assert hosts == {Arch.AARCH64: "ssh://arm-box", Arch.ARMV7L: "tcp://pi:2375"}
 
 
 @pytest.mark.parametrize("value", ["linux/arm64", "linux/arm64=", "=ssh://x"])
@@ -49,11 +49,11 @@ def test_32_bit_arm_builds_pin_the_cpu_and_platform_tag() -> None:
 def test_missing_binfmt_handler_is_reported_for_emulated_platforms(tmp_path: Path) -> None:
     builder = DockerBuilder(binfmt_dir=tmp_path, host_machine="x86_64")
     try:
-        builder.preflight("linux/amd64")  # native: no handler needed
+        builder.preflight(Arch.X86_64)  # native: no handler needed
         with pytest.raises(HostEnvironmentError, match=r"qemu-arm.*tonistiigi/binfmt"):
-            builder.preflight("linux/arm/v7")
+            builder.preflight(Arch.ARMV7L)
         (tmp_path / "qemu-arm").write_text("enabled\n")
-        builder.preflight("linux/arm/v7")
+        builder.preflight(Arch.ARMV7L)
     finally:
         builder.close()
 
@@ -99,12 +99,12 @@ def test_a_daemon_on_another_machine_needs_no_emulation_here(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     builder = DockerBuilder(
-        docker_hosts={"linux/arm64": f"tcp://127.0.0.1:{server.server_address[1]}"},
+        docker_hosts={Arch.AARCH64: f"tcp://127.0.0.1:{server.server_address[1]}"},
         binfmt_dir=tmp_path,  # empty: no handler registered here
         host_machine="x86_64",
     )
     try:
-        builder.preflight("linux/arm64")
+        builder.preflight(Arch.AARCH64)
     finally:
         builder.close()
         server.shutdown()
@@ -114,13 +114,13 @@ def test_a_daemon_on_another_machine_needs_no_emulation_here(
 @pytest.mark.docker
 def test_a_platform_endpoint_on_this_kernel_is_checked(tmp_path: Path) -> None:
     builder = DockerBuilder(
-        docker_hosts={"linux/arm64": "unix:///var/run/docker.sock"},
+        docker_hosts={Arch.AARCH64: "unix:///var/run/docker.sock"},
         binfmt_dir=tmp_path,
         host_machine="x86_64",
     )
     try:
         with pytest.raises(HostEnvironmentError, match="qemu-aarch64"):
-            builder.preflight("linux/arm64")
+            builder.preflight(Arch.AARCH64)
     finally:
         builder.close()
 
@@ -129,9 +129,9 @@ def test_a_platform_endpoint_on_this_kernel_is_checked(tmp_path: Path) -> None:
 def test_an_image_for_another_platform_is_refused() -> None:
     builder = DockerBuilder()
     try:
-        assert builder.image_digest(AMD64_IMAGE, "linux/amd64").startswith("sha256:")
+        assert builder.image_digest(AMD64_IMAGE, Arch.X86_64).startswith("sha256:")
         with pytest.raises(ImageUnavailableError, match="is for linux/amd64, not linux/arm64"):
-            builder.image_digest(AMD64_IMAGE, "linux/arm64")
+            builder.image_digest(AMD64_IMAGE, Arch.AARCH64)
     finally:
         builder.close()
 
@@ -139,7 +139,7 @@ def test_an_image_for_another_platform_is_refused() -> None:
 @pytest.mark.docker
 def test_container_calls_time_out_and_the_container_is_removed() -> None:
     builder = DockerBuilder()
-    client = builder.client("linux/amd64")
+    client = builder.client(Arch.X86_64)
     with Container(client, image=AMD64_IMAGE, platform="linux/amd64") as container:
         container_id = container.id
         result = container.call(["sleep", "30"], timeout=2)

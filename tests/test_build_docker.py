@@ -25,6 +25,7 @@ from builder.building.runner import BuildStatus
 from builder.config import PackageSettings
 from builder.errors import ExitCode
 from builder.hostenv import pip_setting
+from builder.targets import Arch
 from builder.wheelhouse import Wheelhouse
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
@@ -314,16 +315,18 @@ def test_the_next_container_reuses_the_build_environment_and_an_unfinished_one_i
     # pointing at an unmarked venv with debris in it.
     client = docker.from_env()
     try:
-        digest = str(client.images.get(TEST_IMAGE.format(debian_arch="amd64")).id)
-        volume = build_env_volume(digest, "linux/amd64", True, pip_setting("index-url"))
+        amd64 = Arch.X86_64
+        image = TEST_IMAGE.format(debian_arch=amd64.debian_arch)
+        digest = str(client.images.get(image).id)
+        volume = build_env_volume(digest, amd64, True, pip_setting("index-url"))
 
         def in_volume(script: str) -> None:
             # Judged by the exit status (ContainerError otherwise): the output docker-py reads
             # back from a container that has already exited was once empty on a busy machine.
             client.containers.run(
-                TEST_IMAGE.format(debian_arch="amd64"),
+                image,
                 ["sh", "-ec", script],
-                platform="linux/amd64",
+                platform=amd64.docker_platform,
                 volumes={volume: {"bind": "/v", "mode": "rw"}},
                 remove=True,
             )

@@ -34,7 +34,7 @@ from builder.elf import wheel_elf_members
 from builder.errors import ExitCode
 from builder.plan import Gap
 from builder.requirements import PinnedRequirement
-from builder.targets import Target, select_targets
+from builder.targets import Arch, Target, select_targets
 from builder.upstream.models import DistFile
 from builder.wheelhouse import Wheelhouse
 
@@ -192,12 +192,13 @@ def test_accelerated_builds_compile_natively_and_the_picky_one_is_rebuilt_emulat
 
 def test_the_build_log_shows_the_native_compiler(accelerated) -> None:  # type: ignore[no-untyped-def]
     house, _report, _stderr, _work = accelerated
-    for platform, triplet in (("aarch64", "aarch64-linux-gnu"), ("armv7l", "arm-linux-gnueabihf")):
-        log = house.log_path(f"tinycpp-1.0-cp313-manylinux_2_41_{platform}").read_text()
+    for arch in (Arch.AARCH64, Arch.ARMV7L):
+        triplet = arch.gnu_triplet
+        log = house.log_path(f"tinycpp-1.0-cp313-manylinux_2_41_{arch.value}").read_text()
         assert f"CC={triplet}-gcc -> /opt/prewheel-toolchain/usr/bin/{triplet}-gcc-14" in log
         assert f"native gcc 14.2.0 (14.2.0-19) for {triplet}, running on x86_64" in log
         assert f"{triplet}-g++" in log  # the C++ compiler's command line, as pip -v shows it
-        picky = house.log_path(f"picky-1.0-cp313-manylinux_2_41_{platform}").read_text()
+        picky = house.log_path(f"picky-1.0-cp313-manylinux_2_41_{arch.value}").read_text()
         assert f"/opt/prewheel-toolchain/usr/bin/{triplet}-gcc-14 is not a" in picky
         assert "rebuilding it with the image's own compilers under emulation" in picky
         assert f"compiler /usr/bin/{triplet}-gcc-14 is the image's own" in picky
@@ -328,13 +329,15 @@ def test_a_missing_binfmt_handler_names_the_fix(tmp_path: Path) -> None:
 def test_bookworm_has_no_exact_cross_compiler_so_auto_stays_emulated_and_relaxed_accelerates() -> (
     None
 ):
-    image = TEST_IMAGE.format(debian_arch="armhf")  # bookworm-build: gcc-12 12.2.0-14+deb12u1
+    armv7 = Arch.ARMV7L
+    # bookworm-build: gcc-12 12.2.0-14+deb12u1
+    image = TEST_IMAGE.format(debian_arch=armv7.debian_arch)
     builders = [
         DockerBuilder(accelerate=mode, toolchain_base=TOOLCHAIN_BASE)
         for mode in (Accelerate.AUTO, Accelerate.RELAXED)
     ]
     try:
-        refused, accepted = (b.acceleration(image, "linux/arm/v7") for b in builders)
+        refused, accepted = (b.acceleration(image, armv7) for b in builders)
     finally:
         for builder in builders:
             builder.close()

@@ -11,6 +11,7 @@ from build_fixtures.helpers import gap, target
 from builder.building.jobs import cache_key, group_steps, make_jobs, resolve_image
 from builder.config import PackageSettings
 from builder.errors import IntegrityError, UsageError
+from builder.targets import Arch
 from builder.upstream.models import DistFile
 
 SDIST = Path("pkg-1.0.tar.gz")
@@ -54,10 +55,26 @@ def test_steps_group_jobs_by_image_and_platform() -> None:
         image="img:{debian_arch}",
     )
     steps = group_steps(jobs)
-    assert {(s.platform, tuple(j.name for j in s.jobs)) for s in steps} == {
+    assert {(s.docker_platform, tuple(j.name for j in s.jobs)) for s in steps} == {
         ("linux/amd64", ("b",)),
         ("linux/arm64", ("a", "c")),
     }
+    assert {s.arch for s in steps} == {Arch.X86_64, Arch.AARCH64}
+    assert {s.label for s in steps} == {"img:amd64 (linux/amd64)", "img:arm64 (linux/arm64)"}
+
+
+def test_a_step_serves_every_target_of_its_image_and_arch() -> None:
+    """Two Pythons in one image (no {python} in the template): one step, one container."""
+    gaps = [
+        gap(Path("a-1.0.tar.gz"), "linux/arm64", sha256="a" * 64),
+        dataclasses.replace(
+            gap(Path("b-1.0.tar.gz"), "linux/arm64", sha256="b" * 64),
+            target=dataclasses.replace(target("linux/arm64"), python=(3, 12)),
+        ),
+    ]
+    [step] = group_steps(make_jobs(gaps, image="img:{debian_arch}"))
+    assert step.arch is Arch.AARCH64
+    assert {job.target.python for job in step.jobs} == {(3, 11), (3, 12)}
 
 
 @pytest.mark.parametrize(

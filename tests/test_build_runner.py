@@ -23,7 +23,7 @@ from builder.building.jobs import BuildJob, group_steps
 from builder.building.runner import BuildStatus, EventKind, ProgressEvent, describe_event
 from builder.building.toolchain import NATIVE, Acceleration
 from builder.errors import ExitCode, ImageMismatchError
-from builder.targets import Target
+from builder.targets import Arch, Target
 from builder.wheelhouse import Wheelhouse
 
 
@@ -55,32 +55,38 @@ class FakeBuilder:
         self,
         failing: set[str] = frozenset(),  # type: ignore[assignment]
         setup_fails: bool = False,
-        refused_platforms: set[str] = frozenset(),  # type: ignore[assignment]
+        refused_archs: set[Arch] = frozenset(),  # type: ignore[assignment]
     ) -> None:
         self.failing = failing
         self.setup_fails = setup_fails
-        self.refused_platforms = refused_platforms
+        self.refused_archs = refused_archs
         self.containers_started = 0
         self.built: list[str] = []
+        self.preflighted: list[Arch] = []
 
-    def preflight(self, platform: str) -> None:
-        pass
+    def preflight(self, arch: Arch) -> None:
+        assert isinstance(arch, Arch)  # not a platform string
+        self.preflighted.append(arch)
 
-    def image_digest(self, image: str, platform: str) -> str:
+    def image_digest(self, image: str, arch: Arch) -> str:
         return "sha256:fake"
 
-    def acceleration(self, image: str, platform: str) -> Acceleration:
+    def acceleration(self, image: str, arch: Arch) -> Acceleration:
         return NATIVE
 
-    def compiler_key(self, image: str, platform: str) -> str | None:
+    def compiler_key(self, image: str, arch: Arch) -> str | None:
         return None
 
+    def close(self) -> None:
+        pass
+
     def check_image(self, image: str, target: Target) -> None:
-        if target.docker_platform in self.refused_platforms:
+        if target.arch in self.refused_archs:
             raise ImageMismatchError(f"{image} is ARMv7 code, {target.identifier} needs ARMv6")
 
     @contextlib.contextmanager
-    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
+    def session(self, image: str, arch: Arch, setup_log: IO[bytes]) -> Iterator[FakeSession]:
+        assert isinstance(arch, Arch)
         self.containers_started += 1
         setup_log.write(b"setting up\n")
         if self.setup_fails:
@@ -163,6 +169,7 @@ def test_one_session_per_platform_and_progress_events(tmp_path: Path) -> None:
     jobs = jobs_for(tmp_path, "p", "q", platforms=("linux/amd64", "linux/arm64"))
     report = run(tmp_path, jobs, builder, parallel=2, progress=events.append)
     assert builder.containers_started == 2
+    assert sorted(builder.preflighted) == [Arch.AARCH64, Arch.X86_64]
     assert len(report.having(BuildStatus.BUILT)) == 4
     kinds = [e.kind for e in events]
     assert kinds.count(EventKind.STEP_STARTED) == 2 and kinds.count(EventKind.JOB_FINISHED) == 4
@@ -184,7 +191,7 @@ def test_a_refused_image_fails_its_targets_jobs_before_any_session_or_cache(
 ) -> None:
     jobs = jobs_for(tmp_path, "p", "q", platforms=("linux/arm/v6", "linux/amd64"))
     run(tmp_path, jobs, FakeBuilder())  # every wheel cached: the refusal does not hide behind it
-    builder = FakeBuilder(refused_platforms={"linux/arm/v6"})
+    builder = FakeBuilder(refused_archs={Arch.ARMV6L})
     report = run(tmp_path, jobs, builder)
     refused = report.refused_images
     assert sorted(o.job.label for o in refused) == [
@@ -206,7 +213,7 @@ class SlowSession(FakeSession):
 
 class SlowBuilder(FakeBuilder):
     @contextlib.contextmanager
-    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
+    def session(self, image: str, arch: Arch, setup_log: IO[bytes]) -> Iterator[FakeSession]:
         time.sleep(0.6)  # the set-up
         yield SlowSession(self)
 
@@ -251,7 +258,7 @@ class CommandBuilder(FakeBuilder):
         self.pid_file = pid_file
 
     @contextlib.contextmanager
-    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[FakeSession]:
+    def session(self, image: str, arch: Arch, setup_log: IO[bytes]) -> Iterator[FakeSession]:
         yield CommandSession(self)
 
 

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shlex
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import IO
 
 import pytest
+from build_fixtures.helpers import local_dist
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
+from portable_fixtures import make_sdist
 
 from builder.building import cibuildwheel as cibw
+from builder.building.builders import BuildFailed, BuildResult
 from builder.building.jobs import BuildJob, cache_key
+from builder.building.sdist import SdistFetcher
+from builder.building.toolchain import NATIVE, Acceleration
 from builder.config import PackageSettings
-from builder.errors import UsageError
-from builder.targets import Target, parse_identifier, select_targets
-from builder.upstream.models import DistFile
+from builder.errors import ExitCode, UsageError
+from builder.plan import Status, make_plan
+from builder.requirements import PinnedRequirement
+from builder.targets import Arch, Target, parse_identifier, policy_libc_version, select_targets
+from builder.upstream.models import DistFile, ProjectPage
+from builder.wheelhouse import Wheelhouse
 
 SDIST = DistFile("demo-1.0.tar.gz", "https://files.invalid/demo-1.0.tar.gz", {"sha256": "ab" * 32})
 PINNED = {
@@ -111,9 +124,25 @@ def test_cibuildwheels_own_pinned_images_cover_the_default_targets() -> None:
 
 
 def test_policy_libc_version() -> None:
-    assert cibw.policy_libc_version("manylinux2014") == (2, 17)
-    assert cibw.policy_libc_version("manylinux_2_31") == (2, 31)
-    assert cibw.policy_libc_version("musllinux_1_2") == (1, 2)
+    assert policy_libc_version("manylinux2014") == (2, 17)
+    assert policy_libc_version("manylinux_2_31") == (2, 31)
+    assert policy_libc_version("musllinux_1_2") == (1, 2)
+    with pytest.raises(UsageError, match="image policy"):
+        policy_libc_version("manylinux")
+
+
+def test_cibuildwheel_names_come_from_the_targets() -> None:
+    armv7 = parse_identifier("cp311-manylinux_2_36_armv7l")
+    assert cibw.image_option(armv7) == "manylinux-armv7l-image"
+    assert cibw.family(parse_identifier("cp312-musllinux_1_2_aarch64")) == "musllinux"
+    with pytest.raises(UsageError, match="--builder docker"):
+        cibw.image_option(parse_identifier("cp311-glibc_2_36_armv6l"))
+
+
+def test_cibuildwheel_preflight_refuses_an_arch_without_images() -> None:
+    builder = cibw.CibuildwheelBuilder(docker_builder=FakeDocker())  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="cibuildwheel cannot build for linux/arm/v6"):
+        builder.preflight(Arch.ARMV6L)
 
 
 def test_split_portable_falls_back_to_docker_for_armv6_and_says_so() -> None:
@@ -244,9 +273,6 @@ def test_invocation_builds_the_sdist_for_exactly_one_identifier(tmp_path: Path) 
 
 def test_cibuildwheel_accepts_the_generated_options(tmp_path: Path) -> None:
     """cibuildwheel itself parses our options and selects exactly the one identifier."""
-    import os
-    import subprocess
-
     settings = PackageSettings(system_packages=("libyaml-dev",), environment=(("A", "b c"),))
     call = cibw.invocation(
         job("cp311-manylinux_2_36_armv7l", settings),
@@ -303,7 +329,8 @@ class FakeDocker:
         def __init__(self) -> None:
             self.containers = FakeDocker._Containers()
 
-    def client(self, _platform: str) -> object:
+    def client(self, arch: Arch) -> object:
+        assert isinstance(arch, Arch)
         return self._Client()
 
 
@@ -318,12 +345,10 @@ class FakeDocker:
 def test_session_reports_failures(
     tmp_path: Path, code: int | None, wheel: str | None, error: str
 ) -> None:
-    from builder.building.builders import BuildFailed
-
     builder = cibw.CibuildwheelBuilder(runner=FakeRunner(code, wheel), docker_builder=FakeDocker())  # type: ignore[arg-type]
     with (
         (tmp_path / "log").open("wb") as log,
-        builder.session("img", "linux/arm64", log) as session,
+        builder.session("img", Arch.AARCH64, log) as session,
         pytest.raises(BuildFailed, match=error),
     ):
         session.build(
@@ -336,7 +361,7 @@ def test_session_returns_the_repaired_wheels(tmp_path: Path) -> None:
     builder = cibw.CibuildwheelBuilder(runner=runner, docker_builder=FakeDocker())  # type: ignore[arg-type]
     with (
         (tmp_path / "log").open("wb") as log,
-        builder.session("img", "linux/arm64", log) as session,
+        builder.session("img", Arch.AARCH64, log) as session,
     ):
         result = session.build(
             job("cp311-manylinux_2_36_aarch64"), tmp_path / "x.tar.gz", tmp_path / "out", log
@@ -385,29 +410,25 @@ class RecordingBuilder:
         self.containers_started = 0
         self.jobs: list[BuildJob] = []
 
-    def preflight(self, platform: str) -> None:
+    def preflight(self, arch: Arch) -> None:
         pass
 
-    def image_digest(self, image: str, platform: str) -> str:
+    def image_digest(self, image: str, arch: Arch) -> str:
         return f"sha256:{image}"
 
-    def acceleration(self, image: str, platform: str):  # type: ignore[no-untyped-def]
-        from builder.building.toolchain import NATIVE
-
+    def acceleration(self, image: str, arch: Arch) -> Acceleration:
         return NATIVE
 
-    def compiler_key(self, image: str, platform: str) -> str | None:
+    def compiler_key(self, image: str, arch: Arch) -> str | None:
         return None
 
     def check_image(self, image: str, target: Target) -> None:
         pass
 
-    def session(self, image: str, platform: str, setup_log: IO[bytes]):  # type: ignore[no-untyped-def]
-        import contextlib
-        import zipfile
+    def close(self) -> None:
+        pass
 
-        from builder.building.builders import BuildResult
-
+    def session(self, image: str, arch: Arch, setup_log: IO[bytes]):  # type: ignore[no-untyped-def]
         outer = self
 
         class Session:
@@ -435,11 +456,6 @@ class RecordingBuilder:
 
 
 def test_run_portable_builds_splits_between_cibuildwheel_and_docker(tmp_path: Path) -> None:
-    from build_fixtures.helpers import local_dist
-
-    from builder.building.sdist import SdistFetcher
-    from builder.wheelhouse import Wheelhouse
-
     sdist = tmp_path / "demo-1.0.tar.gz"
     sdist.write_bytes(b"not really an sdist; never unpacked by the fake builders")
     dist = local_dist(sdist)
@@ -476,13 +492,6 @@ def test_run_portable_builds_splits_between_cibuildwheel_and_docker(tmp_path: Pa
 
 
 def test_cli_portable_refuses_a_target_older_than_every_image(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from portable_fixtures import make_sdist
-
-    from builder.errors import ExitCode
-
     sdist = make_sdist(tmp_path, name="pwtiny")
     result = subprocess.run(
         [
@@ -511,10 +520,6 @@ def test_cli_portable_refuses_a_target_older_than_every_image(tmp_path: Path) ->
 def test_plan_counts_one_portable_wheel_on_our_index_for_bookworm_and_trixie_targets() -> None:
     """Issue 6, item 2: a manylinux_2_31 armv7l wheel on our index covers every target its tags
     admit (bookworm 2.36, trixie 2.41), while older glibc and musl targets still need a build."""
-    from builder.plan import Status, make_plan
-    from builder.requirements import PinnedRequirement
-    from builder.upstream.models import ProjectPage
-
     name = canonicalize_name("demo")
     upstream = ProjectPage(name, (SDIST,), "https://upstream.invalid/simple/")
     wheel = DistFile(

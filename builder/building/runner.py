@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from .. import cmd
 from ..errors import ExitCode, ImageMismatchError, PrewheelError
-from ..targets import Target
+from ..targets import Arch, Target
 from ..wheelhouse import Wheelhouse
 from .builders import (
     Builder,
@@ -245,7 +245,7 @@ def run_builds(
         ready, done = _prepare_step(step, wheelhouse, builder, force)
         outcomes.extend(done)
         if ready:
-            builder.preflight(step.platform)
+            builder.preflight(step.arch)
             work.append((step, ready))
     # Verify every sdist before any build code runs anywhere.
     verified_work = []
@@ -280,11 +280,11 @@ def _prepare_step(
     step: BuildStep, wheelhouse: Wheelhouse, builder: Builder, force: bool
 ) -> tuple[list[_Pending], list[BuildOutcome]]:
     try:
-        digest = builder.image_digest(step.image, step.platform)
+        digest = builder.image_digest(step.image, step.arch)
     except ImageUnavailableError as error:
         return [], [_failure(job, error.message) for job in step.jobs]
     try:
-        compilers = builder.compiler_key(step.image, step.platform)
+        compilers = builder.compiler_key(step.image, step.arch)
     except ImageUnavailableError as error:
         return [], [_failure(job, error.message) for job in step.jobs]
     refusals = _image_refusals(step, builder)
@@ -349,7 +349,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
         return [BuildOutcome(p.job, BuildStatus.SKIPPED) for p in pending]
     step = dataclasses.replace(step, jobs=tuple(p.job for p in pending))  # what runs here
     with _heartbeat(notify, step, None, heartbeat):  # may assemble a toolchain for minutes
-        acceleration = builder.acceleration(step.image, step.platform)
+        acceleration = builder.acceleration(step.image, step.arch)
     notify(ProgressEvent(EventKind.STEP_STARTED, step, note=acceleration.describe()))
     outcomes: list[BuildOutcome] = []
     with wheelhouse.scratch_dir() as scratch_name:
@@ -360,7 +360,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
                 with contextlib.ExitStack() as stack:
                     with _heartbeat(notify, step, None, heartbeat):
                         session = stack.enter_context(
-                            builder.session(step.image, step.platform, setup_stream)
+                            builder.session(step.image, step.arch, setup_stream)
                         )
                     setup_stream.flush()
                     for item in pending:
@@ -429,7 +429,7 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
             log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
             return _failure(job, message, log, time.monotonic() - started)
         wheel = result.wheels[0]
-        how = _how_compiled(acceleration, result, job.platform)
+        how = _how_compiled(acceleration, result, job.arch)
         stream.write(f"\n[prewheel] built {wheel.name} (compiled {how})\n".encode())
     log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
     wheelhouse.add(
@@ -439,7 +439,7 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
         target=job.target.identifier,
         cache_key=item.key,
         inputs=item.inputs,
-        builder=f"{job.image} ({job.platform})",
+        builder=f"{job.image} ({job.docker_platform})",
         log=log,
         compilers=_compilers_record(acceleration, result, fallback),
     )
@@ -488,14 +488,14 @@ def _compiler_crashed(stream: IO[bytes], since: int) -> bool:
         return b"internal compiler error" in log.read()
 
 
-def _how_compiled(acceleration: Acceleration, result: BuildResult, platform: str) -> str:
+def _how_compiled(acceleration: Acceleration, result: BuildResult, arch: Arch) -> str:
     """For the log: with a native toolchain, emulated (there is a reason it was not
     accelerated), or natively because the build machine's CPU runs the platform (amd64, 386)."""
     if result.toolchain is not None:
         return f"natively with {result.toolchain.label}"
     if result.note or acceleration.reason:
         return "emulated"
-    return f"natively: the build machine's CPU runs {platform}"
+    return f"natively: the build machine's CPU runs {arch.docker_platform}"
 
 
 def _compilers_record(
@@ -516,7 +516,7 @@ def _compilers_record(
 def _header(stream: IO[bytes], job: BuildJob, item: _Pending) -> None:
     lines = [
         f"[prewheel] building {job.sdist.filename} for {job.target.identifier}",
-        f"[prewheel] image {job.image} ({job.platform}), cache key {item.key}",
+        f"[prewheel] image {job.image} ({job.docker_platform}), cache key {item.key}",
         "",
     ]
     stream.write("\n".join(lines).encode())
