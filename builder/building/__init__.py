@@ -7,7 +7,7 @@ orchestration (:mod:`.runner`); results land in a :class:`builder.wheelhouse.Whe
 
 from .builders import Builder, DockerBuilder, LocalBuilder, parse_docker_hosts
 from .jobs import BuildJob, BuildStep, cache_key, group_steps, make_jobs, resolve_image
-from .runner import BuildOutcome, BuildReport, BuildStatus, ProgressEvent, Status, run_builds
+from .runner import BuildOutcome, BuildReport, BuildStatus, ProgressEvent, run_builds
 from .sdist import SdistFetcher
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "LocalBuilder",
     "ProgressEvent",
     "SdistFetcher",
-    "Status",  # old name of BuildStatus, for pipeline.py
     "cache_key",
     "group_steps",
     "make_jobs",

@@ -47,8 +47,8 @@ class BuildStatus(enum.StrEnum):
     SKIPPED = "skipped"  # not attempted (--fail-fast after an earlier failure)
 
 
-# The old name, for callers not moved yet: cli/build.py, bench/build.py,
-# tests/test_build_toolchain.py (and builder.building's export, for pipeline.py).
+# The old name, for callers not moved yet: cli/build.py, pipeline.py, bench/build.py and
+# tests/test_build_toolchain.py import it from here.
 Status = BuildStatus
 
 
