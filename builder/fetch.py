@@ -412,6 +412,23 @@ def rewound(stream: IO[bytes]) -> contextlib.AbstractContextManager[IO[bytes]]:
     return contextlib.nullcontext(stream)
 
 
+def _copy_local(
+    url: str,
+    open_destination: Callable[[], contextlib.AbstractContextManager[IO[bytes]]],
+    what: str,
+) -> str:
+    """A ``file://`` download: the file copied in chunks; its sha256 hex digest."""
+    source = Path(unquote(urlsplit(url).path))
+    if not source.is_file():
+        raise _status_error(url, 404, what)
+    digest = hashlib.sha256()
+    with source.open("rb") as reader, open_destination() as stream:
+        while chunk := reader.read(_CHUNK):
+            digest.update(chunk)
+            stream.write(chunk)
+    return digest.hexdigest()
+
+
 def download(
     client: httpx.Client,
     url: str,
@@ -426,12 +443,7 @@ def download(
     A 4xx answer fails at once (mapped by :func:`error_for`); the caller owns the
     destination's name and cleanup. ``file://`` URLs are copied."""
     if is_local(url):
-        local = local_response(url)
-        if local.status_code != 200:
-            raise _status_error(url, local.status_code, what)
-        with open_destination() as stream:
-            stream.write(local.content)
-        return hashlib.sha256(local.content).hexdigest()
+        return _copy_local(url, open_destination, what)
 
     def attempt() -> str:
         digest = hashlib.sha256()

@@ -65,6 +65,14 @@ def test_a_hash_mismatch_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     assert [p for p in cache.rglob("*") if p.is_file()] == []
 
 
+def test_a_missing_local_sdist_is_reported_and_leaves_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "gone-1.0.tar.gz"
+    dist = DistFile(missing.name, missing.as_uri(), {"sha256": "0" * 64})
+    with pytest.raises(IndexUnreachableError, match="does not serve"):
+        SdistFetcher(tmp_path / "cache").fetch(dist, "0" * 64)
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
 def test_an_unreachable_url_is_reported(tmp_path: Path) -> None:
     dist = DistFile("x-1.0.tar.gz", "http://127.0.0.1:9/x-1.0.tar.gz", {"sha256": "0" * 64})
     with pytest.raises(IndexUnreachableError, match="Cannot download"):

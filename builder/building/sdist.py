@@ -1,18 +1,16 @@
 """Download an sdist and verify its sha256 before any build code can see it.
 
-Files are cached by sha256 under the user cache directory, written through
-:func:`builder.files.atomic_writer`, so a killed download, or one whose sha256 is wrong, never
-leaves a file under the final name.
-``file://`` URLs (local sdists, as tests and offline mirrors use) are copied the same way.
+Files are downloaded by :func:`builder.fetch.download` (``file://`` URLs, local sdists as tests
+and offline mirrors use, are copied) and cached by sha256 under the user cache directory,
+written through :func:`builder.files.atomic_writer`, so a killed download, or one whose sha256
+is wrong, never leaves a file under the final name.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import IO
-from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -22,18 +20,12 @@ from ..files import TEMP_PREFIX, atomic_writer, file_sha256
 from ..hostenv import user_cache
 from ..upstream.models import DistFile
 
-_CHUNK = 1 << 16
 _POLICY = fetch.RetryPolicy(attempts=3, deadline=1800.0)  # per sdist, retries included
+_TIMEOUT = 60.0  # per network operation
 
 
 def default_cache_dir() -> Path:
     return user_cache("sdists")
-
-
-def make_client(timeout: float = 60.0) -> httpx.Client:
-    """The client sdist downloads use: prewheel's HTTP policy (:func:`builder.fetch.make_client`:
-    proxies and CA bundle from the host)."""
-    return fetch.make_client(timeout=timeout)
 
 
 class SdistFetcher:
@@ -61,10 +53,7 @@ class SdistFetcher:
 
     def _download(self, url: str, destination: IO[bytes]) -> str:
         """Write ``url`` to ``destination``; its sha256 hex digest."""
-        parts = urlsplit(url)
-        if parts.scheme == "file":
-            return _copy(Path(unquote(parts.path)), destination)
-        client = self._client or make_client()
+        client = self._client or fetch.make_client(timeout=_TIMEOUT)
         try:
             return fetch.download(
                 client, url, lambda: fetch.rewound(destination), policy=_POLICY, what="the index"
@@ -72,12 +61,3 @@ class SdistFetcher:
         finally:
             if self._client is None:
                 client.close()
-
-
-def _copy(source: Path, destination: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    with source.open("rb") as reader:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-            destination.write(chunk)
-    return digest.hexdigest()
