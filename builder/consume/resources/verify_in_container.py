@@ -59,6 +59,16 @@ def tail(process: subprocess.CompletedProcess[str], lines: int = 25) -> str:
     return "\n".join((process.stdout + process.stderr).strip().splitlines()[-lines:])
 
 
+def record_install(
+    out: dict[str, Any], process: subprocess.CompletedProcess[str], started: float
+) -> bool:
+    """Put the install's time, exit status and last output into ``out``; whether it worked."""
+    out["install_seconds"] = time.monotonic() - started
+    out["pip_exit"] = process.returncode
+    out["pip_output"] = tail(process)
+    return process.returncode == 0
+
+
 def install_with_pip(out: dict[str, Any], index_url: str, lock: str) -> None:
     subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
     out["venv_seconds"] = time.monotonic() - out.pop("_started")
@@ -69,10 +79,7 @@ def install_with_pip(out: dict[str, Any], index_url: str, lock: str) -> None:
          "--require-hashes", "--report", REPORT, "-r", lock],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    out["install_seconds"] = time.monotonic() - started
-    out["pip_exit"] = pip.returncode
-    out["pip_output"] = tail(pip)
-    if pip.returncode == 0:
+    if record_install(out, pip, started):
         with open(REPORT) as stream:  # noqa: PTH123 - Python 3.8 images: keep it plain
             report = json.load(stream)
         for item in report.get("install", []):
@@ -110,10 +117,7 @@ def install_with_uv(out: dict[str, Any], index_url: str, lock: str, spec: dict[s
          "--no-build", "--no-cache", "-r", lock],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    out["install_seconds"] = time.monotonic() - started
-    out["pip_exit"] = install.returncode
-    out["pip_output"] = tail(install)
-    if install.returncode == 0:
+    if record_install(out, install, started):
         listed = subprocess.run(
             [uv, "pip", "list", "--python", VENV + "/bin/python", "--format", "json"],
             capture_output=True, text=True, check=True,
