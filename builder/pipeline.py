@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .building.runner import BuildReport, ProgressEvent, Status, describe_event
+from .building.runner import BuildReport, BuildStatus, ProgressEvent, describe_event
 from .building.stage import build_gaps, raise_for_failures
 from .consume.dockerfile import SERVE_INDEX_URL, InstallOptions, example_dockerfile
-from .consume.lock import lock_lines, render_lock, write_lock
+from .consume.lock import lock_lines, render_lock
 from .consume.pylock import DEFAULT_PYLOCK, pylock_document, render_pylock
 from .consume.verify import DockerProbeRunner, TargetResult, default_verify_cache, verify
-from .files import atomic_write_bytes
+from .files import atomic_write
 from .index.complete import write_index
 from .index.server import serving, tree_fingerprint
 from .index.static import StaticIndex
@@ -75,7 +75,7 @@ def run_pipeline(
     )
     _log_fallbacks(report, log)
     raise_for_failures(report, wheelhouse)
-    built = len(report.having(Status.BUILT))
+    built = len(report.having(BuildStatus.BUILT))
     reused = len(report.outcomes) - built
     timer.lap("build")
     log(f"build: {built} built, {reused} reused from {wheelhouse.path}")
@@ -111,7 +111,7 @@ def run_pipeline(
 def write_plan(plan: Plan, path: Path) -> None:
     """The plan as ``prewheel plan --json`` prints it, written atomically."""
     document = json.dumps(plan_to_json(plan), indent=2) + "\n"
-    atomic_write_bytes(path, document.encode(), prefix=".tmp-")
+    atomic_write(path, document)
 
 
 class _Timer:
@@ -148,14 +148,14 @@ def write_consumer_files(plan: Plan, wheelhouse: Wheelhouse, output: Path) -> tu
         + "."
     ]
     lines = lock_lines(plan, wheelhouse.entries())
-    write_lock(lock, render_lock(lines, header=header))
+    atomic_write(lock, render_lock(lines, header=header))
     # The same lock as PEP 751, its files named by URL on 'prewheel serve OUT/index' (default
     # address); 'prewheel lock --format pylock --our-index-url' writes it for another address.
     pylock = render_pylock(pylock_document(lines, SERVE_INDEX_URL, plan.targets))
-    write_lock(output / DEFAULT_PYLOCK, pylock)
+    atomic_write(output / DEFAULT_PYLOCK, pylock)
     dockerfile = output / "Dockerfile"
     options = InstallOptions(index_url=SERVE_INDEX_URL, lock_name=lock.name)
-    write_lock(dockerfile, example_dockerfile(options))
+    atomic_write(dockerfile, example_dockerfile(options))
     return lock, dockerfile
 
 

@@ -19,9 +19,9 @@ from ..building.jobs import BuildJob
 from ..building.prune import prune as prune_daemon
 from ..building.runner import (
     BuildReport,
+    BuildStatus,
     EventKind,
     ProgressEvent,
-    Status,
     describe_event,
 )
 from ..building.stage import build_gaps, jobs_for, raise_for_failures
@@ -190,9 +190,9 @@ def _progress(jobs: list[BuildJob]) -> Iterator[Callable[[ProgressEvent], None]]
 
 def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
     console = error_console()
-    built = len(report.having(Status.BUILT))
-    cached = len(report.having(Status.CACHED))
-    skipped = len(report.having(Status.SKIPPED))
+    built = len(report.having(BuildStatus.BUILT))
+    cached = len(report.having(BuildStatus.CACHED))
+    skipped = len(report.having(BuildStatus.SKIPPED))
     accelerated = len(report.accelerated)
     fell_back = len(report.fell_back)
     how = [f"{accelerated} accelerated"] if accelerated else []

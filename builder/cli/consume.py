@@ -14,10 +14,11 @@ from ..consume.dockerfile import (
     example_dockerfile,
     install_lines,
 )
-from ..consume.lock import lock_lines, render_lock, write_lock
+from ..consume.lock import lock_lines, render_lock
 from ..consume.pylock import DEFAULT_PYLOCK, check_pylock_path, pylock_document, render_pylock
 from ..consume.verify import DockerProbeRunner, TargetResult, default_verify_cache, verify
 from ..errors import ExitCode, UsageError
+from ..files import atomic_write
 from ..index.server import serving, tree_fingerprint
 from ..options import DEFAULT_WHEELHOUSE, Settings, add_options
 from ..plan import Plan, plan_requirements
@@ -129,7 +130,7 @@ def _run_lock(args: argparse.Namespace) -> int:
     if str(args.output) == "-":
         output_console().print(text, end="", markup=False)
         return int(ExitCode.OK)
-    write_lock(args.output, text)
+    atomic_write(args.output, text)
     hashes = sum(len(line.hashes) for line in lines)
     summary = (
         f"wrote {args.output}: {len(lines)} requirements, {hashes} hashes, "
@@ -242,14 +243,14 @@ def _run_dockerfile(args: argparse.Namespace) -> int:
     if args.json:
         data: dict[str, Any] = {"installer": installer, "notes": notes}
         if args.write is not None:
-            write_lock(args.write, example_dockerfile(options, base_image=args.base_image))
+            atomic_write(args.write, example_dockerfile(options, base_image=args.base_image))
             data["written"] = str(args.write)
         else:
             data["lines"] = install_lines(options)
         output_console().out(json.dumps(data, indent=2), highlight=False)
         return int(ExitCode.OK)
     if args.write is not None:
-        write_lock(args.write, example_dockerfile(options, base_image=args.base_image))
+        atomic_write(args.write, example_dockerfile(options, base_image=args.base_image))
         error_console().print(f"wrote {args.write}")
     else:
         output_console().print("\n".join(install_lines(options)), markup=False)

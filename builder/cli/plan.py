@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from ..errors import ExitCode, UsageError, WouldCompileError
+from ..errors import ExitCode, WouldCompileError
+from ..files import atomic_write
 from ..options import add_options
 from ..plan import Plan, Status, plan_requirements
 from ..report import render_html, render_json, render_legend, render_table, render_targets
@@ -69,7 +68,7 @@ def run_plan(args: argparse.Namespace) -> int:
         list(args.inputs), settings.targets.targets(), settings.indexes, refresh=args.refresh
     )
     if args.html is not None:
-        write_atomically(args.html, render_html(plan))
+        atomic_write(args.html, render_html(plan))
     if args.json:
         output_console().out(render_json(plan), end="", highlight=False)
     else:
@@ -95,21 +94,6 @@ def check(plan: Plan) -> None:
             f"{plan.summary()}: {shown}. Pre-build them with `prewheel build` and publish them "
             "to your index (then plan with --our-index-url), or change the pins."
         )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and os.replace."""
-    directory = path.parent if str(path.parent) else Path()
-    if not directory.is_dir():
-        raise UsageError(f"Cannot write {path}: directory {directory} does not exist.")
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        Path(temp).replace(path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def run_targets(args: argparse.Namespace) -> int:
