@@ -94,8 +94,8 @@ def atomic_write(
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, prefix: str) -> None:
-    """Alias of :func:`atomic_write` kept for the callers in ``builder/wheelhouse.py`` and
-    ``builder/pipeline.py``; new code calls :func:`atomic_write`."""
+    """Alias of :func:`atomic_write` kept for its caller in ``builder/wheelhouse.py``; new code
+    calls :func:`atomic_write`."""
     atomic_write(path, data, prefix=prefix)
 
 

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ..errors import RequirementsError
-from ..files import atomic_write
 from ..plan import Plan, PlanRow, Status
 from ..requirements import PinnedRequirement
 from ..wheelhouse import WheelEntry
@@ -143,10 +141,3 @@ def _requirement_text(requirement: PinnedRequirement) -> str:
     extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
     marker = f" ; {requirement.marker}" if requirement.marker is not None else ""
     return f"{requirement.name}{extras}=={requirement.version}{marker}"
-
-
-def write_lock(path: Path, text: str) -> None:
-    """Alias of :func:`builder.files.atomic_write` kept for the callers in
-    ``builder/cli/consume.py`` and ``builder/pipeline.py`` (which also write Dockerfiles and
-    pylock.toml with it); new code calls ``atomic_write`` directly."""
-    atomic_write(path, text)
