@@ -38,14 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.merge import write_section
 from builder.building import DockerBuilder
-from builder.building.runner import BuildReport, Status
+from builder.building.runner import BuildReport, BuildStatus
 from builder.building.stage import build_gaps
 from builder.building.toolchain import Accelerate
 from builder.files import file_sha256
 from builder.options import resolve
 from builder.plan import Gap
 from builder.requirements import PinnedRequirement
-from builder.targets import select_targets
+from builder.targets import Arch, select_targets
 from builder.upstream.models import DistFile
 from builder.wheelhouse import Wheelhouse
 from tests.build_fixtures.helpers import index_dist
@@ -112,7 +112,7 @@ def prepare_toolchains(platforms: list[str], toolchain_base: str) -> None:
     try:
         for platform in platforms:
             image = TRIXIE_IMAGE.format(debian_arch=_debian(platform))
-            acceleration = builder.acceleration(image, platform)
+            acceleration = builder.acceleration(image, Arch.from_docker_platform(platform))
             print(f"  {platform}: {acceleration.toolchain or acceleration.reason}", flush=True)
     finally:
         builder.close()
@@ -137,7 +137,7 @@ def trixie_run(
 
 
 def elapsed_of(report: BuildReport, platform: str) -> float:
-    return sum(o.elapsed for o in report.outcomes if o.job.platform == platform)
+    return sum(o.elapsed for o in report.outcomes if o.job.docker_platform == platform)
 
 
 def bench_asyncpg(version: str, work: Path, toolchain_base: str) -> list[str]:
@@ -169,7 +169,7 @@ def bench_asyncpg(version: str, work: Path, toolchain_base: str) -> list[str]:
     all_gaps = gaps_for("asyncpg", version, sdist, foreign, **TRIXIE_TARGET)
     rerun = trixie_run(all_gaps, work / "accelerated", Accelerate.AUTO, toolchain_base)
     rerun_time = time.monotonic() - started
-    cached = len(rerun.having(Status.CACHED))
+    cached = len(rerun.having(BuildStatus.CACHED))
     return [
         f"### asyncpg {version}: native vs accelerated vs fully emulated",
         "",

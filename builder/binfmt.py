@@ -40,7 +40,7 @@ def handler_state(handler: str, binfmt_dir: Path = BINFMT_DIR) -> str:
 
 
 def require_emulation(
-    arch: Arch | str,
+    arch: Arch,
     *,
     host_machine: str,
     binfmt_dir: Path = BINFMT_DIR,
@@ -48,11 +48,7 @@ def require_emulation(
     alternative: str = "",
 ) -> None:
     """Raise :class:`EmulationUnavailableError` if containers of ``arch`` cannot run on a
-    ``host_machine`` CPU: the arch is foreign and its handler is missing or disabled.
-
-    A Docker platform string is still taken for ``arch`` (consume/verify.py passes one)."""
-    if isinstance(arch, str):
-        arch = Arch.from_docker_platform(arch)
+    ``host_machine`` CPU: the arch is foreign and its handler is missing or disabled."""
     platform = arch.docker_platform
     host = Arch.from_machine(host_machine)
     if host is not None and arch.runs_natively_on(host):

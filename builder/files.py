@@ -93,12 +93,6 @@ def atomic_write(
     return True
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, prefix: str) -> None:
-    """Alias of :func:`atomic_write` kept for its caller in ``builder/wheelhouse.py``; new code
-    calls :func:`atomic_write`."""
-    atomic_write(path, data, prefix=prefix)
-
-
 def _fsync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable; a file system that cannot fsync a directory
     (some network file systems refuse) keeps the rename anyway."""

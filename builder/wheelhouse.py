@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import datetime
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -36,7 +35,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from .errors import IntegrityError, UsageError
 from .files import (
     TEMP_PREFIX,
-    atomic_write_bytes,
+    atomic_write,
+    atomic_writer,
     file_sha256,
     temp_owner_alive,
     temp_owner_token,
@@ -332,22 +332,18 @@ class Wheelhouse:
             (dropped if superseded else kept).append(entry)
         entries = sorted([*kept, *new], key=lambda e: (e.name, e.version, e.target, e.filename))
         payload = json.dumps([e.to_json() for e in entries], indent=2, sort_keys=True) + "\n"
-        atomic_write_bytes(self.manifest_path, payload.encode(), prefix=self._temp_prefix)
+        atomic_write(self.manifest_path, payload, prefix=self._temp_prefix)
         listed = {e.stored_as for e in entries}
         for entry in dropped:
             if entry.stored_as not in listed:
                 self.wheel_path(entry).unlink(missing_ok=True)
 
     def _put_file(self, source: Path, destination: Path) -> None:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=self._temp_prefix, dir=destination.parent)
-        os.close(handle)
-        try:
-            shutil.copyfile(source, temp)
-            Path(temp).chmod(0o644)
-            Path(temp).replace(destination)
-        finally:
-            Path(temp).unlink(missing_ok=True)
+        with (
+            source.open("rb") as reader,
+            atomic_writer(destination, prefix=self._temp_prefix) as writer,
+        ):
+            shutil.copyfileobj(reader, writer)
 
 
 def _cell(entry: WheelEntry) -> tuple[str, str, str]:

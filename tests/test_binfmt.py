@@ -99,19 +99,18 @@ def test_native_platforms_and_registered_handlers_pass(tmp_path: Path) -> None:
         require_emulation(arch, host_machine="aarch64", binfmt_dir=directory)
     with pytest.raises(EmulationUnavailableError, match="qemu-i386"):
         require_emulation(Arch.I686, host_machine="aarch64", binfmt_dir=directory)
-    # a Docker platform string is still taken (the verify preflight passes one)
     with pytest.raises(EmulationUnavailableError, match="Building for linux/386 "):
-        require_emulation("linux/i386", host_machine="aarch64", binfmt_dir=directory)
+        require_emulation(Arch.I686, host_machine="aarch64", binfmt_dir=directory)
 
 
 @pytest.mark.docker  # the preflight asks the daemon where it runs
 def test_the_verify_preflight_names_the_handler_before_any_container(tmp_path: Path) -> None:
     runner = DockerProbeRunner(binfmt_dir=binfmt(tmp_path), host_machine="x86_64")
     with pytest.raises(EmulationUnavailableError) as error:
-        runner.preflight("prewheel-test/bookworm:s390x", "linux/s390x")
+        runner.preflight("prewheel-test/bookworm:s390x", Arch.S390X)
     assert error.value.message.startswith("Verifying for linux/s390x on this x86_64 host")
     assert "qemu-s390x" in error.value.message
-    runner.preflight("prewheel-test/bookworm:i386", "linux/386")
+    runner.preflight("prewheel-test/bookworm:i386", Arch.I686)
 
 
 def _cli(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -169,7 +168,7 @@ def test_the_build_and_verify_refuse_bookworm_for_riscv64_before_asking_docker()
     with pytest.raises(ImageUnavailableError, match="Debian provides it from trixie on"):
         builder.image_digest("python:3.11-slim-bookworm", Arch.RISCV64)
     with pytest.raises(HostEnvironmentError, match="Debian bookworm has no riscv64"):
-        DockerProbeRunner().preflight("python:3.11-slim-bookworm", "linux/riscv64")
+        DockerProbeRunner().preflight("python:3.11-slim-bookworm", Arch.RISCV64)
 
 
 def test_a_trixie_template_resolves_to_the_trixie_riscv64_image() -> None:

@@ -27,7 +27,7 @@ from builder.building.builders import (
     parallel_environment,
 )
 from builder.building.jobs import BuildJob, cache_key
-from builder.building.runner import EventKind, ProgressEvent, Status
+from builder.building.runner import BuildStatus, EventKind, ProgressEvent
 from builder.building.toolchain import (
     Accelerate,
     Acceleration,
@@ -240,27 +240,25 @@ class AcceleratedBuilder:
         self.containers_started = 0
         self.calls: list[tuple[str, bool]] = []
 
-    def preflight(self, platform: str) -> None:
+    def preflight(self, arch: Arch) -> None:
         pass
 
-    def image_digest(self, image: str, platform: str) -> str:
+    def image_digest(self, image: str, arch: Arch) -> str:
         return "sha256:image"
 
-    def acceleration(self, image: str, platform: str) -> Acceleration:
+    def acceleration(self, image: str, arch: Arch) -> Acceleration:
         if self.toolchain is None:
             return Acceleration(reason="the image is Alpine Linux")
         return Acceleration(self.toolchain)
 
-    def compiler_key(self, image: str, platform: str) -> str | None:
+    def compiler_key(self, image: str, arch: Arch) -> str | None:
         return self.recipe
 
     def check_image(self, image: str, target: Target) -> None:
         pass
 
     @contextlib.contextmanager
-    def session(
-        self, image: str, platform: str, setup_log: IO[bytes]
-    ) -> Iterator[AcceleratedSession]:
+    def session(self, image: str, arch: Arch, setup_log: IO[bytes]) -> Iterator[AcceleratedSession]:
         self.containers_started += 1
         yield AcceleratedSession(self)
 
@@ -285,7 +283,7 @@ def _build(tmp_path: Path, builder: AcceleratedBuilder, *names: str):  # type: i
 def test_an_accelerated_build_is_recorded_and_keyed_by_its_toolchain(tmp_path: Path) -> None:
     house, report, events, jobs = _build(tmp_path, AcceleratedBuilder(TOOLCHAIN, set()), "fast")
     (outcome,) = report.outcomes
-    assert outcome.status is Status.BUILT and outcome.native and not outcome.fallback
+    assert outcome.status is BuildStatus.BUILT and outcome.native and not outcome.fallback
     (entry,) = house.entries()
     assert entry.inputs["toolchain"] == RECIPE
     assert entry.cache_key == cache_key(jobs[0].inputs("sha256:image", toolchain=RECIPE))
@@ -302,7 +300,7 @@ def test_a_failed_accelerated_build_is_rebuilt_emulated(tmp_path: Path) -> None:
     house, report, _events, _jobs = _build(tmp_path, builder, "picky", "fast")
     assert builder.calls == [("fast", True), ("picky", True), ("picky", False)]
     by_name = {o.job.name: o for o in report.outcomes}
-    assert by_name["picky"].status is Status.BUILT and not by_name["picky"].native
+    assert by_name["picky"].status is BuildStatus.BUILT and not by_name["picky"].native
     assert by_name["picky"].fallback == "pip wheel failed"
     assert [o.job.name for o in report.fell_back] == ["picky"]
     assert report.to_json()["summary"]["rebuilt_emulated"] == 1
@@ -319,7 +317,7 @@ def test_a_failed_accelerated_build_is_rebuilt_emulated(tmp_path: Path) -> None:
     # The inputs were those of an accelerated build: a rerun finds the wheel, builds nothing.
     builder.calls.clear()
     _house, again, _events, _jobs = _build(tmp_path, builder, "picky", "fast")
-    assert [o.status for o in again.outcomes] == [Status.CACHED, Status.CACHED]
+    assert [o.status for o in again.outcomes] == [BuildStatus.CACHED, BuildStatus.CACHED]
     assert builder.calls == []
 
 
@@ -327,7 +325,7 @@ def test_a_cached_wheel_is_found_when_the_toolchain_cannot_be_had(tmp_path: Path
     _build(tmp_path, AcceleratedBuilder(TOOLCHAIN, set()), "fast")
     offline = AcceleratedBuilder(None, set())  # e.g. the base image cannot be pulled today
     _house, again, _events, _jobs = _build(tmp_path, offline, "fast")
-    assert [o.status for o in again.outcomes] == [Status.CACHED]
+    assert [o.status for o in again.outcomes] == [BuildStatus.CACHED]
     assert offline.calls == [] and offline.containers_started == 0
 
 
@@ -336,7 +334,7 @@ def test_a_native_compiler_crash_the_package_swallowed_is_rebuilt_emulated(tmp_p
     _house, report, _events, _jobs = _build(tmp_path, builder, "swallowed")
     assert builder.calls == [("swallowed", True), ("swallowed", False)]
     (outcome,) = report.outcomes
-    assert outcome.status is Status.BUILT and not outcome.native
+    assert outcome.status is BuildStatus.BUILT and not outcome.native
     assert "internal compiler error" in outcome.fallback
 
 

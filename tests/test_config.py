@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from builder.config import load_config
-from builder.options import resolve
 from builder.errors import UsageError
+from builder.options import resolve
 
 PYPROJECT = """
 [project]

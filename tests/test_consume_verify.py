@@ -26,7 +26,7 @@ from builder.errors import UsageError, VerifyFailedError
 from builder.files import atomic_write, file_sha256
 from builder.index.server import serving, tree_fingerprint
 from builder.index.static import StaticIndex
-from builder.targets import select_targets
+from builder.targets import Arch, select_targets
 
 ARMV7 = select_targets(platforms=["linux/arm/v7"])[0]
 AMD64 = select_targets(platforms=["linux/amd64"])[0]
@@ -56,7 +56,8 @@ def test_image_template_placeholders() -> None:
         image_for("prewheel-test/bookworm:{debian_arch}", ARMV7) == "prewheel-test/bookworm:armhf"
     )
     assert image_for("python:{python}-slim-bookworm", ARMV7) == "python:3.11-slim-bookworm"
-    assert image_for("base:{arch}-{platform}", ARMV7) == "base:armv7l-linux-arm-v7"
+    # one meaning per placeholder, as for build images: {platform} is the Docker platform
+    assert image_for("reg/{platform}/base:{arch}", ARMV7) == "reg/linux/arm/v7/base:armv7l"
     with pytest.raises(UsageError, match="debian_arch"):
         image_for("base:{debain_arch}", ARMV7)
 
@@ -107,10 +108,10 @@ class _Recorder:
     def __init__(self, outputs: list[str]) -> None:
         self.outputs = outputs
         self.calls: list[dict[str, object]] = []
-        self.preflights: list[tuple[str, str]] = []
+        self.preflights: list[tuple[str, Arch]] = []
 
-    def preflight(self, image: str, platform: str) -> None:
-        self.preflights.append((image, platform))
+    def preflight(self, image: str, arch: Arch) -> None:
+        self.preflights.append((image, arch))
 
     def run(self, **kwargs: object) -> ProbeRun:
         self.calls.append(kwargs)
@@ -131,7 +132,7 @@ def test_every_target_is_tried_and_failures_are_collected(tmp_path: Path) -> Non
             image_template="t:{debian_arch}",
             runner=runner,
         )
-    assert [c["platform"] for c in runner.calls] == ["linux/arm/v7", "linux/amd64"]
+    assert [c["arch"] for c in runner.calls] == [Arch.ARMV7L, Arch.X86_64]
     assert [c["image"] for c in runner.calls] == ["t:armhf", "t:amd64"]
     assert "linux/arm/v7 (t:armhf)" in failure.value.message
     assert "linux/amd64" not in failure.value.message.partition(":")[0]
@@ -282,10 +283,10 @@ class _CountingRunner:
         self.ok = ok
         self.started = 0
 
-    def image_id(self, image: str, platform: str) -> str | None:
+    def image_id(self, image: str, arch: Arch) -> str | None:
         return self.image_ids.get(image)
 
-    def preflight(self, image: str, platform: str) -> None:
+    def preflight(self, image: str, arch: Arch) -> None:
         pass
 
     def run(self, **kwargs: object) -> ProbeRun:

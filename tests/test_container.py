@@ -11,6 +11,7 @@ import pytest
 
 from builder.building.container import OWNER_LABEL, Container, connect, owner_label
 from builder.consume.verify import DockerProbeRunner
+from builder.targets import Arch
 
 IMAGE = "prewheel-test/bookworm:amd64"
 PLATFORM = "linux/amd64"
@@ -90,7 +91,7 @@ def test_the_verify_runner_runs_in_the_container_class_with_environment_files_an
     runner = DockerProbeRunner(client)
     run = runner.run(
         image=IMAGE,
-        platform=PLATFORM,
+        arch=Arch.from_docker_platform(PLATFORM),
         files={PurePosixPath("/prewheel/requirements.lock"): lock},
         argv=["sh", "-c", 'echo "proxy=$HTTPS_PROXY"; cat /prewheel/requirements.lock; exit 3'],
         environment={"HTTPS_PROXY": "http://proxy.invalid:3128"},
@@ -101,7 +102,7 @@ def test_the_verify_runner_runs_in_the_container_class_with_environment_files_an
     started = time.monotonic()
     slow = runner.run(
         image=IMAGE,
-        platform=PLATFORM,
+        arch=Arch.from_docker_platform(PLATFORM),
         files={},
         argv=["sh", "-c", "echo begun; sleep 600"],
         environment={},

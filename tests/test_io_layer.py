@@ -11,11 +11,6 @@ import pytest
 
 BUILDER = Path(__file__).resolve().parent.parent / "builder"
 
-# Writers not yet moved onto builder.files.atomic_writer by their owners (issue 9); remove an
-# entry when its writer goes.
-PENDING_WRITERS = {"wheelhouse.py"}
-
-
 def _sources() -> dict[str, str]:
     return {
         path.relative_to(BUILDER).as_posix(): path.read_text(encoding="utf-8")
@@ -50,4 +45,4 @@ def test_each_side_effect_has_one_home(what: str, pattern: str, home: dict[str, 
 def test_temp_files_for_atomic_writes_are_made_by_the_one_writer() -> None:
     found = _where(r"mkstemp\(|NamedTemporaryFile\(")
     assert found.pop("files.py") == 1
-    assert set(found) <= PENDING_WRITERS, f"temp-file writers outside builder/files.py: {found}"
+    assert found == {}, f"temp-file writers outside builder/files.py: {found}"

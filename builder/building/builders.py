@@ -311,11 +311,8 @@ class DockerBuilder:
             "at a native builder.",
         )
 
-    def acceleration(self, image: str, arch: Arch | str) -> Acceleration:
-        """Resolved once per (image, arch): the toolchain is assembled here if needed. (A Docker
-        platform string is still taken for ``arch``: bench/build.py passes one.)"""
-        if isinstance(arch, str):
-            arch = Arch.from_docker_platform(arch)
+    def acceleration(self, image: str, arch: Arch) -> Acceleration:
+        """Resolved once per (image, arch): the toolchain is assembled here if needed."""
         key = (image, arch)
         with self._lock:
             known = self._accelerations.get(key)

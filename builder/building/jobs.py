@@ -23,7 +23,6 @@ from ..config import PackageSettings
 from ..errors import IntegrityError
 from ..plan import Gap
 from ..targets import Arch, Libc, Target, fill_image_template
-from ..targets import fill_placeholders as fill_placeholders  # noqa: PLC0414 (toolchain.py)
 from ..upstream.models import DistFile
 
 DEFAULT_GLIBC_IMAGE = "python:{python}-slim-bookworm"
@@ -48,11 +47,6 @@ class BuildJob:
     @property
     def docker_platform(self) -> str:
         return self.target.docker_platform
-
-    @property
-    def platform(self) -> str:
-        """Alias of :attr:`docker_platform`, for bench/build.py (to be moved to it)."""
-        return self.docker_platform
 
     @property
     def sdist_sha256(self) -> str:

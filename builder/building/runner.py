@@ -48,8 +48,6 @@ class BuildStatus(enum.StrEnum):
 
 
 # The old name, for callers not moved yet: cli/build.py, pipeline.py, bench/build.py and
-# tests/test_build_toolchain.py import it from here.
-Status = BuildStatus
 
 
 @dataclasses.dataclass(frozen=True)

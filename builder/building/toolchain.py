@@ -52,9 +52,8 @@ from ..elf import ElfFacts, elf_file_facts
 from ..errors import IntegrityError, UsageError
 from ..files import atomic_write
 from ..hostenv import ca_bundle, proxy_environment, user_cache
-from ..targets import Arch, FloatAbi
+from ..targets import Arch, FloatAbi, fill_placeholders
 from .container import Container, read_image_files
-from .jobs import fill_placeholders
 
 MOUNT_POINT = PurePosixPath("/opt/prewheel-toolchain")
 IMAGE_REPOSITORY = "prewheel-toolchain"

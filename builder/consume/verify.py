@@ -35,7 +35,13 @@ from ..errors import HostEnvironmentError, UsageError, VerifyFailedError
 from ..files import atomic_write
 from ..hostenv import ca_bundle, proxy_environment, user_cache
 from ..resolve import uv_release
-from ..targets import Arch, Target, debian_release_problem, emulation_environment
+from ..targets import (
+    Arch,
+    Target,
+    debian_release_problem,
+    emulation_environment,
+    fill_image_template,
+)
 from ..upstream.client import default_index_url
 
 DEFAULT_IMAGE_TEMPLATE = "python:{python}-slim-bookworm"
@@ -104,26 +110,26 @@ class ProbeRun:
 
 
 class ProbeRunner(Protocol):
-    def preflight(self, image: str, platform: str) -> None:
+    def preflight(self, image: str, arch: Arch) -> None:
         """Raise a :class:`~builder.errors.HostEnvironmentError` if ``image`` cannot run for
-        ``platform`` here (checked for every target before any container starts)."""
+        ``arch`` here (checked for every target before any container starts)."""
         ...
 
     def run(
         self,
         *,
         image: str,
-        platform: str,
+        arch: Arch,
         files: Mapping[PurePosixPath, Path],
         argv: Sequence[str],
         environment: Mapping[str, str],
         timeout: float,
     ) -> ProbeRun:
-        """Start ``image`` for ``platform`` on the host network, copy ``files`` in, run
+        """Start ``image`` for ``arch`` on the host network, copy ``files`` in, run
         ``argv`` (killed after ``timeout`` seconds), return its output; always clean up."""
         ...
 
-    def image_id(self, image: str, platform: str) -> str | None:
+    def image_id(self, image: str, arch: Arch) -> str | None:
         """The ID of the local ``image`` (what a cached result is keyed by); None if it is not
         present (then nothing is cached or reused)."""
         ...
@@ -151,15 +157,15 @@ class DockerProbeRunner:
         self.binfmt_dir = binfmt_dir
         self.host_machine = (host_machine or host_platform.machine()).lower()
 
-    def preflight(self, image: str, platform: str) -> None:
-        """An image whose Debian release lacks the platform's architecture, or a foreign
-        platform without its QEMU binfmt handler on a local daemon, is refused."""
-        problem = debian_release_problem(image, Arch.from_docker_platform(platform))
+    def preflight(self, image: str, arch: Arch) -> None:
+        """An image whose Debian release lacks the architecture, or a foreign architecture
+        without its QEMU binfmt handler on a local daemon, is refused."""
+        problem = debian_release_problem(image, arch)
         if problem:
             raise HostEnvironmentError(problem)
         if self._own_daemon and shares_this_kernel(self._docker().info()):
             require_emulation(
-                platform,
+                arch,
                 host_machine=self.host_machine,
                 binfmt_dir=self.binfmt_dir,
                 doing="Verifying",
@@ -170,8 +176,8 @@ class DockerProbeRunner:
             self._client = connect()
         return self._client
 
-    def image_id(self, image: str, platform: str) -> str | None:
-        del platform  # a tag names one image locally; its ID covers the platform
+    def image_id(self, image: str, arch: Arch) -> str | None:
+        del arch  # a tag names one image locally; its ID covers the platform
         try:
             return str(self._docker().images.get(image).id)
         except docker.errors.ImageNotFound:
@@ -181,7 +187,7 @@ class DockerProbeRunner:
         self,
         *,
         image: str,
-        platform: str,
+        arch: Arch,
         files: Mapping[PurePosixPath, Path],
         argv: Sequence[str],
         environment: Mapping[str, str],
@@ -189,7 +195,7 @@ class DockerProbeRunner:
     ) -> ProbeRun:
         output = bytearray()
         with Container(
-            self._docker(), image=image, platform=platform, environment=environment
+            self._docker(), image=image, platform=arch.docker_platform, environment=environment
         ) as container:
             container.copy_files_in(files, mode=0o444)
             result = container.call(argv, timeout=timeout, output=output.extend)
@@ -197,20 +203,11 @@ class DockerProbeRunner:
 
 
 def image_for(template: str, target: Target) -> str:
-    """Fill ``{python}``, ``{debian_arch}``, ``{arch}`` and ``{platform}`` in an image template."""
-    try:
-        return template.format(
-            python=target.python_version,
-            debian_arch=target.arch.debian_arch,
-            arch=target.arch.value,
-            platform=target.docker_platform.replace("/", "-"),
-        )
-    except (KeyError, IndexError, ValueError) as exc:
-        raise UsageError(
-            f"Cannot fill the image template {template!r} ({exc!r}). It may use {{python}}, "
-            "{debian_arch}, {arch} and {platform}, e.g. python:{python}-slim-bookworm or "
-            "myregistry/base:{debian_arch}."
-        ) from None
+    """The verify image of ``target``: the template's placeholders (``{python}``,
+    ``{debian_arch}``, ``{arch}``, ``{platform}``, ``{libc}``) filled as for build images."""
+    return fill_image_template(
+        template, target, what="verify image", example="--image 'python:{python}-slim-bookworm'"
+    )
 
 
 def parse_probe_output(output: str) -> dict[str, Any] | None:
@@ -395,7 +392,7 @@ def verify(
     lock_path = _WORKDIR / (lock.name if pylock else _LOCK_PATH.name)
     images = {target: image_for(image_template, target) for target in targets}
     for target, image in images.items():
-        runner.preflight(image, target.docker_platform)
+        runner.preflight(image, target.arch)
     bundle = ca_bundle()
     results = []
     with resources.as_file(resources.files(__package__).joinpath("resources", _PROBE)) as probe:
@@ -408,7 +405,7 @@ def verify(
             # QEMU_CPU=arm1176 for linux/arm/v6: ARMv7 code must not pass verification
             target_environment = {**environment, **emulation_environment(target.arch)}
             key = None
-            if cache is not None and (image_id := runner.image_id(image, target.docker_platform)):
+            if cache is not None and (image_id := runner.image_id(image, target.arch)):
                 key = cache.key(
                     lock=lock_sha256,
                     index=index_fingerprint or index_url,
@@ -430,7 +427,7 @@ def verify(
             started = time.monotonic()
             run = runner.run(
                 image=image,
-                platform=target.docker_platform,
+                arch=target.arch,
                 files=files,
                 argv=[
                     "python3",
