@@ -78,6 +78,19 @@ class Config:
                 )
         return overrides
 
+    def validate_tables(self) -> None:
+        """Refuse malformed ``packages`` and ``overrides`` tables now, not when a build first
+        reads them (a misspelt key would otherwise pass ``plan`` unnoticed)."""
+        self._overrides()
+        self.packages()
+        for override in self._overrides():
+            packages = override.get("packages", {})
+            where = f"{self.file_path}: [[tool.prewheel.overrides]] packages"
+            if not isinstance(packages, dict):
+                raise UsageError(f"{where} must be a table.")
+            for name in packages:
+                _package_settings(name, _table_for(name, packages, where), self.file_path)
+
     def packages(self) -> dict[NormalizedName, PackageSettings]:
         """Every configured package's settings, without per-target overrides."""
         packages = self.file.get("packages", {})

@@ -661,10 +661,13 @@ def _coerce(item: Declared, value: Any, where: str) -> Any:
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise UsageError(f"{where} must be a number, got {value!r}.")
+        if kind is int and isinstance(value, float):
+            raise UsageError(f"{where}={value!r} is not a whole number.")
         try:
             number = kind(value)
         except ValueError:
-            raise UsageError(f"{where}={value!r} is not a number.") from None
+            what = "a whole number" if kind is int else "a number"
+            raise UsageError(f"{where}={value!r} is not {what}.") from None
         return number
     if not isinstance(value, str | Path):
         raise UsageError(f"{where} must be a string, got {value!r}.")
@@ -676,6 +679,7 @@ def _coerce(item: Declared, value: Any, where: str) -> Any:
 
 def check_file_keys(config: Config) -> None:
     """Refuse a ``[tool.prewheel]`` key that is no option, naming the nearest one."""
+    config.validate_tables()
     known = [*configurable_keys(), *TABLE_KEYS]
     for key in config.file:
         if key in known:

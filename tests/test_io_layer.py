@@ -11,6 +11,7 @@ import pytest
 
 BUILDER = Path(__file__).resolve().parent.parent / "builder"
 
+
 def _sources() -> dict[str, str]:
     return {
         path.relative_to(BUILDER).as_posix(): path.read_text(encoding="utf-8")

@@ -121,7 +121,10 @@ def test_a_value_of_the_wrong_type_says_where_it_came_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_pyproject(tmp_path, 'jobs = "many"')
-    with pytest.raises(UsageError, match=r"pyproject\.toml: jobs='many' is not a number"):
+    with pytest.raises(UsageError, match=r"pyproject\.toml: jobs='many' is not a whole number"):
+        parse(tmp_path, monkeypatch, "build")
+    write_pyproject(tmp_path, "jobs = 1.5")
+    with pytest.raises(UsageError, match=r"jobs=1\.5 is not a whole number"):
         parse(tmp_path, monkeypatch, "build")
     write_pyproject(tmp_path, 'accelerate = "fast"')
     with pytest.raises(UsageError, match="choose one of auto, relaxed, off"):
@@ -183,3 +186,19 @@ def _as_tool_table(settings_file: Path) -> str:
     if "[tool.prewheel" in text:
         return text
     return text.replace("[packages.", "[tool.prewheel.packages.")
+
+
+def test_a_misspelt_package_setting_is_refused_before_any_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: [tool.prewheel.packages.<name>] was only read by a build, so `plan` (and a run
+    whose plan had no gaps for that package) took a misspelt key silently."""
+    write_pyproject(tmp_path, '[tool.prewheel.packages.six]\nsystem-package = ["libx-dev"]')
+    with pytest.raises(UsageError, match=r"unknown keys \['system-package'\]"):
+        parse(tmp_path, monkeypatch, "plan", "r.txt")
+    write_pyproject(
+        tmp_path,
+        '[[tool.prewheel.overrides]]\nselect = "*"\npackages.six.pip-arg = ["-v"]',
+    )
+    with pytest.raises(UsageError, match=r"unknown keys \['pip-arg'\]"):
+        parse(tmp_path, monkeypatch, "plan", "r.txt")
