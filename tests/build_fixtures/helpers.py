@@ -46,7 +46,7 @@ def index_dist(name: str, version: str) -> DistFile:
     """The sdist of ``name`` ``version`` as the configured index lists it (PEP 691 JSON)."""
     from pypi_simple import PYPI_SIMPLE_ENDPOINT
 
-    from builder.building.sdist import make_client
+    from builder.fetch import make_client
     from builder.hostenv import pip_setting
 
     index = (pip_setting("index-url") or PYPI_SIMPLE_ENDPOINT).rstrip("/") + "/"
