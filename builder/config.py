@@ -70,11 +70,18 @@ class Config:
             raise UsageError(f"{where} must be an array of tables, each with select = ...")
         for number, override in enumerate(overrides, start=1):
             unknown = set(override) - {"select", "packages"}
-            if unknown or not override.get("select"):
+            select = override.get("select")
+            patterns = [select] if isinstance(select, str) else select
+            if (
+                unknown
+                or not select
+                or not isinstance(patterns, list)
+                or not all(isinstance(p, str) for p in patterns)
+            ):
                 raise UsageError(
                     f"{where} #{number}: an override has select (target identifier patterns, "
-                    f'e.g. select = "*armv6l*") and packages.<name> tables; found keys '
-                    f"{sorted(override)}."
+                    f'a string or a list of strings, e.g. select = "*armv6l*") and '
+                    f"packages.<name> tables; found {override!r}."
                 )
         return overrides
 
@@ -94,6 +101,11 @@ class Config:
     def packages(self) -> dict[NormalizedName, PackageSettings]:
         """Every configured package's settings, without per-target overrides."""
         packages = self.file.get("packages", {})
+        if not isinstance(packages, dict):
+            raise UsageError(
+                f"{self.file_path}: [tool.prewheel.packages] must be a table of "
+                "[tool.prewheel.packages.<name>] tables."
+            )
         return {canonicalize_name(key): self.package(key) for key in packages}
 
 
@@ -134,14 +146,27 @@ def _package_settings(name: str, table: Any, path: Path | None) -> PackageSettin
             f"{where} has unknown keys {sorted(unknown)}; known keys: {sorted(known)}."
         )
     environment = table.get("environment", {})
-    if not isinstance(environment, dict):
-        raise UsageError(f'{where}: environment must be a table of NAME = "value".')
+    if not isinstance(environment, dict) or not all(
+        isinstance(value, str) for value in environment.values()
+    ):
+        raise UsageError(f'{where}: environment must be a table of NAME = "value" strings.')
+    before_build = table.get("before-build", "")
+    if not isinstance(before_build, str):
+        raise UsageError(f"{where}: before-build must be a string (a shell command).")
     return PackageSettings(
-        system_packages=tuple(str(p) for p in table.get("system-packages", [])),
-        environment=tuple(sorted((str(k), str(v)) for k, v in environment.items())),
-        pip_args=tuple(str(a) for a in table.get("pip-args", [])),
-        before_build=str(table.get("before-build", "")),
+        system_packages=_strings(table, "system-packages", where),
+        environment=tuple(sorted((str(k), v) for k, v in environment.items())),
+        pip_args=_strings(table, "pip-args", where),
+        before_build=before_build,
     )
+
+
+def _strings(table: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """A list-of-strings setting (a lone string is refused: it would be split into letters)."""
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise UsageError(f'{where}: {key} must be a list of strings, e.g. {key} = ["x"].')
+    return tuple(value)
 
 
 def load_config(
@@ -176,16 +201,23 @@ def _read_tool_table(path: Path, *, explicit: bool) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"Configuration file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"Cannot read the configuration file {path} ({exc}); give a UTF-8 TOML file."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         how = "given with --config" if explicit else "found as the nearest pyproject.toml"
         raise UsageError(
             f"{path} ({how}) is not valid TOML: {exc}. Fix the file, or point --config at "
             "another one."
         ) from None
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise UsageError(f"{path}: tool must be a table ([tool.prewheel] holds the settings).")
     if path.name == "pyproject.toml":
-        table = data.get("tool", {}).get("prewheel", {})
+        table = tool.get("prewheel", {})
     else:
-        table = data.get("tool", {}).get("prewheel", data)
+        table = tool.get("prewheel", data)
     if not isinstance(table, dict):
         raise UsageError(f"{path}: [tool.prewheel] must be a table.")
     return table

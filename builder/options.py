@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import enum
 import functools
 import typing
 from collections.abc import Iterator, Mapping
@@ -211,7 +212,7 @@ class BuildOptions:
     builder: str = option(
         "docker",
         help="docker (default) or local (host only)",
-        commands={"build"},
+        commands=BUILDING,
         choices=("docker", "local"),
     )
     docker_host: tuple[str, ...] = option(
@@ -225,13 +226,13 @@ class BuildOptions:
         False,
         help="build portable manylinux/musllinux wheels with cibuildwheel (implied by --libc "
         "manylinux_X_Y or musllinux_X_Y without --image); linux/arm/v6 falls back to docker",
-        commands={"build"},
+        commands=BUILDING,
     )
     portable_image: str | None = option(
         None,
         help="image for --portable builds instead of cibuildwheel's pinned ones (placeholders "
         "as for --image, e.g. my-registry/manylinux_2_28_{arch})",
-        commands={"build"},
+        commands=BUILDING,
         metavar="IMAGE",
     )
     accelerate: str = option(
@@ -579,16 +580,20 @@ def resolve(
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
     search_from: Path | None = None,
+    command_line_only: frozenset[str] = frozenset(),
 ) -> Settings:
     """The settings of ``command``: its command line ``args`` (as :func:`add_options` made
     them) or, for a library caller, ``given`` (option keys to values, as on the command line:
     ``{"platform": "linux/arm64", "jobs": 2}``), then the environment (``os.environ`` unless
     ``env``) and ``[tool.prewheel]`` (``config_file``, else the nearest pyproject.toml), in
-    that order of precedence."""
-    unknown = sorted(set(given or {}) - {d.key for d in declared()})
+    that order of precedence. ``command_line_only`` names the parsers' long options that are
+    not declared here, for the message about a file key that is one of them."""
+    taken = {d.key for d in declared() if command in d.spec.commands}
+    unknown = sorted(set(given or {}) - taken)
     if unknown:
         raise UsageError(
-            f"Unknown options {unknown}; the options are {sorted(d.key for d in declared())}."
+            f"prewheel {command} takes no option {', '.join(unknown)}; it takes "
+            f"{', '.join(sorted(taken))}."
         )
     given = {
         **(vars(args) if args is not None else {}),
@@ -599,7 +604,7 @@ def resolve(
         config_file=config_file if config_file is not None else _path_or_none(given.get("config")),
         search_from=search_from,
     )
-    check_file_keys(config)
+    check_file_keys(config, command_line_only)
     groups = {group: _resolve_group(group, command, given, config) for group in GROUPS}
     return Settings(
         command=command,
@@ -617,58 +622,90 @@ def _path_or_none(value: object) -> Path | None:
     return Path(str(value)) if value is not None else None
 
 
+class _Layer(enum.IntEnum):
+    """Where a value came from, lowest precedence first."""
+
+    DEFAULT = 0
+    FILE = 1
+    ENVIRONMENT = 2
+    COMMAND_LINE = 3
+
+
 def _resolve_group(
     group: type[_Group], command: str, given: Mapping[str, Any], config: Config
 ) -> _Group:
-    values: dict[str, Any] = {}
-    for item in declared():
-        if item.group is not group:
-            continue
-        values[item.field] = _value(item, command, given, config)
-    return group(**values)
+    found = {
+        item.field: (item, *_value(item, command, given, config))
+        for item in declared()
+        if item.group is group
+    }
+    _settle_exclusive(found, command, config)
+    return group(**{field: value for field, (_, _, value) in found.items()})
 
 
-def _value(item: Declared, command: str, given: Mapping[str, Any], config: Config) -> Any:
-    if command in item.spec.commands and given.get(item.field) not in (None, False):
-        return _coerce(item, given[item.field], f"--{item.key}")
+def _value(
+    item: Declared, command: str, given: Mapping[str, Any], config: Config
+) -> tuple[_Layer, Any]:
+    """The option's value and where it came from. The environment and the file are read for
+    every command (``wheelhouse`` for ``index``, the index URLs' logins for any command); the
+    command line only for the commands that take the option."""
+    if command in item.spec.commands and given.get(item.field) is not None:
+        return _Layer.COMMAND_LINE, _coerce(item, given[item.field], f"--{item.key}")
     if item.spec.configurable:
         raw = config.env.get(item.env_name, "")
         if raw != "":
-            return _coerce(item, raw, item.env_name)
+            return _Layer.ENVIRONMENT, _coerce(item, raw, item.env_name)
         if item.key in config.file:
-            return _coerce(item, config.file[item.key], f"{config.file_path}: {item.key}")
-    return item.default_for(command)
+            where = f"{config.file_path}: {item.key}"
+            return _Layer.FILE, _coerce(item, config.file[item.key], where, typed=True)
+    return _Layer.DEFAULT, item.default_for(command)
 
 
-def _coerce(item: Declared, value: Any, where: str) -> Any:
-    """``value`` (a string from the command line or environment, or a TOML value) as the
-    option's type; a value of the wrong type is a usage error saying where it came from."""
+def _settle_exclusive(
+    found: dict[str, tuple[Declared, _Layer, Any]], command: str, config: Config
+) -> None:
+    """Options that exclude each other (``--htpasswd`` / ``--token-file``; publish's
+    destinations) are settled as one: the highest layer that sets any of them wins and the
+    others fall back to their defaults; two set in the same layer are an error."""
+    groups: dict[str, list[tuple[Declared, _Layer]]] = {}
+    for item, layer, _ in found.values():
+        if item.spec.exclusive and layer is not _Layer.DEFAULT:
+            groups.setdefault(item.spec.exclusive, []).append((item, layer))
+    for members in groups.values():
+        top = max(layer for _, layer in members)
+        winners = [item for item, layer in members if layer is top]
+        if len(winners) > 1:
+            where = {
+                _Layer.COMMAND_LINE: "on the command line",
+                _Layer.ENVIRONMENT: "in the environment",
+                _Layer.FILE: f"in {config.file_path}",
+            }[top]
+            raise UsageError(
+                f"{' and '.join(item.key for item in winners)} are both set {where}, but they "
+                "exclude each other: keep one."
+            )
+        for item, layer in members:
+            if layer is not top:
+                found[item.field] = (item, _Layer.DEFAULT, item.default_for(command))
+
+
+def _coerce(item: Declared, value: Any, where: str, *, typed: bool = False) -> Any:
+    """``value`` (a string from the command line or environment, or with ``typed`` a TOML
+    value, which must have the option's type as the schema says) as the option's type; a value
+    of the wrong type is a usage error saying where it came from."""
     kind = item.kind
     if kind is tuple:
-        items = value if isinstance(value, list | tuple) else [value]
-        if not all(isinstance(entry, str) for entry in items):
-            raise UsageError(f"{where} must be a list of strings, got {value!r}.")
-        return tuple(part for entry in items for part in entry.replace(",", " ").split() if part)
+        return _as_list(value, where)
+    if typed and not _has_toml_type(kind, value):
+        expected = {bool: "true or false", int: "a whole number", float: "a number"}
+        raise UsageError(
+            f"{where} must be {expected.get(kind, 'a string')}, got {value!r} "
+            f"({type(value).__name__})."
+        )
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        lowered = str(value).strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise UsageError(f"{where}={value!r} is not a boolean; use 1/0 or true/false.")
+        return _as_bool(value, where)
     if kind in (int, float):
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise UsageError(f"{where} must be a number, got {value!r}.")
-        if kind is int and isinstance(value, float):
-            raise UsageError(f"{where}={value!r} is not a whole number.")
-        try:
-            number = kind(value)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            raise UsageError(f"{where}={value!r} is not {what}.") from None
-        return number
+        return _as_number(kind, value, where)
     if not isinstance(value, str | Path):
         raise UsageError(f"{where} must be a string, got {value!r}.")
     text = str(value)
@@ -677,21 +714,81 @@ def _coerce(item: Declared, value: Any, where: str) -> Any:
     return Path(text).expanduser() if kind is Path else text
 
 
-def check_file_keys(config: Config) -> None:
-    """Refuse a ``[tool.prewheel]`` key that is no option, naming the nearest one."""
+def _as_list(value: Any, where: str) -> tuple[str, ...]:
+    """A list option: strings (or one string), each split at commas and whitespace."""
+    items = value if isinstance(value, list | tuple) else [value]
+    if not all(isinstance(entry, str) for entry in items):
+        raise UsageError(
+            f"{where} must be a string or a list of strings, got {value!r}; quote versions "
+            'and numbers (python = ["3.11", "3.12"]).'
+        )
+    return tuple(part for entry in items for part in entry.replace(",", " ").split() if part)
+
+
+def _as_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise UsageError(f"{where}={value!r} is not a boolean; use 1/0 or true/false.")
+
+
+def _as_number(kind: type, value: Any, where: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise UsageError(f"{where} must be a number, got {value!r}.")
+    if kind is int and isinstance(value, float):
+        raise UsageError(f"{where}={value!r} is not a whole number.")
+    try:
+        return int(value) if kind is int else float(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise UsageError(f"{where}={value!r} is not {what}.") from None
+
+
+def _has_toml_type(kind: type, value: object) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+# Spellings of configurable options on some command line that are not their key.
+_ALIASES = {
+    alias.lstrip("-"): item.key
+    for item in declared()
+    for aliases in item.spec.aliases.values()
+    for alias in aliases
+    if alias.lstrip("-") != item.key
+}
+
+
+def check_file_keys(config: Config, command_line_only: frozenset[str] = frozenset()) -> None:
+    """Refuse a ``[tool.prewheel]`` key that is no option, naming the nearest one; a key that
+    is a command-line-only option (``command_line_only``: every parser's long options) or an
+    alias of an option says so."""
     config.validate_tables()
     known = [*configurable_keys(), *TABLE_KEYS]
     for key in config.file:
         if key in known:
             continue
-        nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
-        not_here = [d.key for d in declared() if d.key == key and not d.spec.configurable]
-        if not_here:
-            hint = " It is a command-line option only."
+        if key in _ALIASES and _ALIASES[key] in known:
+            hint = f" Here it is called {_ALIASES[key]!r}."
+        elif key in command_line_only or any(
+            d.key == key and not d.spec.configurable for d in declared()
+        ):
+            hint = f" --{key} is a command-line option only."
+        else:
+            nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
         raise UsageError(
             f"{config.file_path}: [tool.prewheel] has an unknown key {key!r}.{hint} The keys "
-            f"are the long options of the commands: {', '.join(known)}."
+            f"it takes: {', '.join(known)}."
         )
 
 

@@ -4,6 +4,7 @@ resolved once from the command line, PREWHEEL_* and [tool.prewheel]."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,11 +122,16 @@ def test_a_value_of_the_wrong_type_says_where_it_came_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_pyproject(tmp_path, 'jobs = "many"')
-    with pytest.raises(UsageError, match=r"pyproject\.toml: jobs='many' is not a whole number"):
+    with pytest.raises(UsageError, match=r"pyproject\.toml: jobs must be a whole number, got"):
         parse(tmp_path, monkeypatch, "build")
     write_pyproject(tmp_path, "jobs = 1.5")
-    with pytest.raises(UsageError, match=r"jobs=1\.5 is not a whole number"):
+    with pytest.raises(UsageError, match=r"jobs must be a whole number, got 1\.5"):
         parse(tmp_path, monkeypatch, "build")
+    write_pyproject(tmp_path, "")
+    monkeypatch.setenv("PREWHEEL_JOBS", "1.5")
+    with pytest.raises(UsageError, match=r"PREWHEEL_JOBS='1\.5' is not a whole number"):
+        parse(tmp_path, monkeypatch, "build")
+    monkeypatch.delenv("PREWHEEL_JOBS")
     write_pyproject(tmp_path, 'accelerate = "fast"')
     with pytest.raises(UsageError, match="choose one of auto, relaxed, off"):
         parse(tmp_path, monkeypatch, "build")
@@ -147,7 +153,7 @@ def test_library_callers_resolve_with_option_keys(tmp_path: Path) -> None:
     settings = resolve("run", given={"platform": ("linux/arm64",), "jobs": 2}, env={},
                        search_from=tmp_path)  # fmt: skip
     assert settings.targets.platform == ("linux/arm64",) and settings.build.jobs == 2
-    with pytest.raises(UsageError, match="Unknown options"):
+    with pytest.raises(UsageError, match="prewheel run takes no option platfrom"):
         resolve("run", given={"platfrom": "linux/arm64"}, env={}, search_from=tmp_path)
 
 
@@ -202,3 +208,79 @@ def test_a_misspelt_package_setting_is_refused_before_any_build(
     )
     with pytest.raises(UsageError, match=r"unknown keys \['pip-arg'\]"):
         parse(tmp_path, monkeypatch, "plan", "r.txt")
+
+
+def test_a_zero_on_the_command_line_beats_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--heartbeat 0 means no heartbeat lines; a 0 is a value, not 'not given'."""
+    monkeypatch.setenv("PREWHEEL_HEARTBEAT", "30")
+    settings = parse(tmp_path, monkeypatch, "build", "--heartbeat", "0", "--timeout", "0")
+    assert (settings.build.heartbeat, settings.build.timeout) == (0.0, 0.0)  # type: ignore[attr-defined]
+    assert parse(tmp_path, monkeypatch, "serve", "r", "--port", "0").serve.port == 0  # type: ignore[attr-defined]
+    write_pyproject(tmp_path, "portable = true")
+    library = resolve("build", given={"portable": False}, env={}, search_from=tmp_path)
+    assert library.build.portable is False
+
+
+def test_options_that_exclude_each_other_are_settled_across_layers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A destination given on the command line wins over another in the file (before, the
+    file's static tree was written instead of the upload asked for); two in one layer clash."""
+    write_pyproject(tmp_path, 'static = "/srv/tree"\nhtpasswd = "users.htpasswd"')
+    publish = parse(tmp_path, monkeypatch, "publish", "--repository-url", "https://u.invalid/")
+    assert publish.publish.static is None  # type: ignore[attr-defined]
+    assert publish.publish.repository_url == "https://u.invalid/"  # type: ignore[attr-defined]
+    serve = parse(tmp_path, monkeypatch, "serve", "root", "--token-file", "token")
+    assert (serve.serve.htpasswd, serve.serve.token_file) == (None, Path("token"))  # type: ignore[attr-defined]
+    assert parse(tmp_path, monkeypatch, "publish").publish.static == Path("/srv/tree")  # type: ignore[attr-defined]
+    write_pyproject(tmp_path, 'static = "/srv/tree"\nrepository = "internal"')
+    with pytest.raises(UsageError, match="repository and static are both set in"):
+        parse(tmp_path, monkeypatch, "publish")
+
+
+def test_a_configured_target_list_does_not_filter_index_and_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """target = [...] selects what to plan and build; a target whose requirements all have
+    upstream wheels has no built wheel, and `prewheel index` must still index the rest."""
+    from builder.wheelhouse import Wheelhouse
+
+    write_pyproject(tmp_path, 'target = ["cp311-manylinux_2_36_x86_64"]')
+    Wheelhouse(tmp_path / "wh").wheels_dir.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["index", "wh", "-o", "tree", "--json"]) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["added"] == []
+    assert main(["index", "wh", "-o", "tree", "--target", "cp311-manylinux_2_36_x86_64"]) == 2
+    assert "has no wheel built for cp311-manylinux_2_36_x86_64" in capsys.readouterr().err
+
+
+def test_a_library_caller_cannot_give_an_option_the_command_does_not_take(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(UsageError, match="prewheel plan takes no option jobs"):
+        resolve("plan", given={"jobs": 2}, env={}, search_from=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("packages = 3", r"\[tool\.prewheel\.packages\] must be a table"),
+        ("[tool.prewheel.packages.numpy]\npip-args = 3", "pip-args must be a list of strings"),
+        ('[tool.prewheel.packages.numpy]\nsystem-packages = "libffi-dev"', "list of strings"),
+        ("[[tool.prewheel.overrides]]\nselect = 3", "a string or a list of strings"),
+        ("python = [3.11]", "quote versions"),
+        ('jobs = "2"', r"jobs must be a whole number, got '2' \(str\)"),
+        ("fail-fast = true", "--fail-fast is a command-line option only"),
+        ('config-file = "x"', "Here it is called 'pypirc'"),
+    ],
+)
+def test_a_malformed_configuration_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    table: str, message: str,
+) -> None:  # fmt: skip
+    write_pyproject(tmp_path, table)
+    monkeypatch.chdir(tmp_path)
+    assert main(["targets"]) == ExitCode.USAGE
+    assert re.search(message, capsys.readouterr().err)

@@ -87,9 +87,26 @@ def settings_from_args(command: str, args: argparse.Namespace) -> Settings:
 
     Logins in the configured index URLs (and pip's) are remembered for their hosts, so a
     command that only reads a plan (whose URLs carry none) still authenticates downloads."""
-    settings = resolve(command, args)
+    settings = resolve(command, args, command_line_only=command_line_options())
     remember_index_logins(settings.indexes)
     return settings
+
+
+@cache
+def command_line_options() -> frozenset[str]:
+    """Every long option of every command (without ``--``), declared or not: a file key
+    that is one of the others is a command-line-only option, which the error then says."""
+    from . import build_parser  # noqa: PLC0415 - the CLI package imports this module
+
+    names: set[str] = set()
+    pending = [build_parser()]
+    while pending:
+        parser = pending.pop()
+        for action in parser._actions:
+            names.update(o[2:] for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
+    return frozenset(names)
 
 
 def remember_index_logins(indexes: IndexOptions) -> None:

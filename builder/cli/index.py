@@ -168,9 +168,11 @@ def _run_index(args: argparse.Namespace) -> int:
         if args.mode == "complete" and args.plan is not None
         else None
     )
-    chosen = list(settings.targets.target) or (
-        [t.identifier for t in plan.targets] if plan is not None else None
-    )
+    # only a --target given here filters (a configured target list is for planning: a
+    # target all of whose requirements have upstream wheels never gets a built wheel)
+    chosen = list(settings.targets.target) if args.target else None
+    if chosen is None and plan is not None:
+        chosen = [t.identifier for t in plan.targets]
     wheels = _wheels(args.wheelhouse or settings.build.wheelhouse or DEFAULT_WHEELHOUSE, chosen)
     written = write_index(index, wheels, plan=plan)
     synced = written.synced
@@ -292,7 +294,7 @@ def _run_publish(args: argparse.Namespace) -> int:
         )
     wheels = _wheels(
         args.wheelhouse or settings.build.wheelhouse or DEFAULT_WHEELHOUSE,
-        list(settings.targets.target),
+        list(settings.targets.target) if args.target else None,
     )
     if options.static is not None:
         synced = StaticIndex(options.static, lock_timeout=settings.serve.lock_timeout).sync(wheels)

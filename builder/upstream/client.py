@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import httpx
-import pypi_simple
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
@@ -32,6 +31,9 @@ from ..fetch import RetryPolicy, get, make_client, without_credentials
 from ..hostenv import pip_setting, user_cache
 from .cache import CachedResponse, HttpCache
 from .models import DistFile, ProjectPage, dist_file_from_dict, dist_file_to_dict
+
+if TYPE_CHECKING:
+    from pypi_simple import DistributionPackage
 
 ACCEPT = (
     "application/vnd.pypi.simple.v1+json, "
@@ -53,6 +55,10 @@ ProjectPages = dict[str, dict[NormalizedName, ProjectPage | None]]
 
 def default_index_url() -> str:
     """The simple index pip would use on this host, always ending in ``/``."""
+    # pypi_simple imports pydantic and bs4 with its package: 0.46 s of the CLI's start-up,
+    # measured with -X importtime, so it is imported where it is used, not with the module
+    import pypi_simple  # noqa: PLC0415
+
     return normalize_index_url(pip_setting("index-url") or pypi_simple.PYPI_SIMPLE_ENDPOINT)
 
 
@@ -281,6 +287,8 @@ def parse_project_page(
         if content_type == JSON_TYPE:
             files = _files_from_json(json.loads(response.body), response.url, index_url)
         elif content_type in HTML_TYPES:
+            import pypi_simple  # noqa: PLC0415 - see default_index_url
+
             page = pypi_simple.ProjectPage.from_html(name, response.body, base_url=response.url)
             files = tuple(_dist_file(package, index_url) for package in page.packages)
         else:
@@ -328,7 +336,7 @@ def _json_file(entry: dict[str, Any], page_url: str, index_url: str) -> DistFile
     )
 
 
-def _dist_file(package: pypi_simple.DistributionPackage, index_url: str) -> DistFile:
+def _dist_file(package: DistributionPackage, index_url: str) -> DistFile:
     metadata: Mapping[str, str] | bool = (
         dict(package.metadata_digests) if package.metadata_digests else bool(package.has_metadata)
     )
