@@ -105,6 +105,10 @@ class HostEnvironmentError(PrewheelError):
     exit_code = ExitCode.ENVIRONMENT
 
 
+class ImageUnavailableError(HostEnvironmentError):
+    """A build step's image is missing, cannot be pulled, or is for another platform."""
+
+
 class EmulationUnavailableError(HostEnvironmentError):
     """A foreign platform's containers cannot run here: its QEMU binfmt handler is missing or
     disabled (the message names it and what registers it)."""

@@ -16,10 +16,14 @@ from build_fixtures.sdists import make_sdist
 
 from builder.binfmt import handler_state, require_emulation, shares_this_kernel
 from builder.building import DockerBuilder
-from builder.building.builders import ImageUnavailableError
 from builder.building.jobs import resolve_image
 from builder.consume.verify import DockerProbeRunner
-from builder.errors import EmulationUnavailableError, ExitCode, HostEnvironmentError
+from builder.errors import (
+    EmulationUnavailableError,
+    ExitCode,
+    HostEnvironmentError,
+    ImageUnavailableError,
+)
 from builder.targets import Arch, debian_release_problem, qemu_handlers_needed, select_targets
 
 REPO = Path(__file__).resolve().parent.parent

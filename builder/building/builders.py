@@ -32,7 +32,7 @@ from docker.types import Mount
 
 from .. import cmd
 from ..binfmt import BINFMT_DIR, require_emulation, shares_this_kernel
-from ..errors import HostEnvironmentError, PrewheelError, UsageError
+from ..errors import HostEnvironmentError, ImageUnavailableError, PrewheelError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
 from ..targets import (
     Arch,
@@ -43,7 +43,7 @@ from ..targets import (
     image_docker_platform,
 )
 from .checks import check_image_code
-from .container import Container, connect, remove_orphans
+from .container import Container, connect, local_image, remove_orphans
 from .jobs import BuildJob
 
 if TYPE_CHECKING:  # options imports this module's defaults
@@ -82,10 +82,6 @@ class BuildFailed(PrewheelError):
 class NativeBuildFailed(BuildFailed):
     """A build that compiled with a native toolchain failed (or its wheel failed the checks):
     worth redoing with the image's own compilers."""
-
-
-class ImageUnavailableError(HostEnvironmentError):
-    """A build step's image is missing, cannot be pulled, or is for another platform."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,9 +392,8 @@ class DockerBuilder:
             raise ImageUnavailableError(problem)
         platform = arch.docker_platform
         client = self.client(arch)
-        try:
-            found = client.images.get(image)
-        except docker.errors.ImageNotFound:
+        found = local_image(client, image)
+        if found is None:
             try:
                 found = client.images.pull(image, platform=platform)
             except docker.errors.DockerException as exc:
@@ -407,8 +402,6 @@ class DockerBuilder:
                     f"Pull or build it first (docker pull --platform {platform} {image}), or "
                     "choose another with --image."
                 ) from None
-        except docker.errors.DockerException as exc:
-            raise ImageUnavailableError(f"Cannot inspect image {image}: {exc}.") from None
         _check_image_platform(image, found.attrs, arch)
         return str(found.id)
 

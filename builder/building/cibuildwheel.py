@@ -35,7 +35,7 @@ import docker
 import docker.errors
 
 from .. import cmd
-from ..errors import HostEnvironmentError, UsageError
+from ..errors import HostEnvironmentError, ImageUnavailableError, UsageError
 from ..hostenv import ca_bundle, pip_setting, proxy_environment
 from ..targets import Arch, Target, policy_libc_version
 from ..wheelhouse import Wheelhouse
@@ -47,10 +47,9 @@ from .builders import (
     BuildResult,
     BuildSession,
     DockerBuilder,
-    ImageUnavailableError,
     arch_environment,
 )
-from .container import LABEL, OWNER_LABEL, owner_label
+from .container import LABEL, OWNER_LABEL, local_image, owner_label
 from .jobs import BuildJob, resolve_image
 from .runner import BuildReport, run_builds
 from .sdist import SdistFetcher
@@ -407,20 +406,17 @@ class CibuildwheelBuilder:
         """The local image's id; for a pinned image not yet pulled, the digest it is pinned to
         (cibuildwheel pulls it itself)."""
         platform = arch.docker_platform
-        client = self.docker.client(arch)
-        try:
-            return str(client.images.get(image).id)
-        except docker.errors.ImageNotFound:
-            _, at, digest = image.partition("@")
-            if at:
-                return digest
-            raise ImageUnavailableError(
-                f"Image {image} is not present and not pinned by digest. Pull or build it "
-                f"(docker pull --platform {platform} {image}), or use cibuildwheel's pinned "
-                "images by leaving out --portable-image."
-            ) from None
-        except docker.errors.DockerException as exc:
-            raise ImageUnavailableError(f"Cannot inspect image {image}: {exc}.") from None
+        found = local_image(self.docker.client(arch), image)
+        if found is not None:
+            return str(found.id)
+        _, at, digest = image.partition("@")
+        if at:
+            return digest
+        raise ImageUnavailableError(
+            f"Image {image} is not present and not pinned by digest. Pull or build it "
+            f"(docker pull --platform {platform} {image}), or use cibuildwheel's pinned "
+            "images by leaving out --portable-image."
+        )
 
     def acceleration(self, image: str, arch: Arch) -> Acceleration:
         return Acceleration(reason="cibuildwheel builds compile in its own images")

@@ -35,7 +35,7 @@ import requests
 from docker.types import Mount
 from docker.utils.socket import frames_iter
 
-from ..errors import HostEnvironmentError
+from ..errors import HostEnvironmentError, ImageUnavailableError
 from ..files import pid_alive
 
 LABEL = "org.prewheel.build"
@@ -53,6 +53,17 @@ CALL_GRACE_SECONDS = 60.0
 class CallResult:
     exit_code: int
     timed_out: bool
+
+
+def local_image(client: docker.DockerClient, image: str) -> Any:
+    """The daemon's ``image`` (a docker-py Image), or None if it has none of that name; a
+    daemon that cannot be asked is an :class:`ImageUnavailableError`."""
+    try:
+        return client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.DockerException as exc:
+        raise ImageUnavailableError(f"Cannot inspect image {image}: {exc}.") from None
 
 
 def connect(base_url: str | None = None, *, timeout: float = 120.0) -> docker.DockerClient:

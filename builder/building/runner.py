@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import cmd
-from ..errors import ExitCode, ImageMismatchError, PrewheelError
+from ..errors import ExitCode, ImageMismatchError, ImageUnavailableError, PrewheelError
 from ..targets import Arch, Target
 from ..wheelhouse import Wheelhouse
 from .builders import (
     Builder,
     BuildResult,
     BuildSession,
-    ImageUnavailableError,
     NativeBuildFailed,
 )
 from .checks import check_wheel
