@@ -485,10 +485,6 @@ def configurable_keys() -> list[str]:
     return [d.key for d in declared() if d.spec.configurable]
 
 
-def commands_of(key: str) -> frozenset[str]:
-    return next(d.spec.commands for d in declared() if d.key == key)
-
-
 # --- the command line ---------------------------------------------------------------------------
 
 
