@@ -452,13 +452,12 @@ class Declared:
 
     @property
     def kind(self) -> type:
-        """bool, int, float, str, Path or tuple (a list of strings)."""
-        base = [arg for arg in typing.get_args(self.annotation) if arg is not type(None)]
-        annotation = base[0] if base and typing.get_origin(self.annotation) is not tuple else None
+        """bool, int, float, str, Path or tuple (a list of strings): the annotation without
+        its ``| None``."""
         if typing.get_origin(self.annotation) is tuple:
             return tuple
-        resolved = annotation or self.annotation
-        return typing.cast(type, resolved)
+        present = [arg for arg in typing.get_args(self.annotation) if arg is not type(None)]
+        return typing.cast(type, present[0] if present else self.annotation)
 
     def default_for(self, command: str) -> object:
         return self.spec.per_command_default.get(command, self.default)
