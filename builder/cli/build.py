@@ -15,7 +15,6 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from ..building.container import connect
-from ..building.jobs import BuildJob
 from ..building.prune import prune as prune_daemon
 from ..building.runner import (
     BuildReport,
@@ -24,7 +23,7 @@ from ..building.runner import (
     ProgressEvent,
     describe_event,
 )
-from ..building.stage import build_gaps, jobs_for, raise_for_failures
+from ..building.stage import build_gaps, raise_for_failures
 from ..errors import ExitCode, UsageError
 from ..files import file_sha256
 from ..options import DEFAULT_WHEELHOUSE, Settings, add_options
@@ -80,13 +79,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args("build", args)
     wheelhouse = Wheelhouse(settings.build.wheelhouse or DEFAULT_WHEELHOUSE)
     gaps = _gaps(args.inputs, args.plan, settings)
-    jobs = jobs_for(gaps, settings)
-    if not jobs:
-        error_console().print("Nothing to build: every requirement has a fitting wheel.")
-        if args.json:
-            _print_json(BuildReport((), 0, 0.0))
-        return 0
-    with _progress(jobs) as on_event:
+    with _progress() as on_event:
         build_report = build_gaps(
             gaps,
             settings,
@@ -96,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             keep_going=not args.fail_fast,
         )
+    if not build_report.outcomes:
+        error_console().print("Nothing to build: every requirement has a fitting wheel.")
+        if args.json:
+            _print_json(build_report)
+        return 0
     _print_summary(build_report, wheelhouse)
     if args.json:
         _print_json(build_report)
@@ -147,7 +145,7 @@ def _notice(text: str) -> None:
 
 
 @contextmanager
-def _progress(jobs: list[BuildJob]) -> Iterator[Callable[[ProgressEvent], None]]:
+def _progress() -> Iterator[Callable[[ProgressEvent], None]]:
     console = error_console()
     if not is_interactive():
 
