@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.merge import write_section
 from builder.building import DockerBuilder
-from builder.building.runner import BuildReport, BuildStatus
+from builder.building.runner import BuildOutcome, BuildReport, BuildStatus
 from builder.building.stage import build_gaps
 from builder.building.toolchain import Accelerate
 from builder.files import file_sha256
@@ -87,6 +87,7 @@ def run(
     toolchain_base: str = TOOLCHAIN_BASE,
     timeout: float = 3 * 3600,
     image: str = IMAGE,
+    options: dict[str, Any] | None = None,
 ) -> BuildReport:
     settings = resolve(
         "build",
@@ -95,6 +96,7 @@ def run(
             "accelerate": accelerate.value,
             "toolchain-base": toolchain_base,
             "timeout": timeout,
+            **(options or {}),
         },
         env={},
         search_from=Path(tempfile.gettempdir()),  # no pyproject.toml of ours in the way
@@ -255,6 +257,78 @@ def bench_numpy(version: str, work: Path, toolchain_base: str, budget: float) ->
     ]
 
 
+def bench_closure(version: str, work: Path, toolchain_base: str) -> list[str]:
+    """numexpr (build-requires numpy, which has no armv7 wheel) for linux/arm/v7, accelerated,
+    twice: with the build-time closure (numpy planned, built once as its own job, installed
+    from prewheel's wheel) and with --no-build-deps (pip compiles numpy inside numexpr's build
+    environment, as every build did before)."""
+    sdist = index_sdist("numexpr", version)
+    platform = "linux/arm/v7"
+    prepare_toolchains([platform], toolchain_base)
+    gaps = gaps_for("numexpr", version, sdist, [platform], **TRIXIE_TARGET)
+    print(f"numexpr {version} for {platform}: with the closure", flush=True)
+    served = trixie_run(gaps, work / "closure", Accelerate.AUTO, toolchain_base)
+    print(f"numexpr {version} for {platform}: --no-build-deps", flush=True)
+    compiled = trixie_run(
+        gaps,
+        work / "no-closure",
+        Accelerate.AUTO,
+        toolchain_base,
+        options={"no-build-deps": True},
+    )
+    for report in (served, compiled):
+        for outcome in report.outcomes:
+            print(f"  {outcome.job.label}: {outcome.status.value} {outcome.elapsed:.0f} s")
+
+    def job(report: BuildReport, name: str) -> BuildOutcome | None:
+        return next((o for o in report.outcomes if o.job.name == name), None)
+
+    numexpr_served, numexpr_compiled = job(served, "numexpr"), job(compiled, "numexpr")
+    numpy_job = job(served, "numpy")
+    if not (numexpr_served and numexpr_compiled and numpy_job) or served.failed or compiled.failed:
+        return [f"### numexpr {version}: a build failed, no figures (see the run's output)", ""]
+    numpy_record = next((r for r in numexpr_served.build_requirements if r["name"] == "numpy"), {})
+    compiled_record = next(
+        (r for r in numexpr_compiled.build_requirements if r["name"] == "numpy"), {}
+    )
+    ratio = numexpr_compiled.elapsed / numexpr_served.elapsed
+    return [
+        (
+            f"### numexpr {version} for linux/arm/v7: numpy served by the closure vs compiled "
+            "in its build environment"
+        ),
+        "",
+        (
+            "numexpr build-requires numpy, which has no armv7 wheel on the index. With the "
+            "closure, prewheel plans numpy, builds it once as its own job (accelerated) and "
+            "installs that wheel into numexpr's build environment; with `--no-build-deps`, "
+            "pip compiles numpy from source inside numexpr's build environment, as every build "
+            "did before, for every package that needs numpy. Both runs accelerated, in the "
+            "trixie images, one after the other."
+        ),
+        "",
+        "| | numexpr's build | numpy in its build environment | ratio |",
+        "|---|---:|---|---:|",
+        (
+            f"| closure (numpy {numpy_record.get('version', '?')} served) | "
+            f"{numexpr_served.elapsed:.0f} s | {numpy_record.get('origin', '?')}: prewheel's "
+            f"wheel (numpy's own job took {numpy_job.elapsed:.0f} s, once) | 1x |"
+        ),
+        (
+            f"| `--no-build-deps` | {numexpr_compiled.elapsed:.0f} s | "
+            f"{compiled_record.get('origin', '?')}: compiled by pip inside it | "
+            f"**{ratio:.1f}x** |"
+        ),
+        "",
+        (
+            f"Whole runs: {served.elapsed:.0f} s with the closure (numpy's job included) and "
+            f"{compiled.elapsed:.0f} s without; the closure's saving grows with every further "
+            "package that build-requires numpy (each compiles it again without the closure)."
+        ),
+        "",
+    ]
+
+
 def _ninja_steps(report: BuildReport) -> tuple[int, int] | None:
     """The last ``[k/N]`` progress line of ninja in the report's build log."""
     for outcome in report.outcomes:
@@ -312,6 +386,8 @@ def main() -> None:
     parser.add_argument("--skip-asyncpg", action="store_true")
     parser.add_argument("--skip-numpy", action="store_true")
     parser.add_argument("--skip-reuse", action="store_true")
+    parser.add_argument("--skip-closure", action="store_true")
+    parser.add_argument("--numexpr-version", default="2.14.2")
     parser.add_argument("--numpy-emulated-budget", type=float, default=900.0)
     parser.add_argument("--toolchain-base", default=TOOLCHAIN_BASE)
     parser.add_argument("--reuse-count", type=int, default=4, help="sdists in the reuse part")
@@ -339,6 +415,9 @@ def main() -> None:
             lines += bench_numpy(
                 args.numpy_version, work, args.toolchain_base, args.numpy_emulated_budget
             )
+            write_section("build", "\n".join(lines))
+        if not args.skip_closure:
+            lines += bench_closure(args.numexpr_version, work, args.toolchain_base)
     lines.append(f"Load average at the end of the run: {os.getloadavg()[0]:.1f} on 2 cores.")
     write_section("build", "\n".join(lines))
     print("\n".join(lines))

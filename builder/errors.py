@@ -30,6 +30,7 @@ class ExitCode(enum.IntEnum):
     TREE_DAMAGED = 14
     IMAGE_MISMATCH = 15
     NO_EMULATION = 16
+    BUILD_CYCLE = 17
     INTERRUPTED = 130
 
 
@@ -151,3 +152,10 @@ class ImageMismatchError(PrewheelError):
     hard-float image for a soft-float target): refused before anything is built in it."""
 
     exit_code = ExitCode.IMAGE_MISMATCH
+
+
+class BuildCycleError(PrewheelError):
+    """Packages to build need each other to build (a cycle in their build requirements): no
+    order builds them."""
+
+    exit_code = ExitCode.BUILD_CYCLE

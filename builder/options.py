@@ -50,6 +50,7 @@ TABLE_KEYS = ("packages", "overrides")
 
 PLANNING = frozenset({"plan", "build", "lock", "run"})  # commands that may plan requirements
 BUILDING = frozenset({"build", "run"})
+PLANNING_BUILDS = BUILDING | {"plan"}  # the build requirements are planned
 TARGETED = PLANNING | {"targets", "verify"}
 
 
@@ -273,6 +274,28 @@ class BuildOptions:
     )
     memory: str = option(
         DEFAULT_MEMORY, help="memory of each build container", commands=BUILDING, metavar="SIZE"
+    )
+    no_build_deps: bool = option(
+        False,
+        help="do not plan or build the gaps' build requirements: each build installs what "
+        "prewheel already has and leaves the rest to pip (fetched from the index, compiled in "
+        "its isolated environment if it has no wheel)",
+        commands=PLANNING_BUILDS,
+    )
+    build_constraints: Path | None = option(
+        None,
+        help="constraints file applied when the build requirements are resolved (as pip's "
+        "PIP_CONSTRAINT or uv's --build-constraint), e.g. numpy==2.0.2 for every build that "
+        "needs numpy",
+        commands=PLANNING_BUILDS,
+        metavar="FILE",
+    )
+    hermetic: bool = option(
+        False,
+        help="builds reach only prewheel's verified files (its wheels and the index files the "
+        "plan chose, checked by sha256), no index: a build requirement prewheel lacks is an "
+        "error naming it",
+        commands=BUILDING,
     )
     binfmt_dir: Path | None = option(
         None,

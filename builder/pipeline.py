@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .building.runner import BuildReport, BuildStatus, ProgressEvent, describe_event
-from .building.stage import build_gaps, raise_for_failures
+from .building.stage import build_gaps, plan_build_requirements, raise_for_failures
 from .consume.dockerfile import SERVE_INDEX_URL, InstallOptions, example_dockerfile
 from .consume.lock import lock_lines, render_lock
 from .consume.pylock import DEFAULT_PYLOCK, pylock_document, render_pylock
@@ -62,6 +62,7 @@ def run_pipeline(
     """
     timer = _Timer()
     plan = plan_requirements(list(inputs), settings.targets.targets(), settings.indexes)
+    plan = plan_build_requirements(plan, settings)
     timer.lap("plan")
     log(f"plan: {plan.summary()}")
     write_plan(plan, output / "plan.json")
@@ -70,6 +71,7 @@ def run_pipeline(
         plan.gaps(),
         settings,
         wheelhouse,
+        index_urls=plan.index_urls,
         progress=lambda event: _log_event(event, log),
         notice=log,
     )

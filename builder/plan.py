@@ -71,6 +71,39 @@ class Cell:
 class PlanRow:
     requirement: PinnedRequirement
     cells: dict[str, Cell]  # target identifier -> cell
+    # Only a build needs it (a build requirement of a gap, see builder.closure): not installed
+    # in the image, so the lock, the Dockerfile lines and verify leave it out.
+    build_only: bool = False
+
+
+#: (project, version, target identifier): one package's build on one target.
+BuildKey = tuple[NormalizedName, Version, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosureEntry:
+    """A gap's build requirements on its target, as :mod:`builder.closure` planned them: the
+    pinned ``(name, version, dynamic)`` of each (dynamic: the backend's
+    ``get_requires_for_build_wheel`` asked for it, or for what needs it), the answer the
+    backend gave (None: not asked yet), or why they could not be determined."""
+
+    requires: tuple[tuple[NormalizedName, Version, bool], ...] = ()
+    dynamic: tuple[str, ...] | None = None
+    problem: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRequirement:
+    """One pinned build requirement of a gap, with the plan's verdict on the gap's target:
+    a wheel to install (``wheel``/``pure``/``ours``), or ``build``: prewheel builds it first."""
+
+    requirement: PinnedRequirement
+    cell: Cell
+    dynamic: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.requirement.name}=={self.requirement.version}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,20 +113,67 @@ class Gap:
     requirement: PinnedRequirement
     target: Target
     sdist: DistFile
+    # Its build requirements on the target (None: not planned; see builder.closure)
+    build_requires: tuple[BuildRequirement, ...] | None = None
+    build_only: bool = False  # only other builds need it
+    closure_problem: str = ""  # why its build requirements could not be planned
+    known_dynamic: tuple[str, ...] | None = None  # the backend's recorded dynamic answer
+
+    @property
+    def key(self) -> BuildKey:
+        return (self.requirement.name, self.requirement.version, self.target.identifier)
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
     targets: tuple[Target, ...]
     rows: tuple[PlanRow, ...]
+    # The build requirements of each gap, once builder.closure planned them
+    closure: Mapping[BuildKey, ClosureEntry] = dataclasses.field(default_factory=dict)
+    # The upstream indexes the plan read (the closure plans build requirements against them;
+    # not in the JSON form, which must carry no login)
+    index_urls: tuple[str, ...] = ()
 
     def gaps(self) -> list[Gap]:
+        """Every cell to build, with its planned build requirements (if planned)."""
+        rows = {row.requirement.key: row for row in self.rows}
         result = []
         for row in self.rows:
             for target in self.targets:
                 cell = row.cells[target.identifier]
-                if cell.status is Status.BUILD and cell.file is not None:
-                    result.append(Gap(row.requirement, target, cell.file))
+                if cell.status is not Status.BUILD or cell.file is None:
+                    continue
+                gap = Gap(row.requirement, target, cell.file, build_only=row.build_only)
+                entry = self.closure.get(gap.key)
+                if entry is not None:
+                    gap = dataclasses.replace(
+                        gap,
+                        build_requires=tuple(
+                            BuildRequirement(
+                                rows[(name, version)].requirement,
+                                rows[(name, version)].cells[target.identifier],
+                                dynamic,
+                            )
+                            for name, version, dynamic in entry.requires
+                        ),
+                        closure_problem=entry.problem,
+                        known_dynamic=entry.dynamic,
+                    )
+                result.append(gap)
+        return result
+
+    def runtime_rows(self) -> tuple[PlanRow, ...]:
+        """The rows an image installs (not those only builds need)."""
+        return tuple(row for row in self.rows if not row.build_only)
+
+    def needed_by(self) -> dict[tuple[NormalizedName, Version], list[str]]:
+        """For each build requirement, the builds (``name==version``) that need it."""
+        result: dict[tuple[NormalizedName, Version], list[str]] = {}
+        for (name, version, _target), entry in self.closure.items():
+            for requirement_name, requirement_version, _dynamic in entry.requires:
+                users = result.setdefault((requirement_name, requirement_version), [])
+                if f"{name}=={version}" not in users:
+                    users.append(f"{name}=={version}")
         return result
 
     def cells(self) -> Iterable[tuple[PlanRow, Target, Cell]]:
@@ -332,6 +412,64 @@ def _reason(notes: Sequence[str]) -> str:
 # --- the I/O convenience --------------------------------------------------------------------
 
 
+def resolver_for(
+    indexes: IndexOptions | None,
+    targets: Sequence[Target],
+    *,
+    index_urls: Sequence[str] = (),
+) -> Resolver:
+    """The resolver ``indexes`` name (``uv``, universal from the targets' oldest Python, or
+    ``pip-tools``), reading the upstream indexes: ``indexes``' own, else ``index_urls`` (the
+    first is the primary), else pip's configuration / the default index."""
+    index_url = (indexes.index_url if indexes else None) or (index_urls[0] if index_urls else None)
+    extra = list(indexes.extra_index_url) if indexes else []
+    extra += [url for url in index_urls[1:] if url not in extra]
+    cache_dir = indexes.cache_dir if indexes else None
+    return make_resolver(
+        indexes.resolver if indexes else DEFAULT_RESOLVER,
+        python_floor=format_python(min(target.python for target in targets)),
+        # uv takes a login only inside the URL (handed over in its environment)
+        index_url=with_credentials(normalize_index_url(index_url)) if index_url else None,
+        fallback_index_url=with_credentials(default_index_url()),
+        extra_index_urls=[with_credentials(normalize_index_url(u)) for u in extra],
+        cache_root=cache_dir / "compiled" if cache_dir else None,
+    )
+
+
+PagesByName = dict[str, list[ProjectPage]]
+
+
+def fetch_pages(
+    pins: Mapping[str, Sequence[Version]],
+    upstream_urls: Sequence[str],
+    our_index_url: str | None,
+    *,
+    cache_dir: Path | None = None,
+    client: httpx.Client | None = None,
+    refresh: bool = False,
+) -> tuple[PagesByName, PagesByName]:
+    """The pages of the pinned projects (name -> versions) on the upstream indexes and on our
+    own, each sliced to the pinned versions: ``(upstream, ours)``, name -> pages."""
+    all_urls = [*upstream_urls, *([our_index_url] if our_index_url else [])]
+    fetched = fetch_projects(
+        list(pins),
+        all_urls,
+        cache_dir=cache_dir,
+        client=client,
+        refresh=refresh,
+        pins=pins,
+    )
+    upstream_pages: PagesByName = {}
+    our_pages: PagesByName = {}
+    our_normalized = normalize_index_url(our_index_url) if our_index_url else None
+    for index, pages in fetched.items():
+        bucket = our_pages if index == our_normalized else upstream_pages
+        for name, page in pages.items():
+            if page is not None:
+                bucket.setdefault(name, []).append(page)
+    return upstream_pages, our_pages
+
+
 def plan_requirements(
     inputs: Sequence[Path] | RequirementSet,
     targets: Sequence[Target],
@@ -358,15 +496,7 @@ def plan_requirements(
     cache_dir = indexes.cache_dir if indexes else None
     compiled_dir = cache_dir / "compiled" if cache_dir else None
     if resolver is None and not isinstance(inputs, RequirementSet):
-        resolver = make_resolver(
-            indexes.resolver if indexes else DEFAULT_RESOLVER,
-            python_floor=format_python(min(target.python for target in targets)),
-            # uv takes a login only inside the URL (handed over in its environment)
-            index_url=with_credentials(normalize_index_url(index_url)) if index_url else None,
-            fallback_index_url=with_credentials(default_index_url()),
-            extra_index_urls=[with_credentials(normalize_index_url(u)) for u in extra_index_urls],
-            cache_root=compiled_dir,
-        )
+        resolver = resolver_for(indexes, targets)
     requirement_set = (
         inputs
         if isinstance(inputs, RequirementSet)
@@ -380,27 +510,19 @@ def plan_requirements(
     upstream_urls = list(
         dict.fromkeys([primary, *extra_index_urls, *requirement_set.extra_index_urls])
     )
-    all_urls = [*upstream_urls, *([our_index_url] if our_index_url else [])]
     pins: dict[str, list[Version]] = {}
     for requirement in requirement_set.requirements:
         pins.setdefault(requirement.name, []).append(requirement.version)
-    fetched = fetch_projects(
-        requirement_set.names(),
-        all_urls,
+    upstream_pages, our_pages = fetch_pages(
+        pins,
+        upstream_urls,
+        our_index_url,
         cache_dir=cache_dir,
         client=client,
         refresh=refresh,
-        pins=pins,
     )
-    upstream_pages: dict[str, list[ProjectPage]] = {}
-    our_pages: dict[str, list[ProjectPage]] = {}
-    our_normalized = normalize_index_url(our_index_url) if our_index_url else None
-    for index, pages in fetched.items():
-        bucket = our_pages if index == our_normalized else upstream_pages
-        for name, page in pages.items():
-            if page is not None:
-                bucket.setdefault(name, []).append(page)
-    return make_plan(requirement_set, targets, upstream_pages, our_pages)
+    plan = make_plan(requirement_set, targets, upstream_pages, our_pages)
+    return dataclasses.replace(plan, index_urls=tuple(upstream_urls))
 
 
 # --- stable JSON form -----------------------------------------------------------------------
@@ -429,6 +551,20 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             for target in plan.targets
         },
         "requirements": [_row_to_json(row, plan.targets) for row in plan.rows],
+        "build_requirements": [
+            {
+                "name": name,
+                "version": str(version),
+                "target": target,
+                "requires": [
+                    {"name": n, "version": str(v), "dynamic": dynamic}
+                    for n, v, dynamic in entry.requires
+                ],
+                "dynamic": list(entry.dynamic) if entry.dynamic is not None else None,
+                "problem": entry.problem,
+            }
+            for (name, version, target), entry in plan.closure.items()
+        ],
         "counts": {status.value: count for status, count in plan.counts().items()},
         "summary": plan.summary(),
     }
@@ -443,6 +579,7 @@ def _row_to_json(row: PlanRow, targets: Sequence[Target]) -> dict[str, Any]:
         "marker": str(requirement.marker) if requirement.marker else None,
         "hashes": sorted(requirement.hashes),
         "source": str(requirement.source) if requirement.source else None,
+        "build_only": row.build_only,
         "cells": {t.identifier: _cell_to_json(row.cells[t.identifier]) for t in targets},
     }
 
@@ -472,12 +609,29 @@ def plan_from_json(data: Any) -> Plan:
         targets = tuple(_target_from_json(i, details) for i in identifiers)
         columns = dict(zip(identifiers, targets, strict=True))
         rows = tuple(_row_from_json(row, columns) for row in data["requirements"])
+        closure = dict(_closure_from_json(item) for item in data.get("build_requirements", ()))
+        known = {row.requirement.key for row in rows}
+        for entry in closure.values():
+            for name, version, _dynamic in entry.requires:
+                if (name, version) not in known:
+                    raise ValueError(f"build requirement {name}=={version} has no row")
     except (AttributeError, KeyError, TypeError, ValueError, InvalidMarker, InvalidVersion) as exc:
         raise UsageError(
             f"Not a prewheel plan ({type(exc).__name__}: {exc}). Write one with "
             "`prewheel plan requirements.txt --json > plan.json`."
         ) from None
-    return Plan(targets, rows)
+    return Plan(targets, rows, closure)
+
+
+def _closure_from_json(item: Mapping[str, Any]) -> tuple[BuildKey, ClosureEntry]:
+    key = (canonicalize_name(item["name"]), Version(item["version"]), str(item["target"]))
+    requires = tuple(
+        (canonicalize_name(r["name"]), Version(r["version"]), bool(r.get("dynamic", False)))
+        for r in item["requires"]
+    )
+    dynamic = item.get("dynamic")
+    answer = tuple(str(d) for d in dynamic) if dynamic is not None else None
+    return key, ClosureEntry(requires, answer, str(item.get("problem", "")))
 
 
 def _target_from_json(identifier: str, details: Mapping[str, Any]) -> Target:
@@ -507,7 +661,7 @@ def _row_from_json(row: Mapping[str, Any], columns: Mapping[str, Target]) -> Pla
         source=source,
     )
     cells = {t.identifier: _cell_from_json(row["cells"][key]) for key, t in columns.items()}
-    return PlanRow(requirement, cells)
+    return PlanRow(requirement, cells, build_only=bool(row.get("build_only", False)))
 
 
 def _cell_from_json(cell: Mapping[str, Any]) -> Cell:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from packaging.utils import NormalizedName
+from packaging.version import Version
 from rich.table import Table
 from rich.text import Text
 
-from .plan import Plan, Status, plan_to_json
+from .plan import Plan, PlanRow, Status, plan_to_json
 from .targets import Target
 
 #: status -> (symbol, rich style, CSS colour, meaning)
@@ -43,6 +45,7 @@ def render_table(plan: Plan) -> Table:
     table.add_column("requirement", style="bold", no_wrap=True)
     for target in plan.targets:
         table.add_column(column_label(target), justify="center", no_wrap=True)
+    needed_by = plan.needed_by()
     for row in plan.rows:
         cells = []
         for target in plan.targets:
@@ -50,9 +53,18 @@ def render_table(plan: Plan) -> Table:
             symbol, style, _, _ = LEGEND[cell.status]
             label = symbol if compact else f"{symbol} {cell.status.value}"
             cells.append(Text(label, style=style))
-        requirement = row.requirement
-        table.add_row(f"{requirement.name}=={requirement.version}", *cells)
+        table.add_row(row_label(row, needed_by), *cells)
     return table
+
+
+def row_label(row: PlanRow, needed_by: Mapping[tuple[NormalizedName, Version], list[str]]) -> str:
+    """``name==version``, and for a build-only row which builds need it."""
+    requirement = row.requirement
+    label = f"{requirement.name}=={requirement.version}"
+    if row.build_only:
+        users = needed_by.get(requirement.key, [])
+        label += " (build-only" + (f", for {', '.join(users)}" if users else "") + ")"
+    return label
 
 
 def render_legend() -> Text:
@@ -94,8 +106,8 @@ def render_html(plan: Plan) -> str:
         for t in plan.targets
     )
     body_rows = []
+    needed_by = plan.needed_by()
     for row in plan.rows:
-        requirement = row.requirement
         cells = []
         for target in plan.targets:
             cell = row.cells[target.identifier]
@@ -106,9 +118,8 @@ def render_html(plan: Plan) -> str:
                 f"{symbol} {esc(cell.status.value)}</td>"
             )
         body_rows.append(
-            f"<tr><th>{esc(requirement.name)}=={esc(str(requirement.version))}</th>"
-            + "".join(cells)
-            + "</tr>"
+            f'<tr class="{"build-only" if row.build_only else "runtime"}">'
+            f"<th>{esc(row_label(row, needed_by))}</th>" + "".join(cells) + "</tr>"
         )
     legend = "".join(
         f'<li style="color:{colour}">{symbol} <b>{esc(status.value)}</b> '

@@ -25,7 +25,7 @@ import datetime
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,9 @@ class WheelEntry:
     # Where the wheel is, relative to wheels/ (see stored_name); "": the file name (flat, as
     # every entry of manifests written before per-target storage was).
     stored: str = ""
+    # What its build environment held: [{"name", "version", "origin" (built, reused,
+    # upstream, fetched), "filename", "sha256", "dynamic"}]; [] when not planned (before 0.3).
+    build_requirements: Sequence[Mapping[str, Any]] = ()
 
     @property
     def stored_as(self) -> str:
@@ -76,12 +79,13 @@ class WheelEntry:
         data = dataclasses.asdict(self)
         data["inputs"] = dict(self.inputs)
         data["compilers"] = dict(self.compilers)
+        data["build_requirements"] = [dict(r) for r in self.build_requirements]
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WheelEntry:
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = fields - set(data) - {"compilers", "stored"}
+        missing = fields - set(data) - {"compilers", "stored", "build_requirements"}
         if missing:
             raise IntegrityError(f"A manifest entry lacks {sorted(missing)}: {dict(data)!r}.")
         entry = cls(**{key: data[key] for key in fields if key in data})
@@ -187,6 +191,20 @@ class Wheelhouse:
                 return entry
         return None
 
+    def find(self, name: str, version: str, target: str) -> WheelEntry | None:
+        """The newest intact wheel of ``name`` ``version`` built for ``target`` (what a build
+        that needs it as a build requirement installs)."""
+        wanted = canonicalize_name(name)
+        found = [
+            entry
+            for entry in self.entries()
+            if canonicalize_name(entry.name) == wanted
+            and entry.version == version
+            and entry.target == target
+            and self._intact(entry)
+        ]
+        return max(found, key=lambda entry: entry.built_at, default=None)
+
     def wheel_path(self, entry: WheelEntry) -> Path:
         return self.wheels_dir / entry.stored_as
 
@@ -221,6 +239,7 @@ class Wheelhouse:
         builder: str,
         log: Path | None = None,
         compilers: Mapping[str, Any] | None = None,
+        build_requirements: Sequence[Mapping[str, Any]] = (),
     ) -> WheelEntry:
         """Copy ``wheel`` (and its build log) in and record it, replacing older entries of the
         same stored file or cache key. Atomic and safe against concurrent writers."""
@@ -239,6 +258,7 @@ class Wheelhouse:
             log=str(log.relative_to(self.path)) if log and log.is_relative_to(self.path) else "",
             compilers=dict(compilers or {}),
             stored="" if stored == wheel.name else stored,
+            build_requirements=tuple(dict(r) for r in build_requirements),
         )
         with self.locked():
             self._put_file(wheel, self.wheel_path(entry))

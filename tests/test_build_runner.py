@@ -34,7 +34,14 @@ class FakeSession:
         self.builder = builder
 
     def build(
-        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+        self,
+        job: BuildJob,
+        sdist: Path,
+        out_dir: Path,
+        log: IO[bytes],
+        *,
+        native: bool = True,
+        environment: object = None,
     ) -> BuildResult:
         self.builder.built.append(job.label)
         log.write(f"compiling {sdist.name}\n".encode())
@@ -205,7 +212,14 @@ def test_a_refused_image_fails_its_targets_jobs_before_any_session_or_cache(
 
 class SlowSession(FakeSession):
     def build(
-        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+        self,
+        job: BuildJob,
+        sdist: Path,
+        out_dir: Path,
+        log: IO[bytes],
+        *,
+        native: bool = True,
+        environment: object = None,
     ) -> BuildResult:
         time.sleep(1.0)
         return super().build(job, sdist, out_dir, log, native=native)
@@ -245,7 +259,14 @@ class CommandSession(FakeSession):
     """Builds by running a host command through builder.cmd, as the local builder does."""
 
     def build(
-        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+        self,
+        job: BuildJob,
+        sdist: Path,
+        out_dir: Path,
+        log: IO[bytes],
+        *,
+        native: bool = True,
+        environment: object = None,
     ) -> BuildResult:
         pid_file = self.builder.pid_file  # type: ignore[attr-defined]
         cmd.run(["sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"], timeout=120)

@@ -204,7 +204,14 @@ class AcceleratedSession:
         self.toolchain = builder.toolchain
 
     def build(
-        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+        self,
+        job: BuildJob,
+        sdist: Path,
+        out_dir: Path,
+        log: IO[bytes],
+        *,
+        native: bool = True,
+        environment: object = None,
     ) -> BuildResult:
         self.builder.calls.append((job.name, native))
         if job.name in self.builder.fails:
@@ -355,10 +362,10 @@ def test_both_builds_failing_names_both_errors(tmp_path: Path) -> None:
     jobs = make_jobs([gap(sdist, "linux/arm64")], image="img")
     original = AcceleratedSession.build
 
-    def fails_twice(self, job, sdist, out_dir, log, *, native=True):  # type: ignore[no-untyped-def]
+    def fails_twice(self, job, sdist, out_dir, log, *, native=True, environment=None):  # type: ignore[no-untyped-def]
         if not native:
             raise BuildFailed("emulated too")
-        return original(self, job, sdist, out_dir, log, native=native)
+        return original(self, job, sdist, out_dir, log, native=native, environment=environment)
 
     session_type = type("FailsTwice", (AcceleratedSession,), {"build": fails_twice})
     builder.session = contextlib.contextmanager(  # type: ignore[method-assign]

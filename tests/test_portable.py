@@ -442,6 +442,7 @@ class RecordingBuilder:
                 log: IO[bytes],
                 *,
                 native: bool = True,
+                environment: object = None,
             ) -> BuildResult:
                 outer.jobs.append(job)
                 tag = outer.platform_tag.format(arch=job.target.arch.value)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform as host_platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -45,6 +46,7 @@ from ..targets import (
 from .checks import check_image_code
 from .container import Container, connect, local_image, remove_orphans
 from .jobs import BuildJob
+from .requirements import BuildEnvironment, DynamicRequirementsFound
 
 if TYPE_CHECKING:  # options imports this module's defaults
     from ..options import BuildOptions
@@ -71,12 +73,18 @@ _SCRIPT = "build_in_container.py"
 _WORK = PurePosixPath("/prewheel")
 BUILD_ENV_PREFIX = "prewheel-buildenv-"
 _BUILD_ENV = _WORK / "buildenv"  # where the build-environment volume is mounted
+_OFFERED = _WORK / "build-requirements"  # the verified build-requirement files, for pip
+DYNAMIC_EXIT = 75  # the build script's exit: the backend asked for unplanned requirements
 BUILD_ENV_IMAGE_LABEL = "org.prewheel.build-env.image-id"
 BUILD_ENV_PLATFORM_LABEL = "org.prewheel.build-env.platform"
 
 
 class BuildFailed(PrewheelError):
     """A build command failed inside the builder; the log holds the details."""
+
+
+class DynamicExit(Exception):
+    """The build script's DYNAMIC_EXIT: the backend asked for unplanned build requirements."""
 
 
 class NativeBuildFailed(BuildFailed):
@@ -91,16 +99,29 @@ class BuildResult:
     wheels: tuple[Path, ...]
     toolchain: Toolchain | None = None  # the native toolchain it compiled with; None: the image's
     note: str = ""  # why a build asked to compile natively compiled with the image's compilers
+    # What the build environment held (pip's name/version list; () without a planned one)
+    installed: tuple[Mapping[str, Any], ...] = ()
+    dynamic: tuple[str, ...] | None = None  # what the backend's get_requires_for_build_wheel said
 
 
 class BuildSession(Protocol):
     toolchain: Toolchain | None  # the native toolchain this session can compile with
 
     def build(
-        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+        self,
+        job: BuildJob,
+        sdist: Path,
+        out_dir: Path,
+        log: IO[bytes],
+        *,
+        native: bool = True,
+        environment: BuildEnvironment | None = None,
     ) -> BuildResult:
         """Build ``sdist`` for ``job`` into ``out_dir``; ``native=False`` compiles with the
-        image's own compilers even where the session has a native toolchain."""
+        image's own compilers even where the session has a native toolchain. ``environment``:
+        make the build environment from prewheel's files and pins (None: pip's own build
+        isolation). Raises :class:`DynamicRequirementsFound` when the backend asks for build
+        requirements ``environment`` did not plan."""
         ...
 
 
@@ -557,6 +578,7 @@ class _ContainerSession:
         self.setup_timeout = setup_timeout
         self.toolchain = toolchain
         self.toolchain_spec = toolchain_spec
+        self._offered: set[str] = set()
 
     def _run(
         self,
@@ -588,6 +610,8 @@ class _ContainerSession:
         log.flush()
         if command == "setup" and (result.timed_out or result.exit_code != 0):
             raise BuildFailed(_setup_failure(result, time.monotonic() - started, timeout, tail))
+        if command == "build" and not result.timed_out and result.exit_code == DYNAMIC_EXIT:
+            raise DynamicExit
         _raise_for(result.timed_out, result.exit_code, f"container {command}", timeout)
 
     def setup(self, log: IO[bytes], compile_jobs: int, *, repair: bool = True) -> None:
@@ -607,14 +631,25 @@ class _ContainerSession:
         self._run("setup", spec, log, {}, timeout=self.setup_timeout)
 
     def build(
-        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+        self,
+        job: BuildJob,
+        sdist: Path,
+        out_dir: Path,
+        log: IO[bytes],
+        *,
+        native: bool = True,
+        environment: BuildEnvironment | None = None,
     ) -> BuildResult:
         in_container = _WORK / "sdist" / sdist.name
         out = _WORK / "build" / "out"
-        report = _WORK / "build" / f"compilers-{job.label}-{'native' if native else 'image'}.json"
+        which = f"{job.label}-{'native' if native else 'image'}"
+        report = _WORK / "build" / f"compilers-{which}.json"
+        requirements_report = _WORK / "build" / f"requirements-{which}.json"
         toolchain = self.toolchain if native else None
         with _docker_errors(f"Building {sdist.name}"):
             self.container.copy_in(sdist, in_container, mode=0o444)
+            if environment is not None:
+                self._offer(environment.files)
             spec = build_spec(
                 job,
                 venv=str(_WORK / "venv"),
@@ -622,21 +657,37 @@ class _ContainerSession:
                 out=str(out),
                 report=str(report),
                 native_toolchain=self.toolchain_spec if native else None,
+                build_environment=environment.spec(str(_OFFERED)) if environment else None,
+                requirements_report=str(requirements_report),
             )
             try:
                 self._run("build", spec, log, build_environment(job))
+            except DynamicExit:
+                answer = self._read_json(requirements_report)
+                raise DynamicRequirementsFound(answer.get("dynamic") or ()) from None
             except BuildFailed as error:
-                if toolchain is not None and self._compilers(report).get("native"):
+                if toolchain is not None and self._read_json(report).get("native"):
                     raise NativeBuildFailed(error.message) from error
                 raise
             wheels = tuple(self.container.copy_out(out, out_dir))
-            compilers = self._compilers(report)
+            compilers = self._read_json(report)
+            held = self._read_json(requirements_report) if environment else {}
+        installed = tuple(held.get("installed") or ())
+        dynamic = tuple(held["dynamic"]) if "dynamic" in held else None
         if toolchain is not None and not compilers.get("native"):
-            return BuildResult(wheels, None, str(compilers.get("reason", "")))
-        return BuildResult(wheels, toolchain)
+            return BuildResult(wheels, None, str(compilers.get("reason", "")), installed, dynamic)
+        return BuildResult(wheels, toolchain, installed=installed, dynamic=dynamic)
 
-    def _compilers(self, report: PurePosixPath) -> dict[str, Any]:
-        """What the build script says it compiled with ({} if it stopped before choosing)."""
+    def _offer(self, files: Iterable[Path]) -> None:
+        """Put verified build-requirement files where the build's pip finds them (once per
+        container)."""
+        for path in files:
+            if path.name not in self._offered:
+                self.container.copy_in(path, _OFFERED / path.name, mode=0o444)
+                self._offered.add(path.name)
+
+    def _read_json(self, report: PurePosixPath) -> dict[str, Any]:
+        """A report the build script wrote ({} if it stopped before writing it)."""
         try:
             return dict(json.loads(self.container.read_file(report)))
         except (docker.errors.NotFound, HostEnvironmentError, ValueError):
@@ -715,6 +766,8 @@ class _LocalSession:
             environment={"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, **env},
             log=log,
         )
+        if command == "build" and not result.timed_out and result.exit_code == DYNAMIC_EXIT:
+            raise DynamicExit
         _raise_for(result.timed_out, result.exit_code, f"host {command}", self.timeout)
 
     def setup(self, log: IO[bytes]) -> None:
@@ -729,10 +782,25 @@ class _LocalSession:
         self._run("setup", spec, log, {})
 
     def build(
-        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+        self,
+        job: BuildJob,
+        sdist: Path,
+        out_dir: Path,
+        log: IO[bytes],
+        *,
+        native: bool = True,
+        environment: BuildEnvironment | None = None,
     ) -> BuildResult:
         del native  # the host's compilers are native
         out = self.work / "out"
+        offered = self.work / "build-requirements"
+        report = self.work / f"requirements-{job.label}.json"
+        report.unlink(missing_ok=True)
+        if environment is not None:
+            offered.mkdir(exist_ok=True)
+            for path in environment.files:
+                if not (offered / path.name).exists():
+                    shutil.copyfile(path, offered / path.name)
         spec = build_spec(
             job,
             venv=str(self.work / "venv"),
@@ -740,15 +808,32 @@ class _LocalSession:
             out=str(out),
             auditwheel=self.auditwheel if Path(self.auditwheel).exists() else None,
             install_system_packages=False,
+            build_environment=environment.spec(str(offered)) if environment else None,
+            requirements_report=str(report),
         )
-        self._run("build", spec, log, build_environment(job))
+        try:
+            self._run("build", spec, log, build_environment(job))
+        except DynamicExit:
+            answer = _read_report(report)
+            raise DynamicRequirementsFound(answer.get("dynamic") or ()) from None
         out_dir.mkdir(parents=True, exist_ok=True)
         wheels = []
         for wheel in sorted(out.glob("*.whl")):
             destination = out_dir / wheel.name
             wheel.replace(destination)
             wheels.append(destination)
-        return BuildResult(tuple(wheels))
+        held = _read_report(report) if environment else {}
+        dynamic = tuple(held["dynamic"]) if "dynamic" in held else None
+        return BuildResult(
+            tuple(wheels), installed=tuple(held.get("installed") or ()), dynamic=dynamic
+        )
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
 
 
 @contextlib.contextmanager

@@ -51,6 +51,7 @@ from .builders import (
 )
 from .container import LABEL, OWNER_LABEL, local_image, owner_label
 from .jobs import BuildJob, resolve_image
+from .requirements import BuildEnvironment
 from .runner import BuildReport, run_builds
 from .sdist import SdistFetcher
 from .toolchain import Acceleration, Toolchain
@@ -448,9 +449,17 @@ class _CibuildwheelSession:
         self.builder = builder
 
     def build(
-        self, job: BuildJob, sdist: Path, out_dir: Path, log: IO[bytes], *, native: bool = True
+        self,
+        job: BuildJob,
+        sdist: Path,
+        out_dir: Path,
+        log: IO[bytes],
+        *,
+        native: bool = True,
+        environment: BuildEnvironment | None = None,
     ) -> BuildResult:
-        del native  # cibuildwheel compiles with its images' compilers
+        # cibuildwheel compiles with its images' compilers, in build environments of its own
+        del native, environment
         builder = self.builder
         run_id = uuid.uuid4().hex
         labels = {LABEL: NAME, OWNER_LABEL: owner_label(), RUN_LABEL: run_id}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from packaging.utils import NormalizedName
@@ -21,7 +21,7 @@ from packaging.version import Version
 from .. import __version__
 from ..config import PackageSettings
 from ..errors import IntegrityError
-from ..plan import Gap
+from ..plan import BuildKey, BuildRequirement, Gap, Status
 from ..targets import Arch, Libc, Target, fill_image_template
 from ..upstream.models import DistFile
 
@@ -39,6 +39,23 @@ class BuildJob:
     sdist: DistFile
     image: str
     settings: PackageSettings = dataclasses.field(default_factory=PackageSettings)
+    # Its planned build requirements on the target (None: not planned, pip provides them)
+    build_requires: tuple[BuildRequirement, ...] | None = None
+    build_only: bool = False  # only other builds need it
+    closure_problem: str = ""  # why its build requirements could not be planned
+    known_dynamic: tuple[str, ...] | None = None  # its backend's recorded dynamic answer
+
+    @property
+    def key(self) -> BuildKey:
+        return (self.name, self.version, self.target.identifier)
+
+    def needs(self) -> list[BuildKey]:
+        """The builds this one needs first: its build requirements prewheel builds."""
+        return [
+            (r.requirement.name, r.requirement.version, self.target.identifier)
+            for r in self.build_requires or ()
+            if r.cell.status is Status.BUILD
+        ]
 
     @property
     def arch(self) -> Arch:
@@ -70,10 +87,13 @@ class BuildJob:
         prewheel_version: str = __version__,
         *,
         toolchain: str | None = None,
+        build_requirements: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Everything that affects the wheel's bytes, as JSON-ready data. ``toolchain`` is the
         content id of the native toolchain the build compiles with (absent: the image's own
-        compilers, so builds that are not accelerated keep the keys they always had)."""
+        compilers, so builds that are not accelerated keep the keys they always had);
+        ``build_requirements`` the pinned build requirements and the sha256 of the file each
+        is installed from (absent: pip chose them, as before build requirements were planned)."""
         inputs = {
             "name": str(self.name),
             "version": str(self.version),
@@ -87,6 +107,8 @@ class BuildJob:
         }
         if toolchain is not None:
             inputs["toolchain"] = toolchain
+        if build_requirements is not None:
+            inputs["build_requirements"] = sorted(build_requirements)
         return inputs
 
 
@@ -138,6 +160,10 @@ def make_jobs(
             sdist=gap.sdist,
             image=resolve_image(image, gap.target),
             settings=settings(gap.requirement.name, gap.target.identifier),
+            build_requires=gap.build_requires,
+            build_only=gap.build_only,
+            closure_problem=gap.closure_problem,
+            known_dynamic=gap.known_dynamic,
         )
         for gap in gaps
     }

@@ -13,13 +13,15 @@ import enum
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
 from .. import cmd
+from ..closure import DynamicAnswers, read_build_system
 from ..errors import ExitCode, ImageMismatchError, ImageUnavailableError, PrewheelError
+from ..plan import BuildKey
 from ..targets import Arch, Target
 from ..wheelhouse import Wheelhouse
 from .builders import (
@@ -30,6 +32,15 @@ from .builders import (
 )
 from .checks import check_wheel
 from .jobs import BuildJob, BuildStep, cache_key, group_steps
+from .requirements import (
+    BuildEnvironment,
+    DynamicRequirementsFound,
+    Origin,
+    ProvidedRequirement,
+    installed_records,
+    missing_message,
+    provide,
+)
 from .sdist import SdistFetcher
 from .toolchain import Acceleration
 
@@ -44,9 +55,9 @@ class BuildStatus(enum.StrEnum):
     CACHED = "cached"
     FAILED = "failed"
     SKIPPED = "skipped"  # not attempted (--fail-fast after an earlier failure)
-
-
-# The old name, for callers not moved yet: cli/build.py, pipeline.py, bench/build.py and
+    # its backend asked for build requirements not planned yet: the build stage plans them
+    # and builds it again (never in a final report)
+    DEFERRED = "deferred"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +72,9 @@ class BuildOutcome:
     native: bool = False  # compiled with a native toolchain (accelerated)
     fallback: str = ""  # why the accelerated build failed before an emulated rebuild succeeded
     cause: ExitCode | None = None  # FAILED before building: the exit code of what refused it
+    # what its build environment held and where each came from (see requirements.Origin)
+    build_requirements: tuple[Mapping[str, Any], ...] = ()
+    dynamic: tuple[str, ...] = ()  # DEFERRED: what the backend asked for
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +90,8 @@ class BuildOutcome:
             "elapsed": round(self.elapsed, 3),
             "accelerated": self.native,
             "fallback": self.fallback,
+            "build_only": self.job.build_only,
+            "build_requirements": [dict(r) for r in self.build_requirements],
         }
 
 
@@ -109,7 +125,11 @@ class BuildReport:
     def to_json(self) -> dict[str, Any]:
         counts = collections.Counter(o.status.value for o in self.outcomes)
         return {
-            "summary": {s.value: counts.get(s.value, 0) for s in BuildStatus}
+            "summary": {
+                s.value: counts.get(s.value, 0)
+                for s in BuildStatus
+                if s is not BuildStatus.DEFERRED
+            }
             | {"accelerated": len(self.accelerated), "rebuilt_emulated": len(self.fell_back)},
             "containers_started": self.containers_started,
             "elapsed": round(self.elapsed, 3),
@@ -214,6 +234,17 @@ class _Pending:
     key: str
     inputs: dict[str, Any]
     sdist: Path
+    provided: tuple[ProvidedRequirement, ...] | None = None  # None: pip's own isolation
+    environment: BuildEnvironment | None = None  # made once the files are verified
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRequirementPolicy:
+    """How builds get their build requirements (see :mod:`.requirements`)."""
+
+    hermetic: bool = False
+    answers: DynamicAnswers = dataclasses.field(default_factory=DynamicAnswers)
+    built_now: Collection[BuildKey] = ()  # built earlier in this build: "built", not "reused"
 
 
 def run_builds(
@@ -227,11 +258,16 @@ def run_builds(
     keep_going: bool = True,
     progress: ProgressCallback | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
+    requirements: BuildRequirementPolicy | None = None,
 ) -> BuildReport:
     """Build every job not already in the wheelhouse; never raise for a single failed build.
 
     ``progress`` receives every :class:`ProgressEvent`, among them a HEARTBEAT every
-    ``heartbeat`` seconds while a set-up or a build runs."""
+    ``heartbeat`` seconds while a set-up or a build runs. Jobs with planned build
+    requirements install them from the files ``requirements`` allows (their build
+    requirements must be built already: :func:`~builder.building.stage.build_gaps` orders
+    them)."""
+    policy = requirements or BuildRequirementPolicy()
     started = time.monotonic()
     notify = progress or (lambda _event: None)
     wheelhouse.remove_stale_temp_files()
@@ -239,7 +275,7 @@ def run_builds(
     work: list[tuple[BuildStep, list[_Pending]]] = []
     steps = group_steps(jobs)
     for step in steps:
-        ready, done = _prepare_step(step, wheelhouse, builder, force)
+        ready, done = _prepare_step(step, wheelhouse, builder, force, policy)
         outcomes.extend(done)
         if ready:
             builder.preflight(step.arch)
@@ -247,7 +283,7 @@ def run_builds(
     # Verify every sdist before any build code runs anywhere.
     verified_work = []
     for step, ready in work:
-        verified, refused = _fetch_sdists(ready, fetcher, wheelhouse)
+        verified, refused = _fetch_sdists(ready, fetcher, hermetic=policy.hermetic)
         outcomes.extend(refused)
         if verified:
             verified_work.append((step, verified))
@@ -258,7 +294,9 @@ def run_builds(
 
     def run_step(item: tuple[BuildStep, list[_Pending]]) -> list[BuildOutcome]:
         step, pending = item
-        return _run_step(step, pending, wheelhouse, builder, notify, stop, keep_going, heartbeat)
+        return _run_step(
+            step, pending, wheelhouse, builder, notify, stop, keep_going, heartbeat, policy.answers
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         try:
@@ -274,7 +312,11 @@ def run_builds(
 
 
 def _prepare_step(
-    step: BuildStep, wheelhouse: Wheelhouse, builder: Builder, force: bool
+    step: BuildStep,
+    wheelhouse: Wheelhouse,
+    builder: Builder,
+    force: bool,
+    policy: BuildRequirementPolicy,
 ) -> tuple[list[_Pending], list[BuildOutcome]]:
     try:
         digest = builder.image_digest(step.image, step.arch)
@@ -291,8 +333,16 @@ def _prepare_step(
         if refusal is not None:
             done.append(_failure(job, refusal.message, cause=refusal.exit_code))
             continue
+        provided, refusal_text = _build_requirements(job, wheelhouse, policy)
+        if refusal_text:
+            done.append(_failure(job, refusal_text))
+            continue
         try:
-            inputs = job.inputs(digest, toolchain=compilers)
+            inputs = job.inputs(
+                digest,
+                toolchain=compilers,
+                build_requirements=None if provided is None else [p.key_line for p in provided],
+            )
         except PrewheelError as error:
             done.append(_failure(job, error.message))
             continue
@@ -300,10 +350,38 @@ def _prepare_step(
         entry = None if force else wheelhouse.lookup(key)
         if entry is not None:
             log = wheelhouse.path / entry.log if entry.log else None
-            done.append(BuildOutcome(job, BuildStatus.CACHED, wheel=entry.filename, log=log))
+            done.append(
+                BuildOutcome(
+                    job,
+                    BuildStatus.CACHED,
+                    wheel=entry.filename,
+                    log=log,
+                    build_requirements=tuple(entry.build_requirements),
+                )
+            )
         else:
-            pending.append(_Pending(job, key, inputs, Path()))
+            pending.append(_Pending(job, key, inputs, Path(), provided))
     return pending, done
+
+
+def _build_requirements(
+    job: BuildJob, wheelhouse: Wheelhouse, policy: BuildRequirementPolicy
+) -> tuple[tuple[ProvidedRequirement, ...] | None, str]:
+    """The files offered for the job's build requirements (None: not planned, pip's own
+    isolation), or why a hermetic build cannot start."""
+    if job.build_requires is None or job.closure_problem:
+        if policy.hermetic:
+            why = job.closure_problem or "its build requirements were not planned"
+            return None, (
+                f"--hermetic: {job.label} cannot be built from prewheel's files alone: {why}. "
+                "Fix that (see the message), or drop --hermetic."
+            )
+        return None, ""
+    provided = provide(job, wheelhouse, policy.built_now)
+    missing = [p for p in provided if p.origin is Origin.MISSING]
+    if missing and policy.hermetic:
+        return provided, missing_message(job, missing)
+    return provided, ""
 
 
 def _image_refusals(step: BuildStep, builder: Builder) -> dict[Target, PrewheelError]:
@@ -319,17 +397,40 @@ def _image_refusals(step: BuildStep, builder: Builder) -> dict[Target, PrewheelE
 
 
 def _fetch_sdists(
-    pending: Iterable[_Pending], fetcher: SdistFetcher, wheelhouse: Wheelhouse
+    pending: Iterable[_Pending], fetcher: SdistFetcher, *, hermetic: bool
 ) -> tuple[list[_Pending], list[BuildOutcome]]:
+    """Download and verify each job's sdist and the index files of its build requirements."""
     verified, refused = [], []
     for item in pending:
         try:
             path = fetcher.fetch(item.job.sdist, item.job.sdist_sha256)
+            environment = _environment(item, path, fetcher, hermetic=hermetic)
         except PrewheelError as error:
             refused.append(_failure(item.job, error.message))
             continue
-        verified.append(dataclasses.replace(item, sdist=path))
+        verified.append(dataclasses.replace(item, sdist=path, environment=environment))
     return verified, refused
+
+
+def _environment(
+    item: _Pending, sdist: Path, fetcher: SdistFetcher, *, hermetic: bool
+) -> BuildEnvironment | None:
+    """The build environment of a job with planned build requirements: its sdist's build
+    system and the offered files, each index file downloaded and checked against its sha256."""
+    if item.provided is None:
+        return None
+    offered = [
+        dataclasses.replace(offer, path=fetcher.fetch(offer.dist, offer.sha256))
+        if offer.dist is not None and offer.path is None
+        else offer
+        for offer in item.provided
+    ]
+    return BuildEnvironment(
+        read_build_system(sdist),
+        tuple(offered),
+        hermetic=hermetic,
+        known_dynamic=item.job.known_dynamic,
+    )
 
 
 def _run_step(  # noqa: PLR0917 - internal helper, called once
@@ -341,6 +442,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
     stop: threading.Event,
     keep_going: bool,
     heartbeat: float,
+    answers: DynamicAnswers,
 ) -> list[BuildOutcome]:
     if stop.is_set():
         return [BuildOutcome(p.job, BuildStatus.SKIPPED) for p in pending]
@@ -367,7 +469,7 @@ def _run_step(  # noqa: PLR0917 - internal helper, called once
                         notify(ProgressEvent(EventKind.JOB_STARTED, step, item.job))
                         with _heartbeat(notify, step, item.job, heartbeat):
                             outcome = _build_one(
-                                item, session, wheelhouse, scratch, setup_log, acceleration
+                                item, session, wheelhouse, scratch, setup_log, acceleration, answers
                             )
                         outcomes.append(outcome)
                         notify(ProgressEvent(EventKind.JOB_FINISHED, step, item.job, outcome))
@@ -397,9 +499,12 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
     scratch: Path,
     setup_log: Path,
     acceleration: Acceleration,
+    answers: DynamicAnswers,
 ) -> BuildOutcome:
     """Build and check one wheel; a build that compiled natively and failed is redone fully
-    emulated (one that never got to compile natively is not: it would fail the same way)."""
+    emulated (one that never got to compile natively is not: it would fail the same way).
+    A backend that asks for unplanned build requirements gets its answer recorded and the
+    job DEFERRED."""
     job = item.job
     started = time.monotonic()
     job_log = scratch / f"{job.label}.log"
@@ -417,6 +522,19 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
                     "rebuilding it with the image's own compilers under emulation\n\n".encode()
                 )
                 result = _build_and_check(session, item, out_dir, stream, native=False)
+        except DynamicRequirementsFound as found:
+            answers.record(job.sdist_sha256, job.target.identifier, found.requires)
+            stream.write(f"\n[prewheel] deferred: {found.message}\n".encode())
+            stream.close()
+            log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
+            return BuildOutcome(
+                job,
+                BuildStatus.DEFERRED,
+                log=log,
+                error=found.message,
+                elapsed=time.monotonic() - started,
+                dynamic=found.requires,
+            )
         except PrewheelError as error:
             message = error.message
             if fallback:
@@ -426,6 +544,9 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
             log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
             return _failure(job, message, log, time.monotonic() - started)
         wheel = result.wheels[0]
+        if result.dynamic is not None:
+            answers.record(job.sdist_sha256, job.target.identifier, result.dynamic)
+        records = installed_records(item.provided or (), result.installed)
         how = _how_compiled(acceleration, result, job.arch)
         stream.write(f"\n[prewheel] built {wheel.name} (compiled {how})\n".encode())
     log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
@@ -439,6 +560,7 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
         builder=f"{job.image} ({job.docker_platform})",
         log=log,
         compilers=_compilers_record(acceleration, result, fallback),
+        build_requirements=records,
     )
     return BuildOutcome(
         job,
@@ -448,6 +570,7 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
         elapsed=time.monotonic() - started,
         native=result.toolchain is not None,
         fallback=fallback,
+        build_requirements=records,
     )
 
 
@@ -458,7 +581,9 @@ def _build_and_check(
     shutil.rmtree(out_dir, ignore_errors=True)
     stream.flush()
     started_at = stream.tell()
-    result = session.build(job, item.sdist, out_dir, stream, native=native)
+    result = session.build(
+        job, item.sdist, out_dir, stream, native=native, environment=item.environment
+    )
     try:
         if result.toolchain is not None and _compiler_crashed(stream, started_at):
             # e.g. an optional extension whose failure the package swallows: its wheel would
@@ -514,8 +639,15 @@ def _header(stream: IO[bytes], job: BuildJob, item: _Pending) -> None:
     lines = [
         f"[prewheel] building {job.sdist.filename} for {job.target.identifier}",
         f"[prewheel] image {job.image} ({job.docker_platform}), cache key {item.key}",
-        "",
     ]
+    if job.known_dynamic:
+        lines.append(
+            "[prewheel] its backend's dynamic build requirements (recorded by its first "
+            f"build): {', '.join(job.known_dynamic)}"
+        )
+    if job.closure_problem:
+        lines.append(f"[prewheel] pip's own build isolation: {job.closure_problem}")
+    lines.append("")
     stream.write("\n".join(lines).encode())
 
 

@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args("build", args)
     wheelhouse = Wheelhouse(settings.build.wheelhouse or DEFAULT_WHEELHOUSE)
-    gaps = _gaps(args.inputs, args.plan, settings)
+    gaps, index_urls = _gaps(args.inputs, args.plan, settings)
     with _progress() as on_event:
         build_report = build_gaps(
             gaps,
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             notice=_notice,
             force=args.force,
             keep_going=not args.fail_fast,
+            index_urls=index_urls,
         )
     if not build_report.outcomes:
         error_console().print("Nothing to build: every requirement has a fitting wheel.")
@@ -101,22 +102,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gaps(inputs: Sequence[str], plan_file: Path | None, settings: Settings) -> list[Gap]:
+def _gaps(
+    inputs: Sequence[str], plan_file: Path | None, settings: Settings
+) -> tuple[list[Gap], tuple[str, ...]]:
+    """The gaps to build, and the upstream indexes the requirements files name."""
     sdists = [Path(i) for i in inputs if i.endswith((".tar.gz", ".zip"))]
     requirements = [Path(i) for i in inputs if not i.endswith((".tar.gz", ".zip"))]
     targets = settings.targets.targets() if sdists or requirements else []
     gaps = [gap for path in sdists for gap in _sdist_gaps(path, targets)]
     if plan_file is not None:
         gaps += _plan_gaps_from_json(plan_file, settings.targets.target)
+    index_urls: tuple[str, ...] = ()
     if requirements:
         plan = plan_requirements(requirements, targets, settings.indexes)
         gaps += plan.gaps()
+        index_urls = plan.index_urls
     if not (sdists or requirements or plan_file):
         raise UsageError(
             "Give requirements files (prewheel build requirements.txt), sdists to build "
             "(prewheel build dist/pkg-1.0.tar.gz) or a plan (prewheel build --plan plan.json)."
         )
-    return gaps
+    return gaps, index_urls
 
 
 def _sdist_gaps(path: Path, targets: list[Target]) -> list[Gap]:
@@ -204,6 +210,8 @@ def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
         + f" in {report.elapsed:.1f} s ({report.containers_started} containers) -> "
         f"{wheelhouse.wheels_dir}"
     )
+    for line in build_requirement_lines(report):
+        console.print(line, markup=False, highlight=False)
     for outcome in report.fell_back:
         console.print(
             f"[yellow]rebuilt emulated[/] {outcome.job.label}: the build with native compilers "
@@ -223,6 +231,37 @@ def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
             continue  # the error ends with that output already (a failed set-up)
         for line in outcome.tail:
             console.print(f"  | {line}", markup=False, soft_wrap=True)
+
+
+def build_requirement_lines(report: BuildReport) -> list[str]:
+    """Per target: the build requirements prewheel built (first, for other builds), and
+    where the builds' environments took theirs from."""
+    lines = []
+    targets = sorted({o.job.target.identifier for o in report.outcomes})
+    for target in targets:
+        outcomes = [o for o in report.outcomes if o.job.target.identifier == target]
+        first = [
+            f"{o.job.name}=={o.job.version} ({o.status.value})"
+            for o in outcomes
+            if o.job.build_only
+        ]
+        origins: dict[str, set[str]] = {}
+        for outcome in outcomes:
+            if outcome.status is not BuildStatus.BUILT:
+                continue
+            for record in outcome.build_requirements:
+                pin = f"{record['name']}=={record['version']}"
+                origins.setdefault(str(record["origin"]), set()).add(pin)
+        if not first and not origins:
+            continue
+        parts = []
+        if first:
+            parts.append(f"build-only: {', '.join(first)}")
+        for origin in ("built", "reused", "upstream", "fetched"):
+            if origins.get(origin):
+                parts.append(f"installed {origin}: {', '.join(sorted(origins[origin]))}")
+        lines.append(f"build requirements for {target}: " + "; ".join(parts))
+    return lines
 
 
 def _print_json(report: BuildReport) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..building.stage import plan_build_requirements
 from ..errors import ExitCode, WouldCompileError
 from ..files import atomic_write
 from ..options import add_options
@@ -67,6 +68,7 @@ def run_plan(args: argparse.Namespace) -> int:
     plan = plan_requirements(
         list(args.inputs), settings.targets.targets(), settings.indexes, refresh=args.refresh
     )
+    plan = plan_build_requirements(plan, settings)
     if args.html is not None:
         atomic_write(args.html, render_html(plan))
     if args.json:

