@@ -415,12 +415,24 @@ def main() -> None:
             lines += bench_numpy(
                 args.numpy_version, work, args.toolchain_base, args.numpy_emulated_budget
             )
+        if not (args.skip_reuse and args.skip_asyncpg and args.skip_numpy):
+            lines.append(
+                f"Load average at the end of the run: {os.getloadavg()[0]:.1f} on 2 cores."
+            )
             write_section("build", "\n".join(lines))
+            print("\n".join(lines))
         if not args.skip_closure:
-            lines += bench_closure(args.numexpr_version, work, args.toolchain_base)
-    lines.append(f"Load average at the end of the run: {os.getloadavg()[0]:.1f} on 2 cores.")
-    write_section("build", "\n".join(lines))
-    print("\n".join(lines))
+            closure = [
+                (
+                    "## Build requirements: served by the closure vs compiled in each build "
+                    "(`bench/build.py`)"
+                ),
+                "",
+                *bench_closure(args.numexpr_version, work, args.toolchain_base),
+                f"Load average at the end of the run: {os.getloadavg()[0]:.1f} on 2 cores.",
+            ]
+            write_section("build-closure", "\n".join(closure))
+            print("\n".join(closure))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,17 @@ import tempfile
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-ORDER = ("plan", "build", "setup", "qemu_cpu", "index", "index-load", "install", "rerun")
+ORDER = (
+    "plan",
+    "build",
+    "build-closure",
+    "setup",
+    "qemu_cpu",
+    "index",
+    "index-load",
+    "install",
+    "rerun",
+)
 
 HEADER = """# Benchmarks
 
