@@ -81,6 +81,8 @@ def run_pipeline(
     reused = len(report.outcomes) - built
     timer.lap("build")
     log(f"build: {built} built, {reused} reused from {wheelhouse.path}")
+    for line in report.build_requirement_lines():
+        log(f"build: {line}")
     index_root = output / "index"
     # this plan's targets only: a shared wheelhouse may hold another target's wheel of the same
     # name (linux_armv6l for glibc 2.31 and 2.36), which one index cannot serve both of

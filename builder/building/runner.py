@@ -122,6 +122,32 @@ class BuildReport:
         """Built, but only by the emulated rebuild after the accelerated build failed."""
         return [o for o in self.outcomes if o.status is BuildStatus.BUILT and o.fallback]
 
+    def build_requirement_lines(self) -> list[str]:
+        """Per target: the build-only builds (their status), and where the built wheels'
+        build environments took their build requirements from."""
+        lines = []
+        for target in sorted({o.job.target.identifier for o in self.outcomes}):
+            outcomes = [o for o in self.outcomes if o.job.target.identifier == target]
+            first = [
+                f"{o.job.name}=={o.job.version} ({o.status.value})"
+                for o in outcomes
+                if o.job.build_only
+            ]
+            origins: dict[str, set[str]] = {}
+            for outcome in outcomes:
+                if outcome.status is not BuildStatus.BUILT:
+                    continue
+                for record in outcome.build_requirements:
+                    pin = f"{record['name']}=={record['version']}"
+                    origins.setdefault(str(record["origin"]), set()).add(pin)
+            parts = [f"build-only: {', '.join(first)}"] if first else []
+            for origin in ("built", "reused", "upstream", "fetched"):
+                if origins.get(origin):
+                    parts.append(f"installed {origin}: {', '.join(sorted(origins[origin]))}")
+            if parts:
+                lines.append(f"build requirements for {target}: " + "; ".join(parts))
+        return lines
+
     def to_json(self) -> dict[str, Any]:
         counts = collections.Counter(o.status.value for o in self.outcomes)
         return {

@@ -210,7 +210,7 @@ def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
         + f" in {report.elapsed:.1f} s ({report.containers_started} containers) -> "
         f"{wheelhouse.wheels_dir}"
     )
-    for line in build_requirement_lines(report):
+    for line in report.build_requirement_lines():
         console.print(line, markup=False, highlight=False)
     for outcome in report.fell_back:
         console.print(
@@ -231,37 +231,6 @@ def _print_summary(report: BuildReport, wheelhouse: Wheelhouse) -> None:
             continue  # the error ends with that output already (a failed set-up)
         for line in outcome.tail:
             console.print(f"  | {line}", markup=False, soft_wrap=True)
-
-
-def build_requirement_lines(report: BuildReport) -> list[str]:
-    """Per target: the build requirements prewheel built (first, for other builds), and
-    where the builds' environments took theirs from."""
-    lines = []
-    targets = sorted({o.job.target.identifier for o in report.outcomes})
-    for target in targets:
-        outcomes = [o for o in report.outcomes if o.job.target.identifier == target]
-        first = [
-            f"{o.job.name}=={o.job.version} ({o.status.value})"
-            for o in outcomes
-            if o.job.build_only
-        ]
-        origins: dict[str, set[str]] = {}
-        for outcome in outcomes:
-            if outcome.status is not BuildStatus.BUILT:
-                continue
-            for record in outcome.build_requirements:
-                pin = f"{record['name']}=={record['version']}"
-                origins.setdefault(str(record["origin"]), set()).add(pin)
-        if not first and not origins:
-            continue
-        parts = []
-        if first:
-            parts.append(f"build-only: {', '.join(first)}")
-        for origin in ("built", "reused", "upstream", "fetched"):
-            if origins.get(origin):
-                parts.append(f"installed {origin}: {', '.join(sorted(origins[origin]))}")
-        lines.append(f"build requirements for {target}: " + "; ".join(parts))
-    return lines
 
 
 def _print_json(report: BuildReport) -> None:
