@@ -186,11 +186,14 @@ def close_plan(
     client: httpx.Client | None = None,
     refresh: bool = False,
     replan: Iterable[BuildKey] = (),
+    recursive: bool = True,
 ) -> Plan:
     """``plan`` with the build requirements of every gap planned (those of ``replan`` again:
-    their backend gave a new answer). Gaps whose requirements cannot be determined keep a
+    their backend gave a new answer), and, ``recursive``, those of the build requirements
+    that are gaps themselves. Gaps whose requirements cannot be determined keep a
     ``problem`` (their build fails with it; the others go on). Raises
-    :class:`~builder.errors.BuildCycleError` when builds need each other."""
+    :class:`~builder.errors.BuildCycleError` when builds need each other (``recursive``
+    only: otherwise the build requirements are not built)."""
     if constraints is not None and not constraints.is_file():
         raise RequirementsError(
             f"The build-constraints file {constraints} does not exist. Give a pip constraints "
@@ -200,7 +203,7 @@ def close_plan(
     index_urls = plan.index_urls or _index_urls(indexes)
     our_index_url = indexes.our_index_url if indexes else None
     resolve = _Resolutions(
-        lambda: resolver or resolver_for(indexes, plan.targets, index_urls=index_urls),
+        lambda target: resolver or resolver_for(indexes, [target], index_urls=index_urls),
         constraints,
     )
     forget = set(replan)
@@ -212,10 +215,20 @@ def close_plan(
     for key, entry in work.closure.items():
         for name, version, _dynamic in entry.requires:
             work.needed.setdefault((name, version), set()).add(key[2])
-    for _round in range(_MAX_DEPTH):
-        open_gaps = [gap for gap in _plan_of(plan, work).gaps() if gap.key not in work.closure]
+    for _round in range(_MAX_DEPTH + 1):
+        open_gaps = [
+            gap
+            for gap in _plan_of(plan, work).gaps()
+            if gap.key not in work.closure and (recursive or not gap.build_only)
+        ]
         if not open_gaps:
             break
+        if _round == _MAX_DEPTH:
+            raise RequirementsError(
+                f"The build requirements go deeper than {_MAX_DEPTH} levels (still open: "
+                + ", ".join(f"{g.requirement.name}=={g.requirement.version}" for g in open_gaps)
+                + "). Pin build requirements that have wheels with --build-constraints."
+            )
         new: dict[tuple[NormalizedName, Version], PinnedRequirement] = {}
         for gap in open_gaps:
             entry = _entry(gap, work.targets[gap.key[2]], fetcher, resolve, answers)
@@ -226,7 +239,7 @@ def close_plan(
         _add_pages(work, list(new.values()), index_urls, our_index_url, indexes, client, refresh)
         _update_rows(work, new)
     closed = _plan_of(plan, work)
-    cycle = find_cycle(_build_edges(closed))
+    cycle = find_cycle(_build_edges(closed)) if recursive else None
     if cycle:
         raise BuildCycleError(
             "These builds need each other to build: "
@@ -249,23 +262,32 @@ def _plan_of(plan: Plan, work: _Work) -> Plan:
 
 
 class _Resolutions:
-    """Build requirements -> pins, one resolution per distinct set (per :func:`close_plan`)."""
+    """Build requirements -> pins, one resolution per distinct set and Python (per
+    :func:`close_plan`): as pip's build isolation resolves for the Python that builds, so the
+    pins of one target's build do not depend on which other targets the plan has."""
 
-    def __init__(self, resolver: Callable[[], Resolver], constraints: Path | None) -> None:
+    def __init__(self, resolver: Callable[[Target], Resolver], constraints: Path | None) -> None:
         self._make_resolver = resolver  # made on first use: a plan without gaps needs none
-        self._resolver: Resolver | None = None
+        self._resolvers: dict[tuple[int, int], Resolver] = {}
         self.constraints = constraints.resolve() if constraints else None
-        self._done: dict[tuple[str, ...], tuple[PinnedRequirement, ...]] = {}
+        self._done: dict[
+            tuple[tuple[str, ...], tuple[int, int]], tuple[PinnedRequirement, ...]
+        ] = {}
 
-    def pins(self, requires: Sequence[str]) -> tuple[PinnedRequirement, ...]:
+    def pins(self, requires: Sequence[str], target: Target) -> tuple[PinnedRequirement, ...]:
         wanted = tuple(sorted(set(requires)))
         if not wanted:
             return ()
-        if wanted not in self._done:
-            self._done[wanted] = self._resolve(wanted)
-        return self._done[wanted]
+        key = (wanted, target.python)
+        if key not in self._done:
+            if target.python not in self._resolvers:
+                self._resolvers[target.python] = self._make_resolver(target)
+            self._done[key] = self._resolve(wanted, self._resolvers[target.python])
+        return self._done[key]
 
-    def _resolve(self, requires: tuple[str, ...]) -> tuple[PinnedRequirement, ...]:
+    def _resolve(
+        self, requires: tuple[str, ...], resolver: Resolver
+    ) -> tuple[PinnedRequirement, ...]:
         lines = list(requires)
         if self.constraints is not None:
             lines.append(f"-c {self.constraints}")
@@ -274,9 +296,7 @@ class _Resolutions:
         path = user_cache("build-requires") / "inputs" / digest / "build-requirements.in"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             atomic_write(path, text.encode())
-        if self._resolver is None:
-            self._resolver = self._make_resolver()
-        return read_requirements([path], resolver=self._resolver).requirements
+        return read_requirements([path], resolver=resolver).requirements
 
 
 def _entry(
@@ -293,7 +313,7 @@ def _entry(
         sdist = fetcher.fetch(gap.sdist, sha256)
         system = read_build_system(sdist)
         dynamic = answers.get(sha256, target.identifier)
-        pins = resolve.pins([*system.requires, *(dynamic or ())])
+        pins = resolve.pins([*system.requires, *(dynamic or ())], target)
     except PrewheelError as error:
         return ClosureEntry(
             problem=f"the build requirements of {name}=={version} could not be planned: "
@@ -361,6 +381,7 @@ def _update_rows(
                 build_only=True,
             )
         cells = dict(row.cells)
+        build_only_on = set(row.build_only_on)
         changed = row.requirement.key not in work.rows
         for identifier in needed_on:
             if (
@@ -374,9 +395,13 @@ def _update_rows(
                     work.upstream.get(row.requirement.name, ()),
                     work.ours.get(row.requirement.name, ()),
                 )
+                if not row.build_only:  # an image's row whose marker excludes this target
+                    build_only_on.add(identifier)
                 changed = True
         if changed:
-            work.rows[key] = dataclasses.replace(row, cells=cells)
+            work.rows[key] = dataclasses.replace(
+                row, cells=cells, build_only_on=frozenset(build_only_on)
+            )
 
 
 def _build_edges(plan: Plan) -> dict[BuildKey, list[BuildKey]]:
@@ -453,19 +478,22 @@ def plan_of_gaps(gaps: Sequence[Gap], index_urls: Sequence[str] = ()) -> Plan:
     """A plan holding exactly ``gaps`` (and the rows of their planned build requirements),
     so that :func:`close_plan` can plan what they need; the other cells are excluded."""
     targets = {gap.target.identifier: gap.target for gap in gaps}
-    excluded = {identifier: Cell(Status.EXCLUDED, reason=NOT_NEEDED) for identifier in targets}
-    rows: dict[tuple[NormalizedName, Version], PlanRow] = {}
+    requirements: dict[tuple[NormalizedName, Version], PinnedRequirement] = {}
+    cells: dict[tuple[NormalizedName, Version], dict[str, Cell]] = {}
+    build_only: dict[tuple[NormalizedName, Version], dict[str, bool]] = {}
     closure: dict[BuildKey, ClosureEntry] = {}
 
-    def put(requirement: PinnedRequirement, target: str, cell: Cell, *, build_only: bool) -> None:
-        row = rows.get(requirement.key) or PlanRow(requirement, dict(excluded), build_only)
-        if row.cells[target].status is Status.EXCLUDED:
-            row.cells[target] = cell
-        rows[requirement.key] = dataclasses.replace(row, build_only=row.build_only and build_only)
+    def put(requirement: PinnedRequirement, target: str, cell: Cell, *, only: bool) -> None:
+        requirements.setdefault(requirement.key, requirement)
+        row_cells = cells.setdefault(requirement.key, {})
+        if target not in row_cells or row_cells[target].status is Status.EXCLUDED:
+            row_cells[target] = cell
+        flags = build_only.setdefault(requirement.key, {})
+        flags[target] = flags.get(target, True) and only
 
     for gap in gaps:
         identifier = gap.target.identifier
-        put(gap.requirement, identifier, Cell(Status.BUILD, gap.sdist), build_only=gap.build_only)
+        put(gap.requirement, identifier, Cell(Status.BUILD, gap.sdist), only=gap.build_only)
         if gap.build_requires is None:
             continue
         closure[gap.key] = ClosureEntry(
@@ -475,7 +503,17 @@ def plan_of_gaps(gaps: Sequence[Gap], index_urls: Sequence[str] = ()) -> Plan:
             gap.known_dynamic,
             gap.closure_problem,
         )
-        for requirement in gap.build_requires:
-            put(requirement.requirement, identifier, requirement.cell, build_only=True)
+        for needed in gap.build_requires:
+            put(needed.requirement, identifier, needed.cell, only=True)
+    rows = []
+    for key, requirement in requirements.items():
+        flags = build_only[key]
+        row_cells = {
+            identifier: cells[key].get(identifier, Cell(Status.EXCLUDED, reason=NOT_NEEDED))
+            for identifier in targets
+        }
+        everywhere = all(flags.values())
+        on = frozenset() if everywhere else frozenset(t for t, only in flags.items() if only)
+        rows.append(PlanRow(requirement, row_cells, everywhere, on))
     ordered = tuple(sorted(targets.values()))
-    return Plan(ordered, tuple(rows.values()), closure, tuple(index_urls))
+    return Plan(ordered, tuple(rows), closure, tuple(index_urls))

@@ -277,9 +277,9 @@ class BuildOptions:
     )
     no_build_deps: bool = option(
         False,
-        help="do not plan or build the gaps' build requirements: each build installs what "
-        "prewheel already has and leaves the rest to pip (fetched from the index, compiled in "
-        "its isolated environment if it has no wheel)",
+        help="do not build the build requirements that have no wheel (plan: do not show them): "
+        "builds install the pinned files prewheel already has and leave the rest to pip "
+        "(fetched from the index, compiled in the build environment if it has no wheel)",
         commands=PLANNING_BUILDS,
     )
     build_constraints: Path | None = option(

@@ -74,6 +74,9 @@ class PlanRow:
     # Only a build needs it (a build requirement of a gap, see builder.closure): not installed
     # in the image, so the lock, the Dockerfile lines and verify leave it out.
     build_only: bool = False
+    # Targets where only a build needs it (its marker excludes it from the image there): those
+    # cells are left out like a build-only row's
+    build_only_on: frozenset[str] = frozenset()
 
 
 #: (project, version, target identifier): one package's build on one target.
@@ -143,7 +146,8 @@ class Plan:
                 cell = row.cells[target.identifier]
                 if cell.status is not Status.BUILD or cell.file is None:
                     continue
-                gap = Gap(row.requirement, target, cell.file, build_only=row.build_only)
+                build_only = row.build_only or target.identifier in row.build_only_on
+                gap = Gap(row.requirement, target, cell.file, build_only=build_only)
                 entry = self.closure.get(gap.key)
                 if entry is not None:
                     gap = dataclasses.replace(
@@ -163,8 +167,23 @@ class Plan:
         return result
 
     def runtime_rows(self) -> tuple[PlanRow, ...]:
-        """The rows an image installs (not those only builds need)."""
-        return tuple(row for row in self.rows if not row.build_only)
+        """The rows an image installs (not those only builds need), each without the cells
+        only builds need."""
+        rows = []
+        for row in self.rows:
+            if row.build_only:
+                continue
+            if row.build_only_on:
+                cells = {
+                    identifier: Cell(Status.EXCLUDED, reason="only builds need it here")
+                    if identifier in row.build_only_on
+                    else cell
+                    for identifier, cell in row.cells.items()
+                }
+                rows.append(dataclasses.replace(row, cells=cells, build_only_on=frozenset()))
+            else:
+                rows.append(row)
+        return tuple(rows)
 
     def needed_by(self) -> dict[tuple[NormalizedName, Version], list[str]]:
         """For each build requirement, the builds (``name==version``) that need it."""
@@ -580,6 +599,7 @@ def _row_to_json(row: PlanRow, targets: Sequence[Target]) -> dict[str, Any]:
         "hashes": sorted(requirement.hashes),
         "source": str(requirement.source) if requirement.source else None,
         "build_only": row.build_only,
+        "build_only_on": sorted(row.build_only_on),
         "cells": {t.identifier: _cell_to_json(row.cells[t.identifier]) for t in targets},
     }
 
@@ -661,7 +681,12 @@ def _row_from_json(row: Mapping[str, Any], columns: Mapping[str, Target]) -> Pla
         source=source,
     )
     cells = {t.identifier: _cell_from_json(row["cells"][key]) for key, t in columns.items()}
-    return PlanRow(requirement, cells, build_only=bool(row.get("build_only", False)))
+    return PlanRow(
+        requirement,
+        cells,
+        build_only=bool(row.get("build_only", False)),
+        build_only_on=frozenset(str(t) for t in row.get("build_only_on", ())),
+    )
 
 
 def _cell_from_json(cell: Mapping[str, Any]) -> Cell:

@@ -678,13 +678,17 @@ class _ContainerSession:
             return BuildResult(wheels, None, str(compilers.get("reason", "")), installed, dynamic)
         return BuildResult(wheels, toolchain, installed=installed, dynamic=dynamic)
 
-    def _offer(self, files: Iterable[Path]) -> None:
-        """Put verified build-requirement files where the build's pip finds them (once per
-        container)."""
-        for path in files:
-            if path.name not in self._offered:
-                self.container.copy_in(path, _OFFERED / path.name, mode=0o444)
-                self._offered.add(path.name)
+    def _offer(self, files: Iterable[tuple[str, Path]]) -> None:
+        """Put verified build-requirement files where the build's pip finds them, each in
+        the directory of its sha256 (once per container)."""
+        new = {
+            _OFFERED / sha256 / path.name: path
+            for sha256, path in files
+            if sha256 not in self._offered
+        }
+        if new:
+            self.container.copy_files_in(new, mode=0o444)  # one mkdir for them all
+            self._offered.update(destination.parent.name for destination in new)
 
     def _read_json(self, report: PurePosixPath) -> dict[str, Any]:
         """A report the build script wrote ({} if it stopped before writing it)."""
@@ -797,10 +801,10 @@ class _LocalSession:
         report = self.work / f"requirements-{job.label}.json"
         report.unlink(missing_ok=True)
         if environment is not None:
-            offered.mkdir(exist_ok=True)
-            for path in environment.files:
-                if not (offered / path.name).exists():
-                    shutil.copyfile(path, offered / path.name)
+            for sha256, path in environment.files:
+                (offered / sha256).mkdir(parents=True, exist_ok=True)
+                if not (offered / sha256 / path.name).exists():
+                    shutil.copyfile(path, offered / sha256 / path.name)
         spec = build_spec(
             job,
             venv=str(self.work / "venv"),

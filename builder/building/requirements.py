@@ -79,14 +79,16 @@ class BuildEnvironment:
     known_dynamic: tuple[str, ...] | None
 
     @property
-    def files(self) -> list[Path]:
-        return [r.path for r in self.requirements if r.path is not None]
+    def files(self) -> list[tuple[str, Path]]:
+        """``(sha256, path)`` of each offered file: one directory per sha256 where the build
+        finds them, so two targets' wheels of one name never mix in one container."""
+        return [(r.sha256, r.path) for r in self.requirements if r.path is not None]
 
-    def spec(self, find_links: str) -> dict[str, Any]:
+    def spec(self, offered_root: str) -> dict[str, Any]:
         return {
             **self.system.to_json(),
             "constraints": [r.pin for r in self.requirements],
-            "find_links": find_links,
+            "find_links": [f"{offered_root}/{sha256}" for sha256, _path in self.files],
             "hermetic": self.hermetic,
             "known_dynamic": list(self.known_dynamic) if self.known_dynamic is not None else None,
         }
@@ -159,8 +161,9 @@ def missing_message(job: BuildJob, missing: Sequence[ProvidedRequirement]) -> st
     listed = "; ".join(f"{r.pin} ({r.why})" for r in missing)
     return (
         f"--hermetic: {job.label} needs build requirements prewheel has no verified file "
-        f"for: {listed}. Build them first (drop --no-build-deps so prewheel builds them), put "
-        "their wheels on --our-index-url, or drop --hermetic to let pip fetch them."
+        f"for: {listed}. Let prewheel build them first (it does unless --no-build-deps is "
+        "given), put their wheels on --our-index-url, or drop --hermetic to let pip fetch "
+        "them."
     )
 
 

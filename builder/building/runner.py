@@ -549,6 +549,17 @@ def _build_one(  # noqa: PLR0917 - internal helper, called once
                 )
                 result = _build_and_check(session, item, out_dir, stream, native=False)
         except DynamicRequirementsFound as found:
+            if job.known_dynamic is not None and sorted(found.requires) == sorted(
+                job.known_dynamic
+            ):
+                message = (
+                    "the build stopped for dynamic build requirements it already had "
+                    f"({', '.join(found.requires) or 'none'}): a command in it exited 75?"
+                )
+                stream.write(f"\n[prewheel] FAILED: {message}\n".encode())
+                stream.close()
+                log = _store_log(wheelhouse, job, scratch, setup_log, job_log)
+                return _failure(job, message, log, time.monotonic() - started)
             answers.record(job.sdist_sha256, job.target.identifier, found.requires)
             stream.write(f"\n[prewheel] deferred: {found.message}\n".encode())
             stream.close()

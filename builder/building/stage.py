@@ -129,15 +129,22 @@ def build_gaps(
     them."""
     if not gaps:
         return BuildReport((), 0, 0.0)
+    options = settings.build
+    if options.hermetic and is_portable(settings):
+        raise UsageError(
+            "--hermetic cannot be combined with --portable: cibuildwheel makes the build "
+            "environments itself, from the index. Drop one of them."
+        )
     started = time.monotonic()
     fetcher = SdistFetcher()
     answers = answers or DynamicAnswers()
-    options = settings.build
     plan = plan_of_gaps(gaps, index_urls)
-    requested = {gap.key for gap in gaps}
+    # --no-build-deps: the build requirements are pinned and offered, not built
+    requested = {gap.key for gap in gaps if not (options.no_build_deps and gap.build_only)}
     final: dict[BuildKey, BuildOutcome] = {}
     containers = 0
     replan: set[BuildKey] = set()
+    waiting: list[BuildJob] = []
     for _round in range(MAX_ROUNDS):
         plan = close_plan(
             plan,
@@ -146,6 +153,7 @@ def build_gaps(
             constraints=options.build_constraints,
             answers=answers,
             replan=replan,
+            recursive=not options.no_build_deps,
         )
         wanted = [
             gap
@@ -155,6 +163,7 @@ def build_gaps(
         jobs = [job for job in jobs_for(wanted, settings) if job.key not in final]
         if not jobs:
             break
+        waiting = jobs
         deferred, used = _build_in_order(
             jobs,
             settings,
@@ -171,6 +180,17 @@ def build_gaps(
         if not deferred:
             break
         replan = deferred
+    else:
+        for job in waiting:
+            final.setdefault(
+                job.key,
+                BuildOutcome(
+                    job,
+                    BuildStatus.FAILED,
+                    error=f"its build requirements were still changing after {MAX_ROUNDS} "
+                    "rounds of planning (each build asked for others): see its log",
+                ),
+            )
     order = {gap.key: index for index, gap in enumerate(plan.gaps())}
     outcomes = sorted(final.values(), key=lambda o: order.get(o.job.key, len(order)))
     return BuildReport(tuple(outcomes), containers, time.monotonic() - started)
@@ -206,10 +226,11 @@ def _build_in_order(  # noqa: PLR0917 - internal helper of build_gaps
             ready = []
             for job in wave:
                 blocked = _blocked_by(job, final, deferred)
-                if blocked:
-                    final[job.key] = BuildOutcome(job, blocked[0], error=blocked[1])
-                else:
+                if blocked is None:
                     ready.append(job)
+                elif blocked[0] is BuildStatus.FAILED:
+                    final[job.key] = BuildOutcome(job, blocked[0], error=blocked[1])
+                # else: waits for a deferred build requirement; the next round builds it
             if not ready:
                 continue
             policy = BuildRequirementPolicy(

@@ -394,10 +394,15 @@ def make_build_environment(spec: dict[str, Any], work: Path) -> str:
     shutil.rmtree(environment, ignore_errors=True)
     run([sys.executable, "-m", "venv", "--without-pip", str(environment)])
     python = str(environment / "bin" / "python")
+    # as pip's build isolation does: the environment's scripts (ninja, cmake, cython, meson)
+    # come first on PATH for the backend, here and in `pip wheel`
+    os.environ["PATH"] = str(environment / "bin") + os.pathsep + os.environ.get("PATH", "")
     constraints = work / "build-constraints.txt"
     constraints.write_text("".join(f"{pin}\n" for pin in wanted["constraints"]))
     install = [sys.executable, "-m", "pip", "--python", python, "install", "--no-compile"]
-    install += ["--constraint", str(constraints), "--find-links", wanted["find_links"]]
+    install += ["--constraint", str(constraints)]
+    for directory in wanted["find_links"]:
+        install += ["--find-links", directory]
     if wanted["hermetic"]:
         install.append("--no-index")
     log(
@@ -475,7 +480,8 @@ def main() -> None:
         {"setup": setup, "build": build}[command](spec)
     except subprocess.CalledProcessError as error:
         log(f"command failed with exit code {error.returncode}: {' '.join(error.cmd)}")
-        sys.exit(error.returncode or 1)
+        # DYNAMIC_EXIT is this script's own signal, never a failed command's
+        sys.exit(1 if error.returncode in (0, DYNAMIC_EXIT) else error.returncode)
 
 
 if __name__ == "__main__":
