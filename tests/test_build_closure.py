@@ -11,8 +11,8 @@ build venv kept in its volume; its emulated set-up adds a few minutes on a new m
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -184,7 +184,9 @@ def test_build_requirements_are_built_first_and_served_to_builds(
         assert builds[name]["status"] == "built", builds[name]
         text = texts[name]
         # installed from prewheel's own wheel: not compiled, not downloaded
-        assert re.search(r"Processing ./prewheel/build-requirements/[0-9a-f]{64}/bext-1.0-cp311-cp311-", text), text
+        assert re.search(
+            r"Processing ./prewheel/build-requirements/[0-9a-f]{64}/bext-1.0-cp311-cp311-", text
+        ), text
         assert "Building wheel for bext" not in text and "Downloading bext" not in text
         assert "bext.machine() says armv7" in text
         records = {r["name"]: r for r in builds[name]["build_requirements"]}
@@ -234,3 +236,55 @@ def test_build_constraints_pin_the_build_requirements(index: str, tmp_path: Path
     )  # fmt: skip
     assert missing.returncode == ExitCode.REQUIREMENTS, missing.stderr
     assert "build-constraints file nope.txt does not exist" in missing.stderr
+
+
+def test_build_only_cells_stay_out_of_the_image_and_gaps_round_trip(tmp_path: Path) -> None:
+    """A runtime row that a build needs on a target its marker excludes: a build-only gap
+    there, left out of the rows an image installs; plan_of_gaps keeps what the gaps carry."""
+    from packaging.markers import Marker
+    from packaging.version import Version
+
+    from builder.closure import plan_of_gaps
+    from builder.plan import Cell, PlanRow, Status
+    from builder.requirements import PinnedRequirement
+    from builder.targets import select_targets
+    from builder.upstream.models import DistFile
+
+    amd64, armv7 = select_targets(platforms=["linux/amd64", "linux/arm/v7"], pythons=["3.11"])
+    sdist = DistFile("numpy-2.0.2.tar.gz", "file:///n.tar.gz", {"sha256": "ab" * 32})
+    numpy = PinnedRequirement(
+        "numpy",
+        Version("2.0.2"),
+        marker=Marker('platform_machine != "armv7l"'),  # type: ignore[arg-type]
+    )
+    user = PinnedRequirement("numexpr", Version("2.14.2"))  # type: ignore[arg-type]
+    user_sdist = DistFile("numexpr-2.14.2.tar.gz", "file:///e.tar.gz", {"sha256": "cd" * 32})
+    rows = (
+        PlanRow(
+            numpy,
+            {
+                amd64.identifier: Cell(Status.BUILD, sdist),
+                armv7.identifier: Cell(Status.BUILD, sdist),
+            },
+            build_only_on=frozenset({armv7.identifier}),
+        ),
+        PlanRow(user, {t.identifier: Cell(Status.BUILD, user_sdist) for t in (amd64, armv7)}),
+    )
+    closure = {
+        ("numexpr", Version("2.14.2"), t.identifier): ClosureEntry(
+            (("numpy", Version("2.0.2"), False),), ()
+        )
+        for t in (amd64, armv7)
+    }
+    plan = Plan((amd64, armv7), rows, closure)  # type: ignore[arg-type]
+    runtime = {row.requirement.name: row for row in plan.runtime_rows()}
+    assert runtime["numpy"].cells[armv7.identifier].status is Status.EXCLUDED
+    assert runtime["numpy"].cells[amd64.identifier].status is Status.BUILD
+    gaps = {(g.requirement.name, g.target.identifier): g for g in plan.gaps()}
+    assert gaps[("numpy", armv7.identifier)].build_only
+    assert not gaps[("numpy", amd64.identifier)].build_only
+    again = plan_of_gaps(plan.gaps())
+    assert {(g.key, g.build_only) for g in again.gaps()} == {
+        (g.key, g.build_only) for g in plan.gaps()
+    }
+    assert plan_from_json(plan_to_json(plan)).rows[0].build_only_on == {armv7.identifier}
