@@ -257,7 +257,7 @@ def bench_numpy(version: str, work: Path, toolchain_base: str, budget: float) ->
     ]
 
 
-def bench_closure(version: str, work: Path, toolchain_base: str) -> list[str]:
+def bench_closure(version: str, work: Path, toolchain_base: str, numpy_version: str) -> list[str]:
     """numexpr (build-requires numpy, which has no armv7 wheel) for linux/arm/v7, accelerated,
     twice: with the build-time closure (numpy planned, built once as its own job, installed
     from prewheel's wheel) and with --no-build-deps (pip compiles numpy inside numexpr's build
@@ -266,15 +266,21 @@ def bench_closure(version: str, work: Path, toolchain_base: str) -> list[str]:
     platform = "linux/arm/v7"
     prepare_toolchains([platform], toolchain_base)
     gaps = gaps_for("numexpr", version, sdist, [platform], **TRIXIE_TARGET)
+    # numpy pinned (--build-constraints) to the release whose accelerated armv7 build the
+    # numpy part measures: the newest (2.5) compiles runtime-dispatched ARMv8 code into its
+    # armv7 wheel, which the wheel checks refuse
+    constraints = work / "build-constraints.txt"
+    constraints.write_text(f"numpy=={numpy_version}\n")
+    pinned = {"build-constraints": str(constraints)}
     print(f"numexpr {version} for {platform}: with the closure", flush=True)
-    served = trixie_run(gaps, work / "closure", Accelerate.AUTO, toolchain_base)
+    served = trixie_run(gaps, work / "closure", Accelerate.AUTO, toolchain_base, options=pinned)
     print(f"numexpr {version} for {platform}: --no-build-deps", flush=True)
     compiled = trixie_run(
         gaps,
         work / "no-closure",
         Accelerate.AUTO,
         toolchain_base,
-        options={"no-build-deps": True},
+        options={"no-build-deps": True, **pinned},
     )
     for report in (served, compiled):
         for outcome in report.outcomes:
@@ -304,7 +310,8 @@ def bench_closure(version: str, work: Path, toolchain_base: str) -> list[str]:
             "installs that wheel into numexpr's build environment; with `--no-build-deps`, "
             "pip compiles numpy from source inside numexpr's build environment, as every build "
             "did before, for every package that needs numpy. Both runs accelerated, in the "
-            "trixie images, one after the other."
+            f"trixie images, one after the other, numpy pinned to {numpy_version} with "
+            "`--build-constraints`."
         ),
         "",
         "| | numexpr's build | numpy in its build environment | ratio |",
@@ -428,7 +435,7 @@ def main() -> None:
                     "(`bench/build.py`)"
                 ),
                 "",
-                *bench_closure(args.numexpr_version, work, args.toolchain_base),
+                *bench_closure(args.numexpr_version, work, args.toolchain_base, args.numpy_version),
                 f"Load average at the end of the run: {os.getloadavg()[0]:.1f} on 2 cores.",
             ]
             write_section("build-closure", "\n".join(closure))
