@@ -135,6 +135,9 @@ def build_gaps(
             "--hermetic cannot be combined with --portable: cibuildwheel makes the build "
             "environments itself, from the index. Drop one of them."
         )
+    if is_portable(settings):
+        # cibuildwheel makes its build environments itself: no closure (nor its cache keys)
+        return _build_portable(gaps, settings, wheelhouse, progress, notice, force, keep_going)
     started = time.monotonic()
     fetcher = SdistFetcher()
     answers = answers or DynamicAnswers()
@@ -194,6 +197,33 @@ def build_gaps(
     order = {gap.key: index for index, gap in enumerate(plan.gaps())}
     outcomes = sorted(final.values(), key=lambda o: order.get(o.job.key, len(order)))
     return BuildReport(tuple(outcomes), containers, time.monotonic() - started)
+
+
+def _build_portable(  # noqa: PLR0917 - internal helper of build_gaps
+    gaps: Sequence[Gap],
+    settings: Settings,
+    wheelhouse: Wheelhouse,
+    progress: ProgressCallback | None,
+    notice: Callable[[str], object],
+    force: bool,
+    keep_going: bool,
+) -> BuildReport:
+    """Portable builds as before the closure: every gap at once, pip's own build isolation."""
+    plain = [dataclasses.replace(gap, build_requires=None) for gap in gaps]
+    jobs = jobs_for(plain, settings)
+    with make_builders(settings, jobs, notice=notice) as builders:
+        return _run_wave(
+            jobs,
+            settings,
+            wheelhouse,
+            SdistFetcher(),
+            builders,
+            BuildRequirementPolicy(),
+            progress=progress,
+            notice=notice,
+            force=force,
+            keep_going=keep_going,
+        )
 
 
 def _build_in_order(  # noqa: PLR0917 - internal helper of build_gaps

