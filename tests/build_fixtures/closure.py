@@ -14,7 +14,6 @@ without building anything.
 from __future__ import annotations
 
 import functools
-import gzip
 import io
 import tarfile
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from builder.files import file_sha256
 
-from .sdists import make_sdist
+from .sdists import make_sdist, write_sdist
 
 NEEDS_B_SETUP = """\
 import bext
@@ -63,23 +62,7 @@ def _pure_sdist(
         "PKG-INFO": f"Metadata-Version: 2.2\nName: {name}\nVersion: 1.0\n",
         **extra,
     }
-    return _write(dest, base, files)
-
-
-def _write(dest: Path, base: str, files: dict[str, str]) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / f"{base}.tar.gz"
-    with (
-        gzip.GzipFile(path, "wb", mtime=0) as compressed,
-        tarfile.open(fileobj=compressed, mode="w") as archive,
-    ):
-        for relative, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"{base}/{relative}")
-            info.size = len(data)
-            info.mtime = 315532800
-            archive.addfile(info, io.BytesIO(data))
-    return path
+    return write_sdist(dest, base, files)
 
 
 def make_closure_sdists(dest: Path) -> dict[str, Path]:
@@ -92,7 +75,7 @@ def make_closure_sdists(dest: Path) -> dict[str, Path]:
             if m.isfile()
         }
     members["PKG-INFO"] = "Metadata-Version: 2.2\nName: bext\nVersion: 1.0\n"
-    b = _write(dest, "bext-1.0", members)
+    b = write_sdist(dest, "bext-1.0", members)
     needs_b = ["setuptools>=61", "bext==1.0"]
     return {
         "bext": b,

@@ -90,10 +90,15 @@ def make_sdist(
         files["setup.py"] = SLOW_SETUP.format(seconds=build_seconds)
     if reject_native_compiler:
         files["setup.py"] = REJECTING_SETUP.format()
+    return write_sdist(dest, base, files)
+
+
+def write_sdist(dest: Path, base: str, files: dict[str, str]) -> Path:
+    """``dest/<base>.tar.gz`` holding ``files`` under ``<base>/``. The same inputs make the
+    same bytes (gzip's header time fixed too), so an sdist made again a second later has the
+    same sha256 and hits the wheel cache."""
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{base}.tar.gz"
-    # The same inputs make the same bytes (gzip's header time fixed too), so an sdist made
-    # again a second later has the same sha256 and hits the wheel cache.
     with (
         gzip.GzipFile(path, "wb", mtime=0) as compressed,
         tarfile.open(fileobj=compressed, mode="w") as archive,
