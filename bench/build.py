@@ -267,8 +267,7 @@ def bench_closure(version: str, work: Path, toolchain_base: str, numpy_version: 
     prepare_toolchains([platform], toolchain_base)
     gaps = gaps_for("numexpr", version, sdist, [platform], **TRIXIE_TARGET)
     # numpy pinned (--build-constraints) to the release whose accelerated armv7 build the
-    # numpy part measures: the newest (2.5) compiles runtime-dispatched ARMv8 code into its
-    # armv7 wheel, which the wheel checks refuse
+    # numpy part measures, so the two parts' figures are of the same numpy
     constraints = work / "build-constraints.txt"
     constraints.write_text(f"numpy=={numpy_version}\n")
     pinned = {"build-constraints": str(constraints)}

@@ -4,7 +4,9 @@
 (``EI_DATA``) and, for 32-bit ARM, the CPU architecture the code was compiled for
 (``Tag_CPU_arch`` in ``.ARM.attributes``) and its float ABI: the ``e_flags`` hard/soft-float
 bits of an EABI version 5 file (what the GNU linker writes), else ``Tag_ABI_VFP_args`` (a
-relocatable object, or the old GNU ABI, where those bits mean something else).
+relocatable object, or the old GNU ABI, where those bits mean something else), and whether it
+asks the kernel for the CPU's features at run time (imports ``getauxval``): what code that
+chooses between kernels for several CPUs at run time does, as NumPy's does on 32-bit ARM.
 :func:`wheel_elf_members` reads every ELF member of a wheel, :func:`elf_file_facts` one file.
 What a *target* needs (machine, byte order, allowed ``Tag_CPU_arch`` values, float ABI) lives in
 :mod:`builder.targets`.
@@ -24,7 +26,7 @@ from elftools.elf.constants import E_FLAGS
 from elftools.elf.descriptions import describe_e_machine
 from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_E_MACHINE
-from elftools.elf.sections import ARMAttributesSection
+from elftools.elf.sections import ARMAttributesSection, SymbolTableSection
 
 from .errors import IntegrityError
 from .targets import FloatAbi, arm_cpu_arch_name
@@ -36,6 +38,9 @@ _CLASS_BITS = {1: 32, 2: 64}
 # toolchain's own convention and 3 means no floating-point arguments at all (either ABI).
 _VFP_ARGS = {0: FloatAbi.SOFT, 1: FloatAbi.HARD}
 _SPOOL_IN_MEMORY = 16 << 20  # larger members are spooled to a temporary file
+# How Linux code reads the CPU's features (AT_HWCAP, AT_HWCAP2) from the auxiliary vector:
+# glibc's and musl's getauxval (glibc also exports __getauxval).
+_CPU_FEATURE_QUERIES = frozenset({"getauxval", "__getauxval"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +53,7 @@ class ElfFacts:
     machine_name: str = ""  # pyelftools' description: "ARM", "Advanced Micro Devices X86-64"
     arm_cpu_arch: int | None = None  # Tag_CPU_arch; None: not ARM, or no .ARM.attributes
     float_abi: FloatAbi | None = None  # 32-bit ARM; None: not ARM, or commits to neither
+    asks_cpu_features: bool = False  # 32-bit ARM: imports getauxval (dispatches at run time)
 
     @property
     def is_arm(self) -> bool:
@@ -104,6 +110,7 @@ def read_elf(stream: IO[bytes]) -> ElfFacts | None:
         facts,
         arm_cpu_arch=attributes.get("TAG_CPU_ARCH"),
         float_abi=_arm_float_abi(int(header["e_flags"]), attributes.get("TAG_ABI_VFP_ARGS", 0)),
+        asks_cpu_features=_imports_any(elf, _CPU_FEATURE_QUERIES),
     )
 
 
@@ -127,6 +134,17 @@ def _arm_attributes(elf: ELFFile) -> dict[str, int]:
                     if isinstance(attribute.value, int):
                         found.setdefault(attribute.tag, attribute.value)
     return found
+
+
+def _imports_any(elf: ELFFile, names: frozenset[str]) -> bool:
+    """Whether the file's dynamic symbol table imports (holds undefined) any of ``names``."""
+    dynsym = elf.get_section_by_name(".dynsym")
+    if not isinstance(dynsym, SymbolTableSection):
+        return False
+    return any(
+        symbol["st_shndx"] == "SHN_UNDEF" and symbol.name in names
+        for symbol in dynsym.iter_symbols()
+    )
 
 
 def _arm_float_abi(e_flags: int, vfp_args: int) -> FloatAbi | None:

@@ -6,10 +6,19 @@ Pure functions over files and facts: under QEMU an armv6 build may silently prod
 or an ``armv8l`` tag, a hard-float compiler makes code a soft-float target cannot load, and a
 build for the wrong platform would be served to every user. The machine-code facts come from
 :mod:`builder.elf`, what each target needs from :mod:`builder.targets`.
+
+A wheel's 32-bit ARM object that records a newer CPU than the target's is accepted where it
+asks the kernel for the CPU's features at run time: code that dispatches (NumPy compiles its
+ARMv8 kernels beside ARMv7 ones and picks one per CPU), whose record is the newest of its
+parts. :func:`check_wheel_code` returns a sentence for each such member, and on 32-bit ARM
+every container runs on a CPU of the target's generation (:attr:`builder.targets.Arch.qemu_cpu`),
+so the wheel's import in verification takes the baseline path, and dies there if its baseline
+is newer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from pathlib import Path
 
@@ -52,6 +61,30 @@ def code_problem(facts: ElfFacts, target: Target) -> CodeProblem | None:
     if facts.float_abi is not None and facts.float_abi is not target.float_abi:
         return CodeProblem.FLOAT_ABI
     return None
+
+
+def dispatches_newer_code(facts: ElfFacts, target: Target) -> bool:
+    """Whether ``facts`` record a newer ARM CPU than ``target``'s only because the code holds
+    kernels for newer CPUs that it chooses between at run time (it imports ``getauxval``)."""
+    return (
+        target.arch.is_32bit_arm
+        and facts.asks_cpu_features
+        and code_problem(facts, target) is CodeProblem.CPU
+        and code_problem(dataclasses.replace(facts, arm_cpu_arch=None), target) is None
+    )
+
+
+def _wheel_problem(facts: ElfFacts, target: Target) -> CodeProblem | None:
+    """:func:`code_problem` for a wheel's member: runtime-dispatched newer code passes."""
+    return None if dispatches_newer_code(facts, target) else code_problem(facts, target)
+
+
+def _dispatch_note(member: str, facts: ElfFacts, target: Target) -> str:
+    return (
+        f"{member} records {facts.describe()}, newer than {target.identifier} runs, and asks "
+        "the kernel for the CPU's features at run time (getauxval): accepted as code that "
+        "chooses its kernels per CPU. Verification imports it on the target's CPU generation."
+    )
 
 
 def target_needs(target: Target, problem: CodeProblem) -> str:
@@ -117,8 +150,9 @@ def _upstream_advice(problem: CodeProblem, target: Target) -> str:
     )
 
 
-def check_wheel(wheel: Path, *, name: str, version: Version, target: Target) -> None:
-    """Raise :class:`IntegrityError` unless the built wheel fits ``target`` in every respect."""
+def check_wheel(wheel: Path, *, name: str, version: Version, target: Target) -> list[str]:
+    """Raise :class:`IntegrityError` unless the built wheel fits ``target`` in every respect;
+    return what :func:`check_wheel_code` notes."""
     try:
         wheel_name, wheel_version, _build, tags = parse_wheel_filename(wheel.name)
     except InvalidWheelFilename as exc:
@@ -136,26 +170,32 @@ def check_wheel(wheel: Path, *, name: str, version: Version, target: Target) -> 
             "32-bit ARM containers can report another CPU (armv8l on arm64 hosts, armv7l for "
             "arm/v6 without QEMU_CPU=arm1176); build on a matching image or native host."
         )
-    check_wheel_code(wheel, target)
+    return check_wheel_code(wheel, target)
 
 
 def check_wheel_code(
     wheel: Path, target: Target, *, upstream: bool = False, name: str = ""
-) -> None:
+) -> list[str]:
     """Raise :class:`IntegrityError` naming the first ELF member of ``wheel`` that does not
     run on ``target``: its machine, class and byte order, and on 32-bit ARM its
-    ``Tag_CPU_arch`` and float ABI. ``upstream``: the wheel was downloaded, not built;
-    ``name``: the wheel's file name, where ``wheel`` is a temporary file."""
+    ``Tag_CPU_arch`` (unless it dispatches at run time: :func:`dispatches_newer_code`) and
+    float ABI. ``upstream``: the wheel was downloaded, not built;
+    ``name``: the wheel's file name, where ``wheel`` is a temporary file. Returns a sentence
+    per member accepted as runtime-dispatched newer code, for the build log."""
     name = name or wheel.name
+    notes: list[str] = []
     for member, facts in wheel_elf_members(wheel, name=name).items():
-        problem = code_problem(facts, target)
+        problem = _wheel_problem(facts, target)
         if problem is None:
+            if dispatches_newer_code(facts, target):
+                notes.append(_dispatch_note(member, facts, target))
             continue
         advice = (_upstream_advice if upstream else _built_advice)(problem, target)
         raise IntegrityError(
             f"{name}: {member} is {facts.describe()}, but {target.identifier} "
             f"({target.docker_platform}) needs {target_needs(target, problem)}. {advice}"
         )
+    return notes
 
 
 # -- the build image ---------------------------------------------------------------------------

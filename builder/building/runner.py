@@ -631,11 +631,12 @@ def _build_and_check(
                 f"The build produced {len(result.wheels)} wheels "
                 f"({[w.name for w in result.wheels]}), expected exactly one."
             )
-        check_wheel(result.wheels[0], name=job.name, version=job.version, target=job.target)
+        notes = check_wheel(result.wheels[0], name=job.name, version=job.version, target=job.target)
     except PrewheelError as error:
         if result.toolchain is not None:
             raise NativeBuildFailed(error.message) from error
         raise
+    stream.write("".join(f"\n[prewheel] {note}" for note in notes).encode())
     return result
 
 

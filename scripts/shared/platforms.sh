@@ -11,7 +11,7 @@
 PREWHEEL_PLATFORMS="
 amd64   linux/amd64   x86_64  qemu-x86_64  buster -
 arm64   linux/arm64   aarch64 qemu-aarch64 buster cortex-a53
-armhf   linux/arm/v7  armv7l  qemu-arm     buster -
+armhf   linux/arm/v7  armv7l  qemu-arm     buster cortex-a7
 armel   linux/arm/v6  armv6l  qemu-arm     buster arm1176
 i386    linux/386     i686    qemu-i386    buster -
 ppc64el linux/ppc64le ppc64le qemu-ppc64le buster -

@@ -20,6 +20,12 @@ build apcs-gnu.so arm-linux-gnueabi-gcc -mabi=apcs-gnu -march=armv5te -marm
 # ARMv7-A
 build armv6-hardfloat.so arm-linux-gnueabihf-gcc -march=armv6+fp -marm -mfloat-abi=hard
 build armv7-hardfloat.so arm-linux-gnueabihf-gcc
+# the same compiler told -march=armv8-a+simd (AArch32): all of it ARMv8
+build armv8-hardfloat.so arm-linux-gnueabihf-gcc -march=armv8-a+simd
+# runtime dispatch: an ARMv7 module with an ARMv8 kernel it chooses at run time (getauxval)
+arm-linux-gnueabihf-gcc -c -fPIC -O2 -march=armv8-a+simd -o dispatch_v8.o dispatch_v8.c
+arm-linux-gnueabihf-gcc $FLAGS -o armv8-dispatched.so dispatch.c dispatch_v8.o
+rm dispatch_v8.o && echo armv8-dispatched.so
 # an armhf relocatable object: EABI5 without e_flags float bits, so Tag_ABI_VFP_args says it
 arm-linux-gnueabihf-gcc -c -O2 -o armv7-hardfloat.o scale.c && echo armv7-hardfloat.o
 # big-endian 64-bit
