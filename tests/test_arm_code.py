@@ -218,3 +218,41 @@ def test_arm64_containers_get_a_baseline_cpu_without_pointer_authentication() ->
     assert emulation_environment(Arch.AARCH64) == {"QEMU_CPU": "cortex-a53"}
     assert default & HWCAP_PACA and default & HWCAP_SVE  # what QEMU's default offers
     assert not baseline & HWCAP_PACA and not baseline & HWCAP_SVE
+
+
+# AT_HWCAP2 bits of 32-bit ARM (Linux's uapi asm/hwcap.h): the ARMv8 extensions an AArch32
+# CPU reports (AES, PMULL, SHA1, SHA2, CRC32), which code that dispatches at run time (NumPy)
+# takes for "ARMv8" and then runs ARMv8 instructions.
+HWCAP2_ARMV8_EXTENSIONS = 0x1F
+AUXV_HWCAP2_ARM = (
+    "import struct; data = open('/proc/self/auxv', 'rb').read(); "
+    "pairs = dict(struct.iter_unpack('<II', data)); print(pairs.get(26, 0))"
+)
+
+
+@pytest.mark.docker
+@pytest.mark.emulation
+def test_arm_v7_containers_get_an_armv7_cpu_without_armv8_extensions() -> None:
+    """prewheel's linux/arm/v7 containers run on QEMU's Cortex-A7 (the Raspberry Pi 2): QEMU's
+    default 32-bit CPU is an ARMv8 core that reports ARMv8's extensions, so an armv7 wheel's
+    ARMv8 kernels would be the ones its import and verification exercise."""
+    armv7 = Arch.ARMV7L
+    image = f"prewheel-test/trixie:{armv7.debian_arch}"
+    need(image)
+    client = docker.from_env(timeout=300)
+
+    def hwcap2(environment: dict[str, str]) -> int:
+        output = client.containers.run(
+            image, ["python3", "-c", AUXV_HWCAP2_ARM], platform=armv7.docker_platform,
+            environment=environment, remove=True,
+        )  # fmt: skip
+        return int(bytes(output).decode().split()[-1])
+
+    try:
+        baseline = hwcap2(emulation_environment(armv7))
+        default = hwcap2({})
+    finally:
+        client.close()
+    assert emulation_environment(armv7) == {"QEMU_CPU": "cortex-a7"}
+    assert default & HWCAP2_ARMV8_EXTENSIONS == HWCAP2_ARMV8_EXTENSIONS
+    assert baseline == 0

@@ -41,7 +41,10 @@ def test_32_bit_arm_builds_pin_the_cpu_and_platform_tag() -> None:
         "QEMU_CPU": "arm1176",
         "_PYTHON_HOST_PLATFORM": "linux-armv6l",
     }
-    assert arch_environment(Arch.ARMV7L) == {"_PYTHON_HOST_PLATFORM": "linux-armv7l"}
+    assert arch_environment(Arch.ARMV7L) == {
+        "QEMU_CPU": "cortex-a7",
+        "_PYTHON_HOST_PLATFORM": "linux-armv7l",
+    }
     assert arch_environment(Arch.AARCH64) == {"QEMU_CPU": "cortex-a53"}
 
 

@@ -93,6 +93,42 @@ def test_armv7_code_is_refused_for_armv6l(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
+def test_armv8_code_is_refused_for_armv7l(tmp_path: Path) -> None:
+    wheel = fixture_wheel(tmp_path, "armv8-hardfloat.so", "linux_armv7l")
+    with pytest.raises(IntegrityError) as error:
+        check(wheel, ARMV7)
+    assert str(error.value).startswith(
+        "pkg-1.0-cp311-cp311-linux_armv7l.whl: pkg/_native.cpython-311-linux-gnu.so is ARMv8-A "
+        f"code, hard-float, but {ARMV7.identifier} (linux/arm/v7) needs ARMv7 code or older"
+    )
+
+
+def test_armv8_kernels_chosen_at_run_time_pass_for_armv7l_and_say_so(tmp_path: Path) -> None:
+    """An ARMv7 module with an ARMv8 kernel it picks by the CPU's features (getauxval), as
+    NumPy's armv7 build is: the linker records ARMv8 for the whole file."""
+    wheel = fixture_wheel(tmp_path, "armv8-dispatched.so", "linux_armv7l")
+    notes = check_wheel(wheel, name="pkg", version=Version("1.0"), target=ARMV7)
+    assert notes == [
+        "pkg/_native.cpython-311-linux-gnu.so records ARMv8-A code, hard-float, newer than "
+        f"{ARMV7.identifier} runs, and asks the kernel for the CPU's features at run time "
+        "(getauxval): accepted as code that chooses its kernels per CPU. Verification imports "
+        "it on the target's CPU generation."
+    ]
+    assert check_wheel_code(wheel, ARMV7, upstream=True) == notes  # mirrored too
+    # nothing to note where the code does not record a newer CPU than the target's
+    assert check_wheel_code(fixture_wheel(tmp_path, "armv7-hardfloat.so", "x"), ARMV7) == []
+
+
+def test_runtime_dispatch_excuses_nothing_but_the_cpu_record(tmp_path: Path) -> None:
+    wheel = fixture_wheel(tmp_path, "armv8-dispatched.so", "linux_armv6l")
+    with pytest.raises(IntegrityError, match="is ARMv8-A code, hard-float, but"):
+        check(wheel, ARMV6_SOFT)  # hard-float code for a soft-float target
+    # a build image's interpreter is what its compiler makes: never excused
+    facts = image_facts("armv8-dispatched.so", "armhf")
+    with pytest.raises(ImageMismatchError, match="is ARMv8-A code, hard-float"):
+        check_image_code("debian-armhf:12", facts, ARMV7)
+
+
 def test_hard_float_code_is_refused_for_the_soft_float_armv6l_target(tmp_path: Path) -> None:
     wheel = fixture_wheel(tmp_path, "armv6-hardfloat.so", "linux_armv6l")
     with pytest.raises(IntegrityError) as error:

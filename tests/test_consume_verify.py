@@ -139,10 +139,11 @@ def test_every_target_is_tried_and_failures_are_collected(tmp_path: Path) -> Non
     assert runner.calls[0]["environment"]["PIP_INDEX_URL"] == "http://127.0.0.1:9/simple/"  # type: ignore[index]
 
 
-def test_arm_v6_is_verified_on_an_arm1176_cpu_and_other_targets_on_qemus_default(
+def test_32_bit_arm_is_verified_on_its_own_cpu_and_other_targets_on_qemus_default(
     tmp_path: Path,
 ) -> None:
-    """Under QEMU's default CPU, ARMv7 code in an armv6l wheel would import and pass."""
+    """Under QEMU's default CPU, ARMv7 code in an armv6l wheel would import and pass, and
+    ARMv8 code in an armv7l wheel would too (QEMU's default 32-bit CPU has ARMv8 features)."""
     lock = tmp_path / "requirements.lock"
     lock.write_text("tinypkg==1.0 --hash=sha256:00\n")
     [armv6] = select_targets(platforms=["linux/arm/v6"])
@@ -152,7 +153,7 @@ def test_arm_v6_is_verified_on_an_arm1176_cpu_and_other_targets_on_qemus_default
     )
     assert results[0].machine == "armv6l"  # what the container's CPU reported
     cpus = [c["environment"].get("QEMU_CPU") for c in runner.calls]  # type: ignore[attr-defined]
-    assert cpus == ["arm1176", None, None]
+    assert cpus == ["arm1176", "cortex-a7", None]
 
 
 def test_the_probe_its_lock_the_ca_bundle_and_the_proxies_reach_the_container(

@@ -30,6 +30,9 @@ def facts(name: str) -> ElfFacts:
         ("armv7-softfloat.so", 10, FloatAbi.SOFT, "ARMv7 code, soft-float"),
         ("armv6-hardfloat.so", 6, FloatAbi.HARD, "ARMv6 code, hard-float"),
         ("armv7-hardfloat.so", 10, FloatAbi.HARD, "ARMv7 code, hard-float"),
+        ("armv8-hardfloat.so", 14, FloatAbi.HARD, "ARMv8-A code, hard-float"),
+        # ARMv7 with an ARMv8 kernel: the linker records the newest of its inputs
+        ("armv8-dispatched.so", 14, FloatAbi.HARD, "ARMv8-A code, hard-float"),
         # EABI5 without the e_flags float bits (a relocatable object): Tag_ABI_VFP_args
         ("armv7-hardfloat.o", 10, FloatAbi.HARD, "ARMv7 code, hard-float"),
         # the old GNU ABI sets 0x400 (EF_ARM_VFP_FLOAT there) for soft-float code
@@ -43,6 +46,13 @@ def test_arm_cpu_architecture_and_float_abi(
     assert (found.machine, found.elf_class, found.byte_order) == (ARM, 1, "little")
     assert (found.arm_cpu_arch, found.float_abi) == (cpu_arch, float_abi)
     assert found.describe() == description
+
+
+def test_code_that_asks_for_the_cpus_features_at_run_time() -> None:
+    """An import of getauxval (how Linux code reads AT_HWCAP) marks runtime dispatch."""
+    assert facts("armv8-dispatched.so").asks_cpu_features
+    assert not facts("armv8-hardfloat.so").asks_cpu_features
+    assert not facts("armv7-hardfloat.so").asks_cpu_features
 
 
 def test_big_endian_files() -> None:
