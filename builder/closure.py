@@ -31,7 +31,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from .errors import BuildCycleError, PrewheelError, RequirementsError
-from .files import atomic_write
+from .files import atomic_write, file_sha256
 from .hostenv import user_cache
 from .plan import (
     BuildKey,
@@ -238,7 +238,9 @@ def close_plan(
                 new.setdefault((name, version), PinnedRequirement(name, version))
         _add_pages(work, list(new.values()), index_urls, our_index_url, indexes, client, refresh)
         _update_rows(work, new)
-    closed = _plan_of(plan, work)
+    closed = dataclasses.replace(
+        _plan_of(plan, work), build_constraints_sha256=constraints_sha256(constraints)
+    )
     cycle = find_cycle(_build_edges(closed)) if recursive else None
     if cycle:
         raise BuildCycleError(
@@ -249,6 +251,11 @@ def close_plan(
             "--build-constraints, a version of a build requirement that has a wheel."
         )
     return closed
+
+
+def constraints_sha256(constraints: Path | None) -> str:
+    """What a plan records of the build-constraints file its closure was planned with."""
+    return file_sha256(constraints) if constraints is not None else ""
 
 
 def _index_urls(indexes: IndexOptions | None) -> tuple[str, ...]:

@@ -136,6 +136,29 @@ class Plan:
     # The upstream indexes the plan read (the closure plans build requirements against them;
     # not in the JSON form, which must carry no login)
     index_urls: tuple[str, ...] = ()
+    # sha256 of the build-constraints file the closure was planned with ("": none)
+    build_constraints_sha256: str = ""
+
+    def without_closure(self) -> Plan:
+        """This plan as it was before its build requirements were planned: no closure, no
+        rows only builds needed, and the cells builds needed on targets their row's marker
+        excludes excluded again."""
+        rows = []
+        for row in self.rows:
+            if row.build_only:
+                continue
+            if row.build_only_on:
+                marker = row.requirement.marker
+                cells = {
+                    identifier: Cell(Status.EXCLUDED, reason=f"marker {marker} is false here")
+                    if identifier in row.build_only_on
+                    else cell
+                    for identifier, cell in row.cells.items()
+                }
+                rows.append(dataclasses.replace(row, cells=cells, build_only_on=frozenset()))
+            else:
+                rows.append(row)
+        return dataclasses.replace(self, rows=tuple(rows), closure={}, build_constraints_sha256="")
 
     def gaps(self) -> list[Gap]:
         """Every cell to build, with its planned build requirements (if planned)."""
@@ -554,7 +577,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     (identifier -> python, libc, libc_version, platform, float_abi), ``requirements`` (objects with
     ``name``, ``version``, ``extras``, ``marker``, ``hashes``, ``source`` and ``cells``:
     identifier -> ``status``, ``filename``, ``url``, ``sha256``, ``hashes``, ``index_url``,
-    ``requires_python``, ``yanked``, ``reason``), ``counts`` and ``summary``.
+    ``requires_python``, ``yanked``, ``reason``), ``build_requirements`` (per gap and target,
+    the pins its build needs), ``build_constraints_sha256`` (of the build-constraints file
+    they were planned with, or null), ``counts`` and ``summary``.
     """
     return {
         "format": PLAN_FORMAT,
@@ -584,6 +609,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             }
             for (name, version, target), entry in plan.closure.items()
         ],
+        "build_constraints_sha256": plan.build_constraints_sha256 or None,
         "counts": {status.value: count for status, count in plan.counts().items()},
         "summary": plan.summary(),
     }
@@ -640,7 +666,8 @@ def plan_from_json(data: Any) -> Plan:
             f"Not a prewheel plan ({type(exc).__name__}: {exc}). Write one with "
             "`prewheel plan requirements.txt --json > plan.json`."
         ) from None
-    return Plan(targets, rows, closure)
+    constraints_sha256 = data.get("build_constraints_sha256") or ""
+    return Plan(targets, rows, closure, build_constraints_sha256=str(constraints_sha256))
 
 
 def _closure_from_json(item: Mapping[str, Any]) -> tuple[BuildKey, ClosureEntry]:

@@ -10,6 +10,7 @@ build venv kept in its volume; its emulated set-up adds a few minutes on a new m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,10 +22,33 @@ from pathlib import Path
 import pytest
 from build_fixtures.closure import make_closure_sdists, serve_tree, write_simple_tree
 from build_fixtures.helpers import TEST_IMAGE
+from packaging.markers import Marker
+from packaging.version import Version
 
-from builder.closure import build_waves, find_cycle, read_build_system
+from builder.cli import build_parser
+from builder.cli.build import _plan_gaps_from_json
+from builder.cli.common import settings_from_args
+from builder.closure import (
+    build_waves,
+    constraints_sha256,
+    find_cycle,
+    plan_of_gaps,
+    read_build_system,
+)
 from builder.errors import BuildCycleError, ExitCode
-from builder.plan import ClosureEntry, Plan, plan_from_json, plan_to_json
+from builder.plan import (
+    Cell,
+    ClosureEntry,
+    Gap,
+    Plan,
+    PlanRow,
+    Status,
+    plan_from_json,
+    plan_to_json,
+)
+from builder.requirements import PinnedRequirement
+from builder.targets import Target, select_targets
+from builder.upstream.models import DistFile
 
 LOCAL = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
@@ -238,18 +262,9 @@ def test_build_constraints_pin_the_build_requirements(index: str, tmp_path: Path
     assert "build-constraints file nope.txt does not exist" in missing.stderr
 
 
-def test_build_only_cells_stay_out_of_the_image_and_gaps_round_trip(tmp_path: Path) -> None:
-    """A runtime row that a build needs on a target its marker excludes: a build-only gap
-    there, left out of the rows an image installs; plan_of_gaps keeps what the gaps carry."""
-    from packaging.markers import Marker
-    from packaging.version import Version
-
-    from builder.closure import plan_of_gaps
-    from builder.plan import Cell, PlanRow, Status
-    from builder.requirements import PinnedRequirement
-    from builder.targets import select_targets
-    from builder.upstream.models import DistFile
-
+def _numexpr_plan() -> tuple[Plan, Target, Target]:
+    """numexpr for linux/amd64 and linux/arm/v7, build-requiring numpy, whose own row's
+    marker excludes linux/arm/v7 (a build-only cell there)."""
     amd64, armv7 = select_targets(platforms=["linux/amd64", "linux/arm/v7"], pythons=["3.11"])
     sdist = DistFile("numpy-2.0.2.tar.gz", "file:///n.tar.gz", {"sha256": "ab" * 32})
     numpy = PinnedRequirement(
@@ -276,7 +291,13 @@ def test_build_only_cells_stay_out_of_the_image_and_gaps_round_trip(tmp_path: Pa
         )
         for t in (amd64, armv7)
     }
-    plan = Plan((amd64, armv7), rows, closure)  # type: ignore[arg-type]
+    return Plan((amd64, armv7), rows, closure), amd64, armv7  # type: ignore[arg-type]
+
+
+def test_build_only_cells_stay_out_of_the_image_and_gaps_round_trip() -> None:
+    """A runtime row that a build needs on a target its marker excludes: a build-only gap
+    there, left out of the rows an image installs; plan_of_gaps keeps what the gaps carry."""
+    plan, amd64, armv7 = _numexpr_plan()
     runtime = {row.requirement.name: row for row in plan.runtime_rows()}
     assert runtime["numpy"].cells[armv7.identifier].status is Status.EXCLUDED
     assert runtime["numpy"].cells[amd64.identifier].status is Status.BUILD
@@ -288,3 +309,43 @@ def test_build_only_cells_stay_out_of_the_image_and_gaps_round_trip(tmp_path: Pa
         (g.key, g.build_only) for g in plan.gaps()
     }
     assert plan_from_json(plan_to_json(plan)).rows[0].build_only_on == {armv7.identifier}
+
+
+def test_a_saved_plan_pinned_under_other_build_constraints_is_planned_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``build --plan`` keeps the saved pins only under the build constraints they were
+    planned with; otherwise the gaps go to the build unplanned (close_plan pins them again)
+    and what only the old pins needed is not built."""
+    plan, _amd64, armv7 = _numexpr_plan()
+    (tmp_path / "old.txt").write_text("numpy==2.0.2\n")
+    (tmp_path / "new.txt").write_text("numpy==2.1.3\n")
+    saved = dataclasses.replace(
+        plan, build_constraints_sha256=constraints_sha256(tmp_path / "old.txt")
+    )
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan_to_json(saved)))
+    monkeypatch.chdir(tmp_path)
+
+    def gaps(*options: str) -> dict[tuple[str, str], Gap]:
+        args = build_parser().parse_args(["build", "--plan", "plan.json", *options])
+        found = _plan_gaps_from_json(plan_file, settings_from_args("build", args))
+        return {(g.requirement.name, g.target.identifier): g for g in found}
+
+    kept = gaps("--build-constraints", "old.txt")
+    assert kept[("numexpr", armv7.identifier)].build_requires is not None
+    assert kept[("numpy", armv7.identifier)].build_only
+    assert "planned again" not in capsys.readouterr().err
+    for options in (("--build-constraints", "new.txt"), ()):
+        replanned = gaps(*options)
+        assert all(gap.build_requires is None for gap in replanned.values())
+        assert ("numpy", armv7.identifier) not in replanned  # only the old pins needed it
+        assert not any(gap.build_only for gap in replanned.values())
+        assert "pinned its build requirements under other build constraints" in (
+            " ".join(capsys.readouterr().err.split())
+        )
+    # a plan made without constraints, built without: kept
+    plain = dataclasses.replace(plan, build_constraints_sha256="")
+    plan_file.write_text(json.dumps(plan_to_json(plain)))
+    assert gaps()[("numexpr", armv7.identifier)].build_requires is not None
+    assert plan.without_closure().closure == {}

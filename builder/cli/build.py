@@ -24,6 +24,7 @@ from ..building.runner import (
     describe_event,
 )
 from ..building.stage import build_gaps, raise_for_failures
+from ..closure import constraints_sha256
 from ..errors import ExitCode, UsageError
 from ..files import file_sha256
 from ..options import DEFAULT_WHEELHOUSE, Settings, add_options
@@ -111,7 +112,7 @@ def _gaps(
     targets = settings.targets.targets() if sdists or requirements else []
     gaps = [gap for path in sdists for gap in _sdist_gaps(path, targets)]
     if plan_file is not None:
-        gaps += _plan_gaps_from_json(plan_file, settings.targets.target)
+        gaps += _plan_gaps_from_json(plan_file, settings)
     index_urls: tuple[str, ...] = ()
     if requirements:
         plan = plan_requirements(requirements, targets, settings.indexes)
@@ -137,9 +138,21 @@ def _sdist_gaps(path: Path, targets: list[Target]) -> list[Gap]:
     return [Gap(requirement, target, dist) for target in targets]
 
 
-def _plan_gaps_from_json(path: Path, identifiers: Sequence[str]) -> list[Gap]:
-    """The plan's gaps; with --target, those of the named plan targets only."""
+def _plan_gaps_from_json(path: Path, settings: Settings) -> list[Gap]:
+    """The plan's gaps; with --target, those of the named plan targets only. Build
+    requirements the plan pinned under other build constraints than this build's are
+    planned again."""
     plan = load_plan(path, unreadable="Cannot read plan {path}: {exc}.")
+    constraints = settings.build.build_constraints
+    if plan.closure and plan.build_constraints_sha256 != constraints_sha256(constraints):
+        planned = "other build constraints" if plan.build_constraints_sha256 else "none"
+        given = f"--build-constraints {constraints}" if constraints else "none"
+        _notice(
+            f"{path} pinned its build requirements under {planned}, this build has {given}: "
+            "they are planned again."
+        )
+        plan = plan.without_closure()
+    identifiers = settings.targets.target
     if not identifiers:
         return list(plan.gaps())
     chosen = set(pick_targets(identifiers, plan.targets))
