@@ -194,11 +194,7 @@ def close_plan(
     ``problem`` (their build fails with it; the others go on). Raises
     :class:`~builder.errors.BuildCycleError` when builds need each other (``recursive``
     only: otherwise the build requirements are not built)."""
-    if constraints is not None and not constraints.is_file():
-        raise RequirementsError(
-            f"The build-constraints file {constraints} does not exist. Give a pip constraints "
-            "file (name==version lines), or drop --build-constraints."
-        )
+    check_constraints(constraints)
     answers = answers or DynamicAnswers()
     index_urls = plan.index_urls or _index_urls(indexes)
     our_index_url = indexes.our_index_url if indexes else None
@@ -253,8 +249,19 @@ def close_plan(
     return closed
 
 
+def check_constraints(constraints: Path | None) -> None:
+    """Raise :class:`~builder.errors.RequirementsError` unless ``constraints`` (if given) is a
+    file."""
+    if constraints is not None and not constraints.is_file():
+        raise RequirementsError(
+            f"The build-constraints file {constraints} does not exist. Give a pip constraints "
+            "file (name==version lines), or drop --build-constraints."
+        )
+
+
 def constraints_sha256(constraints: Path | None) -> str:
     """What a plan records of the build-constraints file its closure was planned with."""
+    check_constraints(constraints)
     return file_sha256(constraints) if constraints is not None else ""
 
 

@@ -92,6 +92,8 @@ def run_pipeline(
     mirrored = len(written.mirrored.fetched) if written.mirrored else 0
     timer.lap("index")
     log(f"index: {added} built wheels added, {mirrored} upstream wheels mirrored into {index_root}")
+    for note in written.mirrored.notes if written.mirrored else ():
+        log(f"index: note: {note}")
     lock, dockerfile = write_consumer_files(plan, wheelhouse, output)
     timer.lap("lock")
     log(f"lock: {lock}; example Dockerfile: {dockerfile}")

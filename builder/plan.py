@@ -136,8 +136,9 @@ class Plan:
     # The upstream indexes the plan read (the closure plans build requirements against them;
     # not in the JSON form, which must carry no login)
     index_urls: tuple[str, ...] = ()
-    # sha256 of the build-constraints file the closure was planned with ("": none)
-    build_constraints_sha256: str = ""
+    # sha256 of the build-constraints file the closure was planned with ("": none; None: not
+    # known, as in plans an older prewheel wrote)
+    build_constraints_sha256: str | None = None
 
     def without_closure(self) -> Plan:
         """This plan as it was before its build requirements were planned: no closure, no
@@ -158,7 +159,9 @@ class Plan:
                 rows.append(dataclasses.replace(row, cells=cells, build_only_on=frozenset()))
             else:
                 rows.append(row)
-        return dataclasses.replace(self, rows=tuple(rows), closure={}, build_constraints_sha256="")
+        return dataclasses.replace(
+            self, rows=tuple(rows), closure={}, build_constraints_sha256=None
+        )
 
     def gaps(self) -> list[Gap]:
         """Every cell to build, with its planned build requirements (if planned)."""
@@ -579,7 +582,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     identifier -> ``status``, ``filename``, ``url``, ``sha256``, ``hashes``, ``index_url``,
     ``requires_python``, ``yanked``, ``reason``), ``build_requirements`` (per gap and target,
     the pins its build needs), ``build_constraints_sha256`` (of the build-constraints file
-    they were planned with, or null), ``counts`` and ``summary``.
+    they were planned with, or null for none; absent where not known), ``counts`` and
+    ``summary``.
     """
     return {
         "format": PLAN_FORMAT,
@@ -609,10 +613,13 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             }
             for (name, version, target), entry in plan.closure.items()
         ],
-        "build_constraints_sha256": plan.build_constraints_sha256 or None,
         "counts": {status.value: count for status, count in plan.counts().items()},
         "summary": plan.summary(),
-    }
+    } | (
+        {}
+        if plan.build_constraints_sha256 is None
+        else {"build_constraints_sha256": plan.build_constraints_sha256 or None}
+    )
 
 
 def _row_to_json(row: PlanRow, targets: Sequence[Target]) -> dict[str, Any]:
@@ -666,8 +673,10 @@ def plan_from_json(data: Any) -> Plan:
             f"Not a prewheel plan ({type(exc).__name__}: {exc}). Write one with "
             "`prewheel plan requirements.txt --json > plan.json`."
         ) from None
-    constraints_sha256 = data.get("build_constraints_sha256") or ""
-    return Plan(targets, rows, closure, build_constraints_sha256=str(constraints_sha256))
+    constraints_sha256 = (
+        str(data["build_constraints_sha256"] or "") if "build_constraints_sha256" in data else None
+    )
+    return Plan(targets, rows, closure, build_constraints_sha256=constraints_sha256)
 
 
 def _closure_from_json(item: Mapping[str, Any]) -> tuple[BuildKey, ClosureEntry]:

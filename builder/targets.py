@@ -173,6 +173,14 @@ class Arch(enum.Enum):
         return _ARM_CPU_ARCHS.get(self, frozenset())
 
     @property
+    def arm_dispatched_cpu_archs(self) -> frozenset[int]:
+        """The newer ``Tag_CPU_arch`` values a wheel's object for this arch may record when it
+        chooses its kernels per CPU at run time: ARMv8-A and later A profiles for armv7l (their
+        AArch32 state is a superset of ARMv7-A, and NumPy compiles such kernels beside its
+        ARMv7 ones); none for armv6l, where an ARMv7 record is the mistake the check catches."""
+        return _ARM_DISPATCHED_CPU_ARCHS.get(self, frozenset())
+
+    @property
     def arm_cpu_needs(self) -> str:
         """The ARM code this arch's CPU runs, in words ("" outside 32-bit ARM)."""
         return _ARM_CPU_NEEDS.get(self, "")
@@ -277,8 +285,8 @@ _QEMU_HANDLER = {
     Arch.RISCV64: "qemu-riscv64",
 }
 # arm1176: the Raspberry Pi 1 and Zero. cortex-a7: the Raspberry Pi 2 (ARMv7-A with NEON and
-# VFPv4, no ARMv8 instructions: AT_HWCAP2 is 0, where QEMU's default reports 0x1f). cortex-a53: ARMv8.0-A, the baseline of Debian's arm64
-# and of manylinux aarch64 (Raspberry Pi 3, Zero 2 W). QEMU's default 64-bit ARM CPU ("max")
+# VFPv4, no ARMv8 instructions: AT_HWCAP2 is 0, where QEMU's default reports 0x1f).
+# cortex-a53: ARMv8.0-A, the baseline of Debian's arm64 and of manylinux aarch64 (Raspberry Pi 3, Zero 2 W). QEMU's default 64-bit ARM CPU ("max")
 # adds pointer authentication, SVE and every later extension: code a build detects it on would
 # not run on baseline devices, and emulating pointer authentication made Debian trixie's
 # binaries (built with -mbranch-protection) about 10x slower (36.4 s against 3.6 s for the same
@@ -295,16 +303,20 @@ def qemu_handlers_needed(host: Arch) -> list[str]:
     return sorted({arch.qemu_handler for arch in Arch if not arch.runs_natively_on(host)})
 
 
-# ARM EABI Tag_CPU_arch values (ARM IHI 0045): 0 pre-v4, 1 v4, 2 v4T, 3 v5T, 4 v5TE, 5 v5TEJ,
-# 6 v6, 7 v6KZ, 8 v6T2, 9 v6K, 10 v7; 11-13 are M profiles, 14+ v8 and later.
+# ARM EABI Tag_CPU_arch values (ARM IHI 0045, as binutils' readelf names them): 0 pre-v4,
+# 1 v4, 2 v4T, 3 v5T, 4 v5TE, 5 v5TEJ, 6 v6, 7 v6KZ, 8 v6T2, 9 v6K, 10 v7; 11-13 are M
+# profiles; 14 v8-A, 15 v8-R, 16-17 v8-M, 18-20 v8.1-A to v8.3-A, 21 v8.1-M, 22 v9-A.
 _ARM_CPU_ARCH_NAMES = {
     0: "pre-v4", 1: "v4", 2: "v4T", 3: "v5T", 4: "v5TE", 5: "v5TEJ", 6: "v6", 7: "v6KZ",
     8: "v6T2", 9: "v6K", 10: "v7", 11: "v6-M", 12: "v6S-M", 13: "v7E-M", 14: "v8-A",
+    15: "v8-R", 16: "v8-M.baseline", 17: "v8-M.mainline", 18: "v8.1-A", 19: "v8.2-A",
+    20: "v8.3-A", 21: "v8.1-M.mainline", 22: "v9-A",
 }  # fmt: skip
 _ARM_CPU_ARCHS = {
     Arch.ARMV6L: frozenset({0, 1, 2, 3, 4, 5, 6, 7, 9}),
     Arch.ARMV7L: frozenset(range(11)),
 }
+_ARM_DISPATCHED_CPU_ARCHS = {Arch.ARMV7L: frozenset({14, 18, 19, 20, 22})}
 
 
 _ARM_CPU_NEEDS = {

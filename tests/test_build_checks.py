@@ -6,15 +6,21 @@ from __future__ import annotations
 import shutil
 import subprocess
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from build_fixtures.helpers import target
 from packaging.version import Version
 
-from builder.building.checks import check_image_code, check_wheel, check_wheel_code
+from builder.building.checks import (
+    check_image_code,
+    check_wheel,
+    check_wheel_code,
+    dispatches_newer_code,
+)
 from builder.building.toolchain import ImageFacts
-from builder.elf import elf_file_facts
+from builder.elf import ElfFacts, elf_file_facts
 from builder.errors import ImageMismatchError, IntegrityError
 from builder.targets import Target, select_targets
 
@@ -22,6 +28,7 @@ FIXTURES = Path(__file__).resolve().parent / "elf_fixtures"
 ARMV6_SOFT = target("linux/arm/v6")  # glibc armv6l: Debian armel, soft-float by default
 ARMV6_HARD = select_targets(platforms=["linux/arm/v6"], float_abi="hard")[0]
 ARMV7 = target("linux/arm/v7")
+ARMV7_SOFT = select_targets(platforms=["linux/arm/v7"], float_abi="soft")[0]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +55,12 @@ def make_wheel(directory: Path, filename: str, so: Path | None) -> Path:
 
 def fixture_wheel(tmp_path: Path, fixture: str, platform_tag: str) -> Path:
     return make_wheel(tmp_path, f"pkg-1.0-cp311-cp311-{platform_tag}.whl", FIXTURES / fixture)
+
+
+def fixture_facts(fixture: str) -> ElfFacts:
+    facts = elf_file_facts((FIXTURES / fixture).read_bytes(), what=fixture)
+    assert facts is not None
+    return facts
 
 
 def check(wheel: Path, for_target: Target) -> None:
@@ -109,20 +122,40 @@ def test_armv8_kernels_chosen_at_run_time_pass_for_armv7l_and_say_so(tmp_path: P
     wheel = fixture_wheel(tmp_path, "armv8-dispatched.so", "linux_armv7l")
     notes = check_wheel(wheel, name="pkg", version=Version("1.0"), target=ARMV7)
     assert notes == [
-        "pkg/_native.cpython-311-linux-gnu.so records ARMv8-A code, hard-float, newer than "
-        f"{ARMV7.identifier} runs, and asks the kernel for the CPU's features at run time "
-        "(getauxval): accepted as code that chooses its kernels per CPU. Verification imports "
-        "it on the target's CPU generation."
+        (
+            "pkg/_native.cpython-311-linux-gnu.so records ARMv8-A code, hard-float, newer than "
+            f"{ARMV7.identifier} runs, and asks the kernel for the CPU's features at run time "
+            "(getauxval): accepted as code that chooses its kernels per CPU. Nothing here "
+            f"proves its baseline runs on {ARMV7.identifier}: `prewheel verify` under QEMU "
+            "imports the wheel's top-level modules on a cortex-a7, where code that needs a "
+            "newer CPU dies."
+        )
     ]
     assert check_wheel_code(wheel, ARMV7, upstream=True) == notes  # mirrored too
     # nothing to note where the code does not record a newer CPU than the target's
     assert check_wheel_code(fixture_wheel(tmp_path, "armv7-hardfloat.so", "x"), ARMV7) == []
 
 
-def test_runtime_dispatch_excuses_nothing_but_the_cpu_record(tmp_path: Path) -> None:
+def test_runtime_dispatch_excuses_nothing_but_an_armv8_a_record_on_armv7l(tmp_path: Path) -> None:
+    dispatched = fixture_facts("armv8-dispatched.so")
+    assert dispatched.asks_cpu_features and dispatched.arm_cpu_arch == 14
+    assert dispatches_newer_code(dispatched, ARMV7)
+    for later_a_profile in (18, 19, 20, 22):  # v8.1-A to v8.3-A, v9-A
+        assert dispatches_newer_code(replace(dispatched, arm_cpu_arch=later_a_profile), ARMV7)
+    for other in (13, 15, 16, 17, 21, 99):  # M and R profiles, unknown values
+        assert not dispatches_newer_code(replace(dispatched, arm_cpu_arch=other), ARMV7)
+    # linux/arm/v6: an ARMv7 (or ARMv8) record is the mistake the check exists for
+    armv7_asking = replace(fixture_facts("armv7-hardfloat.so"), asks_cpu_features=True)
+    assert not dispatches_newer_code(armv7_asking, ARMV6_HARD)
+    assert not dispatches_newer_code(dispatched, ARMV6_HARD)
     wheel = fixture_wheel(tmp_path, "armv8-dispatched.so", "linux_armv6l")
-    with pytest.raises(IntegrityError, match="is ARMv8-A code, hard-float, but"):
-        check(wheel, ARMV6_SOFT)  # hard-float code for a soft-float target
+    with pytest.raises(IntegrityError, match=r"is ARMv8-A code, hard-float, but .* needs ARMv6"):
+        check(wheel, ARMV6_HARD)
+    # the float ABI is never excused, and is what the refusal names once the CPU is
+    wheel = fixture_wheel(tmp_path, "armv8-dispatched.so", "linux_armv7l")
+    with pytest.raises(IntegrityError) as error:
+        check(wheel, ARMV7_SOFT)
+    assert "needs soft-float code" in str(error.value)
     # a build image's interpreter is what its compiler makes: never excused
     facts = image_facts("armv8-dispatched.so", "armhf")
     with pytest.raises(ImageMismatchError, match="is ARMv8-A code, hard-float"):

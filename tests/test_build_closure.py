@@ -35,7 +35,7 @@ from builder.closure import (
     plan_of_gaps,
     read_build_system,
 )
-from builder.errors import BuildCycleError, ExitCode
+from builder.errors import BuildCycleError, ExitCode, RequirementsError
 from builder.plan import (
     Cell,
     ClosureEntry,
@@ -344,8 +344,29 @@ def test_a_saved_plan_pinned_under_other_build_constraints_is_planned_again(
         assert "pinned its build requirements under other build constraints" in (
             " ".join(capsys.readouterr().err.split())
         )
-    # a plan made without constraints, built without: kept
+    # a plan made without constraints: kept built without, planned again built with some
     plain = dataclasses.replace(plan, build_constraints_sha256="")
     plan_file.write_text(json.dumps(plan_to_json(plain)))
     assert gaps()[("numexpr", armv7.identifier)].build_requires is not None
-    assert plan.without_closure().closure == {}
+    assert (
+        gaps("--build-constraints", "old.txt")[("numexpr", armv7.identifier)].build_requires is None
+    )
+    assert "pinned its build requirements under none, this build has the build constraints" in (
+        " ".join(capsys.readouterr().err.split())
+    )
+    # an older prewheel's plan does not say: planned again, and said so
+    unknown = plan_to_json(plan)
+    assert "build_constraints_sha256" not in unknown
+    plan_file.write_text(json.dumps(unknown))
+    assert gaps()[("numexpr", armv7.identifier)].build_requires is None
+    assert "does not say which build constraints" in " ".join(capsys.readouterr().err.split())
+    # a constraints file that is not there: the requirements error, before anything
+    with pytest.raises(RequirementsError, match=r"build-constraints file gone\.txt does not exist"):
+        gaps("--build-constraints", "gone.txt")
+    # what the closure added is gone again: numpy's armv7 cell is excluded by its marker
+    bare = plan.without_closure()
+    [numpy_row] = [row for row in bare.rows if row.requirement.name == "numpy"]
+    assert numpy_row.build_only_on == frozenset()
+    assert numpy_row.cells[armv7.identifier].status is Status.EXCLUDED
+    assert "marker" in numpy_row.cells[armv7.identifier].reason
+    assert bare.closure == {}

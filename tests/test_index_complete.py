@@ -156,14 +156,14 @@ def test_unhashed_upstream_file_is_refused(tmp_path: Path) -> None:
         mirror(StaticIndex(tmp_path / "c"), [UpstreamFile(unhashed)], HttpDownloader())
 
 
-def _arm_wheel(files: Path, name: str, fixture: str) -> Path:
-    """A wheel tagged linux_armv6l holding a real ARM shared object (tests/elf_fixtures)."""
+def _arm_wheel(files: Path, name: str, fixture: str, platform: str = "linux_armv6l") -> Path:
+    """A wheel tagged ``platform`` holding a real ARM shared object (tests/elf_fixtures)."""
     module = name.replace("-", "_")
     return make_wheel(
         files,
         name,
         "1.0",
-        tag="cp311-cp311-linux_armv6l",
+        tag=f"cp311-cp311-{platform}",
         extra_members={f"{module}/_native.so": (ELF_FIXTURES / fixture).read_bytes()},
     )
 
@@ -209,3 +209,26 @@ def test_an_upstream_wheel_whose_code_the_armv6_target_cannot_run_is_not_mirrore
     catalog = assert_tree_sound(root)  # nothing half-written: no spool, pages match the catalog
     assert set(catalog) == {good.name, lib.name}
     assert all(record.origin is Origin.UPSTREAM for record in catalog.values())
+
+
+def test_a_mirrored_armv7_wheel_that_dispatches_armv8_kernels_is_listed_with_its_note(
+    tmp_path: Path,
+) -> None:
+    files = tmp_path / "upstream" / "files"
+    wheel = _arm_wheel(files, "fast-ext", "armv8-dispatched.so", "linux_armv7l")
+    with serving_directory(tmp_path / "upstream", log=tmp_path / "upstream.log") as base:
+        cell = Cell(Status.WHEEL, _dist(base + "files/", wheel))
+        chosen = upstream_files(
+            Plan(targets=(ARMV7,), rows=(_row("fast-ext", "1.0", {ARMV7.identifier: cell}),))
+        )
+        downloader = HttpDownloader()
+        try:
+            report = mirror(StaticIndex(tmp_path / "complete"), chosen, downloader)
+        finally:
+            downloader.close()
+    assert report.fetched == (wheel.name,)
+    [note] = report.notes
+    assert note.startswith(
+        f"{wheel.name}: fast_ext/_native.so records ARMv8-A code, hard-float, newer than "
+        f"{ARMV7.identifier} runs, and asks the kernel for the CPU's features at run time"
+    )

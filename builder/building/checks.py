@@ -7,13 +7,14 @@ or an ``armv8l`` tag, a hard-float compiler makes code a soft-float target canno
 build for the wrong platform would be served to every user. The machine-code facts come from
 :mod:`builder.elf`, what each target needs from :mod:`builder.targets`.
 
-A wheel's 32-bit ARM object that records a newer CPU than the target's is accepted where it
-asks the kernel for the CPU's features at run time: code that dispatches (NumPy compiles its
-ARMv8 kernels beside ARMv7 ones and picks one per CPU), whose record is the newest of its
-parts. :func:`check_wheel_code` returns a sentence for each such member, and on 32-bit ARM
-every container runs on a CPU of the target's generation (:attr:`builder.targets.Arch.qemu_cpu`),
-so the wheel's import in verification takes the baseline path, and dies there if its baseline
-is newer.
+A linux/arm/v7 wheel's object that records ARMv8-A (or a later A profile) is accepted where it
+asks the kernel for the CPU's features at run time (imports ``getauxval``): code that
+dispatches (NumPy compiles its ARMv8 kernels beside ARMv7 ones and picks one per CPU), whose
+record is the newest of its parts (:attr:`builder.targets.Arch.arm_dispatched_cpu_archs`).
+Nothing here proves its baseline is ARMv7: :func:`check_wheel_code` returns a sentence for
+each such member, and ``prewheel verify`` under QEMU imports the wheel's top-level modules on
+a CPU of the target's generation (:attr:`builder.targets.Arch.qemu_cpu`), where code that
+needs ARMv8 unconditionally dies. Nothing is excused for linux/arm/v6.
 """
 
 from __future__ import annotations
@@ -64,26 +65,28 @@ def code_problem(facts: ElfFacts, target: Target) -> CodeProblem | None:
 
 
 def dispatches_newer_code(facts: ElfFacts, target: Target) -> bool:
-    """Whether ``facts`` record a newer ARM CPU than ``target``'s only because the code holds
-    kernels for newer CPUs that it chooses between at run time (it imports ``getauxval``)."""
-    return (
-        target.arch.is_32bit_arm
-        and facts.asks_cpu_features
-        and code_problem(facts, target) is CodeProblem.CPU
-        and code_problem(dataclasses.replace(facts, arm_cpu_arch=None), target) is None
-    )
+    """Whether ``facts`` record a newer ARM CPU than ``target``'s of the kind code that holds
+    kernels for newer CPUs records, and the code asks for the CPU's features at run time (it
+    imports ``getauxval``) to choose between them."""
+    return facts.asks_cpu_features and facts.arm_cpu_arch in target.arch.arm_dispatched_cpu_archs
 
 
 def _wheel_problem(facts: ElfFacts, target: Target) -> CodeProblem | None:
-    """:func:`code_problem` for a wheel's member: runtime-dispatched newer code passes."""
-    return None if dispatches_newer_code(facts, target) else code_problem(facts, target)
+    """:func:`code_problem` for a wheel's member, whose runtime-dispatched newer CPU record
+    is excused (its machine and float ABI are not)."""
+    if dispatches_newer_code(facts, target):
+        return code_problem(dataclasses.replace(facts, arm_cpu_arch=None), target)
+    return code_problem(facts, target)
 
 
 def _dispatch_note(member: str, facts: ElfFacts, target: Target) -> str:
+    cpu = target.arch.qemu_cpu
     return (
         f"{member} records {facts.describe()}, newer than {target.identifier} runs, and asks "
         "the kernel for the CPU's features at run time (getauxval): accepted as code that "
-        "chooses its kernels per CPU. Verification imports it on the target's CPU generation."
+        "chooses its kernels per CPU. Nothing here proves its baseline runs on "
+        f"{target.identifier}: `prewheel verify` under QEMU imports the wheel's top-level "
+        f"modules on a {cpu or 'CPU of its generation'}, where code that needs a newer CPU dies."
     )
 
 
@@ -187,7 +190,7 @@ def check_wheel_code(
     for member, facts in wheel_elf_members(wheel, name=name).items():
         problem = _wheel_problem(facts, target)
         if problem is None:
-            if dispatches_newer_code(facts, target):
+            if facts.arm_cpu_arch in target.arch.arm_dispatched_cpu_archs:
                 notes.append(_dispatch_note(member, facts, target))
             continue
         advice = (_upstream_advice if upstream else _built_advice)(problem, target)

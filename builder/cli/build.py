@@ -23,7 +23,7 @@ from ..building.runner import (
     ProgressEvent,
     describe_event,
 )
-from ..building.stage import build_gaps, raise_for_failures
+from ..building.stage import build_gaps, is_portable, raise_for_failures
 from ..closure import constraints_sha256
 from ..errors import ExitCode, UsageError
 from ..files import file_sha256
@@ -144,13 +144,20 @@ def _plan_gaps_from_json(path: Path, settings: Settings) -> list[Gap]:
     planned again."""
     plan = load_plan(path, unreadable="Cannot read plan {path}: {exc}.")
     constraints = settings.build.build_constraints
-    if plan.closure and plan.build_constraints_sha256 != constraints_sha256(constraints):
-        planned = "other build constraints" if plan.build_constraints_sha256 else "none"
-        given = f"--build-constraints {constraints}" if constraints else "none"
-        _notice(
-            f"{path} pinned its build requirements under {planned}, this build has {given}: "
-            "they are planned again."
-        )
+    recorded = plan.build_constraints_sha256
+    if (
+        plan.closure
+        and not is_portable(settings)  # portable builds plan no closure
+        and recorded != constraints_sha256(constraints)
+    ):
+        given = f"the build constraints {constraints}" if constraints else "none"
+        if recorded is None:
+            said = f"{path} does not say which build constraints its build requirements were "
+            said += f"pinned under (an older prewheel wrote it); this build has {given}"
+        else:
+            planned = "other build constraints" if recorded else "none"
+            said = f"{path} pinned its build requirements under {planned}, this build has {given}"
+        _notice(f"{said}: they are planned again ({path} is not changed).")
         plan = plan.without_closure()
     identifiers = settings.targets.target
     if not identifiers:

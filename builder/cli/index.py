@@ -193,7 +193,12 @@ def _run_index(args: argparse.Namespace) -> int:
             f"\ncomplete mode: {len(mirrored.fetched)} upstream files fetched and verified, "
             f"{len(mirrored.present)} already present"
         )
-        data["mirrored"] = {"fetched": list(mirrored.fetched), "present": list(mirrored.present)}
+        summary += "".join(f"\nnote: {note}" for note in mirrored.notes)
+        data["mirrored"] = {
+            "fetched": list(mirrored.fetched),
+            "present": list(mirrored.present),
+            "notes": list(mirrored.notes),
+        }
     report(args, summary, data)
     return int(ExitCode.OK)
 

@@ -402,7 +402,8 @@ def verify(
         environment = container_environment(index_url, with_ca=bundle is not None)
         lock_sha256 = hashlib.sha256(lock.read_bytes()).hexdigest()
         for target, image in images.items():
-            # QEMU_CPU=arm1176 for linux/arm/v6: ARMv7 code must not pass verification
+            # QEMU_CPU=arm1176 for linux/arm/v6 and cortex-a7 for linux/arm/v7: code for a
+            # newer CPU than the target's must not pass verification
             target_environment = {**environment, **emulation_environment(target.arch)}
             key = None
             if cache is not None and (image_id := runner.image_id(image, target.arch)):

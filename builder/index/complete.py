@@ -101,6 +101,8 @@ class HttpDownloader:
 class MirrorReport:
     fetched: tuple[str, ...]
     present: tuple[str, ...]
+    # what the code checks noted of mirrored wheels (runtime-dispatched newer ARM code)
+    notes: tuple[str, ...] = ()
 
 
 def mirror(
@@ -118,6 +120,7 @@ def mirror(
     fetched: list[str] = []
     present: list[str] = []
     refused: list[str] = []
+    notes: list[str] = []
     listed = {wheel_key(name): record for name, record in index.catalog().items()}
     for upstream in files:
         file = upstream.file
@@ -146,7 +149,8 @@ def mirror(
                     "the download was altered. Nothing was listed."
                 )
             info = inspect_wheel(temporary, filename=file.filename)
-            problem = _code_problem(temporary, upstream)
+            problem, noted = _check_code(temporary, upstream)
+            notes += noted
             if problem:
                 refused.append(problem)
                 continue
@@ -158,19 +162,22 @@ def mirror(
             f"the {len(fetched)} others fetched now and {len(present)} already present): "
             + " ".join(refused)
         )
-    return MirrorReport(tuple(fetched), tuple(present))
+    return MirrorReport(tuple(fetched), tuple(present), tuple(notes))
 
 
-def _code_problem(wheel: Path, upstream: UpstreamFile) -> str:
-    """Why the downloaded wheel's code does not run on one of its 32-bit ARM targets, or ""."""
+def _check_code(wheel: Path, upstream: UpstreamFile) -> tuple[str, list[str]]:
+    """Why the downloaded wheel's code does not run on one of its 32-bit ARM targets (or
+    ""), and what the checks noted of it."""
+    notes: list[str] = []
     for target in upstream.targets:
         if not target.arch.is_32bit_arm:
             continue
         try:
-            check_wheel_code(wheel, target, upstream=True, name=upstream.filename)
+            noted = check_wheel_code(wheel, target, upstream=True, name=upstream.filename)
         except IntegrityError as error:
-            return error.message
-    return ""
+            return error.message, notes
+        notes += [f"{upstream.filename}: {note}" for note in noted]
+    return "", notes
 
 
 @dataclasses.dataclass(frozen=True)
