@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,24 +144,10 @@ class Plan:
         """This plan as it was before its build requirements were planned: no closure, no
         rows only builds needed, and the cells builds needed on targets their row's marker
         excludes excluded again."""
-        rows = []
-        for row in self.rows:
-            if row.build_only:
-                continue
-            if row.build_only_on:
-                marker = row.requirement.marker
-                cells = {
-                    identifier: Cell(Status.EXCLUDED, reason=f"marker {marker} is false here")
-                    if identifier in row.build_only_on
-                    else cell
-                    for identifier, cell in row.cells.items()
-                }
-                rows.append(dataclasses.replace(row, cells=cells, build_only_on=frozenset()))
-            else:
-                rows.append(row)
-        return dataclasses.replace(
-            self, rows=tuple(rows), closure={}, build_constraints_sha256=None
+        rows = self._rows_without_build_cells(
+            lambda row: f"marker {row.requirement.marker} is false here"
         )
+        return dataclasses.replace(self, rows=rows, closure={}, build_constraints_sha256=None)
 
     def gaps(self) -> list[Gap]:
         """Every cell to build, with its planned build requirements (if planned)."""
@@ -195,13 +181,18 @@ class Plan:
     def runtime_rows(self) -> tuple[PlanRow, ...]:
         """The rows an image installs (not those only builds need), each without the cells
         only builds need."""
+        return self._rows_without_build_cells(lambda _row: "only builds need it here")
+
+    def _rows_without_build_cells(self, reason: Callable[[PlanRow], str]) -> tuple[PlanRow, ...]:
+        """The rows but those only builds need, the cells builds need on targets a row's
+        marker excludes made excluded again, for ``reason(row)``."""
         rows = []
         for row in self.rows:
             if row.build_only:
                 continue
             if row.build_only_on:
                 cells = {
-                    identifier: Cell(Status.EXCLUDED, reason="only builds need it here")
+                    identifier: Cell(Status.EXCLUDED, reason=reason(row))
                     if identifier in row.build_only_on
                     else cell
                     for identifier, cell in row.cells.items()
