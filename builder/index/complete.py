@@ -150,10 +150,10 @@ def mirror(
                 )
             info = inspect_wheel(temporary, filename=file.filename)
             problem, noted = _check_code(temporary, upstream)
-            notes += noted
             if problem:
                 refused.append(problem)
                 continue
+            notes += noted
             index.add(temporary, info, origin=Origin.UPSTREAM, move=True)
         fetched.append(file.filename)
     if refused:
