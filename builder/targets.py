@@ -134,9 +134,8 @@ class Arch(enum.Enum):
         without ``cortex-a7`` (the Raspberry Pi 2) ARMv8 instructions in an armv7l wheel, would
         build, import and pass verification, then die on the device; code that picks its
         kernels at run time would take the ARMv8 ones under QEMU and never try the others. For
-        aarch64,
-        ``cortex-a53`` (ARMv8.0-A, the distributions' baseline) instead of QEMU's "max", whose
-        emulated pointer authentication slows PAC-built userlands tenfold."""
+        aarch64, ``cortex-a53`` (ARMv8.0-A, the distributions' baseline) instead of QEMU's
+        "max", whose emulated pointer authentication slows PAC-built userlands tenfold."""
         return _QEMU_CPU.get(self)
 
     @property
@@ -286,9 +285,9 @@ _QEMU_HANDLER = {
 }
 # arm1176: the Raspberry Pi 1 and Zero. cortex-a7: the Raspberry Pi 2 (ARMv7-A with NEON and
 # VFPv4, no ARMv8 instructions: AT_HWCAP2 is 0, where QEMU's default reports 0x1f).
-# cortex-a53: ARMv8.0-A, the baseline of Debian's arm64 and of manylinux aarch64 (Raspberry Pi 3, Zero 2 W). QEMU's default 64-bit ARM CPU ("max")
-# adds pointer authentication, SVE and every later extension: code a build detects it on would
-# not run on baseline devices, and emulating pointer authentication made Debian trixie's
+# cortex-a53: ARMv8.0-A, the baseline of Debian's arm64 and of manylinux aarch64 (Raspberry
+# Pi 3, Zero 2 W). QEMU's default 64-bit ARM CPU ("max") adds pointer authentication, SVE and
+# every later extension: code a build detects it on would not run on baseline devices, and emulating pointer authentication made Debian trixie's
 # binaries (built with -mbranch-protection) about 10x slower (36.4 s against 3.6 s for the same
 # Python work in prewheel-test/trixie:arm64).
 _QEMU_CPU = {Arch.ARMV6L: "arm1176", Arch.ARMV7L: "cortex-a7", Arch.AARCH64: "cortex-a53"}
