@@ -287,9 +287,10 @@ _QEMU_HANDLER = {
 # VFPv4, no ARMv8 instructions: AT_HWCAP2 is 0, where QEMU's default reports 0x1f).
 # cortex-a53: ARMv8.0-A, the baseline of Debian's arm64 and of manylinux aarch64 (Raspberry
 # Pi 3, Zero 2 W). QEMU's default 64-bit ARM CPU ("max") adds pointer authentication, SVE and
-# every later extension: code a build detects it on would not run on baseline devices, and emulating pointer authentication made Debian trixie's
-# binaries (built with -mbranch-protection) about 10x slower (36.4 s against 3.6 s for the same
-# Python work in prewheel-test/trixie:arm64).
+# every later extension: code a build detects it on would not run on baseline devices, and
+# emulating pointer authentication made Debian trixie's binaries (built with
+# -mbranch-protection) about 10x slower (36.4 s against 3.6 s for the same Python work in
+# prewheel-test/trixie:arm64).
 _QEMU_CPU = {Arch.ARMV6L: "arm1176", Arch.ARMV7L: "cortex-a7", Arch.AARCH64: "cortex-a53"}
 # Debian has riscv64 as a release architecture from trixie (13) on; the others are in every
 # release of _DEBIAN_GLIBC.
