@@ -253,8 +253,9 @@ def check_constraints(constraints: Path | None) -> None:
     """Raise :class:`~builder.errors.RequirementsError` unless ``constraints`` (if given) is a
     file."""
     if constraints is not None and not constraints.is_file():
+        what = "is not a file" if constraints.exists() else "does not exist"
         raise RequirementsError(
-            f"The build-constraints file {constraints} does not exist. Give a pip constraints "
+            f"The build-constraints file {constraints} {what}. Give a pip constraints "
             "file (name==version lines), or drop --build-constraints."
         )
 

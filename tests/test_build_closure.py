@@ -363,6 +363,8 @@ def test_a_saved_plan_pinned_under_other_build_constraints_is_planned_again(
     # a constraints file that is not there: the requirements error, before anything
     with pytest.raises(RequirementsError, match=r"build-constraints file gone\.txt does not exist"):
         gaps("--build-constraints", "gone.txt")
+    with pytest.raises(RequirementsError, match=r"build-constraints file \. is not a file"):
+        gaps("--build-constraints", ".")
     # what the closure added is gone again: numpy's armv7 cell is excluded by its marker
     bare = plan.without_closure()
     [numpy_row] = [row for row in bare.rows if row.requirement.name == "numpy"]

@@ -8,6 +8,7 @@ import contextlib
 import os
 import socket
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from index_fixtures import (
     write_htpasswd,
 )
 
+from builder.errors import ExitCode
 from builder.index.static import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
 
 TOKEN = "tok-faults-9876543210"
@@ -260,3 +262,20 @@ def test_fault12_a_trickled_upload_gets_408_at_the_upload_timeout(tmp_path: Path
         assert not any((root / ".prewheel" / "incoming").glob("*"))
         assert httpx.get(base + "simple/").status_code == 200
     assert "took longer than the upload timeout" in (tmp_path / "log").read_text()
+
+
+def test_a_port_in_use_is_an_environment_error_before_serving_is_announced(
+    tmp_path: Path,
+) -> None:
+    """A second server on a held port said 'serving ...', then uvicorn failed with exit 3."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        argv = [str(VENV_BIN / "prewheel"), "serve", str(tmp_path / "index"), "--port", str(port)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == ExitCode.ENVIRONMENT == 9, result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"Cannot listen on 127.0.0.1:{port}" in message
+    assert "pass another --port" in message
+    assert "serving" not in message

@@ -142,7 +142,11 @@ def _plan_gaps_from_json(path: Path, settings: Settings) -> list[Gap]:
     """The plan's gaps; with --target, those of the named plan targets only. Build
     requirements the plan pinned under other build constraints than this build's are
     planned again."""
-    plan = load_plan(path, unreadable="Cannot read plan {path}: {exc}.")
+    plan = load_plan(
+        path,
+        unreadable="Cannot read the plan {path}: {exc}. Write it with "
+        "'prewheel plan requirements.txt --json > plan.json'.",
+    )
     constraints = settings.build.build_constraints
     recorded = plan.build_constraints_sha256
     if (

@@ -16,7 +16,7 @@ from ..index.auth import Authenticator, HtpasswdAuth, TokenAuth
 from ..index.browse import BrowseSources
 from ..index.complete import write_index
 from ..index.publish import SimpleIndexReader, TwineUploader, publish, simple_url_for
-from ..index.server import ServerOptions, create_app
+from ..index.server import ServerOptions, create_app, listen
 from ..index.server import run as run_server
 from ..index.static import StaticIndex
 from ..options import DEFAULT_WHEELHOUSE, Settings, add_options
@@ -164,7 +164,10 @@ def _run_index(args: argparse.Namespace) -> int:
             "run 'prewheel plan --json > plan.json' and pass --plan plan.json."
         )
     plan = (
-        load_plan(args.plan, unreadable="cannot read the plan {path}: {exc}.")
+        load_plan(
+            args.plan,
+            unreadable="Cannot read the plan {path}: {exc}. Write it with 'prewheel plan --json'.",
+        )
         if args.mode == "complete" and args.plan is not None
         else None
     )
@@ -274,14 +277,14 @@ def _run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s: %(message)s")
     mode = "read-only" if authenticator is None else "uploads with credentials"
     address = f"http://{options.host}:{options.port}"
+    sock = listen(options.host, options.port)
     error_console().print(
         f"serving {args.root} on {address}/simple/ ({mode}); pages for people on {address}/ui/",
         markup=False,
     )
     run_server(
         functools.partial(create_app, args.root, authenticator, server_options, sources),
-        host=options.host,
-        port=options.port,
+        sock,
         log_level=options.log_level,
         header_timeout=options.header_timeout,
     )

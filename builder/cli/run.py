@@ -92,10 +92,13 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         log=lambda line: error_console().print(line, markup=False),
     )
     timing = ", ".join(f"{step} {value:.1f} s" for step, value in result.seconds.items())
+    # serve finds OUT/wheelhouse by itself; another wheelhouse (its build logs) it must be told
+    wheelhouse = settings.build.wheelhouse
+    serve_wheelhouse = f" --wheelhouse {wheelhouse}" if wheelhouse else ""
     summary = (
         f"done: {result.built} built, {result.reused} reused, {result.mirrored} mirrored; "
         f"{len(result.verified)} targets verified. {timing}\n"
-        f"Next: serve the index (prewheel serve {args.output / 'index'}) and "
+        f"Next: serve the index (prewheel serve {args.output / 'index'}{serve_wheelhouse}) and "
         f"build your image from {result.dockerfile} (see 'prewheel dockerfile')."
     )
     data = {

@@ -561,22 +561,41 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     return HeaderTimeoutProtocol
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` for :func:`run`, so that an address in use is
+    a clear error before the server says it serves."""
+    # IPPROTO_TCP: see serving() below
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise HostEnvironmentError(
+            f"Cannot listen on {host}:{port} ({error.strerror or error}). Another server "
+            "(an earlier prewheel serve?) may hold the port: stop it, or pass another --port "
+            "(and --host an address of this machine)."
+        ) from None
+    return sock
+
+
 def run(
     app_factory: Callable[[], ASGIApp],
-    host: str,
-    port: int,
+    sock: socket.socket,
     log_level: str = "info",
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
-    """Run the app with uvicorn until interrupted."""
-    uvicorn.run(
+    """Run the app with uvicorn on ``sock`` (from :func:`listen`) until interrupted."""
+    config = uvicorn.Config(
         app_factory(),
-        host=host,
-        port=port,
         log_level=log_level,
         proxy_headers=False,
         http=header_timeout_protocol(header_timeout),
     )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 _SERVER_START_TIMEOUT = 30.0
