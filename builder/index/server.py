@@ -564,7 +564,8 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
 def listen(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` for :func:`run`, so that an address in use is
     a clear error before the server says it serves."""
-    # IPPROTO_TCP: see serving() below
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
+    # without it every keep-alive request stalls about 40 ms (Nagle against delayed ACKs).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -606,11 +607,7 @@ def serving(root: Path, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve the static index tree ``root`` read-only on a free port of ``host`` in a thread
     of this process (``prewheel run``'s and ``prewheel verify --serve``'s verification);
     yield its simple URL."""
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
-    # without it every keep-alive request stalls about 40 ms (Nagle against delayed ACKs).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock = listen(host, 0)
     port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(root), log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
