@@ -191,6 +191,26 @@ AUXV_HWCAP = (
 )
 
 
+def _as_prewheel_runs_it_and_by_default(arch: Arch, program: str) -> tuple[int, int]:
+    """The number the Python ``program`` prints in ``arch``'s compiler-less trixie image, in a
+    container with prewheel's emulation environment and in one under QEMU's default CPU."""
+    image = f"prewheel-test/trixie:{arch.debian_arch}"
+    need(image)
+    client = docker.from_env(timeout=300)
+
+    def printed(environment: dict[str, str]) -> int:
+        output = client.containers.run(
+            image, ["python3", "-c", program], platform=arch.docker_platform,
+            environment=environment, remove=True,
+        )  # fmt: skip
+        return int(bytes(output).decode().split()[-1])
+
+    try:
+        return printed(emulation_environment(arch)), printed({})
+    finally:
+        client.close()
+
+
 @pytest.mark.docker
 @pytest.mark.emulation
 def test_arm64_containers_get_a_baseline_cpu_without_pointer_authentication() -> None:
@@ -198,23 +218,7 @@ def test_arm64_containers_get_a_baseline_cpu_without_pointer_authentication() ->
     baseline): no pointer authentication or SVE for a build to detect and use, and none to
     emulate (QEMU's default CPU has both; its pointer authentication made trixie's PAC-built
     userland about ten times slower: bench/qemu_cpu.py)."""
-    arm64 = Arch.AARCH64
-    image = f"prewheel-test/trixie:{arm64.debian_arch}"
-    need(image)
-    client = docker.from_env(timeout=300)
-
-    def hwcap(environment: dict[str, str]) -> int:
-        output = client.containers.run(
-            image, ["python3", "-c", AUXV_HWCAP], platform=arm64.docker_platform,
-            environment=environment, remove=True,
-        )  # fmt: skip
-        return int(bytes(output).decode().split()[-1])
-
-    try:
-        baseline = hwcap(emulation_environment(arm64))
-        default = hwcap({})
-    finally:
-        client.close()
+    baseline, default = _as_prewheel_runs_it_and_by_default(Arch.AARCH64, AUXV_HWCAP)
     assert emulation_environment(Arch.AARCH64) == {"QEMU_CPU": "cortex-a53"}
     assert default & HWCAP_PACA and default & HWCAP_SVE  # what QEMU's default offers
     assert not baseline & HWCAP_PACA and not baseline & HWCAP_SVE
@@ -236,23 +240,7 @@ def test_arm_v7_containers_get_an_armv7_cpu_without_armv8_extensions() -> None:
     """prewheel's linux/arm/v7 containers run on QEMU's Cortex-A7 (the Raspberry Pi 2): QEMU's
     default 32-bit CPU is an ARMv8 core that reports ARMv8's extensions, so an armv7 wheel's
     ARMv8 kernels would be the ones its import and verification exercise."""
-    armv7 = Arch.ARMV7L
-    image = f"prewheel-test/trixie:{armv7.debian_arch}"
-    need(image)
-    client = docker.from_env(timeout=300)
-
-    def hwcap2(environment: dict[str, str]) -> int:
-        output = client.containers.run(
-            image, ["python3", "-c", AUXV_HWCAP2_ARM], platform=armv7.docker_platform,
-            environment=environment, remove=True,
-        )  # fmt: skip
-        return int(bytes(output).decode().split()[-1])
-
-    try:
-        baseline = hwcap2(emulation_environment(armv7))
-        default = hwcap2({})
-    finally:
-        client.close()
-    assert emulation_environment(armv7) == {"QEMU_CPU": "cortex-a7"}
+    baseline, default = _as_prewheel_runs_it_and_by_default(Arch.ARMV7L, AUXV_HWCAP2_ARM)
+    assert emulation_environment(Arch.ARMV7L) == {"QEMU_CPU": "cortex-a7"}
     assert default & HWCAP2_ARMV8_EXTENSIONS == HWCAP2_ARMV8_EXTENSIONS
     assert baseline == 0
